@@ -1,0 +1,304 @@
+// File- and block-device-backed volumes on raw file descriptors.
+//
+// I/O is positional (pread/pwrite through libuv's thread pool), so independent commands
+// run in parallel on one fd. Reads loop on short reads and read zeros past EOF; writes
+// loop on short writes. flush() is fdatasync. Errors are the Node errors themselves, with
+// their `code` (EIO, ENOSPC, EROFS, ...), so the SCSI layer can map them to sense data.
+//
+// Regular files are sparse: a missing file with a configured size is created (mode 0600)
+// and ftruncate'd to that size; a configured size larger than the file extends it (still
+// sparse); a smaller one is refused, since shrinking would lose data. Block devices are
+// opened O_EXCL (the kernel refuses if the device is mounted or otherwise claimed) and
+// their size comes from /sys/dev/block/MAJOR:MINOR/size (Node has no ioctl).
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Backstore } from './backstore';
+
+export interface FileBackstoreOptions {
+  /** Absolute (or already resolved) path of the file or block device. */
+  path: string;
+  /** Configured size in bytes; omitted means "use the file's / device's size". */
+  size?: number;
+  /** Logical block size of the volume; the size must be a multiple of it. */
+  blockSize: number;
+  readonly: boolean;
+  /** Create missing parent folders of a new regular file (default true). */
+  createParents?: boolean;
+}
+
+/** Largest single pread/pwrite we issue (Linux caps one call at 0x7ffff000 bytes anyway). */
+const MAX_IO = 0x4000_0000;
+
+export class FileBackstore implements Backstore {
+  readonly path: string;
+  readonly readonly: boolean;
+  readonly kind: 'file' | 'block';
+  /** Human-readable notes about what opening did (created, extended). Also worth logging. */
+  readonly notes: string[];
+  private _size: number;
+  private fd: number;
+  private closed = false;
+
+  private constructor(p: string, fd: number, size: number, kind: 'file' | 'block', ro: boolean, notes: string[]) {
+    this.path = p;
+    this.fd = fd;
+    this._size = size;
+    this.kind = kind;
+    this.readonly = ro;
+    this.notes = notes;
+  }
+
+  get size(): number {
+    return this._size;
+  }
+
+  static async open(opts: FileBackstoreOptions): Promise<FileBackstore> {
+    const p = opts.path;
+    const bs = opts.blockSize;
+    const notes: string[] = [];
+    if (opts.size !== undefined) checkSize(p, opts.size, bs, 'configured size');
+
+    let st: fs.Stats | null = null;
+    try {
+      st = await fs.promises.stat(p);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw annotate(err, `cannot access volume ${p}`);
+    }
+
+    if (st === null) {
+      // A new sparse file.
+      if (opts.readonly) {
+        throw new Error(`volume file ${p} does not exist (a read-only volume is never created)`);
+      }
+      if (opts.size === undefined) {
+        throw new Error(`volume file ${p} does not exist and no size is configured to create it with`);
+      }
+      if (opts.createParents !== false) {
+        await fs.promises.mkdir(path.dirname(p), { recursive: true });
+      }
+      const c = fs.constants;
+      let fd: number;
+      try {
+        fd = await openFd(p, c.O_RDWR | c.O_CREAT | c.O_EXCL, 0o600);
+      } catch (err) {
+        throw annotate(err, `cannot create volume file ${p}`);
+      }
+      try {
+        await ftruncate(fd, opts.size);
+      } catch (err) {
+        await closeFd(fd).catch(() => undefined);
+        await fs.promises.unlink(p).catch(() => undefined);
+        throw annotate(err, `cannot size new volume file ${p} to ${opts.size} bytes`);
+      }
+      notes.push(`created sparse volume file ${p} of ${opts.size} bytes`);
+      return new FileBackstore(p, fd, opts.size, 'file', false, notes);
+    }
+
+    if (st.isBlockDevice()) {
+      const c = fs.constants;
+      let fd: number;
+      try {
+        fd = await openFd(p, (opts.readonly ? c.O_RDONLY : c.O_RDWR) | c.O_EXCL);
+      } catch (err) {
+        throw annotate(err, `cannot open block device ${p}`);
+      }
+      try {
+        const fst = await fstatBig(fd);
+        if (!fst.isBlockDevice()) throw new Error(`${p} is no longer a block device`);
+        const size = await blockDeviceSize(p, fst.rdev);
+        if (opts.size !== undefined && opts.size !== size) {
+          throw new Error(
+            `block device ${p} is ${size} bytes but the configured size is ${opts.size} bytes; ` +
+              `leave the size out for block devices (it is read from the device)`,
+          );
+        }
+        checkSize(p, size, bs, 'device size');
+        return new FileBackstore(p, fd, size, 'block', opts.readonly, notes);
+      } catch (err) {
+        await closeFd(fd).catch(() => undefined);
+        throw err;
+      }
+    }
+
+    if (!st.isFile()) {
+      throw new Error(`volume path ${p} is neither a regular file nor a block device`);
+    }
+
+    const c = fs.constants;
+    let fd: number;
+    try {
+      fd = await openFd(p, opts.readonly ? c.O_RDONLY : c.O_RDWR);
+    } catch (err) {
+      throw annotate(err, `cannot open volume file ${p}`);
+    }
+    try {
+      const fst = await fstat(fd);
+      const current = fst.size;
+      let size = current;
+      if (opts.size !== undefined && opts.size !== current) {
+        if (opts.size < current) {
+          throw new Error(
+            `volume file ${p} is ${current} bytes but the configured size is ${opts.size} bytes; ` +
+              `refusing to shrink it (that would lose data)`,
+          );
+        }
+        if (opts.readonly) {
+          throw new Error(
+            `volume file ${p} is ${current} bytes but the configured size is ${opts.size} bytes; ` +
+              `a read-only volume is never extended`,
+          );
+        }
+        await ftruncate(fd, opts.size);
+        notes.push(`extended volume file ${p} from ${current} to ${opts.size} bytes (sparse)`);
+        size = opts.size;
+      }
+      checkSize(p, size, bs, 'file size');
+      return new FileBackstore(p, fd, size, 'file', opts.readonly, notes);
+    } catch (err) {
+      await closeFd(fd).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  read(buf: Buffer, offset: number): Promise<void> {
+    if (this.closed) return Promise.reject(ebadf(this.path));
+    return readFully(this.fd, buf, offset);
+  }
+
+  write(buf: Buffer, offset: number): Promise<void> {
+    if (this.closed) return Promise.reject(ebadf(this.path));
+    return writeFully(this.fd, buf, offset);
+  }
+
+  flush(): Promise<void> {
+    if (this.closed) return Promise.reject(ebadf(this.path));
+    const fd = this.fd;
+    return new Promise((resolve, reject) => {
+      fs.fdatasync(fd, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await closeFd(this.fd);
+  }
+}
+
+// ---- positional I/O ----
+
+function preadOnce(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+function pwriteOnce(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+/** Fill all of `buf` from `pos`, looping on short reads; past EOF reads zeros. */
+export async function readFully(fd: number, buf: Buffer, pos: number): Promise<void> {
+  const len = buf.length;
+  let done = 0;
+  while (done < len) {
+    const n = await preadOnce(fd, buf, done, Math.min(len - done, MAX_IO), pos + done);
+    if (n === 0) {
+      buf.fill(0, done);
+      return;
+    }
+    done += n;
+  }
+}
+
+/** Write all of `buf` at `pos`, looping on short writes. */
+export async function writeFully(fd: number, buf: Buffer, pos: number): Promise<void> {
+  const len = buf.length;
+  let done = 0;
+  while (done < len) {
+    const n = await pwriteOnce(fd, buf, done, Math.min(len - done, MAX_IO), pos + done);
+    if (n === 0) {
+      // A zero-byte write that is not an error: treat as out of space rather than spin.
+      const err = new Error(`ENOSPC: short write (0 bytes) at offset ${pos + done}`) as NodeJS.ErrnoException;
+      err.code = 'ENOSPC';
+      throw err;
+    }
+    done += n;
+  }
+}
+
+// ---- small promisified helpers on raw fds ----
+
+function openFd(p: string, flags: number, mode?: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.open(p, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd)));
+  });
+}
+
+function closeFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+function ftruncate(fd: number, len: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.ftruncate(fd, len, (err) => (err ? reject(err) : resolve())));
+}
+
+function fstat(fd: number): Promise<fs.Stats> {
+  return new Promise((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st))));
+}
+
+function fstatBig(fd: number): Promise<fs.BigIntStats> {
+  return new Promise((resolve, reject) =>
+    fs.fstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))),
+  );
+}
+
+/** Linux dev_t -> major/minor (glibc's gnu_dev_major / gnu_dev_minor). */
+export function devMajorMinor(rdev: bigint): { major: number; minor: number } {
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+  return { major: Number(major), minor: Number(minor) };
+}
+
+async function blockDeviceSize(p: string, rdev: bigint): Promise<number> {
+  const { major, minor } = devMajorMinor(rdev);
+  const sysPath = `/sys/dev/block/${major}:${minor}/size`;
+  let text: string;
+  try {
+    text = await fs.promises.readFile(sysPath, 'utf8');
+  } catch (err) {
+    throw annotate(err, `cannot read the size of block device ${p} from ${sysPath}`);
+  }
+  const sectors = Number(text.trim());
+  if (!Number.isSafeInteger(sectors) || sectors < 0) {
+    throw new Error(`block device ${p}: unexpected size "${text.trim()}" in ${sysPath}`);
+  }
+  return sectors * 512;
+}
+
+function checkSize(p: string, size: number, blockSize: number, what: string): void {
+  if (!Number.isSafeInteger(size) || size <= 0) {
+    throw new Error(`volume ${p}: ${what} must be a positive whole number of bytes (got ${size})`);
+  }
+  if (size % blockSize !== 0) {
+    throw new Error(`volume ${p}: ${what} ${size} bytes is not a multiple of the ${blockSize}-byte block size`);
+  }
+}
+
+/** Prefix an fs error's message with context, keeping it (and its `code`) the same object. */
+function annotate(err: unknown, context: string): Error {
+  if (err instanceof Error) {
+    err.message = `${context}: ${err.message}`;
+    return err;
+  }
+  return new Error(`${context}: ${String(err)}`);
+}
+
+function ebadf(p: string): NodeJS.ErrnoException {
+  const err = new Error(`EBADF: volume ${p} is closed`) as NodeJS.ErrnoException;
+  err.code = 'EBADF';
+  return err;
+}

@@ -1,0 +1,825 @@
+// YAML -> typed model (src/config/model.ts), with every error located by file, line, column
+// and key path, all of them collected before anything is applied.
+//
+//   iscsi-target.yaml:7:11: volumes.db-a.size: "20Q" is not a size: unknown unit "Q" (use e.g. 20GiB)
+//
+// Secrets (CHAP) never appear in errors or warnings: messages about them state lengths only.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  Document,
+  LineCounter,
+  isAlias,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  parseDocument,
+  visit,
+  type Node as YamlNode,
+  type YAMLMap,
+  type YAMLSeq,
+} from 'yaml';
+import type { AclConfig, ChapCredentials, Config, Portal, TargetConfig, VolumeConfig } from './model';
+import { iscsiNameProblem, normalizeIscsiName } from './names';
+import { formatPortal, isWildcardHost, parsePortal } from './portal';
+import { formatSize, tryParseSize } from './size';
+
+/** One located problem in a config file. `line`/`col` are 1-based; 0 when not tied to a place. */
+export interface ConfigIssue {
+  file: string;
+  line: number;
+  col: number;
+  /** Key path, e.g. "volumes.db-a.size" or "targets[1].acls[0].chap.secret"; "" for the file. */
+  key: string;
+  message: string;
+}
+
+/** "file:line:col: key: message" (parts that are unknown are left out). */
+export function formatIssue(i: ConfigIssue): string {
+  let where = i.file;
+  if (i.line > 0) where += `:${i.line}`;
+  if (i.line > 0 && i.col > 0) where += `:${i.col}`;
+  return i.key ? `${where}: ${i.key}: ${i.message}` : `${where}: ${i.message}`;
+}
+
+/** Thrown with every error found; nothing in a config that throws may be applied. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  readonly errors: ConfigIssue[];
+  /** Warnings found alongside the errors (may be empty). */
+  readonly warnings: ConfigIssue[];
+  constructor(errors: ConfigIssue[], warnings: ConfigIssue[] = []) {
+    const head =
+      errors.length === 1 ? '' : `${errors.length} errors in ${errors[0]?.file ?? 'config'}:\n`;
+    super(head + errors.map(formatIssue).join('\n'));
+    this.errors = errors;
+    this.warnings = warnings;
+  }
+}
+
+export interface ParseOptions {
+  /** Folder that relative volume paths resolve against. Default: the config file's folder. */
+  baseDir?: string;
+  /** The file's mode (fs.Stats.mode), to warn when a file holding secrets is readable by others. */
+  fileMode?: number;
+  /** Check volume paths on disk (a path without `size` must exist). loadConfig turns this on. */
+  checkFiles?: boolean;
+}
+
+export interface ParsedConfig {
+  config: Config;
+  warnings: ConfigIssue[];
+  /** The parsed document: edit it (comments survive) and write String(document) back. */
+  document: Document;
+}
+
+export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets'] as const;
+export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'memory'] as const;
+export const TARGET_KEYS = ['iqn', 'luns', 'acls'] as const;
+export const ACL_KEYS = ['initiator', 'luns', 'chap', 'mutual'] as const;
+export const CHAP_KEYS = ['user', 'secret'] as const;
+
+export const DEFAULT_PORTAL: Portal = { host: '0.0.0.0', port: 3260 };
+export const MAX_LUN = 16383;
+export const CHAP_SECRET_MIN = 12;
+export const CHAP_SECRET_MAX = 255;
+/** The Microsoft iSCSI initiator accepts 12..16 byte secrets only. */
+export const CHAP_SECRET_PORTABLE_MAX = 16;
+export const VOLUME_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+// ---------------------------------------------------------------------------------------------
+
+type Seg = string | number;
+
+function joinKey(base: string, seg: Seg): string {
+  if (typeof seg === 'number') return `${base}[${seg}]`;
+  return base ? `${base}.${seg}` : seg;
+}
+
+function levenshtein(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0]!;
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = d[j]!;
+      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return d[b.length]!;
+}
+
+/** "did you mean X?" for a misspelt key or name. */
+function suggest(word: string, candidates: readonly string[]): string {
+  const norm = (s: string) => s.toLowerCase().replace(/[-_ ]/g, '');
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = norm(word) === norm(c) ? 0 : levenshtein(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return best !== undefined && bestD <= Math.max(1, Math.floor(word.length / 3)) ? ` (did you mean "${best}"?)` : '';
+}
+
+function describe(node: unknown): string {
+  if (node === null || node === undefined) return 'empty';
+  if (isMap(node)) return 'a mapping';
+  if (isSeq(node)) return 'a list';
+  if (isScalar(node)) {
+    const v = node.value;
+    if (v === null || v === undefined) return 'empty';
+    return typeof v === 'string' ? JSON.stringify(v) : String(v);
+  }
+  return 'not a plain value';
+}
+
+interface Entry {
+  name: string;
+  keyNode: YamlNode | undefined;
+  value: YamlNode | null;
+  key: string; // full key path
+}
+
+class Checker {
+  readonly errors: ConfigIssue[] = [];
+  readonly warnings: ConfigIssue[] = [];
+
+  constructor(
+    readonly file: string,
+    readonly lc: LineCounter,
+    readonly doc: Document,
+  ) {}
+
+  private issue(node: unknown, key: string, message: string): ConfigIssue {
+    let line = 0;
+    let col = 0;
+    const range = (node as { range?: [number, number, number] } | null | undefined)?.range;
+    if (range) ({ line, col } = this.lc.linePos(range[0]));
+    return { file: this.file, line, col, key, message };
+  }
+
+  error(node: unknown, key: string, message: string): void {
+    // An unresolved alias is reported once, not again as a value of the wrong kind.
+    if (this.errors.some((e) => e.key === key && e.message.startsWith('unknown alias'))) return;
+    this.errors.push(this.issue(node, key, message));
+  }
+
+  warn(node: unknown, key: string, message: string): void {
+    this.warnings.push(this.issue(node, key, message));
+  }
+
+  /** Follows aliases (*name). */
+  resolve(node: unknown, key: string): YamlNode | null {
+    if (node === null || node === undefined) return null;
+    if (isAlias(node)) {
+      const target = node.resolve(this.doc);
+      if (!target) {
+        this.error(node, key, `unknown alias *${node.source}`);
+        return null;
+      }
+      return target as YamlNode;
+    }
+    return node as YamlNode;
+  }
+
+  isEmpty(node: YamlNode | null): boolean {
+    return node === null || (isScalar(node) && (node.value === null || node.value === undefined));
+  }
+
+  /** The pairs of a mapping; unknown keys (when `known` is given) are errors. */
+  entries(mapNode: YAMLMap, key: string, known?: readonly string[]): Entry[] {
+    const out: Entry[] = [];
+    for (const pair of mapNode.items) {
+      const kNode = this.resolve(pair.key, key);
+      let name: string;
+      if (isScalar(kNode) && (typeof kNode.value === 'string' || typeof kNode.value === 'number')) {
+        name = String(kNode.value);
+      } else {
+        this.error(kNode ?? mapNode, key, `keys must be plain names, not ${describe(kNode)}`);
+        continue;
+      }
+      const full = joinKey(key, name);
+      if (known && !known.includes(name)) {
+        const where = key ? `in ${key}` : 'at the top level';
+        this.error(kNode, full, `unknown key "${name}" ${where}${suggest(name, known)}; known keys: ${known.join(', ')}`);
+        continue;
+      }
+      out.push({ name, keyNode: kNode ?? undefined, value: this.resolve(pair.value, full), key: full });
+    }
+    return out;
+  }
+
+  map(node: YamlNode | null, at: unknown, key: string, what: string): YAMLMap | undefined {
+    if (isMap(node)) return node;
+    this.error(node ?? at, key, `${what} must be a mapping (key: value), not ${describe(node)}`);
+    return undefined;
+  }
+
+  seq(node: YamlNode | null, at: unknown, key: string, what: string): YAMLSeq | undefined {
+    if (isSeq(node)) return node;
+    this.error(node ?? at, key, `${what} must be a list, not ${describe(node)}`);
+    return undefined;
+  }
+
+  string(e: Entry, what: string): string | undefined {
+    if (isScalar(e.value) && typeof e.value.value === 'string') return e.value.value;
+    this.error(e.value ?? e.keyNode, e.key, `${what} must be a string, not ${describe(e.value)}`);
+    return undefined;
+  }
+
+  bool(e: Entry): boolean | undefined {
+    if (isScalar(e.value) && typeof e.value.value === 'boolean') return e.value.value;
+    this.error(e.value ?? e.keyNode, e.key, `must be true or false, not ${describe(e.value)}`);
+    return undefined;
+  }
+}
+
+/** The deepest key path containing a source offset (to name the key of a YAML syntax error). */
+function keyPathAt(doc: Document, offset: number): string {
+  let key = '';
+  let node: unknown = doc.contents;
+  const within = (n: unknown) => {
+    const r = (n as { range?: [number, number, number] } | null)?.range;
+    return !!r && offset >= r[0] && offset <= r[2];
+  };
+  for (let depth = 0; depth < 64 && node; depth++) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => within(p.key) || within(p.value));
+      if (!pair) break;
+      const k = isScalar(pair.key) ? String(pair.key.value) : '?';
+      key = joinKey(key, k);
+      node = pair.value;
+    } else if (isSeq(node)) {
+      const i = node.items.findIndex((n) => within(n));
+      if (i < 0) break;
+      key = joinKey(key, i);
+      node = node.items[i];
+    } else break;
+  }
+  return key;
+}
+
+function collectSecrets(doc: Document): string[] {
+  const secrets: string[] = [];
+  visit(doc, {
+    Pair(_, pair) {
+      if (isPair(pair) && isScalar(pair.key) && pair.key.value === 'secret' && isScalar(pair.value)) {
+        const v = pair.value.value;
+        if (v !== null && v !== undefined && String(v).length >= 4) secrets.push(String(v));
+      }
+    },
+  });
+  return secrets;
+}
+
+function redact(issues: ConfigIssue[], secrets: string[]): void {
+  for (const i of issues) {
+    for (const s of secrets) {
+      if (i.message.includes(s)) i.message = i.message.split(s).join('***');
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Where a parsed target and its acls sit in the file, for warnings found later. */
+type TargetLoc = { node: unknown; key: string; acls: { node: unknown; key: string; lunsGiven: boolean }[] };
+
+interface Loc {
+  node: unknown;
+  key: string;
+}
+
+/**
+ * Parse and validate config text. Throws ConfigError listing every error; returns the model,
+ * the warnings and the document (for comment-preserving edits).
+ */
+export function parseConfigDetailed(text: string, file: string, opts: ParseOptions = {}): ParsedConfig {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const c = new Checker(file, lc, doc);
+  const secrets = collectSecrets(doc);
+
+  for (const w of doc.warnings) {
+    const { line, col } = lc.linePos(w.pos[0]);
+    c.warnings.push({ file, line, col, key: keyPathAt(doc, w.pos[0]), message: w.message });
+  }
+  if (doc.errors.length > 0) {
+    for (const e of doc.errors) {
+      const { line, col } = lc.linePos(e.pos[0]);
+      const msg = e.code === 'DUPLICATE_KEY' ? 'this key appears twice in the same mapping' : e.message;
+      c.errors.push({ file, line, col, key: keyPathAt(doc, e.pos[0]), message: `YAML: ${msg}` });
+    }
+    redact(c.errors, secrets);
+    redact(c.warnings, secrets);
+    throw new ConfigError(c.errors, c.warnings);
+  }
+
+  const baseDir = opts.baseDir ?? path.dirname(path.resolve(file));
+  const config: Config = {
+    source: file,
+    portals: [],
+    volumes: new Map(),
+    targets: [],
+  };
+
+  const root = c.resolve(doc.contents, '');
+  let top: Entry[] = [];
+  if (!c.isEmpty(root)) {
+    const m = c.map(root, root, '', 'the config');
+    if (m) top = c.entries(m, '', TOP_LEVEL_KEYS);
+  }
+  const get = (name: string) => top.find((e) => e.name === name);
+
+  // --- portals ---
+  const portalsE = get('portals');
+  if (!portalsE) {
+    config.portals.push({ ...DEFAULT_PORTAL });
+  } else {
+    const seq = c.seq(portalsE.value, portalsE.keyNode, portalsE.key, 'portals');
+    if (seq) {
+      if (seq.items.length === 0) c.error(seq, portalsE.key, 'give at least one portal, e.g. ["0.0.0.0:3260"]');
+      const seen: { p: Portal; loc: Loc }[] = [];
+      seq.items.forEach((item, i) => {
+        const key = joinKey(portalsE.key, i);
+        const n = c.resolve(item, key);
+        let text: string | undefined;
+        if (isScalar(n) && (typeof n.value === 'string' || typeof n.value === 'number')) text = String(n.value);
+        else {
+          c.error(n ?? seq, key, `a portal must be "host:port" text, not ${describe(n)}`);
+          return;
+        }
+        const p = parsePortal(text);
+        if ('error' in p) {
+          c.error(n, key, p.error);
+          return;
+        }
+        for (const s of seen) {
+          if (s.p.port !== p.port || p.port === 0) continue;
+          if (s.p.host.toLowerCase() === p.host.toLowerCase()) {
+            c.error(n, key, `${formatPortal(p)} is listed twice (also ${s.loc.key})`);
+            return;
+          }
+          if (isWildcardHost(s.p.host) || isWildcardHost(p.host)) {
+            c.error(n, key, `${formatPortal(p)} overlaps ${formatPortal(s.p)} (${s.loc.key}): a wildcard address already listens on every address of port ${p.port}`);
+            return;
+          }
+        }
+        seen.push({ p, loc: { node: n, key } });
+        config.portals.push(p);
+      });
+    }
+  }
+
+  // --- volumes ---
+  const volumeLocs = new Map<string, { node: unknown; key: string; pathNode?: unknown; sizeGiven: boolean }>();
+  const volumesE = get('volumes');
+  if (volumesE && !c.isEmpty(volumesE.value)) {
+    const vm = c.map(volumesE.value, volumesE.keyNode, 'volumes', 'volumes');
+    if (vm) {
+      for (const ve of c.entries(vm, 'volumes')) {
+        const vol = parseVolume(c, ve, baseDir);
+        if (!VOLUME_NAME_RE.test(ve.name)) {
+          c.error(ve.keyNode, ve.key, `volume name ${JSON.stringify(ve.name)} may use only letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)`);
+        }
+        if (vol) {
+          config.volumes.set(ve.name, vol.volume);
+          volumeLocs.set(ve.name, { node: ve.keyNode, key: ve.key, pathNode: vol.pathNode, sizeGiven: vol.volume.size !== undefined });
+        }
+      }
+    }
+  }
+  // Names declared under volumes, even those with errors, so that targets do not also
+  // complain that they are undefined.
+  const declaredVolumes = new Set<string>();
+  if (volumesE && isMap(volumesE.value)) {
+    for (const p of volumesE.value.items) if (isScalar(p.key)) declaredVolumes.add(String(p.key.value));
+  }
+
+  // --- targets ---
+  const targetLocs: TargetLoc[] = [];
+  const targetsE = get('targets');
+  if (targetsE && !c.isEmpty(targetsE.value)) {
+    const seq = c.seq(targetsE.value, targetsE.keyNode, 'targets', 'targets');
+    if (seq) {
+      const seenIqn = new Map<string, string>();
+      seq.items.forEach((item, i) => {
+        const key = joinKey('targets', i);
+        const n = c.resolve(item, key);
+        const tm = c.map(n, seq, key, 'a target');
+        if (!tm) return;
+        const t = parseTarget(c, tm, key, declaredVolumes);
+        if (t.iqn !== undefined) {
+          const norm = normalizeIscsiName(t.iqn);
+          const prev = seenIqn.get(norm);
+          if (prev !== undefined) c.error(t.iqnNode, joinKey(key, 'iqn'), `target ${t.iqn} is defined twice (also ${prev})`);
+          else seenIqn.set(norm, key);
+        }
+        if (!t.target) return;
+        config.targets.push(t.target);
+        targetLocs.push({ node: tm, key, acls: t.acls });
+      });
+    }
+  }
+
+  // --- cross checks and warnings (about a config without errors: with errors, targets or
+  // volumes are missing from the model and these would mislead) ---
+  if (c.errors.length === 0) crossCheck(c, config, targetLocs, volumeLocs);
+
+  const hasSecrets = config.targets.some((t) => t.acls.some((a) => a.chap || a.mutual)) || secrets.length > 0;
+  if (hasSecrets && opts.fileMode !== undefined && (opts.fileMode & 0o044) !== 0) {
+    const mode = (opts.fileMode & 0o777).toString(8).padStart(4, '0');
+    c.warn(null, '', `holds CHAP secrets but is readable by other users (mode ${mode}); run: chmod 600 ${file}`);
+  }
+  if (config.targets.length === 0 && c.errors.length === 0) {
+    c.warn(null, 'targets', 'no targets are defined: initiators will find nothing');
+  }
+
+  if (opts.checkFiles) {
+    for (const [name, vol] of config.volumes) {
+      if (!vol.path) continue;
+      const loc = volumeLocs.get(name)!;
+      const pkey = joinKey(loc.key, 'path');
+      let st: fs.Stats | undefined;
+      try {
+        st = fs.statSync(vol.path);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT') c.error(loc.pathNode, pkey, `cannot use ${vol.path}: ${code ?? (err as Error).message}`);
+        else if (!loc.sizeGiven) {
+          c.error(loc.pathNode, pkey, `${vol.path} does not exist; give a size (e.g. size: 1GiB) to create it as a sparse file`);
+        } else {
+          const dir = path.dirname(vol.path);
+          if (!fs.existsSync(dir)) c.error(loc.pathNode, pkey, `cannot create ${vol.path}: folder ${dir} does not exist`);
+        }
+        continue;
+      }
+      if (st.isDirectory()) c.error(loc.pathNode, pkey, `${vol.path} is a directory, not a file or block device`);
+      else if (!st.isFile() && !st.isBlockDevice()) {
+        c.error(loc.pathNode, pkey, `${vol.path} is neither a regular file nor a block device`);
+      }
+    }
+  }
+
+  redact(c.errors, secrets);
+  redact(c.warnings, secrets);
+  const byPlace = (a: ConfigIssue, b: ConfigIssue) => a.line - b.line || a.col - b.col;
+  c.errors.sort(byPlace);
+  c.warnings.sort(byPlace);
+  if (c.errors.length > 0) throw new ConfigError(c.errors, c.warnings);
+  return { config, warnings: c.warnings, document: doc };
+}
+
+
+function crossCheck(
+  c: Checker,
+  config: Config,
+  targetLocs: TargetLoc[],
+  volumeLocs: Map<string, { node: unknown; key: string }>,
+): void {
+  config.targets.forEach((t, ti) => {
+    const loc = targetLocs[ti]!;
+    if (t.acls.length === 0) {
+      if (t.luns.size === 0) c.warn(loc.node, loc.key, `target ${t.iqn} exports nothing: it has no luns and no acls with luns`);
+      return;
+    }
+    t.acls.forEach((a, ai) => {
+      const al = loc.acls[ai]!;
+      if ((a.luns ?? t.luns).size > 0) return;
+      c.warn(al.node, al.key, al.lunsGiven
+        ? `${a.initiator} is admitted but sees no LUNs (its luns are empty)`
+        : `${a.initiator} is admitted but sees no LUNs: give it luns, or give target ${t.iqn} luns`);
+    });
+  });
+
+  // Who sees each volume: an initiator (ACL), or everyone (a target without acls).
+  const holders = new Map<string, Map<string, string>>(); // volume -> normalized holder -> label
+  const addHolder = (vol: string, id: string, label: string) => {
+    let h = holders.get(vol);
+    if (!h) holders.set(vol, (h = new Map()));
+    if (!h.has(id)) h.set(id, label);
+  };
+  for (const t of config.targets) {
+    if (t.acls.length === 0) {
+      for (const v of t.luns.values()) addHolder(v, `*${normalizeIscsiName(t.iqn)}`, `every initiator of ${t.iqn}`);
+    } else {
+      for (const a of t.acls) {
+        for (const v of (a.luns ?? t.luns).values()) addHolder(v, normalizeIscsiName(a.initiator), a.initiator);
+      }
+    }
+  }
+  for (const [name, loc] of volumeLocs) {
+    const h = holders.get(name);
+    if (!h) {
+      c.warn(loc.node, loc.key, `volume ${name} is not mapped to any target`);
+    } else if (h.size > 1) {
+      c.warn(loc.node, loc.key, `volume ${name} is shared between ${[...h.values()].join(' and ')}; only a cluster-aware filesystem may be mounted on it by several hosts at once`);
+    }
+  }
+}
+
+function parseVolume(
+  c: Checker,
+  ve: Entry,
+  baseDir: string,
+): { volume: VolumeConfig; pathNode?: unknown } | undefined {
+  const vm = c.map(ve.value, ve.keyNode, ve.key, `volume ${ve.name}`);
+  if (!vm) return undefined;
+  const before = c.errors.length;
+  const vol: VolumeConfig = { name: ve.name, readonly: false, blockSize: 512, memory: false };
+  let pathNode: unknown;
+  let sizeE: Entry | undefined;
+  let memoryE: Entry | undefined;
+  for (const e of c.entries(vm, ve.key, VOLUME_KEYS)) {
+    switch (e.name) {
+      case 'path': {
+        const p = c.string(e, 'path');
+        if (p !== undefined) {
+          if (p.trim() === '') c.error(e.value, e.key, 'path cannot be empty');
+          else vol.path = path.resolve(baseDir, p);
+        }
+        pathNode = e.value;
+        break;
+      }
+      case 'size': {
+        sizeE = e;
+        if (!isScalar(e.value) || e.value.value === null || e.value.value === undefined) {
+          c.error(e.value ?? e.keyNode, e.key, `size must be a number of bytes or a size such as 20GiB, not ${describe(e.value)}`);
+          break;
+        }
+        const r = tryParseSize(e.value.value);
+        if (!r.ok) c.error(e.value, e.key, r.error);
+        else if (r.bytes === 0) c.error(e.value, e.key, 'a volume cannot be 0 bytes');
+        else vol.size = r.bytes;
+        break;
+      }
+      case 'readonly': {
+        const b = c.bool(e);
+        if (b !== undefined) vol.readonly = b;
+        break;
+      }
+      case 'blockSize': {
+        const v = isScalar(e.value) ? e.value.value : undefined;
+        if (v === 512 || v === 4096) vol.blockSize = v;
+        else c.error(e.value ?? e.keyNode, e.key, `blockSize must be 512 or 4096, not ${describe(e.value)}`);
+        break;
+      }
+      case 'memory': {
+        memoryE = e;
+        const b = c.bool(e);
+        if (b !== undefined) vol.memory = b;
+        break;
+      }
+    }
+  }
+  const hasPath = pathNode !== undefined;
+  if (hasPath && vol.memory) {
+    c.error(memoryE!.keyNode, memoryE!.key, `volume ${ve.name} has both path and memory: true; give exactly one`);
+  } else if (!hasPath && !vol.memory && !(memoryE && c.errors.length > before)) {
+    c.error(ve.keyNode, ve.key, `volume ${ve.name} needs a path (file or block device) or memory: true`);
+  }
+  if (vol.memory && sizeE === undefined) {
+    c.error(memoryE!.keyNode, ve.key, `memory volume ${ve.name} needs a size (e.g. size: 64MiB)`);
+  }
+  if (vol.size !== undefined && vol.size % vol.blockSize !== 0) {
+    c.error(sizeE!.value, sizeE!.key, `${formatSize(vol.size)} (${vol.size} bytes) is not a multiple of the block size ${vol.blockSize}`);
+  }
+  if (c.errors.length > before) return undefined;
+  return { volume: vol, pathNode };
+}
+
+function parseLuns(
+  c: Checker,
+  e: Entry,
+  declaredVolumes: Set<string>,
+): Map<number, string> | undefined {
+  const luns = new Map<number, string>();
+  if (c.isEmpty(e.value)) return luns;
+  const m = c.map(e.value, e.keyNode, e.key, 'luns');
+  if (!m) return undefined;
+  const before = c.errors.length;
+  for (const le of c.entries(m, e.key)) {
+    const n = Number(le.name);
+    if (!/^\d+$/.test(le.name.trim()) || !Number.isInteger(n) || n < 0 || n > MAX_LUN) {
+      c.error(le.keyNode, le.key, `${JSON.stringify(le.name)} is not a LUN number (0..${MAX_LUN})`);
+      continue;
+    }
+    if (luns.has(n)) {
+      c.error(le.keyNode, le.key, `LUN ${n} is listed twice`);
+      continue;
+    }
+    const vol = c.string(le, 'a LUN\'s volume');
+    if (vol === undefined) continue;
+    if (!declaredVolumes.has(vol)) {
+      const known = [...declaredVolumes];
+      c.error(le.value, le.key, `volume ${JSON.stringify(vol)} is not defined under volumes${suggest(vol, known)}${known.length ? `; defined: ${known.join(', ')}` : ''}`);
+      continue;
+    }
+    luns.set(n, vol);
+  }
+  return c.errors.length > before ? undefined : luns;
+}
+
+function parseChap(c: Checker, e: Entry): ChapCredentials | undefined {
+  if (!isMap(e.value)) {
+    // Never quote the value: it may hold the secret.
+    const kind = isSeq(e.value) ? 'a list' : c.isEmpty(e.value) ? 'empty' : 'a plain value';
+    c.error(e.value ?? e.keyNode, e.key, `${e.name} must be a mapping { user: NAME, secret: "..." }, not ${kind}`);
+    return undefined;
+  }
+  const m = e.value;
+  const before = c.errors.length;
+  let user: string | undefined;
+  let secret: string | undefined;
+  const entries = c.entries(m, e.key, CHAP_KEYS);
+  for (const ce of entries) {
+    if (ce.name === 'user') {
+      user = c.string(ce, 'the CHAP user');
+      if (user !== undefined) {
+        const len = Buffer.byteLength(user, 'utf8');
+        if (len === 0) c.error(ce.value, ce.key, 'the CHAP user cannot be empty');
+        else if (len > CHAP_SECRET_MAX) c.error(ce.value, ce.key, `the CHAP user is longer than ${CHAP_SECRET_MAX} bytes`);
+        // eslint-disable-next-line no-control-regex
+        else if (/[\x00-\x1f\x7f]/.test(user)) c.error(ce.value, ce.key, 'the CHAP user contains control characters');
+      }
+    } else {
+      // Never quote the value: say what is wrong with it, not what it is.
+      if (!(isScalar(ce.value) && typeof ce.value.value === 'string')) {
+        const v = isScalar(ce.value) ? ce.value.value : undefined;
+        const kind = isMap(ce.value) ? 'a mapping' : isSeq(ce.value) ? 'a list' : c.isEmpty(ce.value) ? 'empty'
+          : typeof v === 'number' ? 'a number (put it in quotes)' : typeof v === 'boolean' ? 'true/false (put it in quotes)' : 'not text';
+        c.error(ce.value ?? ce.keyNode, ce.key, `the CHAP secret must be a string; it is ${kind}`);
+        continue;
+      }
+      secret = ce.value.value;
+      const len = Buffer.byteLength(secret, 'utf8');
+      if (len < CHAP_SECRET_MIN || len > CHAP_SECRET_MAX) {
+        c.error(ce.value, ce.key, `the CHAP secret is ${len} bytes long; it must be ${CHAP_SECRET_MIN}..${CHAP_SECRET_MAX} bytes (RFC 7143 §12.1.3 asks for at least ${CHAP_SECRET_MIN})`);
+      } else if (len > CHAP_SECRET_PORTABLE_MAX) {
+        c.warn(ce.value, ce.key, `the CHAP secret is ${len} bytes long: open-iscsi accepts it, the Microsoft iSCSI initiator accepts only ${CHAP_SECRET_MIN}..${CHAP_SECRET_PORTABLE_MAX}`);
+      }
+    }
+  }
+  const has = (k: string) => entries.some((x) => x.name === k);
+  if (!has('user')) c.error(m, e.key, `${e.name} needs a user`);
+  if (!has('secret')) c.error(m, e.key, `${e.name} needs a secret`);
+  if (c.errors.length > before || user === undefined || secret === undefined) return undefined;
+  return { user, secret };
+}
+
+function parseAcl(
+  c: Checker,
+  am: YAMLMap,
+  key: string,
+  declaredVolumes: Set<string>,
+): { acl?: AclConfig; initiator?: string; initiatorNode: unknown; lunsGiven: boolean } {
+  const before = c.errors.length;
+  let initiator: string | undefined;
+  let initiatorNode: unknown;
+  let luns: Map<number, string> | undefined;
+  let lunsGiven = false;
+  let chap: ChapCredentials | undefined;
+  let mutual: ChapCredentials | undefined;
+  let chapE: Entry | undefined;
+  let mutualE: Entry | undefined;
+  for (const e of c.entries(am, key, ACL_KEYS)) {
+    switch (e.name) {
+      case 'initiator': {
+        initiatorNode = e.value ?? e.keyNode;
+        const s = c.string(e, 'initiator');
+        if (s === undefined) break;
+        const problem = iscsiNameProblem(s);
+        if (problem) c.error(e.value, e.key, problem);
+        else initiator = s;
+        break;
+      }
+      case 'luns':
+        lunsGiven = true;
+        luns = parseLuns(c, e, declaredVolumes);
+        break;
+      case 'chap':
+        chapE = e;
+        chap = parseChap(c, e);
+        break;
+      case 'mutual':
+        mutualE = e;
+        mutual = parseChap(c, e);
+        break;
+    }
+  }
+  if (initiatorNode === undefined) c.error(am, key, 'an acl needs an initiator (its iSCSI name, e.g. iqn.1994-05.com.redhat:host-a)');
+  if (mutualE && !chapE) {
+    c.error(mutualE.keyNode, mutualE.key, 'mutual CHAP needs chap too: the initiator must authenticate before the target does');
+  }
+  if (chap && mutual && chap.secret === mutual.secret) {
+    c.error(mutualE!.keyNode, joinKey(mutualE!.key, 'secret'), 'the mutual secret must differ from the chap secret (RFC 7143 §12.1.3)');
+  }
+  if (c.errors.length > before || initiator === undefined) return { initiator, initiatorNode, lunsGiven };
+  const acl: AclConfig = { initiator };
+  if (lunsGiven && luns) acl.luns = luns;
+  if (chap) acl.chap = chap;
+  if (mutual) acl.mutual = mutual;
+  return { acl, initiator, initiatorNode, lunsGiven };
+}
+
+function parseTarget(
+  c: Checker,
+  tm: YAMLMap,
+  key: string,
+  declaredVolumes: Set<string>,
+): { target?: TargetConfig; iqn?: string; iqnNode: unknown; acls: { node: unknown; key: string; lunsGiven: boolean }[] } {
+  const before = c.errors.length;
+  let iqn: string | undefined;
+  let iqnNode: unknown;
+  let luns: Map<number, string> | undefined = new Map();
+  const acls: AclConfig[] = [];
+  const aclLocs: { node: unknown; key: string; lunsGiven: boolean }[] = [];
+  let sawIqn = false;
+  for (const e of c.entries(tm, key, TARGET_KEYS)) {
+    switch (e.name) {
+      case 'iqn': {
+        sawIqn = true;
+        iqnNode = e.value ?? e.keyNode;
+        const s = c.string(e, 'iqn');
+        if (s === undefined) break;
+        const problem = iscsiNameProblem(s);
+        if (problem) c.error(e.value, e.key, problem);
+        else iqn = s;
+        break;
+      }
+      case 'luns':
+        luns = parseLuns(c, e, declaredVolumes);
+        break;
+      case 'acls': {
+        if (c.isEmpty(e.value)) break;
+        const seq = c.seq(e.value, e.keyNode, e.key, 'acls');
+        if (!seq) break;
+        const seen = new Map<string, string>();
+        seq.items.forEach((item, i) => {
+          const akey = joinKey(e.key, i);
+          const n = c.resolve(item, akey);
+          const am = c.map(n, seq, akey, 'an acl');
+          if (!am) return;
+          const r = parseAcl(c, am, akey, declaredVolumes);
+          if (r.initiator !== undefined) {
+            const norm = normalizeIscsiName(r.initiator);
+            const prev = seen.get(norm);
+            if (prev !== undefined) {
+              c.error(r.initiatorNode, joinKey(akey, 'initiator'), `initiator ${r.initiator} has two acls in this target (also ${prev})`);
+              return;
+            }
+            seen.set(norm, akey);
+          }
+          if (!r.acl) return;
+          acls.push(r.acl);
+          aclLocs.push({ node: am, key: akey, lunsGiven: r.lunsGiven });
+        });
+        break;
+      }
+    }
+  }
+  if (!sawIqn) c.error(tm, key, 'a target needs an iqn (e.g. iqn.2026-11.com.example:storage)');
+  if (c.errors.length > before || iqn === undefined || luns === undefined) return { iqn, iqnNode, acls: aclLocs };
+  return { target: { iqn, luns, acls }, iqn, iqnNode, acls: aclLocs };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Parse and validate config text; throws ConfigError listing every error. */
+export function parseConfig(text: string, file: string, opts?: ParseOptions): Config {
+  return parseConfigDetailed(text, file, opts).config;
+}
+
+/** Read, parse and validate a config file (volume paths are checked on disk). */
+export async function loadConfigDetailed(file: string, opts: ParseOptions = {}): Promise<ParsedConfig> {
+  let text: string;
+  let mode: number | undefined;
+  try {
+    const fh = await fs.promises.open(file, 'r');
+    try {
+      mode = (await fh.stat()).mode;
+      text = await fh.readFile('utf8');
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why =
+      e.code === 'ENOENT' ? 'no such file' :
+      e.code === 'EACCES' ? 'permission denied' :
+      e.code === 'EISDIR' ? 'is a directory' :
+      e.message;
+    throw new ConfigError([{ file, line: 0, col: 0, key: '', message: `cannot read the config: ${why}` }]);
+  }
+  return parseConfigDetailed(text, file, { checkFiles: true, fileMode: mode, ...opts });
+}
+
+/** Read, parse and validate a config file; throws ConfigError listing every error. */
+export async function loadConfig(file: string): Promise<Config> {
+  return (await loadConfigDetailed(file)).config;
+}

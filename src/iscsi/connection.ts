@@ -1,0 +1,871 @@
+// One TCP connection: framing, the login phase, then the full-feature phase
+// (RFC 7143 §4-§11): CmdSN ordering, SCSI commands with their Data-Out/R2T and
+// Data-In, NOP, Text, Task Management and Logout.
+
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { executeScsi } from '../scsi/dispatch';
+import { ScsiStatus, type ScsiResult } from '../scsi/task';
+import { encodePdu } from './pdu/serializer';
+import { PduParser, PduError } from './pdu/parser';
+import { encodeTextKeys, parseTextKeys } from './pdu/text';
+import {
+  DataIn,
+  DataOut,
+  InitiatorPdu,
+  LoginRequest,
+  LogoutRequest,
+  NopOut,
+  Op,
+  Pdu,
+  RESERVED_TAG,
+  RejectReason,
+  ScsiCommand,
+  TargetPdu,
+  TaskMgmtRequest,
+  TextRequest,
+} from './pdu/messages';
+import { LoginHost, LoginOutcome, LoginPhase } from './login';
+import { negotiateKeys } from './negotiation';
+import type { Command, Session } from './session';
+import { decodeLun } from './lun';
+import { TextSplitter } from './text-exchange';
+
+/** What a connection needs from the server beyond login checks. */
+export interface ConnectionHost extends LoginHost {
+  readonly logger: Logger;
+  allocateTsih(): number;
+  /** Create the session for a completed login (reinstating any old one with the same ISID). */
+  openSession(outcome: LoginOutcome, conn: Connection): Session;
+  closeSession(session: Session, reason: 'logout' | 'lost'): void;
+  /** SendTargets answer for this initiator: 'All', a target name, or '' (this session's target). */
+  sendTargets(initiatorName: string, value: string, session: Session, localAddress: string): Array<[string, string]>;
+  /** Task management functions that reach beyond this session. Returns the TMF response code. */
+  taskManagement(session: Session, func: number, lun: number): Promise<number>;
+  /** Connection timers. */
+  readonly timeouts: { loginMs: number; nopIntervalMs: number; nopTimeoutMs: number };
+}
+
+/** Largest Expected Data Transfer Length we buffer for one command. */
+export const MAX_COMMAND_BYTES = 32 * 1024 * 1024;
+/** Stop reading from a peer that does not read its responses past this much queued output. */
+const WRITE_HIGH_WATER = 16 * 1024 * 1024;
+
+export const enum TmfResponse {
+  Complete = 0,
+  TaskDoesNotExist = 1,
+  LunDoesNotExist = 2,
+  TaskStillAllegiant = 3,
+  ReassignmentNotSupported = 4,
+  NotSupported = 5,
+  AuthorizationFailed = 6,
+  Rejected = 255,
+}
+
+export class Connection {
+  log: Logger;
+  readonly remote: string;
+  private readonly parser: PduParser;
+  private login?: LoginPhase;
+  session?: Session;
+  private statSN = 0;
+  private digests = { headerDigest: false, dataDigest: false };
+  private nextTtt = 1;
+  private closed = false;
+  private loggingOut = false;
+  /** Non-immediate PDUs that arrived ahead of a CmdSN gap. */
+  private readonly pending = new Map<number, { pdu: InitiatorPdu; bhs: Buffer }>();
+  /** Long Text Responses being delivered, by Target Transfer Tag. */
+  private readonly textOut = new Map<number, TextSplitter>();
+  private textIn: Buffer[] = [];
+  private loginTimer?: NodeJS.Timeout;
+  private nopTimer?: NodeJS.Timeout;
+  private pingTtt = 0;
+  private pingSentAt = 0;
+  private lastHeard = Date.now();
+
+  constructor(
+    readonly socket: Socket,
+    private readonly host: ConnectionHost,
+    readonly id: number,
+  ) {
+    this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.log = host.logger.child({ conn: id, peer: this.remote });
+    this.login = new LoginPhase(host, () => host.allocateTsih());
+    this.parser = new PduParser({
+      pdu: (pdu, bhs) => this.onPdu(pdu, bhs),
+      error: (err) => this.onParseError(err),
+    });
+    this.parser.maxDataSegmentLength = 8192;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.lastHeard = Date.now();
+      this.parser.push(chunk);
+    });
+    socket.on('error', (err) => this.log.warn({ err: err.message }, 'socket error'));
+    socket.on('close', () => this.onClose());
+    socket.on('drain', () => socket.resume());
+    this.loginTimer = setTimeout(() => {
+      this.log.warn('login not completed in time; closing');
+      this.destroy();
+    }, host.timeouts.loginMs);
+    this.loginTimer.unref();
+    this.log.info('connection accepted');
+  }
+
+  // ---------------------------------------------------------------- output
+
+  send(pdu: TargetPdu): void {
+    if (this.closed) return;
+    const parts = encodePdu(pdu, this.digests);
+    const s = this.socket;
+    if (parts.length === 1) s.write(parts[0]);
+    else {
+      s.cork();
+      for (const p of parts) s.write(p);
+      s.uncork();
+    }
+    if (s.writableLength > WRITE_HIGH_WATER) s.pause();
+  }
+
+  private takeStatSN(): number {
+    const sn = this.statSN;
+    this.statSN = (this.statSN + 1) >>> 0;
+    return sn;
+  }
+
+  private get expCmdSN(): number {
+    return this.session ? this.session.expCmdSN : 0;
+  }
+
+  private get maxCmdSN(): number {
+    return this.session ? this.session.maxCmdSN : 0;
+  }
+
+  reject(bhs: Buffer, reason: number): void {
+    this.send({
+      op: Op.Reject,
+      reason,
+      statSN: this.takeStatSN(),
+      expCmdSN: this.expCmdSN,
+      maxCmdSN: this.maxCmdSN,
+      dataSN: 0,
+      data: Buffer.from(bhs.subarray(0, 48)),
+    });
+  }
+
+  /** Close the connection now (no logout). */
+  destroy(): void {
+    if (!this.socket.destroyed) this.socket.destroy();
+  }
+
+  // ---------------------------------------------------------------- input
+
+  private onParseError(err: PduError): void {
+    this.log.warn({ kind: err.kind, fatal: err.fatal }, `bad PDU: ${err.message}`);
+    if (err.fatal || !this.session) {
+      this.destroy();
+      return;
+    }
+    if (err.bhs) {
+      this.reject(err.bhs, err.kind === 'data-digest' ? RejectReason.DataDigestError : RejectReason.CommandNotSupported);
+    }
+  }
+
+  private onPdu(pdu: Pdu, bhs: Buffer): void {
+    if (this.closed) return;
+    if (this.login) {
+      if (pdu.op !== Op.LoginRequest) {
+        // Anything but a Login Request before login completes is a protocol error:
+        // RFC 7143 §6.3 has the target drop the connection.
+        this.log.warn({ op: pdu.op }, 'non-login PDU during login; closing');
+        this.destroy();
+        return;
+      }
+      this.onLogin(pdu);
+      return;
+    }
+    const session = this.session!;
+    switch (pdu.op) {
+      case Op.DataOut:
+        this.onDataOut(pdu, bhs);
+        return;
+      case Op.Snack:
+        // ERL 0: no SNACK support (RFC 7143 §11.16).
+        this.reject(bhs, RejectReason.ProtocolError);
+        return;
+      case Op.LoginRequest:
+        this.reject(bhs, RejectReason.ProtocolError);
+        return;
+      case Op.NopOut:
+      case Op.ScsiCommand:
+      case Op.TaskMgmtRequest:
+      case Op.TextRequest:
+      case Op.LogoutRequest:
+        break;
+      default:
+        this.reject(bhs, RejectReason.ProtocolError);
+        return;
+    }
+    if (pdu.immediate) {
+      this.dispatch(pdu, bhs);
+      return;
+    }
+    // A NOP-Out answering our ping carries no CmdSN of its own to order by.
+    if (pdu.op === Op.NopOut && pdu.itt === RESERVED_TAG) {
+      this.dispatch(pdu, bhs);
+      return;
+    }
+    switch (session.classify(pdu.cmdSN)) {
+      case 'now':
+        session.expCmdSN = (session.expCmdSN + 1) >>> 0;
+        this.dispatch(pdu, bhs);
+        this.drainPending();
+        return;
+      case 'later':
+        this.pending.set(pdu.cmdSN, { pdu, bhs: Buffer.from(bhs) });
+        return;
+      case 'outside':
+        // RFC 7143 §3.2.2.1: silently ignore commands outside the window.
+        this.log.debug({ cmdSN: pdu.cmdSN, exp: session.expCmdSN, max: session.maxCmdSN }, 'CmdSN outside window');
+        return;
+    }
+  }
+
+  private drainPending(): void {
+    const session = this.session!;
+    while (this.pending.size > 0) {
+      const next = this.pending.get(session.expCmdSN);
+      if (!next) return;
+      this.pending.delete(session.expCmdSN);
+      session.expCmdSN = (session.expCmdSN + 1) >>> 0;
+      this.dispatch(next.pdu, next.bhs);
+    }
+  }
+
+  private dispatch(pdu: InitiatorPdu, bhs: Buffer): void {
+    switch (pdu.op) {
+      case Op.ScsiCommand:
+        this.onCommand(pdu, bhs);
+        return;
+      case Op.NopOut:
+        this.onNopOut(pdu);
+        return;
+      case Op.TaskMgmtRequest:
+        void this.onTaskMgmt(pdu);
+        return;
+      case Op.TextRequest:
+        this.onText(pdu, bhs);
+        return;
+      case Op.LogoutRequest:
+        void this.onLogout(pdu, bhs);
+        return;
+      default:
+        this.reject(bhs, RejectReason.ProtocolError);
+    }
+  }
+
+  // ---------------------------------------------------------------- login
+
+  private onLogin(req: LoginRequest): void {
+    const step = this.login!.handle(req);
+    for (const res of step.responses) this.send(res);
+    if (step.failed) {
+      this.log.warn(
+        { status: step.failed.status.toString(16).padStart(4, '0') },
+        `login failed: ${step.failed.reason}`,
+      );
+      this.socket.end();
+      this.login = undefined;
+      this.closed = true;
+      return;
+    }
+    if (!step.outcome) return;
+    const o = step.outcome;
+    this.login = undefined;
+    clearTimeout(this.loginTimer);
+    this.statSN = (o.statSN + 1) >>> 0;
+    this.digests = { headerDigest: o.params.headerDigest, dataDigest: o.params.dataDigest };
+    this.parser.headerDigest = o.params.headerDigest;
+    this.parser.dataDigest = o.params.dataDigest;
+    this.parser.maxDataSegmentLength = o.params.maxRecvDataSegmentLength;
+    this.session = this.host.openSession(o, this);
+    const p = o.params;
+    this.log = this.log.child({ tsih: this.session.tsih });
+    this.log.info(
+      {
+        initiator: o.initiatorName,
+        target: o.targetName,
+        type: o.sessionType,
+        isid: o.isid.toString('hex'),
+        params: {
+          HeaderDigest: p.headerDigest ? 'CRC32C' : 'None',
+          DataDigest: p.dataDigest ? 'CRC32C' : 'None',
+          InitialR2T: p.initialR2T,
+          ImmediateData: p.immediateData,
+          MaxRecvDataSegmentLength: p.maxRecvDataSegmentLength,
+          InitiatorMaxRecvDataSegmentLength: p.maxSendDataSegmentLength,
+          MaxBurstLength: p.maxBurstLength,
+          FirstBurstLength: p.firstBurstLength,
+          MaxOutstandingR2T: p.maxOutstandingR2T,
+          ErrorRecoveryLevel: p.errorRecoveryLevel,
+        },
+      },
+      'login complete',
+    );
+    this.startPings();
+  }
+
+  // ---------------------------------------------------------------- NOP
+
+  private startPings(): void {
+    const { nopIntervalMs, nopTimeoutMs } = this.host.timeouts;
+    if (nopIntervalMs <= 0) return;
+    this.nopTimer = setInterval(() => {
+      const now = Date.now();
+      if (this.pingTtt !== 0 && now - this.pingSentAt > nopTimeoutMs && now - this.lastHeard > nopTimeoutMs) {
+        this.log.warn('initiator did not answer NOP-In ping; closing');
+        this.destroy();
+        return;
+      }
+      if (this.pingTtt === 0 && now - this.lastHeard >= nopIntervalMs) {
+        this.pingTtt = this.allocTtt();
+        this.pingSentAt = now;
+        this.send({
+          op: Op.NopIn,
+          lun: 0n,
+          itt: RESERVED_TAG,
+          ttt: this.pingTtt,
+          statSN: this.statSN, // not advanced (RFC 7143 §11.19)
+          expCmdSN: this.expCmdSN,
+          maxCmdSN: this.maxCmdSN,
+          data: Buffer.alloc(0),
+        });
+      }
+    }, Math.min(nopIntervalMs, nopTimeoutMs, 1000));
+    this.nopTimer.unref();
+  }
+
+  private onNopOut(pdu: NopOut): void {
+    if (pdu.itt === RESERVED_TAG) {
+      if (pdu.ttt !== RESERVED_TAG && pdu.ttt === this.pingTtt) this.pingTtt = 0;
+      return;
+    }
+    this.send({
+      op: Op.NopIn,
+      lun: pdu.lun,
+      itt: pdu.itt,
+      ttt: RESERVED_TAG,
+      statSN: this.takeStatSN(),
+      expCmdSN: this.expCmdSN,
+      maxCmdSN: this.maxCmdSN,
+      data: pdu.data,
+    });
+  }
+
+  private allocTtt(): number {
+    const t = this.nextTtt;
+    this.nextTtt = this.nextTtt >= 0x7fffffff ? 1 : this.nextTtt + 1;
+    return t;
+  }
+
+  // ---------------------------------------------------------------- SCSI commands
+
+  private onCommand(pdu: ScsiCommand, bhs: Buffer): void {
+    const session = this.session!;
+    if (session.type === 'Discovery') {
+      this.reject(bhs, RejectReason.ProtocolError);
+      return;
+    }
+    if (session.tasks.has(pdu.itt)) {
+      this.reject(bhs, RejectReason.TaskInProgress);
+      return;
+    }
+    const p = session.params;
+    const immLen = pdu.data.length;
+    if (immLen > 0 && (!pdu.write || !p.immediateData || immLen > p.firstBurstLength || immLen > pdu.expectedDataLength)) {
+      this.reject(bhs, RejectReason.ProtocolError);
+      return;
+    }
+    session.counters.commands++;
+    const edtl = pdu.expectedDataLength;
+    const cmd: Command = {
+      itt: pdu.itt,
+      cmdSN: pdu.cmdSN,
+      immediate: pdu.immediate,
+      lun: decodeLun(pdu.lun),
+      lunRaw: pdu.lun,
+      expectedLength: edtl,
+      read: pdu.read,
+      write: pdu.write,
+      task: {
+        cdb: pdu.cdb,
+        lun: decodeLun(pdu.lun),
+        nexus: session.nexus,
+        expectedLength: edtl,
+        dataOut: null,
+        attr: pdu.attr,
+        aborted: false,
+      },
+      buffer: null,
+      received: immLen,
+      unsolicitedEnd: 0,
+      nextR2TOffset: 0,
+      r2tSN: 0,
+      r2ts: new Map(),
+      unsolicitedDataSN: 0,
+      state: 'receiving',
+      aborted: false,
+      startedAt: process.hrtime.bigint(),
+    };
+    if (!pdu.immediate) session.inFlight++;
+    session.tasks.set(cmd.itt, cmd);
+
+    if (!pdu.write || edtl === 0) {
+      if (pdu.write) cmd.task = { ...cmd.task, dataOut: Buffer.alloc(0) };
+      void this.execute(cmd);
+      return;
+    }
+    if (edtl > MAX_COMMAND_BYTES) {
+      // Too large to buffer: answer without taking the data (the initiator asked
+      // more than VPD Block Limits allow).
+      void this.execute(cmd, true);
+      return;
+    }
+    if (immLen === edtl) {
+      cmd.buffer = pdu.data; // all data came immediate: no copy
+    } else {
+      cmd.buffer = Buffer.allocUnsafe(edtl);
+      if (immLen > 0) pdu.data.copy(cmd.buffer, 0);
+    }
+    cmd.unsolicitedEnd = p.initialR2T || pdu.final ? immLen : Math.min(p.firstBurstLength, edtl);
+    cmd.nextR2TOffset = cmd.unsolicitedEnd;
+    if (cmd.received >= edtl) {
+      this.dataComplete(cmd);
+      return;
+    }
+    this.sendR2Ts(cmd);
+  }
+
+  private sendR2Ts(cmd: Command): void {
+    const p = this.session!.params;
+    while (cmd.r2ts.size < p.maxOutstandingR2T && cmd.nextR2TOffset < cmd.expectedLength) {
+      const offset = cmd.nextR2TOffset;
+      const length = Math.min(p.maxBurstLength, cmd.expectedLength - offset);
+      const ttt = this.allocTtt();
+      cmd.r2ts.set(ttt, { offset, length, received: 0, nextDataSN: 0 });
+      cmd.nextR2TOffset += length;
+      this.send({
+        op: Op.R2T,
+        lun: cmd.lunRaw,
+        itt: cmd.itt,
+        ttt,
+        statSN: this.statSN,
+        expCmdSN: this.expCmdSN,
+        maxCmdSN: this.maxCmdSN,
+        r2tSN: cmd.r2tSN++,
+        bufferOffset: offset,
+        desiredLength: length,
+        data: EMPTY,
+      });
+    }
+  }
+
+  private onDataOut(pdu: DataOut, bhs: Buffer): void {
+    const session = this.session!;
+    const cmd = session.tasks.get(pdu.itt);
+    if (!cmd || cmd.state !== 'receiving' || !cmd.buffer) {
+      // Data for an aborted or finished task: discard (RFC 7143 §4.2.3.x).
+      this.log.debug({ itt: pdu.itt }, 'Data-Out for no waiting task; discarded');
+      return;
+    }
+    const len = pdu.data.length;
+    const off = pdu.bufferOffset;
+    if (pdu.ttt === RESERVED_TAG) {
+      if (off + len > cmd.unsolicitedEnd || pdu.dataSN !== cmd.unsolicitedDataSN) {
+        this.protocolFailure(cmd, bhs, 'unsolicited Data-Out outside the first burst or out of sequence');
+        return;
+      }
+      cmd.unsolicitedDataSN++;
+    } else {
+      const r2t = cmd.r2ts.get(pdu.ttt);
+      if (!r2t) {
+        this.reject(bhs, RejectReason.InvalidPduField);
+        return;
+      }
+      if (off < r2t.offset || off + len > r2t.offset + r2t.length || pdu.dataSN !== r2t.nextDataSN) {
+        this.protocolFailure(cmd, bhs, 'Data-Out outside its R2T or DataSN out of sequence');
+        return;
+      }
+      r2t.nextDataSN++;
+      r2t.received += len;
+      if (r2t.received >= r2t.length) cmd.r2ts.delete(pdu.ttt);
+    }
+    if (cmd.buffer !== pdu.data) pdu.data.copy(cmd.buffer, off);
+    cmd.received += len;
+    if (cmd.received >= cmd.expectedLength) {
+      this.dataComplete(cmd);
+    } else if (pdu.ttt !== RESERVED_TAG) {
+      this.sendR2Ts(cmd);
+    }
+  }
+
+  /** A Data-Out PDU broke the sequence rules: reject it and fail its command. */
+  private protocolFailure(cmd: Command, bhs: Buffer, why: string): void {
+    this.log.warn({ itt: cmd.itt }, why);
+    this.reject(bhs, RejectReason.ProtocolError);
+  }
+
+  private dataComplete(cmd: Command): void {
+    cmd.task = { ...cmd.task, dataOut: cmd.buffer };
+    this.session!.counters.writtenBytes += cmd.expectedLength;
+    void this.execute(cmd);
+  }
+
+  private async execute(cmd: Command, tooLarge = false): Promise<void> {
+    cmd.state = 'executing';
+    let result: ScsiResult;
+    let done!: () => void;
+    cmd.finished = new Promise((r) => (done = r));
+    try {
+      result = tooLarge ? transferTooLarge(cmd) : await executeScsi(cmd.task, this.session!.luns);
+    } catch (err) {
+      this.log.error({ err, cdb: cmd.task.cdb.toString('hex') }, 'SCSI command failed unexpectedly');
+      result = internalError();
+    }
+    cmd.state = 'done';
+    done();
+    const session = this.session!;
+    if (session.tasks.get(cmd.itt) === cmd) session.tasks.delete(cmd.itt);
+    if (cmd.aborted) return;
+    if (!cmd.immediate) session.inFlight--;
+    if (result.status !== ScsiStatus.Good) session.counters.errors++;
+    this.respond(cmd, result);
+  }
+
+  private respond(cmd: Command, result: ScsiResult): void {
+    const session = this.session!;
+    const edtl = cmd.expectedLength;
+    const data = result.data;
+    let residual = 0;
+    let overflow = false;
+    let underflow = false;
+    let dataSN = 0;
+
+    if (data && data.length > 0 && cmd.read) {
+      const len = Math.min(data.length, edtl);
+      if (data.length > edtl) {
+        overflow = true;
+        residual = data.length - edtl;
+      } else if (data.length < edtl) {
+        underflow = true;
+        residual = edtl - data.length;
+      }
+      const statusInData =
+        len > 0 && !result.sense && (result.status === ScsiStatus.Good || result.status === ScsiStatus.ConditionMet);
+      const seg = session.params.maxSendDataSegmentLength;
+      const burst = session.params.maxBurstLength;
+      session.counters.readBytes += len;
+      if (len > 0) this.socket.cork();
+      for (let off = 0; off < len; ) {
+        const n = Math.min(seg, len - off, burst - (off % burst));
+        const last = off + n >= len;
+        const pdu: DataIn = {
+          op: Op.DataIn,
+          final: last || (off + n) % burst === 0,
+          ack: false,
+          overflow: last && statusInData && overflow,
+          underflow: last && statusInData && underflow,
+          hasStatus: last && statusInData,
+          status: last && statusInData ? result.status : 0,
+          lun: cmd.lunRaw,
+          itt: cmd.itt,
+          ttt: RESERVED_TAG,
+          statSN: last && statusInData ? this.takeStatSN() : 0,
+          expCmdSN: this.expCmdSN,
+          maxCmdSN: this.maxCmdSN,
+          dataSN: dataSN++,
+          bufferOffset: off,
+          residualCount: last && statusInData ? residual : 0,
+          data: data.subarray(off, off + n),
+        };
+        this.send(pdu);
+        off += n;
+      }
+      if (len > 0) this.socket.uncork();
+      if (statusInData) return;
+    } else {
+      // What the command moved versus what the initiator expected.
+      const moved = data && data.length > 0 ? data.length : (result.dataOutLength ?? 0);
+      if (moved > edtl) {
+        overflow = true;
+        residual = moved - edtl;
+      } else if (moved < edtl) {
+        underflow = true;
+        residual = edtl - moved;
+      }
+    }
+    this.send({
+      op: Op.ScsiResponse,
+      bidiOverflow: false,
+      bidiUnderflow: false,
+      overflow,
+      underflow,
+      response: 0,
+      status: result.status,
+      itt: cmd.itt,
+      snackTag: 0,
+      statSN: this.takeStatSN(),
+      expCmdSN: this.expCmdSN,
+      maxCmdSN: this.maxCmdSN,
+      expDataSN: dataSN,
+      bidiResidualCount: 0,
+      residualCount: residual,
+      sense: result.sense,
+      data: EMPTY,
+    });
+  }
+
+  /** Mark a command aborted: it gets no response; resolves once it has stopped running. */
+  abort(cmd: Command): Promise<void> {
+    const session = this.session!;
+    if (cmd.aborted) return cmd.finished ?? Promise.resolve();
+    cmd.aborted = true;
+    cmd.task.aborted = true;
+    if (!cmd.immediate) session.inFlight--;
+    if (cmd.state === 'receiving') {
+      session.tasks.delete(cmd.itt);
+      cmd.state = 'done';
+      return Promise.resolve();
+    }
+    return cmd.finished ?? Promise.resolve();
+  }
+
+  /** Abort every task of this session on `lun` (or all LUNs when lun < 0). */
+  async abortTasks(lun: number, except?: number): Promise<void> {
+    const waits: Promise<void>[] = [];
+    for (const cmd of [...this.session!.tasks.values()]) {
+      if ((lun < 0 || cmd.lun === lun) && cmd.itt !== except) waits.push(this.abort(cmd));
+    }
+    await Promise.all(waits);
+  }
+
+  // ---------------------------------------------------------------- task management
+
+  private async onTaskMgmt(pdu: TaskMgmtRequest): Promise<void> {
+    const session = this.session!;
+    const lun = decodeLun(pdu.lun);
+    let response: number;
+    const lunKnown = session.luns.has(lun);
+    if (session.type === 'Discovery') {
+      response = TmfResponse.NotSupported;
+    } else {
+      switch (pdu.func) {
+        case 1: {
+          // ABORT TASK
+          const cmd = session.tasks.get(pdu.refTaskTag);
+          if (!lunKnown) response = TmfResponse.LunDoesNotExist;
+          else if (cmd && cmd.lun === lun) {
+            await this.abort(cmd);
+            response = TmfResponse.Complete;
+          } else {
+            response = TmfResponse.TaskDoesNotExist;
+          }
+          break;
+        }
+        case 2: // ABORT TASK SET
+          if (!lunKnown) response = TmfResponse.LunDoesNotExist;
+          else {
+            await this.abortTasks(lun);
+            response = TmfResponse.Complete;
+          }
+          break;
+        case 3: // CLEAR ACA: we never establish ACA (NACA=0 only)
+          response = TmfResponse.NotSupported;
+          break;
+        case 4: // CLEAR TASK SET
+        case 5: // LOGICAL UNIT RESET
+          response = lunKnown ? await this.host.taskManagement(session, pdu.func, lun) : TmfResponse.LunDoesNotExist;
+          break;
+        case 6: // TARGET WARM RESET
+        case 7: // TARGET COLD RESET
+          response = await this.host.taskManagement(session, pdu.func, lun);
+          break;
+        case 8: // TASK REASSIGN: needs ERL 2
+          response = TmfResponse.ReassignmentNotSupported;
+          break;
+        default:
+          response = TmfResponse.NotSupported;
+      }
+    }
+    this.log.info({ func: pdu.func, lun, response }, 'task management');
+    this.send({
+      op: Op.TaskMgmtResponse,
+      response,
+      itt: pdu.itt,
+      statSN: this.takeStatSN(),
+      expCmdSN: this.expCmdSN,
+      maxCmdSN: this.maxCmdSN,
+      data: EMPTY,
+    });
+    if (pdu.func === 7 && response === TmfResponse.Complete) {
+      // Cold reset ends every connection of the target, ours too, once the response is out.
+      this.socket.end();
+    }
+  }
+
+  // ---------------------------------------------------------------- text
+
+  private onText(pdu: TextRequest, bhs: Buffer): void {
+    const session = this.session!;
+    if (pdu.ttt !== RESERVED_TAG) {
+      const splitter = this.textOut.get(pdu.ttt);
+      if (!splitter) {
+        this.reject(bhs, RejectReason.InvalidPduField);
+        return;
+      }
+      this.sendTextPiece(pdu, splitter, pdu.ttt);
+      return;
+    }
+    this.textIn.push(pdu.data);
+    if (pdu.cont) {
+      // More text follows: acknowledge with an empty response carrying a TTT.
+      this.send({
+        op: Op.TextResponse,
+        final: false,
+        cont: false,
+        lun: pdu.lun,
+        itt: pdu.itt,
+        ttt: this.allocTtt(),
+        statSN: this.takeStatSN(),
+        expCmdSN: this.expCmdSN,
+        maxCmdSN: this.maxCmdSN,
+        data: EMPTY,
+      });
+      return;
+    }
+    const text = this.textIn.length === 1 ? this.textIn[0] : Buffer.concat(this.textIn);
+    this.textIn = [];
+    let pairs: Array<[string, string]>;
+    try {
+      pairs = parseTextKeys(text);
+    } catch {
+      this.reject(bhs, RejectReason.ProtocolError);
+      return;
+    }
+    const answers: Array<[string, string]> = [];
+    for (const [k, v] of pairs) {
+      if (k === 'SendTargets') {
+        answers.push(...this.host.sendTargets(session.initiatorName, v, session, this.socket.localAddress ?? ''));
+      }
+    }
+    answers.push(
+      ...negotiateKeys(
+        pairs.filter(([k]) => k !== 'SendTargets'),
+        session.params,
+        { sessionType: session.type, phase: 'full-feature', limits: this.host.limits },
+      ),
+    );
+    // The initiator may have changed its MaxRecvDataSegmentLength.
+    const splitter = new TextSplitter(encodeTextKeys(answers), session.params.maxSendDataSegmentLength);
+    this.sendTextPiece(pdu, splitter, RESERVED_TAG);
+  }
+
+  private sendTextPiece(pdu: TextRequest, splitter: TextSplitter, ttt: number): void {
+    const piece = splitter.next();
+    let tag = RESERVED_TAG;
+    if (ttt !== RESERVED_TAG) this.textOut.delete(ttt);
+    if (!splitter.done) {
+      tag = this.allocTtt();
+      this.textOut.set(tag, splitter);
+    }
+    this.send({
+      op: Op.TextResponse,
+      final: splitter.done,
+      cont: !splitter.done,
+      lun: pdu.lun,
+      itt: pdu.itt,
+      ttt: tag,
+      statSN: this.takeStatSN(),
+      expCmdSN: this.expCmdSN,
+      maxCmdSN: this.maxCmdSN,
+      data: piece,
+    });
+  }
+
+  // ---------------------------------------------------------------- logout
+
+  private async onLogout(pdu: LogoutRequest, bhs: Buffer): Promise<void> {
+    const session = this.session!;
+    let response = 0;
+    if (pdu.reason === 2) response = 2; // connection recovery is not supported (ERL < 2)
+    else if (pdu.reason === 1 && pdu.cid !== session.cid) response = 1; // CID not found
+    else if (pdu.reason > 2) {
+      this.reject(bhs, RejectReason.InvalidPduField);
+      return;
+    }
+    if (response === 0) {
+      this.loggingOut = true;
+      // Let running commands finish and answer before the session goes.
+      const running = [...session.tasks.values()].map((c) => c.finished).filter((f): f is Promise<void> => !!f);
+      await Promise.all(running);
+    }
+    this.send({
+      op: Op.LogoutResponse,
+      response,
+      itt: pdu.itt,
+      statSN: this.takeStatSN(),
+      expCmdSN: this.expCmdSN,
+      maxCmdSN: this.maxCmdSN,
+      time2Wait: 0,
+      time2Retain: 0,
+      data: EMPTY,
+    });
+    if (response === 0) {
+      this.log.info({ reason: pdu.reason === 0 ? 'close session' : 'close connection' }, 'logout');
+      this.socket.end();
+    }
+  }
+
+  // ---------------------------------------------------------------- close
+
+  private onClose(): void {
+    clearTimeout(this.loginTimer);
+    clearInterval(this.nopTimer);
+    if (this.closed && !this.session) {
+      this.log.info('connection closed');
+      return;
+    }
+    this.closed = true;
+    const session = this.session;
+    if (session) {
+      for (const cmd of session.tasks.values()) {
+        cmd.aborted = true;
+        cmd.task.aborted = true;
+      }
+      this.host.closeSession(session, this.loggingOut ? 'logout' : 'lost');
+    }
+    this.log.info(this.loggingOut ? 'session logged out' : 'connection closed');
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function internalError(): ScsiResult {
+  return { status: ScsiStatus.CheckCondition, sense: fixedSense(0x04, 0x44, 0x00) };
+}
+
+function transferTooLarge(_cmd: Command): ScsiResult {
+  return { status: ScsiStatus.CheckCondition, sense: fixedSense(0x05, 0x24, 0x00) };
+}
+
+/** Minimal fixed-format sense for transport-level failures (before the SCSI core sees the task). */
+function fixedSense(key: number, asc: number, ascq: number): Buffer {
+  const b = Buffer.alloc(18);
+  b[0] = 0x70;
+  b[2] = key;
+  b[7] = 10;
+  b[12] = asc;
+  b[13] = ascq;
+  return b;
+}

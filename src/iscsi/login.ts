@@ -1,0 +1,316 @@
+// The login phase of one connection (RFC 7143 §6): stages, transitions, the
+// leading-login checks (names, session type, target, ACL), operational key
+// negotiation and long text split across PDUs in both directions.
+//
+// The connection feeds each Login Request to `handle()` and sends what it
+// returns; when `outcome` is set the connection enters full-feature phase
+// (or closes, on failure).
+
+import { LoginRequest, LoginResponse, Op } from './pdu/messages';
+import { encodeTextKeys, parseTextKeys } from './pdu/text';
+import {
+  defaultParams,
+  negotiateKeys,
+  SessionParams,
+  TargetLimits,
+} from './negotiation';
+import { TextSplitter } from './text-exchange';
+
+export const enum Stage {
+  Security = 0,
+  Operational = 1,
+  FullFeature = 3,
+}
+
+/** Status class (high byte) and detail (low byte), RFC 7143 §11.13.5. */
+export const LoginStatus = {
+  Success: 0x0000,
+  TargetMovedTemp: 0x0101,
+  InitiatorError: 0x0200,
+  AuthFailure: 0x0201,
+  AuthorizationFailure: 0x0202,
+  NotFound: 0x0203,
+  TargetRemoved: 0x0204,
+  UnsupportedVersion: 0x0205,
+  TooManyConnections: 0x0206,
+  MissingParameter: 0x0207,
+  CantIncludeInSession: 0x0208,
+  SessionTypeNotSupported: 0x0209,
+  SessionDoesNotExist: 0x020a,
+  InvalidDuringLogin: 0x020b,
+  TargetError: 0x0300,
+  ServiceUnavailable: 0x0301,
+  OutOfResources: 0x0302,
+} as const;
+
+/** What login asks of the server: names, access and session bookkeeping. */
+export interface LoginHost {
+  readonly limits: TargetLimits;
+  /** Target Portal Group Tag of the portal this connection came in on. */
+  readonly tpgt: number;
+  /** Is there a target of this name (case-insensitive)? Returns its canonical name. */
+  targetExists(name: string): string | undefined;
+  /** May this initiator use this target? */
+  mayAccess(targetName: string, initiatorName: string): boolean;
+  /** Does this initiator need CHAP on this target (or on discovery, when targetName is undefined)? */
+  needsChap(targetName: string | undefined, initiatorName: string): boolean;
+  /** Does an existing session have this TSIH? (adding a connection to it) */
+  sessionExists(tsih: number): boolean;
+}
+
+export interface LoginOutcome {
+  initiatorName: string;
+  initiatorAlias?: string;
+  sessionType: 'Normal' | 'Discovery';
+  targetName?: string;
+  isid: Buffer;
+  tsih: number;
+  cid: number;
+  /** CmdSN of the leading login: the session's first ExpCmdSN. */
+  cmdSN: number;
+  /** The StatSN of the final login response; the next one is this + 1. */
+  statSN: number;
+  params: SessionParams;
+}
+
+export interface LoginStep {
+  responses: LoginResponse[];
+  /** Set on the final successful response: the connection goes to full-feature phase. */
+  outcome?: LoginOutcome;
+  /** Set when the login failed: send the responses, then close. */
+  failed?: { status: number; reason: string };
+}
+
+export class LoginPhase {
+  private stage: Stage = Stage.Security;
+  private first = true;
+  private pendingText: Buffer[] = [];
+  private outgoing?: TextSplitter;
+  private isid = Buffer.alloc(6);
+  private tsih = 0;
+  private cid = 0;
+  private cmdSN = 0;
+  private statSN = 0;
+  private initiatorName?: string;
+  private initiatorAlias?: string;
+  private targetName?: string;
+  private sessionType: 'Normal' | 'Discovery' = 'Normal';
+  private authDone = false;
+  private declared = false;
+  private deferredTransit = false;
+  private deferredNsg = 0;
+  readonly params: SessionParams = defaultParams();
+
+  constructor(
+    private readonly host: LoginHost,
+    /** Assigns the TSIH of a new session when login completes. */
+    private readonly allocateTsih: () => number,
+  ) {
+    this.params.maxRecvDataSegmentLength = host.limits.maxRecvDataSegmentLength;
+  }
+
+  handle(req: LoginRequest): LoginStep {
+    if (this.first) {
+      this.first = false;
+      this.isid = Buffer.from(req.isid);
+      this.tsih = req.tsih;
+      this.cid = req.cid;
+      this.cmdSN = req.cmdSN;
+      this.statSN = req.expStatSN;
+      if (req.versionMin > 0 || req.versionMax < req.versionMin) {
+        return this.fail(req, LoginStatus.UnsupportedVersion, `unsupported version ${req.versionMin}..${req.versionMax}`);
+      }
+    } else if (!req.isid.equals(this.isid) || req.tsih !== this.tsih || req.cid !== this.cid) {
+      return this.fail(req, LoginStatus.InitiatorError, 'ISID, TSIH or CID changed during login');
+    }
+
+    if (req.csg === 2 || req.csg === Stage.FullFeature) {
+      return this.fail(req, LoginStatus.InitiatorError, `invalid current stage ${req.csg}`);
+    }
+    if (req.csg < this.stage) {
+      return this.fail(req, LoginStatus.InitiatorError, `stage went back from ${this.stage} to ${req.csg}`);
+    }
+    if (req.transit && (req.nsg === 2 || req.nsg <= req.csg)) {
+      return this.fail(req, LoginStatus.InitiatorError, `invalid next stage ${req.nsg} from ${req.csg}`);
+    }
+    if (req.transit && req.cont) {
+      return this.fail(req, LoginStatus.InitiatorError, 'T and C bits both set');
+    }
+
+    // The rest of a long response of ours: the initiator asks with an empty request.
+    if (this.outgoing && !this.outgoing.done) {
+      if (req.data.length > 0) {
+        return this.fail(req, LoginStatus.InitiatorError, 'text sent while the target was still answering');
+      }
+      const piece = this.outgoing.next();
+      if (!this.outgoing.done) return { responses: [this.response(req, piece, false)] };
+      return this.finish({ ...req, nsg: this.deferredNsg }, piece, this.deferredTransit);
+    }
+
+    this.pendingText.push(req.data);
+    if (req.cont) {
+      // More of the initiator's text follows: acknowledge with an empty response.
+      return { responses: [this.response(req, Buffer.alloc(0), false)] };
+    }
+    const text = this.pendingText.length === 1 ? this.pendingText[0] : Buffer.concat(this.pendingText);
+    this.pendingText = [];
+
+    let pairs: Array<[string, string]>;
+    try {
+      pairs = parseTextKeys(text);
+    } catch (e) {
+      return this.fail(req, LoginStatus.InitiatorError, `malformed login text: ${(e as Error).message}`);
+    }
+    const keys = new Map(pairs);
+    const answers: Array<[string, string]> = [];
+
+    if (this.initiatorName === undefined) {
+      const check = this.leadingChecks(keys, req);
+      if (check) return check;
+      if (this.sessionType === 'Normal') answers.push(['TargetPortalGroupTag', String(this.host.tpgt)]);
+    } else if (keys.has('InitiatorName') && keys.get('InitiatorName') !== this.initiatorName) {
+      return this.fail(req, LoginStatus.InitiatorError, 'InitiatorName changed during login');
+    }
+
+    this.stage = req.csg;
+    if (req.csg === Stage.Security) {
+      const auth = keys.get('AuthMethod');
+      if (auth !== undefined) {
+        const offered = auth.split(',');
+        const needChap = this.host.needsChap(this.targetName, this.initiatorName!);
+        if (needChap) {
+          // CHAP itself arrives with the access-control work; until then a
+          // target that demands it refuses rather than letting anyone in.
+          return this.fail(req, LoginStatus.AuthFailure, 'CHAP is required for this initiator but not available yet');
+        }
+        if (offered.includes('None')) {
+          answers.push(['AuthMethod', 'None']);
+          this.authDone = true;
+        } else {
+          answers.push(['AuthMethod', 'Reject']);
+        }
+      }
+    } else if (!this.authDone) {
+      // The initiator skipped the security stage: fine only if no authentication is required.
+      if (this.host.needsChap(this.targetName, this.initiatorName!)) {
+        return this.fail(req, LoginStatus.AuthFailure, 'authentication required but security stage skipped');
+      }
+      this.authDone = true;
+    }
+
+    answers.push(
+      ...negotiateKeys(pairs, this.params, { sessionType: this.sessionType, phase: 'login', limits: this.host.limits }),
+    );
+
+    const transit = req.transit;
+    if (transit && req.csg === Stage.Security && !this.authDone) {
+      if (this.host.needsChap(this.targetName, this.initiatorName!)) {
+        return this.fail(req, LoginStatus.AuthFailure, 'authentication not completed');
+      }
+      this.authDone = true;
+    }
+    const finishing = transit && req.nsg === Stage.FullFeature;
+    if (!this.declared && (req.csg === Stage.Operational || finishing)) {
+      this.declared = true;
+      answers.push(['MaxRecvDataSegmentLength', String(this.params.maxRecvDataSegmentLength)]);
+    }
+
+    // Our answer may exceed what the initiator accepts in one PDU (8192 during login).
+    this.outgoing = new TextSplitter(encodeTextKeys(answers), 8192);
+    const chunk = this.outgoing.next();
+    if (!this.outgoing.done) {
+      // The transit the initiator asked for happens with our last piece.
+      this.deferredTransit = transit;
+      this.deferredNsg = req.nsg;
+      return { responses: [this.response(req, chunk, false)] };
+    }
+    return this.finish(req, chunk, transit);
+  }
+
+  private leadingChecks(keys: Map<string, string>, req: LoginRequest): LoginStep | undefined {
+    const name = keys.get('InitiatorName');
+    if (!name) return this.fail(req, LoginStatus.MissingParameter, 'InitiatorName missing');
+    this.initiatorName = name;
+    this.initiatorAlias = keys.get('InitiatorAlias');
+    const type = keys.get('SessionType') ?? 'Normal';
+    if (type !== 'Normal' && type !== 'Discovery') {
+      return this.fail(req, LoginStatus.SessionTypeNotSupported, `SessionType ${type}`);
+    }
+    this.sessionType = type;
+    if (req.tsih !== 0) {
+      // Adding a connection to an existing session: we run one connection per session.
+      if (!this.host.sessionExists(req.tsih)) {
+        return this.fail(req, LoginStatus.SessionDoesNotExist, `TSIH ${req.tsih} unknown`);
+      }
+      return this.fail(req, LoginStatus.TooManyConnections, 'MaxConnections is 1');
+    }
+    if (type === 'Normal') {
+      const tname = keys.get('TargetName');
+      if (!tname) return this.fail(req, LoginStatus.MissingParameter, 'TargetName missing');
+      const canonical = this.host.targetExists(tname);
+      if (!canonical) return this.fail(req, LoginStatus.NotFound, `no target ${tname}`);
+      // An initiator not on the target's ACL is told "not found": the name leaks nothing.
+      if (!this.host.mayAccess(canonical, name)) {
+        return this.fail(req, LoginStatus.AuthorizationFailure, `${name} not permitted on ${canonical}`);
+      }
+      this.targetName = canonical;
+    }
+    return undefined;
+  }
+
+  private finish(req: LoginRequest, text: Buffer, transit: boolean): LoginStep {
+    const nsg = transit ? req.nsg : req.csg;
+    if (transit) this.stage = req.nsg as Stage;
+    if (transit && nsg === Stage.FullFeature) {
+      this.tsih = this.allocateTsih();
+      const res = this.response(req, text, true);
+      return {
+        responses: [res],
+        outcome: {
+          initiatorName: this.initiatorName!,
+          initiatorAlias: this.initiatorAlias,
+          sessionType: this.sessionType,
+          targetName: this.targetName,
+          isid: this.isid,
+          tsih: this.tsih,
+          cid: this.cid,
+          cmdSN: this.cmdSN,
+          statSN: res.statSN,
+          params: this.params,
+        },
+      };
+    }
+    return { responses: [this.response(req, text, transit)] };
+  }
+
+  private response(req: LoginRequest, data: Buffer, transit: boolean): LoginResponse {
+    const statSN = this.statSN;
+    this.statSN = (this.statSN + 1) >>> 0;
+    return {
+      op: Op.LoginResponse,
+      transit,
+      cont: this.outgoing !== undefined && !this.outgoing.done,
+      csg: req.csg,
+      nsg: transit ? req.nsg : 0,
+      versionMax: 0,
+      versionActive: 0,
+      isid: this.isid,
+      tsih: transit && req.nsg === Stage.FullFeature ? this.tsih : 0,
+      itt: req.itt,
+      statSN,
+      expCmdSN: this.cmdSN,
+      maxCmdSN: (this.cmdSN + this.host.limits.queueDepth - 1) >>> 0,
+      statusClass: 0,
+      statusDetail: 0,
+      data,
+    };
+  }
+
+  private fail(req: LoginRequest, status: number, reason: string): LoginStep {
+    const res = this.response(req, Buffer.alloc(0), false);
+    res.cont = false;
+    res.statusClass = status >> 8;
+    res.statusDetail = status & 0xff;
+    return { responses: [res], failed: { status, reason } };
+  }
+}

@@ -1,0 +1,297 @@
+// The target server: portals (TCP listeners), the logical units behind the
+// configured volumes, the targets and the session registry. Connections ask it
+// for names, access, session bookkeeping and target-wide task management.
+
+import net from 'node:net';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Config, TargetConfig } from '../config/model';
+import { resolveAccess } from '../acl/access';
+import { openBackstore } from '../backstore/open';
+import { LogicalUnit } from '../scsi/logical-unit';
+import type { ItNexus } from '../scsi/task';
+import { Connection, ConnectionHost, TmfResponse } from './connection';
+import type { LoginOutcome } from './login';
+import { DEFAULT_LIMITS, TargetLimits } from './negotiation';
+import { Session } from './session';
+
+export interface ServerOptions {
+  config: Config;
+  logger: Logger;
+  limits?: Partial<TargetLimits>;
+  timeouts?: Partial<ConnectionHost['timeouts']>;
+}
+
+/** The one target portal group every portal belongs to. */
+const TPGT = 1;
+
+export class TargetServer implements ConnectionHost {
+  readonly logger: Logger;
+  readonly limits: TargetLimits;
+  readonly tpgt = TPGT;
+  readonly timeouts: ConnectionHost['timeouts'];
+  readonly addresses: { host: string; port: number }[] = [];
+  private config: Config;
+  private readonly listeners: net.Server[] = [];
+  /** Volume name -> logical unit. */
+  readonly units = new Map<string, LogicalUnit>();
+  private readonly targets = new Map<string, TargetConfig>();
+  readonly sessions = new Map<Session, Connection>();
+  private readonly connections = new Set<Connection>();
+  private nextTsih = 1;
+  private nextConnId = 1;
+  private stopping = false;
+
+  private constructor(opts: ServerOptions) {
+    this.config = opts.config;
+    this.logger = opts.logger;
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.timeouts = { loginMs: 15000, nopIntervalMs: 10000, nopTimeoutMs: 30000, ...opts.timeouts };
+    for (const t of opts.config.targets) this.targets.set(t.iqn.toLowerCase(), t);
+  }
+
+  /** Opens every volume, binds every portal; rejects with a clear Error if a volume or port fails. */
+  static async start(opts: ServerOptions): Promise<TargetServer> {
+    const server = new TargetServer(opts);
+    try {
+      await server.openVolumes();
+      for (const portal of opts.config.portals) await server.listen(portal.host, portal.port);
+    } catch (err) {
+      await server.stop();
+      throw err;
+    }
+    return server;
+  }
+
+  private async openVolumes(): Promise<void> {
+    const baseDir = path.dirname(path.resolve(this.config.source));
+    for (const vol of this.config.volumes.values()) {
+      let store;
+      try {
+        store = await openBackstore(vol, baseDir);
+      } catch (err) {
+        throw new Error(`volume ${vol.name}: ${(err as Error).message}`);
+      }
+      const lu = new LogicalUnit({
+        name: vol.name,
+        backstore: store,
+        blockSize: vol.blockSize,
+        readonly: vol.readonly,
+        logger: this.logger.child({ volume: vol.name }),
+      });
+      this.units.set(vol.name, lu);
+      this.logger.info(
+        { volume: vol.name, path: store.path, bytes: store.size, blockSize: vol.blockSize, readonly: vol.readonly },
+        'volume open',
+      );
+    }
+  }
+
+  private listen(host: string, port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const srv = net.createServer((socket) => this.accept(socket));
+      const onError = (err: NodeJS.ErrnoException) => {
+        reject(new Error(`cannot listen on ${fmtAddr(host, port)}: ${err.code ?? err.message}`));
+      };
+      srv.once('error', onError);
+      srv.listen({ host, port, backlog: 512 }, () => {
+        srv.off('error', onError);
+        srv.on('error', (err) => this.logger.error({ err }, 'listener error'));
+        const addr = srv.address() as net.AddressInfo;
+        this.addresses.push({ host, port: addr.port });
+        this.listeners.push(srv);
+        this.logger.info({ portal: fmtAddr(host, addr.port) }, 'listening');
+        resolve();
+      });
+    });
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
+    const conn = new Connection(socket, this, this.nextConnId++);
+    this.connections.add(conn);
+    socket.on('close', () => this.connections.delete(conn));
+  }
+
+  /** Stop accepting, let in-flight commands finish, close sessions, flush and close volumes. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.listeners.map((l) => new Promise<void>((r) => l.close(() => r()))));
+    const waits: Promise<void>[] = [];
+    for (const [session, conn] of this.sessions) {
+      const running = [...session.tasks.values()].map((c) => c.finished).filter((f): f is Promise<void> => !!f);
+      waits.push(Promise.all(running).then(() => undefined));
+      void conn;
+    }
+    await Promise.race([Promise.all(waits), delay(10000)]);
+    for (const conn of this.connections) conn.destroy();
+    for (const lu of this.units.values()) {
+      try {
+        await lu.close();
+      } catch (err) {
+        this.logger.error({ err, volume: lu.name }, 'closing volume failed');
+      }
+    }
+    this.units.clear();
+  }
+
+  // ------------------------------------------------------------ LoginHost
+
+  targetExists(name: string): string | undefined {
+    return this.targets.get(name.toLowerCase())?.iqn;
+  }
+
+  mayAccess(targetName: string, initiatorName: string): boolean {
+    const t = this.targets.get(targetName.toLowerCase());
+    return !!t && resolveAccess(t, initiatorName).allowed;
+  }
+
+  needsChap(targetName: string | undefined, initiatorName: string): boolean {
+    if (targetName === undefined) return false;
+    const t = this.targets.get(targetName.toLowerCase());
+    return !!t && !!resolveAccess(t, initiatorName).acl?.chap;
+  }
+
+  sessionExists(tsih: number): boolean {
+    for (const s of this.sessions.keys()) if (s.tsih === tsih) return true;
+    return false;
+  }
+
+  allocateTsih(): number {
+    for (;;) {
+      const t = this.nextTsih;
+      this.nextTsih = this.nextTsih >= 0xffff ? 1 : this.nextTsih + 1;
+      if (!this.sessionExists(t)) return t;
+    }
+  }
+
+  // ------------------------------------------------------------ sessions
+
+  openSession(o: LoginOutcome, conn: Connection): Session {
+    const isid = o.isid.toString('hex');
+    // Session reinstatement (RFC 7143 §6.3.5): same initiator, ISID and target ends the old session.
+    for (const [old, oldConn] of this.sessions) {
+      if (
+        old.initiatorName.toLowerCase() === o.initiatorName.toLowerCase() &&
+        old.isid.equals(o.isid) &&
+        old.targetName === o.targetName
+      ) {
+        this.logger.info({ tsih: old.tsih, initiator: o.initiatorName }, 'session reinstated: closing the old one');
+        this.sessions.delete(old);
+        old.closed = true;
+        oldConn.destroy();
+      }
+    }
+    const targetName = o.targetName ?? '';
+    const nexus: ItNexus = {
+      id: `${o.initiatorName.toLowerCase()},i,0x${isid}|${targetName},t,0x${TPGT.toString(16).padStart(4, '0')}`,
+      initiatorName: o.initiatorName,
+      isid,
+      targetName,
+      relativePortId: TPGT,
+    };
+    const luns = new Map<number, LogicalUnit>();
+    if (o.sessionType === 'Normal') {
+      const t = this.targets.get(targetName.toLowerCase())!;
+      for (const [lun, volume] of resolveAccess(t, o.initiatorName).luns) {
+        const lu = this.units.get(volume);
+        if (lu) luns.set(lun, lu);
+      }
+    }
+    const session = new Session(
+      o.tsih,
+      o.isid,
+      o.cid,
+      o.initiatorName,
+      o.sessionType,
+      o.targetName,
+      o.params,
+      nexus,
+      luns,
+      o.cmdSN,
+      this.limits.queueDepth,
+    );
+    this.sessions.set(session, conn);
+    return session;
+  }
+
+  closeSession(session: Session, reason: 'logout' | 'lost'): void {
+    if (this.sessions.get(session) === undefined) return;
+    this.sessions.delete(session);
+    session.closed = true;
+    if (reason === 'lost') {
+      for (const lu of new Set(session.luns.values())) lu.nexusLost(session.nexus);
+    }
+  }
+
+  sendTargets(initiatorName: string, value: string, session: Session, localAddress: string): Array<[string, string]> {
+    const out: Array<[string, string]> = [];
+    let wanted: TargetConfig[];
+    if (value === 'All') {
+      if (session.type !== 'Discovery') return out; // only a Discovery session may ask for All
+      wanted = this.config.targets;
+    } else if (value === '') {
+      wanted = this.config.targets.filter((t) => t.iqn === session.targetName);
+    } else {
+      wanted = this.config.targets.filter((t) => t.iqn.toLowerCase() === value.toLowerCase());
+    }
+    for (const t of wanted) {
+      if (!resolveAccess(t, initiatorName).allowed) continue;
+      out.push(['TargetName', t.iqn]);
+      for (const a of this.addresses) {
+        const host = a.host === '0.0.0.0' || a.host === '::' ? normalizeLocal(localAddress) : a.host;
+        out.push(['TargetAddress', `${fmtAddr(host, a.port)},${TPGT}`]);
+      }
+    }
+    return out;
+  }
+
+  async taskManagement(session: Session, func: number, lun: number): Promise<number> {
+    const targetName = session.targetName;
+    const affected: LogicalUnit[] =
+      func === 4 || func === 5
+        ? [session.luns.get(lun)!]
+        : this.unitsOfTarget(targetName);
+    const waits: Promise<void>[] = [];
+    for (const [s, conn] of this.sessions) {
+      for (const cmd of [...s.tasks.values()]) {
+        const lu = s.luns.get(cmd.lun);
+        if (lu && affected.includes(lu)) waits.push(conn.abort(cmd));
+      }
+    }
+    await Promise.all(waits);
+    const kind = func === 4 ? undefined : func === 5 ? 'lun' : func === 6 ? 'warm' : 'cold';
+    if (kind) for (const lu of affected) lu.reset(kind, session.nexus);
+    if (func === 7) {
+      // Cold reset: every other session of this target ends now; ours after its response.
+      for (const [s, conn] of this.sessions) {
+        if (s !== session && s.targetName === targetName) conn.destroy();
+      }
+    }
+    return TmfResponse.Complete;
+  }
+
+  /** Every logical unit a target exports, through its own LUN map or any ACL's. */
+  private unitsOfTarget(targetName: string | undefined): LogicalUnit[] {
+    const t = targetName ? this.targets.get(targetName.toLowerCase()) : undefined;
+    if (!t) return [];
+    const names = new Set<string>(t.luns.values());
+    for (const acl of t.acls) for (const v of acl.luns?.values() ?? []) names.add(v);
+    return [...names].map((n) => this.units.get(n)).filter((lu): lu is LogicalUnit => !!lu);
+  }
+}
+
+function fmtAddr(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function normalizeLocal(addr: string): string {
+  return addr.startsWith('::ffff:') ? addr.slice(7) : addr || '127.0.0.1';
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}

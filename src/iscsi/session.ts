@@ -1,0 +1,86 @@
+// An iSCSI session: the I_T nexus, its negotiated parameters, its CmdSN window
+// and its task set. One connection per session (MaxConnections=1).
+
+import type { LogicalUnit } from '../scsi/logical-unit';
+import type { ItNexus, ScsiTask } from '../scsi/task';
+import type { SessionParams } from './negotiation';
+import { snAdd, snLt } from './serial';
+
+/** A SCSI command as the transport tracks it, from its PDU to its response. */
+export interface Command {
+  itt: number;
+  cmdSN: number;
+  immediate: boolean;
+  lun: number;
+  lunRaw: bigint;
+  expectedLength: number;
+  read: boolean;
+  write: boolean;
+  task: ScsiTask;
+  /** Data-Out assembly (write commands). */
+  buffer: Buffer | null;
+  received: number;
+  /** End of the unsolicited burst (immediate data + unsolicited Data-Out). */
+  unsolicitedEnd: number;
+  /** Next byte offset to ask for with an R2T. */
+  nextR2TOffset: number;
+  r2tSN: number;
+  /** Outstanding R2Ts by Target Transfer Tag. */
+  r2ts: Map<number, { offset: number; length: number; received: number; nextDataSN: number }>;
+  unsolicitedDataSN: number;
+  state: 'receiving' | 'executing' | 'done';
+  aborted: boolean;
+  /** Settles when the command has finished executing (for TMF waits). */
+  finished?: Promise<void>;
+  startedAt: bigint;
+}
+
+export interface SessionCounters {
+  commands: number;
+  readBytes: number;
+  writtenBytes: number;
+  errors: number;
+}
+
+export class Session {
+  expCmdSN: number;
+  /** Non-immediate commands received but not yet answered: they shrink the window. */
+  inFlight = 0;
+  readonly tasks = new Map<number, Command>();
+  readonly createdAt = Date.now();
+  readonly counters: SessionCounters = { commands: 0, readBytes: 0, writtenBytes: 0, errors: 0 };
+  closed = false;
+
+  constructor(
+    readonly tsih: number,
+    readonly isid: Buffer,
+    readonly cid: number,
+    readonly initiatorName: string,
+    readonly type: 'Normal' | 'Discovery',
+    readonly targetName: string | undefined,
+    readonly params: SessionParams,
+    readonly nexus: ItNexus,
+    /** LUN number -> logical unit, as this initiator's ACL maps them. */
+    public luns: Map<number, LogicalUnit>,
+    cmdSN: number,
+    private readonly queueDepth: number,
+  ) {
+    this.expCmdSN = cmdSN;
+  }
+
+  get maxCmdSN(): number {
+    return snAdd(this.expCmdSN, this.queueDepth - 1 - this.inFlight);
+  }
+
+  /**
+   * Where a non-immediate CmdSN stands against the window: 'now' (the next one
+   * expected), 'later' (inside the window, after a gap) or 'outside'.
+   */
+  classify(cmdSN: number): 'now' | 'later' | 'outside' {
+    const max = this.maxCmdSN;
+    // A closed window (MaxCmdSN = ExpCmdSN - 1) admits nothing.
+    if (snLt(max, this.expCmdSN) || snLt(max, cmdSN)) return 'outside';
+    if (cmdSN === this.expCmdSN) return 'now';
+    return snLt(this.expCmdSN, cmdSN) ? 'later' : 'outside';
+  }
+}

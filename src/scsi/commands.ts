@@ -1,0 +1,240 @@
+// The one table that drives the SCSI core. Each entry names the operation code (and
+// service action), the command's name, CDB length, data direction, handler, and how it
+// behaves while a unit attention is pending, on a write-protected LU and while another
+// I_T nexus holds an SPC-2 reservation, plus the CDB usage data that REPORT SUPPORTED
+// OPERATION CODES returns. An opcode not in this table gets ILLEGAL REQUEST, INVALID
+// COMMAND OPERATION CODE; a service action not in it gets INVALID FIELD IN CDB.
+
+import type { LogicalUnit } from './logical-unit';
+import * as sbc from './sbc';
+import * as spc from './spc';
+import { invalidFieldInCdb } from './sense';
+import { DataDirection, ScsiStatus, type ScsiResult, type ScsiTask } from './task';
+
+export type Handler = (lu: LogicalUnit, task: ScsiTask) => Promise<ScsiResult> | ScsiResult;
+
+export interface CommandSpec {
+  readonly opcode: number;
+  /** Service action (CDB byte 1, bits 4..0) for opcodes that multiplex several commands. */
+  readonly sa?: number;
+  readonly name: string;
+  readonly cdbLength: number;
+  readonly direction: DataDirection;
+  readonly handler: Handler;
+  /** Runs even while a unit attention is pending (INQUIRY, REPORT LUNS, REQUEST SENSE). */
+  readonly allowedWithUnitAttention: boolean;
+  /** Modifies the medium: refused with DATA PROTECT on a read-only or SWP logical unit. */
+  readonly writesMedium: boolean;
+  /** Allowed to other I_T nexuses while one holds an SPC-2 RESERVE (else RESERVATION CONFLICT). */
+  readonly allowedUnderReservation: boolean;
+  /** CDB usage data (SPC-4 §6.35.3): byte 0 is the opcode, then the bits we evaluate. */
+  readonly usage: readonly number[];
+  /** Recommended command timeout in seconds (REPORT SUPPORTED OPERATION CODES, RCTD). */
+  readonly timeout: number;
+}
+
+/** Returned by lookupCommand for a known opcode with an unknown service action. */
+export const BAD_SERVICE_ACTION = Symbol('bad service action');
+
+type Entry = Omit<CommandSpec, 'allowedWithUnitAttention' | 'writesMedium' | 'allowedUnderReservation' | 'timeout'> &
+  Partial<Pick<CommandSpec, 'allowedWithUnitAttention' | 'writesMedium' | 'allowedUnderReservation' | 'timeout'>>;
+
+const C = 0x04; // control byte: NACA is evaluated (and refused)
+const LBA4 = [0xff, 0xff, 0xff, 0xff];
+const LBA8 = [...LBA4, ...LBA4];
+const { None, Read, Write } = { None: DataDirection.None, Read: DataDirection.Read, Write: DataDirection.Write };
+
+const ENTRIES: Entry[] = [
+  // ---- SPC-4 (spc.ts)
+  { opcode: 0x00, name: 'TEST UNIT READY', cdbLength: 6, direction: None, handler: spc.testUnitReady,
+    usage: [0x00, 0, 0, 0, 0, C] },
+  { opcode: 0x03, name: 'REQUEST SENSE', cdbLength: 6, direction: Read, handler: spc.requestSense,
+    allowedWithUnitAttention: true, allowedUnderReservation: true, usage: [0x03, 0x01, 0, 0, 0xff, C] },
+  { opcode: 0x12, name: 'INQUIRY', cdbLength: 6, direction: Read, handler: spc.inquiry,
+    allowedWithUnitAttention: true, allowedUnderReservation: true, usage: [0x12, 0x01, 0xff, 0xff, 0xff, C] },
+  { opcode: 0x15, name: 'MODE SELECT(6)', cdbLength: 6, direction: Write, handler: spc.modeSelect6,
+    usage: [0x15, 0x11, 0, 0, 0xff, C] },
+  { opcode: 0x16, name: 'RESERVE(6)', cdbLength: 6, direction: None, handler: spc.reserve6,
+    usage: [0x16, 0, 0, 0, 0, C] },
+  { opcode: 0x17, name: 'RELEASE(6)', cdbLength: 6, direction: None, handler: spc.release6,
+    allowedUnderReservation: true, usage: [0x17, 0, 0, 0, 0, C] },
+  { opcode: 0x1a, name: 'MODE SENSE(6)', cdbLength: 6, direction: Read, handler: spc.modeSense6,
+    usage: [0x1a, 0x08, 0xff, 0xff, 0xff, C] },
+  { opcode: 0x55, name: 'MODE SELECT(10)', cdbLength: 10, direction: Write, handler: spc.modeSelect10,
+    usage: [0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
+  { opcode: 0x56, name: 'RESERVE(10)', cdbLength: 10, direction: None, handler: spc.reserve10,
+    usage: [0x56, 0, 0, 0, 0, 0, 0, 0, 0, C] },
+  { opcode: 0x57, name: 'RELEASE(10)', cdbLength: 10, direction: None, handler: spc.release10,
+    allowedUnderReservation: true, usage: [0x57, 0, 0, 0, 0, 0, 0, 0, 0, C] },
+  { opcode: 0x5a, name: 'MODE SENSE(10)', cdbLength: 10, direction: Read, handler: spc.modeSense10,
+    usage: [0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, C] },
+  // REPORT LUNS is answered by executeScsi from the LUN map before an LU is involved.
+  { opcode: 0xa0, name: 'REPORT LUNS', cdbLength: 12, direction: Read, handler: spc.reportLunsPlaceholder,
+    allowedWithUnitAttention: true, allowedUnderReservation: true,
+    usage: [0xa0, 0, 0xff, 0, 0, 0, ...LBA4, 0, C] },
+  { opcode: 0xa3, sa: 0x0c, name: 'REPORT SUPPORTED OPERATION CODES', cdbLength: 12, direction: Read,
+    handler: reportSupportedOperationCodes, usage: [0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, ...LBA4, 0, C] },
+  { opcode: 0xa3, sa: 0x0d, name: 'REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS', cdbLength: 12, direction: Read,
+    handler: spc.reportSupportedTaskManagementFunctions, usage: [0xa3, 0x0d, 0x80, 0, 0, 0, ...LBA4, 0, C] },
+
+  // ---- SBC-3 (sbc.ts)
+  { opcode: 0x08, name: 'READ(6)', cdbLength: 6, direction: Read, handler: sbc.read6,
+    usage: [0x08, 0x1f, 0xff, 0xff, 0xff, C] },
+  { opcode: 0x0a, name: 'WRITE(6)', cdbLength: 6, direction: Write, handler: sbc.write6, writesMedium: true,
+    usage: [0x0a, 0x1f, 0xff, 0xff, 0xff, C] },
+  { opcode: 0x1b, name: 'START STOP UNIT', cdbLength: 6, direction: None, handler: sbc.startStopUnit,
+    usage: [0x1b, 0x01, 0, 0x0f, 0xf7, C] },
+  { opcode: 0x1e, name: 'PREVENT ALLOW MEDIUM REMOVAL', cdbLength: 6, direction: None,
+    handler: sbc.preventAllowMediumRemoval, usage: [0x1e, 0, 0, 0, 0x03, C] },
+  { opcode: 0x25, name: 'READ CAPACITY(10)', cdbLength: 10, direction: Read, handler: sbc.readCapacity10,
+    usage: [0x25, 0, ...LBA4, 0, 0, 0x01, C] },
+  { opcode: 0x28, name: 'READ(10)', cdbLength: 10, direction: Read, handler: sbc.read10,
+    usage: [0x28, 0xfa, ...LBA4, 0x3f, 0xff, 0xff, C] },
+  { opcode: 0x2a, name: 'WRITE(10)', cdbLength: 10, direction: Write, handler: sbc.write10, writesMedium: true,
+    usage: [0x2a, 0xfa, ...LBA4, 0x3f, 0xff, 0xff, C] },
+  { opcode: 0x2e, name: 'WRITE AND VERIFY(10)', cdbLength: 10, direction: Write, handler: sbc.writeAndVerify10,
+    writesMedium: true, usage: [0x2e, 0xf2, ...LBA4, 0x3f, 0xff, 0xff, C] },
+  { opcode: 0x2f, name: 'VERIFY(10)', cdbLength: 10, direction: Write, handler: sbc.verify10,
+    usage: [0x2f, 0xf6, ...LBA4, 0x3f, 0xff, 0xff, C] },
+  { opcode: 0x34, name: 'PRE-FETCH(10)', cdbLength: 10, direction: None, handler: sbc.preFetch10,
+    usage: [0x34, 0x02, ...LBA4, 0x3f, 0xff, 0xff, C] },
+  { opcode: 0x35, name: 'SYNCHRONIZE CACHE(10)', cdbLength: 10, direction: None, handler: sbc.synchronizeCache10,
+    usage: [0x35, 0x06, ...LBA4, 0x3f, 0xff, 0xff, C] },
+  { opcode: 0x41, name: 'WRITE SAME(10)', cdbLength: 10, direction: Write, handler: sbc.writeSame10,
+    writesMedium: true, usage: [0x41, 0xfe, ...LBA4, 0x3f, 0xff, 0xff, C] },
+  { opcode: 0x88, name: 'READ(16)', cdbLength: 16, direction: Read, handler: sbc.read16,
+    usage: [0x88, 0xfa, ...LBA8, ...LBA4, 0x3f, C] },
+  { opcode: 0x89, name: 'COMPARE AND WRITE', cdbLength: 16, direction: Write, handler: sbc.compareAndWrite,
+    writesMedium: true, usage: [0x89, 0xfa, ...LBA8, 0, 0, 0, 0xff, 0x3f, C] },
+  { opcode: 0x8a, name: 'WRITE(16)', cdbLength: 16, direction: Write, handler: sbc.write16, writesMedium: true,
+    usage: [0x8a, 0xfa, ...LBA8, ...LBA4, 0x3f, C] },
+  { opcode: 0x8b, name: 'ORWRITE(16)', cdbLength: 16, direction: Write, handler: sbc.orWrite16, writesMedium: true,
+    usage: [0x8b, 0xfa, ...LBA8, ...LBA4, 0x3f, C] },
+  { opcode: 0x8e, name: 'WRITE AND VERIFY(16)', cdbLength: 16, direction: Write, handler: sbc.writeAndVerify16,
+    writesMedium: true, usage: [0x8e, 0xf2, ...LBA8, ...LBA4, 0x3f, C] },
+  { opcode: 0x8f, name: 'VERIFY(16)', cdbLength: 16, direction: Write, handler: sbc.verify16,
+    usage: [0x8f, 0xf6, ...LBA8, ...LBA4, 0x3f, C] },
+  { opcode: 0x90, name: 'PRE-FETCH(16)', cdbLength: 16, direction: None, handler: sbc.preFetch16,
+    usage: [0x90, 0x02, ...LBA8, ...LBA4, 0x3f, C] },
+  { opcode: 0x91, name: 'SYNCHRONIZE CACHE(16)', cdbLength: 16, direction: None, handler: sbc.synchronizeCache16,
+    usage: [0x91, 0x06, ...LBA8, ...LBA4, 0x3f, C] },
+  { opcode: 0x93, name: 'WRITE SAME(16)', cdbLength: 16, direction: Write, handler: sbc.writeSame16,
+    writesMedium: true, usage: [0x93, 0xf9, ...LBA8, ...LBA4, 0x3f, C] },
+  { opcode: 0x9e, sa: 0x10, name: 'READ CAPACITY(16)', cdbLength: 16, direction: Read, handler: sbc.readCapacity16,
+    usage: [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, ...LBA4, 0, C] },
+  { opcode: 0xa8, name: 'READ(12)', cdbLength: 12, direction: Read, handler: sbc.read12,
+    usage: [0xa8, 0xfa, ...LBA4, ...LBA4, 0x3f, C] },
+  { opcode: 0xaa, name: 'WRITE(12)', cdbLength: 12, direction: Write, handler: sbc.write12, writesMedium: true,
+    usage: [0xaa, 0xfa, ...LBA4, ...LBA4, 0x3f, C] },
+  { opcode: 0xae, name: 'WRITE AND VERIFY(12)', cdbLength: 12, direction: Write, handler: sbc.writeAndVerify12,
+    writesMedium: true, usage: [0xae, 0xf2, ...LBA4, ...LBA4, 0x3f, C] },
+  { opcode: 0xaf, name: 'VERIFY(12)', cdbLength: 12, direction: Write, handler: sbc.verify12,
+    usage: [0xaf, 0xf6, ...LBA4, ...LBA4, 0x3f, C] },
+];
+
+/** Every supported command, sorted by opcode then service action. */
+export const COMMANDS: readonly CommandSpec[] = ENTRIES.map(
+  (e): CommandSpec =>
+    Object.freeze({
+      ...e,
+      allowedWithUnitAttention: e.allowedWithUnitAttention ?? false,
+      writesMedium: e.writesMedium ?? false,
+      allowedUnderReservation: e.allowedUnderReservation ?? false,
+      timeout: e.timeout ?? 60,
+    }),
+).sort((x, y) => x.opcode - y.opcode || (x.sa ?? 0) - (y.sa ?? 0));
+
+// opcode -> command, or -> service action map for multiplexed opcodes.
+const BY_OPCODE: (CommandSpec | Map<number, CommandSpec> | undefined)[] = new Array(256);
+for (const c of COMMANDS) {
+  if (c.usage.length !== c.cdbLength || c.usage[0] !== c.opcode) {
+    throw new Error(`command table: bad CDB usage data for ${c.name}`);
+  }
+  const slot = BY_OPCODE[c.opcode];
+  if (c.sa === undefined) {
+    if (slot !== undefined) throw new Error(`command table: opcode 0x${c.opcode.toString(16)} twice`);
+    BY_OPCODE[c.opcode] = c;
+  } else {
+    if (slot instanceof Map) slot.set(c.sa, c);
+    else if (slot === undefined) BY_OPCODE[c.opcode] = new Map([[c.sa, c]]);
+    else throw new Error(`command table: opcode 0x${c.opcode.toString(16)} with and without service actions`);
+  }
+}
+
+/** The table entry for a CDB: undefined for an unknown opcode, BAD_SERVICE_ACTION for an unknown SA. */
+export function lookupCommand(cdb: Buffer): CommandSpec | typeof BAD_SERVICE_ACTION | undefined {
+  const slot = BY_OPCODE[cdb[0]];
+  if (slot === undefined || !(slot instanceof Map)) return slot;
+  return slot.get(cdb[1] & 0x1f) ?? BAD_SERVICE_ACTION;
+}
+
+/** For REPORT SUPPORTED OPERATION CODES: the entry (or SA map) for an opcode. */
+export function commandsForOpcode(opcode: number): CommandSpec | ReadonlyMap<number, CommandSpec> | undefined {
+  return BY_OPCODE[opcode & 0xff];
+}
+
+// ------------------------------------------------------------------ REPORT SUPPORTED OPERATION CODES
+
+/** One command timeouts descriptor (SPC-4 §6.35.4): length 0x0A, nominal and recommended. */
+function timeoutsDescriptor(spec: CommandSpec): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt16BE(0x0a, 0);
+  b.writeUInt32BE(0, 4); // NOMINAL COMMAND PROCESSING TIMEOUT: not specified
+  b.writeUInt32BE(spec.timeout, 8); // RECOMMENDED COMMAND TIMEOUT (seconds)
+  return b;
+}
+
+/**
+ * REPORT SUPPORTED OPERATION CODES (MAINTENANCE IN / 0x0C), generated from the table.
+ *   reporting options 000b: all commands (with timeouts descriptors when RCTD is set)
+ *   001b: one opcode (INVALID FIELD IN CDB if the opcode has service actions)
+ *   010b: one opcode + service action (INVALID FIELD IN CDB if it has none)
+ *   011b: one opcode, plus the service action if the opcode has them
+ */
+export function reportSupportedOperationCodes(_lu: LogicalUnit, task: ScsiTask): ScsiResult {
+  const c = task.cdb;
+  const rctd = (c[2] & 0x80) !== 0;
+  const options = c[2] & 0x07;
+  const opcode = c[3];
+  const sa = c.readUInt16BE(4);
+  const alloc = c.readUInt32BE(6);
+  let data: Buffer;
+
+  if (options === 0) {
+    const parts: Buffer[] = [Buffer.alloc(4)];
+    for (const spec of COMMANDS) {
+      const d = Buffer.alloc(8);
+      d[0] = spec.opcode;
+      d.writeUInt16BE(spec.sa ?? 0, 2);
+      d[5] = (rctd ? 0x02 : 0) | (spec.sa !== undefined ? 0x01 : 0); // CTDP, SERVACTV
+      d.writeUInt16BE(spec.cdbLength, 6);
+      parts.push(d);
+      if (rctd) parts.push(timeoutsDescriptor(spec));
+    }
+    data = Buffer.concat(parts);
+    data.writeUInt32BE(data.length - 4, 0);
+  } else if (options <= 3) {
+    const slot = commandsForOpcode(opcode);
+    let spec: CommandSpec | undefined;
+    if (slot instanceof Map) {
+      if (options === 1) throw invalidFieldInCdb(2, 2);
+      spec = slot.get(sa);
+    } else if (slot !== undefined) {
+      if (options === 2) throw invalidFieldInCdb(2, 2);
+      spec = slot as CommandSpec;
+    }
+    if (spec === undefined) {
+      data = Buffer.alloc(4);
+      data[1] = 0x01; // SUPPORT 001b: not supported
+    } else {
+      const parts: Buffer[] = [Buffer.alloc(4), Buffer.from(spec.usage)];
+      parts[0][1] = (rctd ? 0x80 : 0) | 0x03; // CTDP, SUPPORT 011b: supported as the standard says
+      parts[0].writeUInt16BE(spec.cdbLength, 2);
+      if (rctd) parts.push(timeoutsDescriptor(spec));
+      data = Buffer.concat(parts);
+    }
+  } else {
+    throw invalidFieldInCdb(2, 2);
+  }
+  return { status: ScsiStatus.Good, data: data.length > alloc ? data.subarray(0, alloc) : data };
+}

@@ -1,0 +1,397 @@
+// One logical unit: a volume seen as an SBC-3 direct-access block device.
+//
+// The LU is shared by every session and target that maps its volume, so everything that
+// SPC/SBC makes per logical unit lives here: identifiers, mode pages, the SPC-2
+// reservation, per-I_T-nexus unit attentions, the task set's ordering rules and the LBA
+// range lock that makes COMPARE AND WRITE atomic against every other write.
+//
+// execute() takes a ScsiTask and always resolves (never rejects) with a ScsiResult.
+
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Backstore } from '../backstore/backstore';
+import { lookupCommand, BAD_SERVICE_ACTION, type CommandSpec } from './commands';
+import { DEFAULT_MODE_VALUES, type ModeValues } from './mode-pages';
+import { COMPANY_ID, LIMITS } from './limits';
+import { RangeLock } from './range-lock';
+import {
+  ASC,
+  buildSense,
+  CheckCondition,
+  checkCondition,
+  invalidFieldInCdb,
+  invalidOpcode,
+  SenseKey,
+  type Asc,
+  type SenseSpec,
+} from './sense';
+import { ScsiStatus, type ItNexus, type ScsiResult, type ScsiTask } from './task';
+
+export interface LogicalUnitOptions {
+  /** The volume name; every identifier (serial number, NAA designator) derives from it. */
+  name: string;
+  backstore: Backstore;
+  blockSize: 512 | 4096;
+  readonly: boolean;
+  logger?: Logger;
+  /**
+   * Report I_T NEXUS LOSS OCCURRED (29/07) to a nexus that logs in again after
+   * nexusLost(). Default false: a returning nexus is treated like any new one and gets
+   * POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29/00), because libiscsi's login
+   * (used by qemu and iscsi-test-cu) retries its first TEST UNIT READY only on 29/00 and
+   * fails the login on any other unit attention.
+   */
+  nexusLossUnitAttention?: boolean;
+}
+
+/** iSCSI task attributes as carried in the SCSI Command PDU (RFC 7143 §11.3.1). */
+const ATTR_ORDERED = 2;
+const ATTR_HEAD_OF_QUEUE = 3;
+
+export { LIMITS, COMPANY_ID, VENDOR_ID, PRODUCT_ID, PRODUCT_REVISION } from './limits';
+
+interface NexusState {
+  readonly id: string;
+  /** Pending unit attentions, oldest first. */
+  ua: Asc[];
+}
+
+export type ResetKind = 'lun' | 'warm' | 'cold';
+
+export class LogicalUnit {
+  readonly name: string;
+  readonly backstore: Backstore;
+  readonly blockSize: number;
+  readonly logger: Logger | undefined;
+  /** VPD 0x80 unit serial number (ASCII). */
+  readonly serial: string;
+  /** 16-byte NAA IEEE Registered Extended designator (VPD 0x83). */
+  readonly naa: Buffer;
+  /** Serializes COMPARE AND WRITE / ORWRITE against overlapping writes. */
+  readonly writeLock = new RangeLock();
+
+  private readonly volumeReadonly: boolean;
+  private readonly nexusLossUa: boolean;
+  private mode: ModeValues = { ...DEFAULT_MODE_VALUES };
+  private readonly nexuses = new Map<string, NexusState>();
+  private readonly lostNexuses = new Set<string>();
+  /** I_T nexus id holding an SPC-2 RESERVE, or null. */
+  private reservedBy: string | null = null;
+
+  // Task set ordering.
+  private inflight = 0;
+  private drainWaiters: (() => void)[] = [];
+  private gate: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(opts: LogicalUnitOptions) {
+    if (opts.blockSize !== 512 && opts.blockSize !== 4096) {
+      throw new Error(`LU ${opts.name}: block size must be 512 or 4096`);
+    }
+    this.name = opts.name;
+    this.backstore = opts.backstore;
+    this.blockSize = opts.blockSize;
+    this.volumeReadonly = opts.readonly;
+    this.logger = opts.logger;
+    this.nexusLossUa = opts.nexusLossUnitAttention ?? false;
+    const ids = deriveIdentifiers(opts.name);
+    this.serial = ids.serial;
+    this.naa = ids.naa;
+  }
+
+  // ---------------------------------------------------------------- state accessors
+
+  /** Read-only volume (config or store): writes get DATA PROTECT / WRITE PROTECTED. */
+  get readonly(): boolean {
+    return this.volumeReadonly || this.backstore.readonly;
+  }
+
+  /** Writes refused for any reason (read-only volume or SWP set in the control page). */
+  get writeProtected(): boolean {
+    return this.readonly || this.mode.swp;
+  }
+
+  /** Number of logical blocks, read from the store each time (capacity may change). */
+  get blockCount(): number {
+    return Math.floor(this.backstore.size / this.blockSize);
+  }
+
+  /** Current mode page values (a copy). */
+  get modeValues(): ModeValues {
+    return { ...this.mode };
+  }
+
+  get descriptorSense(): boolean {
+    return this.mode.dSense;
+  }
+
+  get writeCacheEnabled(): boolean {
+    return this.mode.wce;
+  }
+
+  get maxTransferBlocks(): number {
+    return Math.floor(LIMITS.maxTransferBytes / this.blockSize);
+  }
+
+  get maxWriteSameBlocks(): number {
+    return Math.floor(LIMITS.maxWriteSameBytes / this.blockSize);
+  }
+
+  /** MODE SELECT applied new values; tell every other I_T nexus (SPC-4 §7.5.2). */
+  setModeValues(values: ModeValues, from: ItNexus): void {
+    const changed =
+      values.wce !== this.mode.wce || values.dSense !== this.mode.dSense || values.swp !== this.mode.swp;
+    this.mode = { ...values };
+    if (!changed) return;
+    for (const s of this.nexuses.values()) {
+      if (s.id !== from.id) queueUa(s, ASC.MODE_PARAMETERS_CHANGED);
+    }
+  }
+
+  // ---------------------------------------------------------------- SPC-2 reservations
+
+  get reservationHolder(): string | null {
+    return this.reservedBy;
+  }
+
+  /** RESERVE(6/10): false when another I_T nexus holds the reservation. */
+  reserve(nexus: ItNexus): boolean {
+    if (this.reservedBy !== null && this.reservedBy !== nexus.id) return false;
+    this.reservedBy = nexus.id;
+    return true;
+  }
+
+  /** RELEASE(6/10): releases only this nexus's own reservation (otherwise a no-op). */
+  release(nexus: ItNexus): void {
+    if (this.reservedBy === nexus.id) this.reservedBy = null;
+  }
+
+  // ---------------------------------------------------------------- unit attentions
+
+  private nexusState(n: ItNexus): NexusState {
+    let s = this.nexuses.get(n.id);
+    if (s === undefined) {
+      const returning = this.lostNexuses.delete(n.id);
+      const ua = returning && this.nexusLossUa ? ASC.I_T_NEXUS_LOSS_OCCURRED : ASC.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED;
+      s = { id: n.id, ua: [ua] };
+      this.nexuses.set(n.id, s);
+    }
+    return s;
+  }
+
+  /** Take (and clear) the oldest pending unit attention of a nexus, if any (REQUEST SENSE). */
+  takeUnitAttention(n: ItNexus): Asc | undefined {
+    return this.nexusState(n).ua.shift();
+  }
+
+  /** Queue a unit attention for every I_T nexus known to this LU (e.g. capacity change). */
+  queueUnitAttentionAll(code: Asc, except?: ItNexus): void {
+    for (const s of this.nexuses.values()) {
+      if (except === undefined || s.id !== except.id) queueUa(s, code);
+    }
+  }
+
+  /** The store was resized (issue 5): CAPACITY DATA HAS CHANGED to everyone. */
+  capacityChanged(): void {
+    this.queueUnitAttentionAll(ASC.CAPACITY_DATA_HAS_CHANGED);
+  }
+
+  /**
+   * A reset reached this LU. Releases the SPC-2 reservation, returns mode pages to their
+   * defaults and queues a unit attention for every I_T nexus (including `from`):
+   *   lun  -> BUS DEVICE RESET FUNCTION OCCURRED (29/03), as SAM-5 names LOGICAL UNIT RESET
+   *   warm -> POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29/00), the generic reset code
+   *   cold -> POWER ON OCCURRED (29/01); a cold reset also drops every session (transport)
+   * Aborting the tasks themselves is the transport's job (it sets task.aborted).
+   */
+  reset(kind: ResetKind, from?: ItNexus): void {
+    void from;
+    this.reservedBy = null;
+    this.mode = { ...DEFAULT_MODE_VALUES };
+    const code =
+      kind === 'lun'
+        ? ASC.BUS_DEVICE_RESET_FUNCTION_OCCURRED
+        : kind === 'warm'
+          ? ASC.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED
+          : ASC.POWER_ON_OCCURRED;
+    for (const s of this.nexuses.values()) queueUa(s, code);
+    this.logger?.info({ lu: this.name, kind }, 'logical unit reset');
+  }
+
+  /**
+   * The I_T nexus is gone (session closed, logged out or dropped). Its unit attentions
+   * and reservation go with it.
+   */
+  nexusLost(nexus: ItNexus): void {
+    if (this.reservedBy === nexus.id) this.reservedBy = null;
+    if (this.nexuses.delete(nexus.id) && this.nexusLossUa) this.lostNexuses.add(nexus.id);
+  }
+
+  // ---------------------------------------------------------------- execution
+
+  /**
+   * Run one command. SIMPLE (and untagged) tasks run concurrently; an ORDERED task waits
+   * for every task that entered the task set before it, and tasks after it wait for it;
+   * HEAD OF QUEUE runs at once. The order of execute() calls is the task set order.
+   */
+  execute(task: ScsiTask): Promise<ScsiResult> {
+    const attr = task.attr;
+    if (attr === ATTR_HEAD_OF_QUEUE) return this.run(task);
+    if (attr === ATTR_ORDERED) return this.enqueueOrdered(task);
+    if (this.gate === null) return this.runCounted(task);
+    return this.gate.then(() => this.runCounted(task));
+  }
+
+  private enqueueOrdered(task: ScsiTask): Promise<ScsiResult> {
+    const prev = this.gate ?? Promise.resolve();
+    const result = prev.then(() => this.drained()).then(() => this.runCounted(task));
+    const gate = result.then(noop, noop);
+    this.gate = gate;
+    void gate.then(() => {
+      if (this.gate === gate) this.gate = null;
+    });
+    return result;
+  }
+
+  /** Resolves when no counted (SIMPLE/ORDERED) task is running. */
+  private drained(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private async runCounted(task: ScsiTask): Promise<ScsiResult> {
+    this.inflight++;
+    try {
+      return await this.run(task);
+    } finally {
+      if (--this.inflight === 0 && this.drainWaiters.length > 0) {
+        const waiters = this.drainWaiters;
+        this.drainWaiters = [];
+        for (const w of waiters) w();
+      }
+    }
+  }
+
+  private async run(task: ScsiTask): Promise<ScsiResult> {
+    let spec: CommandSpec | undefined;
+    try {
+      const cdb = task.cdb;
+      const found = lookupCommand(cdb);
+      const nexus = this.nexusState(task.nexus);
+
+      // A pending unit attention is reported first, except to INQUIRY, REPORT LUNS and
+      // REQUEST SENSE (SPC-4 §5.14 / SAM-5).
+      const exempt = found !== undefined && found !== BAD_SERVICE_ACTION && found.allowedWithUnitAttention;
+      if (nexus.ua.length > 0 && !exempt) {
+        const ua = nexus.ua.shift()!;
+        return this.senseResult({ key: SenseKey.UnitAttention, asc: ua.asc, ascq: ua.ascq });
+      }
+      if (found === undefined) throw invalidOpcode();
+      if (found === BAD_SERVICE_ACTION) throw invalidFieldInCdb(1, 4);
+      spec = found;
+
+      // NACA set without NormACA support (SPC-4 §4.3.4.5).
+      if ((cdb[spec.cdbLength - 1] & 0x04) !== 0) throw invalidFieldInCdb(spec.cdbLength - 1, 2);
+
+      if (this.reservedBy !== null && this.reservedBy !== nexus.id && !spec.allowedUnderReservation) {
+        return { status: ScsiStatus.ReservationConflict };
+      }
+      if (spec.writesMedium) {
+        if (this.readonly) throw checkCondition(SenseKey.DataProtect, ASC.WRITE_PROTECTED);
+        if (this.mode.swp) throw checkCondition(SenseKey.DataProtect, ASC.SOFTWARE_WRITE_PROTECTED);
+      }
+      if (task.aborted) return { status: ScsiStatus.TaskAborted };
+      return await spec.handler(this, task);
+    } catch (err) {
+      return this.errorResult(err, task, spec);
+    }
+  }
+
+  /** CHECK CONDITION with sense data in this LU's current format. */
+  senseResult(s: SenseSpec, extra?: Partial<ScsiResult>): ScsiResult {
+    return { status: ScsiStatus.CheckCondition, sense: buildSense(s, this.mode.dSense), ...extra };
+  }
+
+  private errorResult(err: unknown, task: ScsiTask, spec: CommandSpec | undefined): ScsiResult {
+    if (err instanceof CheckCondition) return this.senseResult(err.sense);
+    this.logger?.error(
+      { err, lu: this.name, opcode: task.cdb[0], command: spec?.name },
+      'internal error while executing a SCSI command',
+    );
+    return this.senseResult({
+      key: SenseKey.HardwareError,
+      asc: ASC.INTERNAL_TARGET_FAILURE.asc,
+      ascq: ASC.INTERNAL_TARGET_FAILURE.ascq,
+    });
+  }
+
+  /**
+   * Map a backstore error to sense data (never fake success, never crash):
+   *   EIO on read -> MEDIUM ERROR / UNRECOVERED READ ERROR (11/00)
+   *   EIO on write or flush -> MEDIUM ERROR / WRITE ERROR (0C/00)
+   *   ENOSPC, EDQUOT -> DATA PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT (27/07)
+   *   EROFS -> DATA PROTECT / WRITE PROTECTED (27/00)
+   *   anything else -> HARDWARE ERROR / INTERNAL TARGET FAILURE (44/00)
+   */
+  ioError(err: unknown, op: 'read' | 'write' | 'flush', lba?: number): CheckCondition {
+    if (err instanceof CheckCondition) return err;
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    this.logger?.error({ err, lu: this.name, path: this.backstore.path, op, lba }, `volume ${op} failed`);
+    switch (code) {
+      case 'EIO':
+        return checkCondition(SenseKey.MediumError, op === 'read' ? ASC.UNRECOVERED_READ_ERROR : ASC.WRITE_ERROR, {
+          info: lba,
+        });
+      case 'ENOSPC':
+      case 'EDQUOT':
+        return checkCondition(SenseKey.DataProtect, ASC.SPACE_ALLOCATION_FAILED_WRITE_PROTECT);
+      case 'EROFS':
+        return checkCondition(SenseKey.DataProtect, ASC.WRITE_PROTECTED);
+      default:
+        return checkCondition(SenseKey.HardwareError, ASC.INTERNAL_TARGET_FAILURE);
+    }
+  }
+
+  /** Wait for running tasks, make writes durable and close the store. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.drained();
+    if (this.gate) await this.gate;
+    try {
+      if (!this.readonly) await this.backstore.flush();
+    } finally {
+      await this.backstore.close();
+    }
+  }
+}
+
+function queueUa(s: NexusState, code: Asc): void {
+  if (code.asc === 0x29) {
+    // A newer reset/power-on condition supersedes the older ones (and everything queued
+    // before it describes state the reset has wiped).
+    s.ua.length = 0;
+  } else if (s.ua.some((u) => u.asc === code.asc && u.ascq === code.ascq)) {
+    return;
+  }
+  if (s.ua.length < 16) s.ua.push(code);
+}
+
+function noop(): void {}
+
+/**
+ * Stable identifiers from the volume name: a 16-hex-digit serial number and an NAA IEEE
+ * Registered Extended designator (NAA 6: company id + 100 bits of the name's SHA-256).
+ */
+export function deriveIdentifiers(name: string): { serial: string; naa: Buffer } {
+  const h = createHash('sha256').update(`iscsi-target volume\0${name}`).digest();
+  const serial = h.subarray(0, 8).toString('hex').toUpperCase();
+  const naa = Buffer.alloc(16);
+  // NAA (4 bits) | IEEE company id (24 bits) | vendor specific id (36 bits) | extension (64 bits)
+  naa[0] = 0x60 | ((COMPANY_ID >> 20) & 0x0f);
+  naa[1] = (COMPANY_ID >> 12) & 0xff;
+  naa[2] = (COMPANY_ID >> 4) & 0xff;
+  naa[3] = ((COMPANY_ID & 0x0f) << 4) | (h[8] & 0x0f);
+  h.copy(naa, 4, 9, 21);
+  return { serial, naa };
+}

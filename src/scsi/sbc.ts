@@ -1,0 +1,584 @@
+// SBC-3 block commands: READ CAPACITY 10/16, READ and WRITE 6/10/12/16, VERIFY
+// 10/12/16, WRITE AND VERIFY 10/12/16, WRITE SAME 10/16, ORWRITE(16), COMPARE AND WRITE,
+// SYNCHRONIZE CACHE 10/16, PRE-FETCH 10/16, START STOP UNIT and PREVENT ALLOW MEDIUM
+// REMOVAL.
+//
+// Each command has its own exported handler (read16, write16, ...) that decodes its CDB
+// and calls the shared implementation (doRead, doWrite, ...).
+//
+// Transfer length vs the initiator's Expected Data Transfer Length (what libiscsi's
+// iSCSIResiduals tests expect): the CDB is authoritative. A READ returns the CDB's length
+// (the transport sends what fits and reports the residual). A WRITE writes the whole
+// blocks the initiator actually sent, up to the CDB's length, and reports the CDB's
+// length as dataOutLength so the transport can report the residual.
+//
+// LBAs are 64-bit: an LBA(16) above 2^53 is not exact as a JS number, but it is far
+// beyond any capacity we can have (< 2^53 bytes), so `lba + count > blocks` still holds.
+
+import type { LogicalUnit } from './logical-unit';
+import { LIMITS } from './limits';
+import { ASC, checkCondition, invalidFieldInCdb, lbaOutOfRange, SenseKey } from './sense';
+import { ScsiStatus, type ScsiResult, type ScsiTask } from './task';
+
+const EMPTY = Buffer.alloc(0);
+/** Chunk size for commands that touch many blocks without a data buffer of that size. */
+const CHUNK_BYTES = 1024 * 1024;
+
+function good(): ScsiResult {
+  return { status: ScsiStatus.Good };
+}
+
+function lba64(c: Buffer, at: number): number {
+  return c.readUInt32BE(at) * 0x1_0000_0000 + c.readUInt32BE(at + 4);
+}
+
+/** LOGICAL BLOCK ADDRESS OUT OF RANGE unless [lba, lba + count) lies within the medium. */
+function checkRange(lu: LogicalUnit, lba: number, count: number): void {
+  if (lba + count > lu.blockCount) throw lbaOutOfRange();
+}
+
+/** A transfer longer than MAXIMUM TRANSFER LENGTH: INVALID FIELD IN CDB at the length field. */
+function checkTransferLength(lu: LogicalUnit, count: number, lengthByte: number): void {
+  if (count > lu.maxTransferBlocks) throw invalidFieldInCdb(lengthByte);
+}
+
+/** RDPROTECT / WRPROTECT / VRPROTECT / ORPROTECT: we have no protection information. */
+function checkNoProtection(c: Buffer): void {
+  if (c[1] & 0xe0) throw invalidFieldInCdb(1, 7);
+}
+
+// ================================================================== READ CAPACITY
+
+/** READ CAPACITY(10): last LBA (0xFFFFFFFF when it does not fit) and block length. */
+export function readCapacity10(lu: LogicalUnit, task: ScsiTask): ScsiResult {
+  const c = task.cdb;
+  const pmi = (c[8] & 0x01) !== 0;
+  if (!pmi && c.readUInt32BE(2) !== 0) throw invalidFieldInCdb(2);
+  const last = lu.blockCount - 1;
+  const b = Buffer.alloc(8);
+  b.writeUInt32BE(last > 0xfffffffe ? 0xffffffff : last, 0);
+  b.writeUInt32BE(lu.blockSize, 4);
+  return { status: ScsiStatus.Good, data: b };
+}
+
+/** READ CAPACITY(16) (SERVICE ACTION IN(16) / 0x10). */
+export function readCapacity16(lu: LogicalUnit, task: ScsiTask): ScsiResult {
+  const alloc = task.cdb.readUInt32BE(10);
+  const b = Buffer.alloc(32);
+  b.writeBigUInt64BE(BigInt(lu.blockCount - 1), 0);
+  b.writeUInt32BE(lu.blockSize, 8);
+  // 12: P_TYPE / PROT_EN = 0; 13: P_I_EXPONENT 0, LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT 0;
+  // 14..15: LBPME = 0, LBPRZ = 0 (no thin provisioning yet), LOWEST ALIGNED LBA 0.
+  return { status: ScsiStatus.Good, data: alloc < b.length ? b.subarray(0, alloc) : b };
+}
+
+// ================================================================== READ
+
+export function read6(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  const lba = ((c[1] & 0x1f) << 16) | c.readUInt16BE(2);
+  const blocks = c[4] === 0 ? 256 : c[4]; // READ(6): 0 means 256 blocks
+  return doRead(lu, task, lba, blocks, 4);
+}
+
+export function read10(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  return doRead(lu, task, c.readUInt32BE(2), c.readUInt16BE(7), 7);
+}
+
+export function read12(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  return doRead(lu, task, c.readUInt32BE(2), c.readUInt32BE(6), 6);
+}
+
+export function read16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  return doRead(lu, task, lba64(c, 2), c.readUInt32BE(10), 10);
+}
+
+/**
+ * Read `blocks` blocks at `lba` into one buffer of the transfer size. DPO and FUA need
+ * nothing: we keep no cache of our own, and the page cache is coherent with the medium.
+ */
+async function doRead(lu: LogicalUnit, task: ScsiTask, lba: number, blocks: number, lengthByte: number): Promise<ScsiResult> {
+  checkRange(lu, lba, blocks);
+  checkTransferLength(lu, blocks, lengthByte);
+  if (blocks === 0) return { status: ScsiStatus.Good, data: EMPTY };
+  const bs = lu.blockSize;
+  const len = blocks * bs;
+  const buf = Buffer.allocUnsafe(len);
+  // When the initiator expects less than the CDB asks for, only that much is sent: read
+  // just the blocks that cover it (the rest of the buffer is never transferred).
+  let readLen = len;
+  if (task.expectedLength < len) {
+    readLen = Math.ceil(task.expectedLength / bs) * bs;
+    buf.fill(0, readLen);
+  }
+  if (readLen > 0) {
+    try {
+      await lu.backstore.read(readLen === len ? buf : buf.subarray(0, readLen), lba * bs);
+    } catch (err) {
+      throw lu.ioError(err, 'read', lba);
+    }
+  }
+  return { status: ScsiStatus.Good, data: buf };
+}
+
+// ================================================================== WRITE
+
+export function write6(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  const lba = ((c[1] & 0x1f) << 16) | c.readUInt16BE(2);
+  const blocks = c[4] === 0 ? 256 : c[4]; // WRITE(6): 0 means 256 blocks
+  return doWrite(lu, task, lba, blocks, false, 4);
+}
+
+export function write10(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  return doWrite(lu, task, c.readUInt32BE(2), c.readUInt16BE(7), (c[1] & 0x08) !== 0, 7);
+}
+
+export function write12(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  return doWrite(lu, task, c.readUInt32BE(2), c.readUInt32BE(6), (c[1] & 0x08) !== 0, 6);
+}
+
+/** WRITE(16): LBA in bytes 2..9, TRANSFER LENGTH in bytes 10..13, FUA in byte 1 bit 3. */
+export function write16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  return doWrite(lu, task, lba64(c, 2), c.readUInt32BE(10), (c[1] & 0x08) !== 0, 10);
+}
+
+/** The part of the Data-Out that holds whole blocks, at most `blocks` of them. */
+function wholeBlocks(lu: LogicalUnit, task: ScsiTask, blocks: number): Buffer {
+  const data = task.dataOut;
+  if (data === null || blocks === 0) return EMPTY;
+  const bs = lu.blockSize;
+  let n = Math.min(data.length, blocks * bs);
+  n -= n % bs;
+  return n === data.length ? data : data.subarray(0, n);
+}
+
+/**
+ * Write the Data-Out at `lba` straight from the task's buffer. With FUA, or with the
+ * write cache disabled (WCE = 0), the data is made durable (fdatasync) before status.
+ */
+async function doWrite(
+  lu: LogicalUnit,
+  task: ScsiTask,
+  lba: number,
+  blocks: number,
+  fua: boolean,
+  lengthByte: number,
+): Promise<ScsiResult> {
+  checkRange(lu, lba, blocks);
+  checkTransferLength(lu, blocks, lengthByte);
+  const result: ScsiResult = { status: ScsiStatus.Good, dataOutLength: blocks * lu.blockSize };
+  const data = wholeBlocks(lu, task, blocks);
+  if (data.length > 0) await writeBlocks(lu, lba, data, fua);
+  return result;
+}
+
+/** Write whole blocks under a shared range hold (so COMPARE AND WRITE stays atomic). */
+async function writeBlocks(lu: LogicalUnit, lba: number, data: Buffer, fua: boolean): Promise<void> {
+  const count = data.length / lu.blockSize;
+  const held = lu.writeLock.acquire(lba, count, false);
+  const release = typeof held === 'function' ? held : await held;
+  try {
+    await lu.backstore.write(data, lba * lu.blockSize);
+  } catch (err) {
+    throw lu.ioError(err, 'write', lba);
+  } finally {
+    release();
+  }
+  if (fua || !lu.writeCacheEnabled) await flush(lu);
+}
+
+async function flush(lu: LogicalUnit): Promise<void> {
+  try {
+    await lu.backstore.flush();
+  } catch (err) {
+    throw lu.ioError(err, 'flush');
+  }
+}
+
+// ================================================================== VERIFY
+
+export function verify10(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  return doVerify(lu, task, c.readUInt32BE(2), c.readUInt16BE(7), bytchk(c), 7);
+}
+
+export function verify12(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  return doVerify(lu, task, c.readUInt32BE(2), c.readUInt32BE(6), bytchk(c), 6);
+}
+
+export function verify16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  return doVerify(lu, task, lba64(c, 2), c.readUInt32BE(10), bytchk(c), 10);
+}
+
+/** BYTCHK (byte 1 bits 2..1): 00b no compare, 01b compare all, 11b one block for all. */
+function bytchk(c: Buffer): number {
+  const v = (c[1] >> 1) & 0x03;
+  if (v === 2) throw invalidFieldInCdb(1, 2);
+  return v;
+}
+
+function miscompare(offset: number): never {
+  throw checkCondition(SenseKey.Miscompare, ASC.MISCOMPARE_DURING_VERIFY, { info: offset });
+}
+
+/** Index of the first byte where a and b (same length) differ, or -1. */
+function firstDifference(a: Buffer, b: Buffer): number {
+  if (a.equals(b)) return -1;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
+/**
+ * VERIFY: BYTCHK 0 reads the range back from the medium (a medium error is reported as
+ * such); BYTCHK 1 compares it with the Data-Out; BYTCHK 3 compares every block with the
+ * single block sent. A difference is MISCOMPARE with the byte offset in INFORMATION.
+ */
+async function doVerify(
+  lu: LogicalUnit,
+  task: ScsiTask,
+  lba: number,
+  blocks: number,
+  check: number,
+  lengthByte: number,
+): Promise<ScsiResult> {
+  checkRange(lu, lba, blocks);
+  checkTransferLength(lu, blocks, lengthByte);
+  const bs = lu.blockSize;
+  const dataOutLength = check === 0 ? undefined : check === 1 ? blocks * bs : blocks > 0 ? bs : 0;
+  const result: ScsiResult =
+    dataOutLength === undefined ? { status: ScsiStatus.Good } : { status: ScsiStatus.Good, dataOutLength };
+  if (blocks === 0) return result;
+
+  let compareBlocks = blocks; // how many blocks we can check
+  let pattern: Buffer | null = null;
+  let data: Buffer | null = null;
+  if (check === 1) {
+    data = wholeBlocks(lu, task, blocks);
+    compareBlocks = data.length / bs;
+  } else if (check === 3) {
+    const d = task.dataOut;
+    if (d === null || d.length < bs) compareBlocks = 0;
+    else pattern = d.subarray(0, bs);
+  }
+  if (check !== 0 && compareBlocks === 0) return result;
+
+  const chunkBlocks = Math.max(1, Math.floor(CHUNK_BYTES / bs));
+  const chunk = Buffer.allocUnsafe(Math.min(compareBlocks, chunkBlocks) * bs);
+  for (let done = 0; done < compareBlocks; ) {
+    const n = Math.min(compareBlocks - done, chunkBlocks);
+    const buf = n * bs === chunk.length ? chunk : chunk.subarray(0, n * bs);
+    try {
+      await lu.backstore.read(buf, (lba + done) * bs);
+    } catch (err) {
+      throw lu.ioError(err, 'read', lba + done);
+    }
+    if (data !== null) {
+      const at = firstDifference(buf, data.subarray(done * bs, (done + n) * bs));
+      if (at >= 0) miscompare(done * bs + at);
+    } else if (pattern !== null) {
+      for (let i = 0; i < n; i++) {
+        const at = firstDifference(buf.subarray(i * bs, (i + 1) * bs), pattern);
+        if (at >= 0) miscompare((done + i) * bs + at);
+      }
+    }
+    done += n;
+  }
+  return result;
+}
+
+// ================================================================== WRITE AND VERIFY
+
+export function writeAndVerify10(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  return doWriteAndVerify(lu, task, c.readUInt32BE(2), c.readUInt16BE(7), 7);
+}
+
+export function writeAndVerify12(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  return doWriteAndVerify(lu, task, c.readUInt32BE(2), c.readUInt32BE(6), 6);
+}
+
+export function writeAndVerify16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  return doWriteAndVerify(lu, task, lba64(c, 2), c.readUInt32BE(10), 10);
+}
+
+/**
+ * WRITE AND VERIFY: write, make it durable, read it back from the medium and compare
+ * with what was sent (BYTCHK 0 and 1 both end up comparing: the data is at hand).
+ */
+async function doWriteAndVerify(
+  lu: LogicalUnit,
+  task: ScsiTask,
+  lba: number,
+  blocks: number,
+  lengthByte: number,
+): Promise<ScsiResult> {
+  const c = task.cdb;
+  if (((c[1] >> 1) & 0x03) > 1) throw invalidFieldInCdb(1, 2); // BYTCHK 10b/11b
+  checkRange(lu, lba, blocks);
+  checkTransferLength(lu, blocks, lengthByte);
+  const result: ScsiResult = { status: ScsiStatus.Good, dataOutLength: blocks * lu.blockSize };
+  const data = wholeBlocks(lu, task, blocks);
+  if (data.length === 0) return result;
+  await writeBlocks(lu, lba, data, true);
+  const back = Buffer.allocUnsafe(data.length);
+  try {
+    await lu.backstore.read(back, lba * lu.blockSize);
+  } catch (err) {
+    throw lu.ioError(err, 'read', lba);
+  }
+  const at = firstDifference(back, data);
+  if (at >= 0) miscompare(at);
+  return result;
+}
+
+// ================================================================== WRITE SAME
+
+/** WRITE SAME(10): the one block of Data-Out written to NUMBER OF LOGICAL BLOCKS blocks. */
+export function writeSame10(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  if (c[1] & 0x10) throw invalidFieldInCdb(1, 4); // ANCHOR: ANC_SUP = 0
+  if (c[1] & 0x08) throw invalidFieldInCdb(1, 3); // UNMAP: LBPWS10 = 0 (no unmap yet)
+  if (c[1] & 0x06) throw invalidFieldInCdb(1, 2); // PBDATA / LBDATA (obsolete)
+  return doWriteSame(lu, task, c.readUInt32BE(2), c.readUInt16BE(7), false, 7);
+}
+
+/** WRITE SAME(16), with NDOB (no Data-Out: write zeros). */
+export function writeSame16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  if (c[1] & 0x10) throw invalidFieldInCdb(1, 4); // ANCHOR
+  if (c[1] & 0x08) throw invalidFieldInCdb(1, 3); // UNMAP: LBPWS = 0 (no unmap yet)
+  if (c[1] & 0x06) throw invalidFieldInCdb(1, 2); // obsolete bits
+  return doWriteSame(lu, task, lba64(c, 2), c.readUInt32BE(10), (c[1] & 0x01) !== 0, 10);
+}
+
+async function doWriteSame(
+  lu: LogicalUnit,
+  task: ScsiTask,
+  lba: number,
+  blocks: number,
+  ndob: boolean,
+  lengthByte: number,
+): Promise<ScsiResult> {
+  checkRange(lu, lba, blocks);
+  if (blocks === 0) throw invalidFieldInCdb(lengthByte); // WSNZ = 1
+  if (blocks > lu.maxWriteSameBlocks) throw invalidFieldInCdb(lengthByte);
+  const bs = lu.blockSize;
+  let block: Buffer | null = null;
+  if (!ndob) {
+    // Exactly one logical block of Data-Out.
+    if (task.expectedLength !== bs || task.dataOut === null || task.dataOut.length < bs) {
+      throw invalidFieldInCdb(lengthByte);
+    }
+    block = task.dataOut.subarray(0, bs);
+  }
+  const result: ScsiResult = { status: ScsiStatus.Good, dataOutLength: ndob ? 0 : bs };
+
+  const chunkBlocks = Math.min(blocks, Math.max(1, Math.floor(CHUNK_BYTES / bs)));
+  const chunk = block === null || isZero(block) ? Buffer.alloc(chunkBlocks * bs) : Buffer.allocUnsafe(chunkBlocks * bs).fill(block);
+  const held = lu.writeLock.acquire(lba, blocks, false);
+  const release = typeof held === 'function' ? held : await held;
+  try {
+    for (let done = 0; done < blocks; ) {
+      const n = Math.min(blocks - done, chunkBlocks);
+      try {
+        await lu.backstore.write(n === chunkBlocks ? chunk : chunk.subarray(0, n * bs), (lba + done) * bs);
+      } catch (err) {
+        throw lu.ioError(err, 'write', lba + done);
+      }
+      done += n;
+    }
+  } finally {
+    release();
+  }
+  if (!lu.writeCacheEnabled) await flush(lu);
+  return result;
+}
+
+function isZero(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+// ================================================================== ORWRITE
+
+/** ORWRITE(16): OR the Data-Out into the blocks, atomically against other writes. */
+export async function orWrite16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c); // ORPROTECT
+  const lba = lba64(c, 2);
+  const blocks = c.readUInt32BE(10);
+  const fua = (c[1] & 0x08) !== 0;
+  checkRange(lu, lba, blocks);
+  checkTransferLength(lu, blocks, 10);
+  const bs = lu.blockSize;
+  const result: ScsiResult = { status: ScsiStatus.Good, dataOutLength: blocks * bs };
+  const data = wholeBlocks(lu, task, blocks);
+  if (data.length === 0) return result;
+  const count = data.length / bs;
+  const held = lu.writeLock.acquire(lba, count, true);
+  const release = typeof held === 'function' ? held : await held;
+  try {
+    const cur = Buffer.allocUnsafe(data.length);
+    try {
+      await lu.backstore.read(cur, lba * bs);
+    } catch (err) {
+      throw lu.ioError(err, 'read', lba);
+    }
+    for (let i = 0; i < cur.length; i++) cur[i] |= data[i];
+    try {
+      await lu.backstore.write(cur, lba * bs);
+    } catch (err) {
+      throw lu.ioError(err, 'write', lba);
+    }
+  } finally {
+    release();
+  }
+  if (fua || !lu.writeCacheEnabled) await flush(lu);
+  return result;
+}
+
+// ================================================================== COMPARE AND WRITE
+
+/**
+ * COMPARE AND WRITE: compare NUMBER OF LOGICAL BLOCKS blocks with the first half of the
+ * Data-Out and, if equal, write the second half — as one uninterrupted operation against
+ * every other write to those blocks on this LU (from any session). A difference is
+ * MISCOMPARE with the offset of the first differing byte; nothing is written then.
+ */
+export async function compareAndWrite(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  const lba = lba64(c, 2);
+  const blocks = c[13];
+  const fua = (c[1] & 0x08) !== 0;
+  if (blocks > LIMITS.maxCompareAndWriteBlocks) throw invalidFieldInCdb(13);
+  checkRange(lu, lba, blocks);
+  const bs = lu.blockSize;
+  const len = blocks * bs;
+  // The Data-Out must be exactly the verify data plus the write data.
+  if (task.expectedLength !== 2 * len) throw invalidFieldInCdb(13);
+  const result: ScsiResult = { status: ScsiStatus.Good, dataOutLength: 2 * len };
+  if (blocks === 0) return result;
+  const data = task.dataOut;
+  if (data === null || data.length < 2 * len) throw invalidFieldInCdb(13);
+
+  const held = lu.writeLock.acquire(lba, blocks, true);
+  const release = typeof held === 'function' ? held : await held;
+  try {
+    const cur = Buffer.allocUnsafe(len);
+    try {
+      await lu.backstore.read(cur, lba * bs);
+    } catch (err) {
+      throw lu.ioError(err, 'read', lba);
+    }
+    const at = firstDifference(cur, data.subarray(0, len));
+    if (at >= 0) miscompare(at);
+    try {
+      await lu.backstore.write(data.subarray(len, 2 * len), lba * bs);
+    } catch (err) {
+      throw lu.ioError(err, 'write', lba);
+    }
+  } finally {
+    release();
+  }
+  if (fua || !lu.writeCacheEnabled) await flush(lu);
+  return result;
+}
+
+// ================================================================== SYNCHRONIZE CACHE
+
+export function synchronizeCache10(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  return doSynchronizeCache(lu, c.readUInt32BE(2), c.readUInt16BE(7), (c[1] & 0x02) !== 0);
+}
+
+export function synchronizeCache16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  return doSynchronizeCache(lu, lba64(c, 2), c.readUInt32BE(10), (c[1] & 0x02) !== 0);
+}
+
+/**
+ * SYNCHRONIZE CACHE: fdatasync before status (the whole file: a range costs the same).
+ * NUMBER OF LOGICAL BLOCKS 0 means "to the end of the medium". With IMMED the status is
+ * returned once the CDB is validated, as SBC-3 requires, and the flush completes behind it.
+ */
+async function doSynchronizeCache(lu: LogicalUnit, lba: number, blocks: number, immed: boolean): Promise<ScsiResult> {
+  checkRange(lu, lba, blocks);
+  if (immed) {
+    lu.backstore.flush().catch((err: unknown) => {
+      lu.logger?.error({ err, lu: lu.name }, 'SYNCHRONIZE CACHE (IMMED) flush failed');
+    });
+    return good();
+  }
+  await flush(lu);
+  return good();
+}
+
+// ================================================================== PRE-FETCH
+
+export function preFetch10(lu: LogicalUnit, task: ScsiTask): ScsiResult {
+  const c = task.cdb;
+  checkRange(lu, c.readUInt32BE(2), c.readUInt16BE(7));
+  return preFetchResult();
+}
+
+export function preFetch16(lu: LogicalUnit, task: ScsiTask): ScsiResult {
+  const c = task.cdb;
+  checkRange(lu, lba64(c, 2), c.readUInt32BE(10));
+  return preFetchResult();
+}
+
+/**
+ * We keep no cache to load the blocks into (the page cache is the OS's), so PRE-FETCH
+ * answers GOOD, which SBC-3 specifies for "not all blocks were put in the cache"; it
+ * would be CONDITION MET only if they had been.
+ */
+function preFetchResult(): ScsiResult {
+  return good();
+}
+
+// ================================================================== START STOP / PREVENT ALLOW
+
+/**
+ * START STOP UNIT: a disk that cannot be stopped or ejected accepts every combination.
+ * A stop (START = 0, POWER CONDITION 0) without NO_FLUSH writes the cache back first.
+ */
+export async function startStopUnit(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const b4 = task.cdb[4];
+  const powerCondition = b4 >> 4;
+  const noFlush = (b4 & 0x04) !== 0;
+  const start = (b4 & 0x01) !== 0;
+  if (powerCondition === 0 && !start && !noFlush) await flush(lu);
+  return good();
+}
+
+/** PREVENT ALLOW MEDIUM REMOVAL: nothing to lock on a non-removable medium; accepted. */
+export function preventAllowMediumRemoval(_lu: LogicalUnit, task: ScsiTask): ScsiResult {
+  if ((task.cdb[4] & 0x03) > 1) throw invalidFieldInCdb(4, 1); // 10b/11b: obsolete
+  return good();
+}

@@ -1,0 +1,70 @@
+// What the SCSI core sees of a command, and what it answers. No iSCSI here:
+// the transport (src/iscsi) builds a ScsiTask from a SCSI Command PDU plus its
+// Data-Out, and turns a ScsiResult into Data-In / SCSI Response PDUs.
+
+/** An I_T nexus: one initiator port (name + ISID) talking to one target port. */
+export interface ItNexus {
+  /** Stable key for per-nexus state (unit attentions, reservations). */
+  readonly id: string;
+  readonly initiatorName: string;
+  /** ISID as 12 hex digits. */
+  readonly isid: string;
+  readonly targetName: string;
+  /** Relative target port identifier (we use the TPGT, 1-based). */
+  readonly relativePortId: number;
+}
+
+export const enum ScsiStatus {
+  Good = 0x00,
+  CheckCondition = 0x02,
+  ConditionMet = 0x04,
+  Busy = 0x08,
+  ReservationConflict = 0x18,
+  TaskSetFull = 0x28,
+  AcaActive = 0x30,
+  TaskAborted = 0x40,
+}
+
+export const enum DataDirection {
+  None = 0,
+  Read = 1,
+  Write = 2,
+  Bidi = 3,
+}
+
+export interface ScsiTask {
+  /** The full CDB (16 bytes from the BHS plus any extended CDB). */
+  readonly cdb: Buffer;
+  /** Decoded LUN number (flat or peripheral addressing). */
+  readonly lun: number;
+  readonly nexus: ItNexus;
+  /** Expected Data Transfer Length the initiator announced. */
+  readonly expectedLength: number;
+  /**
+   * For commands with Data-Out: the data the initiator sent, exactly
+   * `expectedLength` bytes. Null when the command carries no Data-Out.
+   */
+  readonly dataOut: Buffer | null;
+  /** Task attribute (SIMPLE, ORDERED, HEAD OF QUEUE, ACA). */
+  readonly attr: number;
+  /** Set by the transport when the task is aborted by a TMF; handlers may check it. */
+  aborted: boolean;
+}
+
+export interface ScsiResult {
+  status: ScsiStatus;
+  /** Sense data, already formatted (fixed or descriptor, per the LU's D_SENSE). */
+  sense?: Buffer;
+  /**
+   * Data-In: what the command produces, at the length the CDB asks for (allocation
+   * length or transfer length). The transport sends min(data.length, expectedLength)
+   * and reports the difference as residual overflow/underflow.
+   */
+  data?: Buffer;
+  /**
+   * For commands whose CDB names a Data-Out length (WRITE, VERIFY with BYTCHK, MODE
+   * SELECT, ...): that length in bytes, so the transport can report a residual when
+   * it differs from the initiator's expectedLength.
+   */
+  dataOutLength?: number;
+}

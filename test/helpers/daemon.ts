@@ -1,0 +1,104 @@
+// Run the real daemon (`bin/iscsi-target serve`) on a free loopback port, and
+// find the external tools the interop tests drive.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '..', '..', '..');
+export const BIN = path.join(ROOT, 'bin', 'iscsi-target');
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+export function which(tool: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+}
+
+/**
+ * Tools missing: skip with the reason outside CI, fail in CI (where .ci/run installs them),
+ * so a green CI run never hides an interop test that did not run.
+ */
+export function requireTools(tools: string[]): string | undefined {
+  const missing = tools.filter((t) => !which(t));
+  if (missing.length === 0) return undefined;
+  const msg = `missing ${missing.join(', ')} (apt-get install libiscsi-bin qemu-utils qemu-block-extra)`;
+  if (process.env.CI) throw new Error(msg);
+  return msg;
+}
+
+export interface Daemon {
+  proc: ChildProcess;
+  port: number;
+  dir: string;
+  configFile: string;
+  output(): string;
+  stop(): Promise<number | null>;
+}
+
+/** Start the daemon with the given YAML (where `PORT` and `DIR` are substituted). */
+export async function startDaemon(yamlTemplate: string): Promise<Daemon> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-target-daemon-'));
+  const port = await freePort();
+  const configFile = path.join(dir, 'iscsi-target.yaml');
+  fs.writeFileSync(configFile, yamlTemplate.replaceAll('PORT', String(port)).replaceAll('DIR', dir), { mode: 0o600 });
+  let out = '';
+  const proc = spawn(process.execPath, [BIN, 'serve', '--config', configFile], {
+    cwd: dir,
+    env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  proc.stdout!.on('data', (c) => (out += c));
+  proc.stderr!.on('data', (c) => (out += c));
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`daemon exited early (${proc.exitCode}):\n${out}`);
+    if (await canConnect(port)) break;
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`daemon did not listen on ${port}:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    proc,
+    port,
+    dir,
+    configFile,
+    output: () => out,
+    async stop() {
+      proc.kill('SIGTERM');
+      const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 20000))]);
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
+/** Run a command, returning its exit status and output (never throws on non-zero). */
+export function run(cmd: string, args: string[], timeoutMs = 120000): { status: number | null; out: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+  return { status: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+}
