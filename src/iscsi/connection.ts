@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { executeScsi } from '../scsi/dispatch';
+import { fixedSense, SenseKey } from '../scsi/sense';
 import { ScsiStatus, type ScsiResult } from '../scsi/task';
 import { encodePdu } from './pdu/serializer';
 import { PduParser, PduError } from './pdu/parser';
@@ -37,7 +38,7 @@ export interface ConnectionHost extends LoginHost {
   allocateTsih(): number;
   /** Create the session for a completed login (reinstating any old one with the same ISID). */
   openSession(outcome: LoginOutcome, conn: Connection): Session;
-  closeSession(session: Session, reason: 'logout' | 'lost'): void;
+  closeSession(session: Session): void;
   /** SendTargets answer for this initiator: 'All', a target name, or '' (this session's target). */
   sendTargets(initiatorName: string, value: string, session: Session, localAddress: string): Array<[string, string]>;
   /** Task management functions that reach beyond this session. Returns the TMF response code. */
@@ -98,6 +99,7 @@ export class Connection {
     });
     this.parser.maxDataSegmentLength = 8192;
     socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30000);
     socket.on('data', (chunk: Buffer) => {
       this.lastHeard = Date.now();
       this.parser.push(chunk);
@@ -324,9 +326,16 @@ export class Connection {
     this.nopTimer = setInterval(() => {
       const now = Date.now();
       if (this.pingTtt !== 0 && now - this.pingSentAt > nopTimeoutMs && now - this.lastHeard > nopTimeoutMs) {
-        this.log.warn('initiator did not answer NOP-In ping; closing');
-        this.destroy();
-        return;
+        // Synchronous initiators (libiscsi's tools) read their socket only while they
+        // wait for a command, so an idle one that does not answer is not dead: only a
+        // peer we are waiting on (Data-Out owed) is dropped. TCP keepalive catches the
+        // idle dead ones.
+        if (this.waitingOnInitiator()) {
+          this.log.warn('initiator did not answer NOP-In ping while data was owed; closing');
+          this.destroy();
+          return;
+        }
+        this.pingTtt = 0;
       }
       if (this.pingTtt === 0 && now - this.lastHeard >= nopIntervalMs) {
         this.pingTtt = this.allocTtt();
@@ -339,11 +348,17 @@ export class Connection {
           statSN: this.statSN, // not advanced (RFC 7143 §11.19)
           expCmdSN: this.expCmdSN,
           maxCmdSN: this.maxCmdSN,
-          data: Buffer.alloc(0),
+          data: EMPTY,
         });
       }
     }, Math.min(nopIntervalMs, nopTimeoutMs, 1000));
     this.nopTimer.unref();
+  }
+
+  /** Does a command of ours wait for Data-Out from the initiator? */
+  private waitingOnInitiator(): boolean {
+    for (const cmd of this.session?.tasks.values() ?? []) if (cmd.state === 'receiving') return true;
+    return false;
   }
 
   private onNopOut(pdu: NopOut): void {
@@ -510,10 +525,21 @@ export class Connection {
     }
   }
 
-  /** A Data-Out PDU broke the sequence rules: reject it and fail its command. */
+  /**
+   * A Data-Out PDU broke the sequence rules (offset or DataSN): reject it and end
+   * its command with CHECK CONDITION, so the initiator learns at once instead of
+   * timing out; later Data-Out for the task is discarded.
+   */
   private protocolFailure(cmd: Command, bhs: Buffer, why: string): void {
     this.log.warn({ itt: cmd.itt }, why);
     this.reject(bhs, RejectReason.ProtocolError);
+    const session = this.session!;
+    cmd.state = 'done';
+    cmd.r2ts.clear();
+    session.tasks.delete(cmd.itt);
+    if (!cmd.immediate) session.inFlight--;
+    session.counters.errors++;
+    this.respond(cmd, transportFailure(SenseKey.AbortedCommand, 0x4b, 0x00)); // DATA PHASE ERROR
   }
 
   private dataComplete(cmd: Command): void {
@@ -528,10 +554,12 @@ export class Connection {
     let done!: () => void;
     cmd.finished = new Promise((r) => (done = r));
     try {
-      result = tooLarge ? transferTooLarge(cmd) : await executeScsi(cmd.task, this.session!.luns);
+      result = tooLarge
+        ? transportFailure(SenseKey.IllegalRequest, 0x24, 0x00) // INVALID FIELD IN CDB
+        : await executeScsi(cmd.task, this.session!.luns);
     } catch (err) {
       this.log.error({ err, cdb: cmd.task.cdb.toString('hex') }, 'SCSI command failed unexpectedly');
-      result = internalError();
+      result = transportFailure(SenseKey.HardwareError, 0x44, 0x00); // INTERNAL TARGET FAILURE
     }
     cmd.state = 'done';
     done();
@@ -843,7 +871,7 @@ export class Connection {
         cmd.aborted = true;
         cmd.task.aborted = true;
       }
-      this.host.closeSession(session, this.loggingOut ? 'logout' : 'lost');
+      this.host.closeSession(session);
     }
     this.log.info(this.loggingOut ? 'session logged out' : 'connection closed');
   }
@@ -851,21 +879,7 @@ export class Connection {
 
 const EMPTY = Buffer.alloc(0);
 
-function internalError(): ScsiResult {
-  return { status: ScsiStatus.CheckCondition, sense: fixedSense(0x04, 0x44, 0x00) };
-}
-
-function transferTooLarge(_cmd: Command): ScsiResult {
-  return { status: ScsiStatus.CheckCondition, sense: fixedSense(0x05, 0x24, 0x00) };
-}
-
-/** Minimal fixed-format sense for transport-level failures (before the SCSI core sees the task). */
-function fixedSense(key: number, asc: number, ascq: number): Buffer {
-  const b = Buffer.alloc(18);
-  b[0] = 0x70;
-  b[2] = key;
-  b[7] = 10;
-  b[12] = asc;
-  b[13] = ascq;
-  return b;
+/** CHECK CONDITION decided by the transport, before or instead of the SCSI core. */
+function transportFailure(key: SenseKey, asc: number, ascq: number): ScsiResult {
+  return { status: ScsiStatus.CheckCondition, sense: fixedSense({ key, asc, ascq }) };
 }

@@ -66,12 +66,7 @@ export class TargetServer implements ConnectionHost {
   private async openVolumes(): Promise<void> {
     const baseDir = path.dirname(path.resolve(this.config.source));
     for (const vol of this.config.volumes.values()) {
-      let store;
-      try {
-        store = await openBackstore(vol, baseDir);
-      } catch (err) {
-        throw new Error(`volume ${vol.name}: ${(err as Error).message}`);
-      }
+      const store = await openBackstore(vol, baseDir, { logger: this.logger });
       const lu = new LogicalUnit({
         name: vol.name,
         backstore: store,
@@ -180,8 +175,7 @@ export class TargetServer implements ConnectionHost {
         old.targetName === o.targetName
       ) {
         this.logger.info({ tsih: old.tsih, initiator: o.initiatorName }, 'session reinstated: closing the old one');
-        this.sessions.delete(old);
-        old.closed = true;
+        this.closeSession(old);
         oldConn.destroy();
       }
     }
@@ -218,13 +212,11 @@ export class TargetServer implements ConnectionHost {
     return session;
   }
 
-  closeSession(session: Session, reason: 'logout' | 'lost'): void {
-    if (this.sessions.get(session) === undefined) return;
-    this.sessions.delete(session);
+  /** The I_T nexus ends (logout, connection loss or reinstatement): its RESERVE and state go. */
+  closeSession(session: Session): void {
+    if (!this.sessions.delete(session)) return;
     session.closed = true;
-    if (reason === 'lost') {
-      for (const lu of new Set(session.luns.values())) lu.nexusLost(session.nexus);
-    }
+    for (const lu of new Set(session.luns.values())) lu.nexusLost(session.nexus);
   }
 
   sendTargets(initiatorName: string, value: string, session: Session, localAddress: string): Array<[string, string]> {

@@ -1,7 +1,7 @@
 // SBC-3 block commands: READ CAPACITY 10/16, READ and WRITE 6/10/12/16, VERIFY
 // 10/12/16, WRITE AND VERIFY 10/12/16, WRITE SAME 10/16, ORWRITE(16), COMPARE AND WRITE,
-// SYNCHRONIZE CACHE 10/16, PRE-FETCH 10/16, START STOP UNIT and PREVENT ALLOW MEDIUM
-// REMOVAL.
+// SYNCHRONIZE CACHE 10/16, PRE-FETCH 10/16, READ DEFECT DATA 10/12, START STOP UNIT and
+// PREVENT ALLOW MEDIUM REMOVAL.
 //
 // Each command has its own exported handler (read16, write16, ...) that decodes its CDB
 // and calls the shared implementation (doRead, doWrite, ...).
@@ -385,7 +385,8 @@ async function doWriteSame(
   lengthByte: number,
 ): Promise<ScsiResult> {
   checkRange(lu, lba, blocks);
-  if (blocks === 0) throw invalidFieldInCdb(lengthByte); // WSNZ = 1
+  // WSNZ = 0: NUMBER OF LOGICAL BLOCKS 0 means "from LBA to the end of the medium".
+  if (blocks === 0) blocks = lu.blockCount - lba;
   if (blocks > lu.maxWriteSameBlocks) throw invalidFieldInCdb(lengthByte);
   const bs = lu.blockSize;
   let block: Buffer | null = null;
@@ -397,6 +398,7 @@ async function doWriteSame(
     block = task.dataOut.subarray(0, bs);
   }
   const result: ScsiResult = { status: ScsiStatus.Good, dataOutLength: ndob ? 0 : bs };
+  if (blocks === 0) return result; // LBA == capacity with "to the end": nothing to write
 
   const chunkBlocks = Math.min(blocks, Math.max(1, Math.floor(CHUNK_BYTES / bs)));
   const chunk = block === null || isZero(block) ? Buffer.alloc(chunkBlocks * bs) : Buffer.allocUnsafe(chunkBlocks * bs).fill(block);
@@ -560,6 +562,31 @@ export function preFetch16(lu: LogicalUnit, task: ScsiTask): ScsiResult {
  */
 function preFetchResult(): ScsiResult {
   return good();
+}
+
+// ================================================================== READ DEFECT DATA
+
+/**
+ * READ DEFECT DATA(10): a file has no defect lists; both lists are returned, empty, in
+ * the format asked for (PLISTV/GLISTV echo REQ_PLIST/REQ_GLIST).
+ */
+export function readDefectData10(_lu: LogicalUnit, task: ScsiTask): ScsiResult {
+  const c = task.cdb;
+  const b = Buffer.alloc(4);
+  b[1] = c[2] & 0x1f; // PLISTV, GLISTV, DEFECT LIST FORMAT
+  // 2..3: DEFECT LIST LENGTH 0
+  const alloc = c.readUInt16BE(7);
+  return { status: ScsiStatus.Good, data: alloc < b.length ? b.subarray(0, alloc) : b };
+}
+
+/** READ DEFECT DATA(12): the same, with the 8-byte header (generation code 0). */
+export function readDefectData12(_lu: LogicalUnit, task: ScsiTask): ScsiResult {
+  const c = task.cdb;
+  const b = Buffer.alloc(8);
+  b[1] = c[1] & 0x1f;
+  // 2..3: GENERATION CODE 0; 4..7: DEFECT LIST LENGTH 0
+  const alloc = c.readUInt32BE(6);
+  return { status: ScsiStatus.Good, data: alloc < b.length ? b.subarray(0, alloc) : b };
 }
 
 // ================================================================== START STOP / PREVENT ALLOW

@@ -243,7 +243,7 @@ function blockLimitsPage(lu: LogicalUnit): Buffer {
   const b = Buffer.alloc(64);
   b[1] = VPD_BLOCK_LIMITS;
   b.writeUInt16BE(0x3c, 2);
-  b[4] = 0x01; // WSNZ: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 is refused
+  b[4] = 0x00; // WSNZ = 0: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 writes to the end
   b[5] = LIMITS.maxCompareAndWriteBlocks;
   b.writeUInt16BE(Math.max(1, 4096 / bs), 6); // OPTIMAL TRANSFER LENGTH GRANULARITY
   b.writeUInt32BE(lu.maxTransferBlocks, 8); // MAXIMUM TRANSFER LENGTH

@@ -447,7 +447,7 @@ test('WRITE AND VERIFY writes, flushes and reads back', async () => {
 
 // ---- WRITE SAME
 
-test('WRITE SAME(10)/(16) repeat one block; NDOB writes zeros; UNMAP and 0 blocks refused', async () => {
+test('WRITE SAME(10)/(16) repeat one block; NDOB writes zeros; 0 blocks means to the end; UNMAP refused', async () => {
   const { luns, bs, blocks } = await setup();
   const block = pattern(bs, 11);
   const r = await run(luns, [0x41, 0, ...be32(200), 0, ...be16(300), 0], { dataOut: block });
@@ -463,8 +463,13 @@ test('WRITE SAME(10)/(16) repeat one block; NDOB writes zeros; UNMAP and 0 block
   expectSense(await run(luns, [0x41, 0x08, ...be32(0), 0, 0, 1, 0], { dataOut: block }), 0x05, 0x24, 0x00);
   expectSense(await run(luns, [0x93, 0x08, ...be64(0n), ...be32(1), 0, 0], { dataOut: block }), 0x05, 0x24, 0x00);
   expectSense(await run(luns, [0x41, 0x10, ...be32(0), 0, 0, 1, 0], { dataOut: block }), 0x05, 0x24, 0x00);
-  // 0 blocks (WSNZ = 1) refused, but an LBA beyond the end is reported as such first.
-  expectSense(await run(luns, [0x41, 0, ...be32(0), 0, 0, 0, 0], { dataOut: block }), 0x05, 0x24, 0x00);
+  // 0 blocks (WSNZ = 0): from the LBA to the end of the medium.
+  const tail = pattern(bs, 12);
+  expectGood(await run(luns, [0x41, 0, ...be32(blocks - 5), 0, 0, 0, 0], { dataOut: tail }));
+  const rt = (await run(luns, CDB.read10(blocks - 6, 6))).data!;
+  assert.notDeepEqual(rt.subarray(0, bs), tail);
+  for (let i = 1; i < 6; i++) assert.deepEqual(rt.subarray(i * bs, (i + 1) * bs), tail);
+  expectGood(await run(luns, [0x41, 0, ...be32(blocks), 0, 0, 0, 0], { dataOut: tail })); // nothing to write
   expectSense(await run(luns, [0x41, 0, ...be32(blocks + 1), 0, 0, 0, 0], { dataOut: block }), 0x05, 0x21, 0x00);
   expectSense(await run(luns, [0x41, 0, ...be32(blocks - 1), 0, 0, 2, 0], { dataOut: block }), 0x05, 0x21, 0x00);
   // Data-Out must be exactly one block.
@@ -558,6 +563,28 @@ test('PRE-FETCH(10)/(16): range check, GOOD', async () => {
   expectSense(await run(luns, [0x34, 0, ...be32(blocks), 0, 0, 1, 0]), 0x05, 0x21, 0x00);
   expectGood(await run(luns, [0x90, 0, ...be64(0n), ...be32(8), 0, 0]));
   expectSense(await run(luns, [0x90, 0, ...be64(2n ** 63n), ...be32(1), 0, 0]), 0x05, 0x21, 0x00);
+});
+
+test('WRITE SAME longer than MAXIMUM WRITE SAME LENGTH (also implied by 0 blocks) is refused', async () => {
+  const big = new MemoryBackstore(512);
+  Object.defineProperty(big, 'size', { get: () => 2 ** 40 });
+  const lu = new LogicalUnit({ name: 'big', backstore: big, blockSize: 512, readonly: false });
+  const luns = new Map([[0, lu]]);
+  await run(luns, [0x00]);
+  const block = Buffer.alloc(512);
+  expectSense(await run(luns, [0x93, 0, ...be64(0n), ...be32(lu.maxWriteSameBlocks + 1), 0, 0], { dataOut: block }), 0x05, 0x24, 0x00);
+  expectSense(await run(luns, [0x41, 0, ...be32(0), 0, 0, 0, 0], { dataOut: block }), 0x05, 0x24, 0x00);
+});
+
+test('READ DEFECT DATA(10)/(12): empty lists', async () => {
+  const { luns } = await setup();
+  const r10 = await run(luns, [0x37, 0, 0x18 | 0x05, 0, 0, 0, 0, 0, 32, 0]);
+  expectGood(r10);
+  assert.deepEqual([...r10.data!], [0, 0x1d, 0, 0]);
+  const r12 = await run(luns, [0xb7, 0x08, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0]);
+  expectGood(r12);
+  assert.deepEqual([...r12.data!], [0, 0x08, 0, 0, 0, 0, 0, 0]);
+  assert.equal((await run(luns, [0x37, 0, 0, 0, 0, 0, 0, 0, 2, 0])).data!.length, 2);
 });
 
 test('START STOP UNIT and PREVENT ALLOW MEDIUM REMOVAL are accepted', async () => {

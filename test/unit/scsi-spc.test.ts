@@ -183,7 +183,8 @@ test('INQUIRY VPD 0xB0 block limits, 0xB1 characteristics, 0xB2 provisioning', a
   const bl = (await run(luns, [0x12, 1, 0xb0, 0, 255, 0])).data!;
   assert.equal(bl.length, 64);
   assert.equal(bl.readUInt16BE(2), 0x3c);
-  assert.equal(bl[4] & 1, 1); // WSNZ
+  assert.equal(bl[4] & 1, 0); // WSNZ = 0: WRITE SAME 0 blocks writes to the end
+  assert.equal(Number(bl.readBigUInt64BE(36)), (256 * 1024 * 1024) / 512); // MAXIMUM WRITE SAME LENGTH
   assert.equal(bl[5], 255); // MAXIMUM COMPARE AND WRITE LENGTH
   assert.equal(bl.readUInt32BE(8), (16 * 1024 * 1024) / 512); // MAXIMUM TRANSFER LENGTH
   assert.equal(bl.readUInt32BE(12), (1024 * 1024) / 512); // OPTIMAL TRANSFER LENGTH
