@@ -18,6 +18,7 @@ import { encodePdu } from '../iscsi/pdu/serializer';
 import { PduParser } from '../iscsi/pdu/parser';
 import { encodeTextKeys, parseTextKeys } from '../iscsi/pdu/text';
 import { encodeLun } from '../iscsi/lun';
+import { CHAP_ALGORITHMS, chapResponse, decodeBinary, encodeHex } from '../iscsi/chap';
 
 export interface InitiatorOptions {
   host: string;
@@ -33,6 +34,12 @@ export interface InitiatorOptions {
   /** Extra or overriding login keys, sent in the operational stage. */
   loginKeys?: Array<[string, string]>;
   timeoutMs?: number;
+  /** CHAP credentials to answer the target's challenge with. */
+  chap?: { user: string; secret: string };
+  /** Mutual CHAP: the target's expected name and secret; the initiator challenges it. */
+  mutual?: { user: string; secret: string };
+  /** CHAP_A list to offer (default "7,5": SHA-256 then MD5). */
+  chapAlgorithms?: string;
 }
 
 export class LoginError extends Error {
@@ -214,8 +221,13 @@ export class Initiator {
       ...(discovery ? [] : ([['TargetName', o.targetName!]] as Array<[string, string]>)),
       ['AuthMethod', 'None'],
     ];
-    const first = await this.loginExchange(0, 1, true, sec);
-    if (!first.res.transit) throw new Error('target did not agree to leave the security stage');
+    if (o.chap) {
+      sec[sec.length - 1] = ['AuthMethod', 'CHAP,None'];
+      await this.chapLogin(sec, o.chap, o.mutual);
+    } else {
+      const first = await this.loginExchange(0, 1, true, sec);
+      if (!first.res.transit) throw new Error('target did not agree to leave the security stage');
+    }
     const mrdsl = o.maxRecvDataSegmentLength ?? 262144;
     const op: Array<[string, string]> = [
       ['HeaderDigest', o.headerDigest ? 'CRC32C' : 'None'],
@@ -254,6 +266,39 @@ export class Initiator {
     if (n.FirstBurstLength) this.params.firstBurstLength = Number(n.FirstBurstLength);
     if (n.ImmediateData) this.params.immediateData = n.ImmediateData === 'Yes';
     if (n.InitialR2T) this.params.initialR2T = n.InitialR2T === 'Yes';
+  }
+
+  /** The security stage with CHAP (and optionally mutual CHAP). */
+  private async chapLogin(
+    sec: Array<[string, string]>,
+    chap: { user: string; secret: string },
+    mutual?: { user: string; secret: string },
+  ): Promise<void> {
+    const a = await this.loginExchange(0, 1, false, sec);
+    if (a.keys.get('AuthMethod') !== 'CHAP') throw new Error(`target chose AuthMethod=${a.keys.get('AuthMethod')}`);
+    const b = await this.loginExchange(0, 1, false, [['CHAP_A', this.opts.chapAlgorithms ?? '7,5']]);
+    const alg = Number(b.keys.get('CHAP_A'));
+    const id = Number(b.keys.get('CHAP_I'));
+    const challenge = decodeBinary(b.keys.get('CHAP_C') ?? '');
+    if (!CHAP_ALGORITHMS[alg] || !challenge) throw new Error('target sent a malformed CHAP challenge');
+    const answer: Array<[string, string]> = [
+      ['CHAP_N', chap.user],
+      ['CHAP_R', encodeHex(chapResponse(alg, id, Buffer.from(chap.secret), challenge))],
+    ];
+    let mine: { id: number; challenge: Buffer } | undefined;
+    if (mutual) {
+      mine = { id: randomBytes(1)[0], challenge: randomBytes(CHAP_ALGORITHMS[alg].challengeBytes) };
+      answer.push(['CHAP_I', String(mine.id)], ['CHAP_C', encodeHex(mine.challenge)]);
+    }
+    const c = await this.loginExchange(0, 1, true, answer);
+    if (mine && mutual) {
+      const r = decodeBinary(c.keys.get('CHAP_R') ?? '');
+      const expected = chapResponse(alg, mine.id, Buffer.from(mutual.secret), mine.challenge);
+      if (c.keys.get('CHAP_N') !== mutual.user || !r || !r.equals(expected)) {
+        throw new Error('mutual CHAP: the target did not prove its identity');
+      }
+    }
+    if (!c.res.transit) throw new Error('target did not agree to leave the security stage');
   }
 
   // ---------------------------------------------------------------- receive

@@ -15,6 +15,23 @@ import {
   TargetLimits,
 } from './negotiation';
 import { TextSplitter } from './text-exchange';
+import {
+  chapResponse,
+  chooseAlgorithm,
+  decodeBinary,
+  encodeHex,
+  newChallenge,
+  verifyResponse,
+  type ChapChallenge,
+} from './chap';
+import type { ChapCredentials } from '../config/model';
+
+export interface ChapCredentialsPair {
+  /** What the initiator must answer with (CHAP_N / secret). */
+  chap: ChapCredentials;
+  /** Our own name and secret, for initiators that authenticate the target (mutual CHAP). */
+  mutual?: ChapCredentials;
+}
 
 export const enum Stage {
   Security = 0,
@@ -52,8 +69,11 @@ export interface LoginHost {
   targetExists(name: string): string | undefined;
   /** May this initiator use this target? */
   mayAccess(targetName: string, initiatorName: string): boolean;
-  /** Does this initiator need CHAP on this target (or on discovery, when targetName is undefined)? */
-  needsChap(targetName: string | undefined, initiatorName: string): boolean;
+  /**
+   * The CHAP credentials this initiator must prove on this target (or on discovery,
+   * when targetName is undefined); undefined when it logs in without authentication.
+   */
+  chapFor(targetName: string | undefined, initiatorName: string): ChapCredentialsPair | undefined;
   /** Does an existing session have this TSIH? (adding a connection to it) */
   sessionExists(tsih: number): boolean;
 }
@@ -96,6 +116,8 @@ export class LoginPhase {
   private targetName?: string;
   private sessionType: 'Normal' | 'Discovery' = 'Normal';
   private authDone = false;
+  private chap?: 'want-algorithm' | 'want-response' | 'done';
+  private challenge?: ChapChallenge;
   private declared = false;
   private deferredTransit = false;
   private deferredNsg = 0;
@@ -173,28 +195,13 @@ export class LoginPhase {
     }
 
     this.stage = req.csg;
+    const creds = this.host.chapFor(this.targetName, this.initiatorName!);
     if (req.csg === Stage.Security) {
-      const auth = keys.get('AuthMethod');
-      if (auth !== undefined) {
-        const offered = auth.split(',');
-        const needChap = this.host.needsChap(this.targetName, this.initiatorName!);
-        if (needChap) {
-          // CHAP itself arrives with the access-control work; until then a
-          // target that demands it refuses rather than letting anyone in.
-          return this.fail(req, LoginStatus.AuthFailure, 'CHAP is required for this initiator but not available yet');
-        }
-        if (offered.includes('None')) {
-          answers.push(['AuthMethod', 'None']);
-          this.authDone = true;
-        } else {
-          answers.push(['AuthMethod', 'Reject']);
-        }
-      }
+      const failure = this.security(keys, creds, answers, req);
+      if (failure) return failure;
     } else if (!this.authDone) {
       // The initiator skipped the security stage: fine only if no authentication is required.
-      if (this.host.needsChap(this.targetName, this.initiatorName!)) {
-        return this.fail(req, LoginStatus.AuthFailure, 'authentication required but security stage skipped');
-      }
+      if (creds) return this.fail(req, LoginStatus.AuthFailure, 'authentication required but security stage skipped');
       this.authDone = true;
     }
 
@@ -202,13 +209,11 @@ export class LoginPhase {
       ...negotiateKeys(pairs, this.params, { sessionType: this.sessionType, phase: 'login', limits: this.host.limits }),
     );
 
-    const transit = req.transit;
-    if (transit && req.csg === Stage.Security && !this.authDone) {
-      if (this.host.needsChap(this.targetName, this.initiatorName!)) {
-        return this.fail(req, LoginStatus.AuthFailure, 'authentication not completed');
-      }
+    // Leaving the security stage waits for authentication to complete.
+    if (req.transit && req.csg === Stage.Security && !this.authDone && !creds && this.chap === undefined) {
       this.authDone = true;
     }
+    const transit = req.transit && (req.csg !== Stage.Security || this.authDone);
     const finishing = transit && req.nsg === Stage.FullFeature;
     if (!this.declared && (req.csg === Stage.Operational || finishing)) {
       this.declared = true;
@@ -225,6 +230,67 @@ export class LoginPhase {
       return { responses: [this.response(req, chunk, false)] };
     }
     return this.finish(req, chunk, transit);
+  }
+
+  /** One step of the security stage: AuthMethod, then the CHAP exchange when required. */
+  private security(
+    keys: Map<string, string>,
+    creds: ChapCredentialsPair | undefined,
+    answers: Array<[string, string]>,
+    req: LoginRequest,
+  ): LoginStep | undefined {
+    const auth = keys.get('AuthMethod');
+    if (this.chap === undefined) {
+      if (auth === undefined) return undefined;
+      const offered = auth.split(',');
+      if (creds) {
+        if (!offered.includes('CHAP')) return this.fail(req, LoginStatus.AuthFailure, 'CHAP required but not offered');
+        answers.push(['AuthMethod', 'CHAP']);
+        this.chap = 'want-algorithm';
+      } else if (offered.includes('None')) {
+        answers.push(['AuthMethod', 'None']);
+        this.authDone = true;
+      } else {
+        answers.push(['AuthMethod', 'Reject']);
+      }
+      return undefined;
+    }
+    if (this.chap === 'want-algorithm') {
+      const offer = keys.get('CHAP_A');
+      if (offer === undefined) return this.fail(req, LoginStatus.AuthFailure, 'CHAP_A missing');
+      const alg = chooseAlgorithm(offer);
+      if (alg === undefined) return this.fail(req, LoginStatus.AuthFailure, `no supported CHAP algorithm in ${offer}`);
+      this.challenge = newChallenge(alg);
+      answers.push(['CHAP_A', String(alg)], ['CHAP_I', String(this.challenge.id)], ['CHAP_C', encodeHex(this.challenge.challenge)]);
+      this.chap = 'want-response';
+      return undefined;
+    }
+    if (this.chap === 'want-response') {
+      const c = this.challenge!;
+      const name = keys.get('CHAP_N');
+      const response = decodeBinary(keys.get('CHAP_R') ?? '');
+      if (name === undefined || !response) return this.fail(req, LoginStatus.AuthFailure, 'CHAP_N or CHAP_R missing');
+      // Compare the response even when the name is wrong, so timing says nothing.
+      const ok = verifyResponse(c, creds!.chap.secret, response);
+      if (!ok || name !== creds!.chap.user) return this.fail(req, LoginStatus.AuthFailure, `CHAP response for user ${JSON.stringify(name)} did not match`);
+      const idText = keys.get('CHAP_I');
+      const theirChallenge = keys.get('CHAP_C');
+      if (idText !== undefined || theirChallenge !== undefined) {
+        // Mutual CHAP: the initiator authenticates us in turn.
+        const id = Number(idText);
+        const ch = decodeBinary(theirChallenge ?? '');
+        if (!creds!.mutual) return this.fail(req, LoginStatus.AuthFailure, 'mutual CHAP asked for but no target secret configured');
+        if (!Number.isInteger(id) || id < 0 || id > 255 || !ch || ch.length === 0) {
+          return this.fail(req, LoginStatus.AuthFailure, 'malformed CHAP_I/CHAP_C from initiator');
+        }
+        if (ch.equals(c.challenge)) return this.fail(req, LoginStatus.AuthFailure, 'initiator reflected our CHAP challenge');
+        const mine = chapResponse(c.algorithm, id, Buffer.from(creds!.mutual.secret, 'utf8'), ch);
+        answers.push(['CHAP_N', creds!.mutual.user], ['CHAP_R', encodeHex(mine)]);
+      }
+      this.chap = 'done';
+      this.authDone = true;
+    }
+    return undefined;
   }
 
   private leadingChecks(keys: Map<string, string>, req: LoginRequest): LoginStep | undefined {

@@ -181,6 +181,11 @@ export const LOGIN_KEYS = new Set([
   'TargetPortalGroupTag',
   'SessionType',
   'AuthMethod',
+  'CHAP_A',
+  'CHAP_I',
+  'CHAP_C',
+  'CHAP_N',
+  'CHAP_R',
   'SendTargets',
 ]);
 

@@ -11,7 +11,7 @@ import { openBackstore } from '../backstore/open';
 import { LogicalUnit } from '../scsi/logical-unit';
 import type { ItNexus } from '../scsi/task';
 import { Connection, ConnectionHost, TmfResponse } from './connection';
-import type { LoginOutcome } from './login';
+import type { ChapCredentialsPair, LoginOutcome } from './login';
 import { DEFAULT_LIMITS, TargetLimits } from './negotiation';
 import { Session } from './session';
 
@@ -144,10 +144,11 @@ export class TargetServer implements ConnectionHost {
     return !!t && resolveAccess(t, initiatorName).allowed;
   }
 
-  needsChap(targetName: string | undefined, initiatorName: string): boolean {
-    if (targetName === undefined) return false;
+  chapFor(targetName: string | undefined, initiatorName: string): ChapCredentialsPair | undefined {
+    if (targetName === undefined) return undefined;
     const t = this.targets.get(targetName.toLowerCase());
-    return !!t && !!resolveAccess(t, initiatorName).acl?.chap;
+    const acl = t ? resolveAccess(t, initiatorName).acl : undefined;
+    return acl?.chap ? { chap: acl.chap, mutual: acl.mutual } : undefined;
   }
 
   sessionExists(tsih: number): boolean {

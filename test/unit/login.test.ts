@@ -14,7 +14,7 @@ function host(over: Partial<LoginHost> = {}): LoginHost {
     tpgt: 1,
     targetExists: (n) => (n.toLowerCase() === TARGET ? TARGET : undefined),
     mayAccess: (_t, i) => i === INITIATOR,
-    needsChap: () => false,
+    chapFor: () => undefined,
     sessionExists: () => false,
     ...over,
   };
@@ -124,7 +124,7 @@ test('failures carry the right status class and detail', () => {
 });
 
 test('a target that requires CHAP refuses a login that skips the security stage', () => {
-  failsWith(leading, LoginStatus.AuthFailure, { csg: 1, nsg: 3 }, host({ needsChap: () => true }));
+  failsWith(leading, LoginStatus.AuthFailure, { csg: 1, nsg: 3 }, host({ chapFor: () => ({ chap: { user: 'u', secret: 'twelve-chars!' } }) }));
 });
 
 test('discovery session needs no TargetName', () => {
