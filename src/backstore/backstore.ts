@@ -2,6 +2,14 @@
 // only: no SCSI, no iSCSI. Errors are thrown as Node errors with their `code`
 // (EIO, ENOSPC, ...); the SCSI core maps them to sense data.
 
+/** What mapStatus() reports about the bytes from an offset on. */
+export interface ExtentStatus {
+  /** True when the range is allocated (holds data); false when it is a hole. */
+  mapped: boolean;
+  /** How many bytes from the offset share that status (> 0, at most the length asked). */
+  length: number;
+}
+
 export interface Backstore {
   /** Human-readable location: the file or device path, or "memory". */
   readonly path: string;
@@ -12,7 +20,35 @@ export interface Backstore {
   read(buf: Buffer, offset: number): Promise<void>;
   /** Write all of `buf` at byte `offset`. */
   write(buf: Buffer, offset: number): Promise<void>;
+  /**
+   * Deallocate [offset, offset + length) where the store can (punch a hole, discard), and
+   * make the range read back as zeros in every case (writing zeros where it cannot).
+   */
+  unmap(offset: number, length: number): Promise<void>;
+  /**
+   * Allocation status of the bytes from `offset` (at most `length` of them), for GET LBA
+   * STATUS. A store that cannot tell leaves it out: everything then counts as mapped.
+   */
+  mapStatus?(offset: number, length: number): Promise<ExtentStatus>;
   /** Make every completed write durable (fdatasync). */
   flush(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Zeros for stores that write them where they cannot deallocate. */
+export const ZERO_CHUNK_BYTES = 1024 * 1024;
+let zeroChunk: Buffer | null = null;
+
+/** Write zeros over [offset, offset + length) with `write`, a megabyte at a time. */
+export async function writeZeros(
+  write: (buf: Buffer, offset: number) => Promise<void>,
+  offset: number,
+  length: number,
+): Promise<void> {
+  zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES);
+  for (let done = 0; done < length; ) {
+    const n = Math.min(length - done, ZERO_CHUNK_BYTES);
+    await write(n === ZERO_CHUNK_BYTES ? zeroChunk : zeroChunk.subarray(0, n), offset + done);
+    done += n;
+  }
 }

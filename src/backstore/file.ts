@@ -10,10 +10,18 @@
 // sparse); a smaller one is refused, since shrinking would lose data. Block devices are
 // opened O_EXCL (the kernel refuses if the device is mounted or otherwise claimed) and
 // their size comes from /sys/dev/block/MAJOR:MINOR/size (Node has no ioctl).
+//
+// Thin provisioning: unmap() punches a hole (fallocate PUNCH_HOLE | KEEP_SIZE, through
+// koffi; see native.ts) so the filesystem frees the space and the range reads back as
+// zeros; on a block device the same call becomes a zeroing discard. Where the filesystem
+// or device cannot do it (EOPNOTSUPP), or the native call is unavailable, unmap() writes
+// zeros instead, so "unmapped blocks read as zeros" holds either way. mapStatus() answers
+// from lseek SEEK_DATA / SEEK_HOLE: the filesystem's own allocation map.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Backstore } from './backstore';
+import { writeZeros, type Backstore, type ExtentStatus } from './backstore';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, nativeFs, SEEK_DATA, SEEK_HOLE } from './native';
 
 export interface FileBackstoreOptions {
   /** Absolute (or already resolved) path of the file or block device. */
@@ -39,6 +47,8 @@ export class FileBackstore implements Backstore {
   private _size: number;
   private fd: number;
   private closed = false;
+  /** Set once fallocate said the filesystem / device cannot punch holes: write zeros. */
+  private punchUnsupported = false;
 
   private constructor(p: string, fd: number, size: number, kind: 'file' | 'block', ro: boolean, notes: string[]) {
     this.path = p;
@@ -171,6 +181,53 @@ export class FileBackstore implements Backstore {
     return writeFully(this.fd, buf, offset);
   }
 
+  /**
+   * Deallocate a byte range (punch a hole); where that is not possible, write zeros.
+   * Either way the range reads back as zeros afterwards.
+   */
+  async unmap(offset: number, length: number): Promise<void> {
+    if (this.closed) throw ebadf(this.path);
+    if (length <= 0) return;
+    if (this.readonly) throw erofs(this.path);
+    const native = nativeFs();
+    if (native !== null && !this.punchUnsupported) {
+      try {
+        await native.fallocate(this.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+        return;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EINVAL' && this.kind === 'block') {
+          // A device whose logical block is larger than this range's alignment: zero it.
+        } else if (code === 'EOPNOTSUPP' || code === 'ENOSYS' || code === 'ENODEV') {
+          this.punchUnsupported = true;
+        } else {
+          throw err;
+        }
+      }
+    }
+    await writeZeros((b, o) => writeFully(this.fd, b, o), offset, length);
+  }
+
+  /** True when unmap() really deallocates (punches holes) rather than writing zeros. */
+  get deallocates(): boolean {
+    return nativeFs() !== null && !this.punchUnsupported;
+  }
+
+  /**
+   * Allocation status from `offset`, from the filesystem (SEEK_DATA / SEEK_HOLE). A block
+   * device (or a system without the native calls) cannot tell: everything is mapped.
+   */
+  async mapStatus(offset: number, length: number): Promise<ExtentStatus> {
+    if (this.closed) throw ebadf(this.path);
+    const native = nativeFs();
+    if (native === null || this.kind === 'block' || length <= 0) return { mapped: true, length };
+    const data = native.seek(this.fd, offset, SEEK_DATA);
+    if (data === null) return { mapped: false, length }; // no data from here to EOF
+    if (data > offset) return { mapped: false, length: Math.min(data - offset, length) };
+    const hole = native.seek(this.fd, offset, SEEK_HOLE) ?? offset + length;
+    return { mapped: true, length: Math.max(1, Math.min(hole - offset, length)) };
+  }
+
   flush(): Promise<void> {
     if (this.closed) return Promise.reject(ebadf(this.path));
     const fd = this.fd;
@@ -295,6 +352,12 @@ function annotate(err: unknown, context: string): Error {
     return err;
   }
   return new Error(`${context}: ${String(err)}`);
+}
+
+function erofs(p: string): NodeJS.ErrnoException {
+  const err = new Error(`EROFS: volume ${p} is read-only`) as NodeJS.ErrnoException;
+  err.code = 'EROFS';
+  return err;
 }
 
 function ebadf(p: string): NodeJS.ErrnoException {

@@ -1,6 +1,10 @@
 // A RAM-only volume: one Buffer. For tests and scratch volumes (`memory: true`).
+//
+// Thin provisioning is kept simple: an allocation map with one bit per 4 KiB granule.
+// A write maps the granules it touches; unmap() zeros the range and unmaps the granules it
+// covers completely (a partly covered granule keeps its other bytes, so stays mapped).
 
-import type { Backstore } from './backstore';
+import type { Backstore, ExtentStatus } from './backstore';
 
 export interface MemoryBackstoreOptions {
   readonly?: boolean;
@@ -8,10 +12,15 @@ export interface MemoryBackstoreOptions {
   path?: string;
 }
 
+/** Allocation granule of the memory store's map, in bytes. */
+export const MEMORY_GRANULE = 4096;
+
 export class MemoryBackstore implements Backstore {
   readonly path: string;
   readonly readonly: boolean;
   private buf: Buffer;
+  /** One bit per granule: set = mapped (written since the last unmap). */
+  private readonly map: Uint8Array;
   private closed = false;
 
   constructor(size: number, opts: MemoryBackstoreOptions = {}) {
@@ -19,6 +28,7 @@ export class MemoryBackstore implements Backstore {
       throw new Error(`memory volume: size must be a positive whole number of bytes (got ${size})`);
     }
     this.buf = Buffer.alloc(size);
+    this.map = new Uint8Array(Math.ceil(Math.ceil(size / MEMORY_GRANULE) / 8));
     this.path = opts.path ?? 'memory';
     this.readonly = opts.readonly ?? false;
   }
@@ -44,6 +54,35 @@ export class MemoryBackstore implements Backstore {
       throw errno('ENOSPC', `write beyond the end of the memory volume`);
     }
     buf.copy(this.buf, offset);
+    if (buf.length > 0) {
+      const last = Math.floor((offset + buf.length - 1) / MEMORY_GRANULE);
+      for (let g = Math.floor(offset / MEMORY_GRANULE); g <= last; g++) this.setMapped(g, true);
+    }
+  }
+
+  async unmap(offset: number, length: number): Promise<void> {
+    this.checkOpen();
+    checkRange(offset, length);
+    if (this.readonly) throw errno('EROFS', `memory volume is read-only`);
+    const end = Math.min(offset + length, this.buf.length);
+    if (end <= offset) return;
+    this.buf.fill(0, offset, end);
+    const first = Math.ceil(offset / MEMORY_GRANULE);
+    // The last granule counts as covered when the range reaches the end of the store.
+    const stop = end === this.buf.length ? Math.ceil(end / MEMORY_GRANULE) : Math.floor(end / MEMORY_GRANULE);
+    for (let g = first; g < stop; g++) this.setMapped(g, false);
+  }
+
+  async mapStatus(offset: number, length: number): Promise<ExtentStatus> {
+    this.checkOpen();
+    checkRange(offset, length);
+    const end = Math.min(offset + length, this.buf.length);
+    if (end <= offset) return { mapped: true, length };
+    let g = Math.floor(offset / MEMORY_GRANULE);
+    const mapped = this.isMapped(g);
+    let pos = (g + 1) * MEMORY_GRANULE;
+    for (g++; pos < end && this.isMapped(g) === mapped; g++) pos += MEMORY_GRANULE;
+    return { mapped, length: Math.min(pos, end) - offset };
   }
 
   async flush(): Promise<void> {
@@ -52,6 +91,15 @@ export class MemoryBackstore implements Backstore {
 
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  private isMapped(g: number): boolean {
+    return (this.map[g >> 3] & (1 << (g & 7))) !== 0;
+  }
+
+  private setMapped(g: number, on: boolean): void {
+    if (on) this.map[g >> 3] |= 1 << (g & 7);
+    else this.map[g >> 3] &= ~(1 << (g & 7));
   }
 
   private checkOpen(): void {

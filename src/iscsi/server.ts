@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, TargetConfig } from '../config/model';
 import { resolveAccess } from '../acl/access';
+import { FileBackstore } from '../backstore/file';
 import { openBackstore } from '../backstore/open';
 import { LogicalUnit } from '../scsi/logical-unit';
 import type { ItNexus } from '../scsi/task';
@@ -73,12 +74,27 @@ export class TargetServer implements ConnectionHost {
         blockSize: vol.blockSize,
         readonly: vol.readonly,
         logger: this.logger.child({ volume: vol.name }),
+        // Persistent reservations with APTPL live next to a volume file; block devices
+        // and memory volumes keep them in memory only.
+        statePath: store instanceof FileBackstore && store.kind === 'file' ? `${store.path}.pr.json` : undefined,
       });
+      lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
       this.units.set(vol.name, lu);
       this.logger.info(
         { volume: vol.name, path: store.path, bytes: store.size, blockSize: vol.blockSize, readonly: vol.readonly },
         'volume open',
       );
+    }
+  }
+
+  /** PREEMPT AND ABORT: the preempted nexuses' tasks on this unit end without response. */
+  private abortForNexuses(nexusIds: readonly string[], unit: LogicalUnit): void {
+    const ids = new Set(nexusIds);
+    for (const [s, conn] of this.sessions) {
+      if (!ids.has(s.nexus.id)) continue;
+      for (const cmd of [...s.tasks.values()]) {
+        if (s.luns.get(cmd.lun) === unit) void conn.abort(cmd);
+      }
     }
   }
 

@@ -1,11 +1,19 @@
 // The one table that drives the SCSI core. Each entry names the operation code (and
 // service action), the command's name, CDB length, data direction, handler, and how it
 // behaves while a unit attention is pending, on a write-protected LU and while another
-// I_T nexus holds an SPC-2 reservation, plus the CDB usage data that REPORT SUPPORTED
+// I_T nexus holds an SPC-2 reservation or a persistent reservation (the per-opcode PR
+// rules of SPC-4 table 66 / SBC-3 table 13), plus the CDB usage data that REPORT SUPPORTED
 // OPERATION CODES returns. An opcode not in this table gets ILLEGAL REQUEST, INVALID
 // COMMAND OPERATION CODE; a service action not in it gets INVALID FIELD IN CDB.
 
 import type { LogicalUnit } from './logical-unit';
+import {
+  PR_ALLOWED,
+  PR_CONFLICT,
+  type PrAccess,
+  type PrAccessRule,
+} from './persistent-reservations';
+import * as sanitize from './sanitize';
 import * as sbc from './sbc';
 import * as spc from './spc';
 import { invalidFieldInCdb } from './sense';
@@ -27,6 +35,17 @@ export interface CommandSpec {
   readonly writesMedium: boolean;
   /** Allowed to other I_T nexuses while one holds an SPC-2 RESERVE (else RESERVATION CONFLICT). */
   readonly allowedUnderReservation: boolean;
+  /**
+   * How the command fares under a persistent reservation held by another I_T nexus (SPC-4
+   * table 66, SBC-3 table 13): allowed through the write-exclusive and/or exclusive-access
+   * types, possibly depending on CDB fields. Omitted: a command that writesMedium conflicts
+   * under every type, any other is allowed through the write-exclusive types only (it
+   * reads). Holders, and registrants under the registrants-only and all-registrants types,
+   * are never refused (persistent-reservations.ts, conflicts()).
+   */
+  readonly allowedUnderPersistentReservation?: PrAccessRule;
+  /** Runs while a SANITIZE is in progress (INQUIRY, REPORT LUNS, REQUEST SENSE; SBC-4 §4.11). */
+  readonly allowedDuringSanitize?: boolean;
   /** CDB usage data (SPC-4 §6.35.3): byte 0 is the opcode, then the bits we evaluate. */
   readonly usage: readonly number[];
   /** Recommended command timeout in seconds (REPORT SUPPORTED OPERATION CODES, RCTD). */
@@ -43,35 +62,82 @@ const C = 0x04; // control byte: NACA is evaluated (and refused)
 const LBA4 = [0xff, 0xff, 0xff, 0xff];
 const LBA8 = [...LBA4, ...LBA4];
 const { None, Read, Write } = { None: DataDirection.None, Read: DataDirection.Read, Write: DataDirection.Write };
+// Persistent reservation rules that depend on the CDB (SBC-3 table 13): START STOP UNIT
+// with START = 1 and POWER CONDITION 0h, and PREVENT ALLOW MEDIUM REMOVAL with PREVENT
+// 00b, are allowed through every type; anything else they do conflicts.
+const PR_START_ONLY = (cdb: Buffer): PrAccess => ((cdb[4] & 0xf1) === 0x01 ? PR_ALLOWED : PR_CONFLICT);
+const PR_UNLESS_PREVENT = (cdb: Buffer): PrAccess => ((cdb[4] & 0x03) === 0 ? PR_ALLOWED : PR_CONFLICT);
 
 const ENTRIES: Entry[] = [
   // ---- SPC-4 (spc.ts)
   { opcode: 0x00, name: 'TEST UNIT READY', cdbLength: 6, direction: None, handler: spc.testUnitReady,
-    usage: [0x00, 0, 0, 0, 0, C] },
+    allowedUnderPersistentReservation: PR_ALLOWED, usage: [0x00, 0, 0, 0, 0, C] },
   { opcode: 0x03, name: 'REQUEST SENSE', cdbLength: 6, direction: Read, handler: spc.requestSense,
-    allowedWithUnitAttention: true, allowedUnderReservation: true, usage: [0x03, 0x01, 0, 0, 0xff, C] },
+    allowedWithUnitAttention: true, allowedUnderReservation: true, allowedDuringSanitize: true,
+    allowedUnderPersistentReservation: PR_ALLOWED, usage: [0x03, 0x01, 0, 0, 0xff, C] },
   { opcode: 0x12, name: 'INQUIRY', cdbLength: 6, direction: Read, handler: spc.inquiry,
-    allowedWithUnitAttention: true, allowedUnderReservation: true, usage: [0x12, 0x01, 0xff, 0xff, 0xff, C] },
+    allowedWithUnitAttention: true, allowedUnderReservation: true, allowedDuringSanitize: true,
+    allowedUnderPersistentReservation: PR_ALLOWED, usage: [0x12, 0x01, 0xff, 0xff, 0xff, C] },
   { opcode: 0x15, name: 'MODE SELECT(6)', cdbLength: 6, direction: Write, handler: spc.modeSelect6,
-    usage: [0x15, 0x11, 0, 0, 0xff, C] },
+    allowedUnderPersistentReservation: PR_CONFLICT, usage: [0x15, 0x11, 0, 0, 0xff, C] },
   { opcode: 0x16, name: 'RESERVE(6)', cdbLength: 6, direction: None, handler: spc.reserve6,
-    usage: [0x16, 0, 0, 0, 0, C] },
+    allowedUnderPersistentReservation: PR_CONFLICT, usage: [0x16, 0, 0, 0, 0, C] },
   { opcode: 0x17, name: 'RELEASE(6)', cdbLength: 6, direction: None, handler: spc.release6,
-    allowedUnderReservation: true, usage: [0x17, 0, 0, 0, 0, C] },
+    allowedUnderReservation: true, allowedUnderPersistentReservation: PR_CONFLICT, usage: [0x17, 0, 0, 0, 0, C] },
   { opcode: 0x1a, name: 'MODE SENSE(6)', cdbLength: 6, direction: Read, handler: spc.modeSense6,
     usage: [0x1a, 0x08, 0xff, 0xff, 0xff, C] },
   { opcode: 0x55, name: 'MODE SELECT(10)', cdbLength: 10, direction: Write, handler: spc.modeSelect10,
-    usage: [0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
+    allowedUnderPersistentReservation: PR_CONFLICT, usage: [0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
   { opcode: 0x56, name: 'RESERVE(10)', cdbLength: 10, direction: None, handler: spc.reserve10,
-    usage: [0x56, 0, 0, 0, 0, 0, 0, 0, 0, C] },
+    allowedUnderPersistentReservation: PR_CONFLICT, usage: [0x56, 0, 0, 0, 0, 0, 0, 0, 0, C] },
   { opcode: 0x57, name: 'RELEASE(10)', cdbLength: 10, direction: None, handler: spc.release10,
-    allowedUnderReservation: true, usage: [0x57, 0, 0, 0, 0, 0, 0, 0, 0, C] },
+    allowedUnderReservation: true, allowedUnderPersistentReservation: PR_CONFLICT,
+    usage: [0x57, 0, 0, 0, 0, 0, 0, 0, 0, C] },
   { opcode: 0x5a, name: 'MODE SENSE(10)', cdbLength: 10, direction: Read, handler: spc.modeSense10,
     usage: [0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, C] },
+  // PERSISTENT RESERVE IN/OUT: allowed through every persistent reservation (each service
+  // action checks keys itself); while an SPC-2 RESERVE is held they conflict for every
+  // I_T nexus, the holder included (the handlers refuse the holder).
+  { opcode: 0x5e, sa: 0x00, name: 'PERSISTENT RESERVE IN (READ KEYS)', cdbLength: 10, direction: Read,
+    handler: spc.persistentReserveIn, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x5e, 0x00, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
+  { opcode: 0x5e, sa: 0x01, name: 'PERSISTENT RESERVE IN (READ RESERVATION)', cdbLength: 10, direction: Read,
+    handler: spc.persistentReserveIn, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x5e, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
+  { opcode: 0x5e, sa: 0x02, name: 'PERSISTENT RESERVE IN (REPORT CAPABILITIES)', cdbLength: 10, direction: Read,
+    handler: spc.persistentReserveIn, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x5e, 0x02, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
+  { opcode: 0x5e, sa: 0x03, name: 'PERSISTENT RESERVE IN (READ FULL STATUS)', cdbLength: 10, direction: Read,
+    handler: spc.persistentReserveIn, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x5e, 0x03, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
+  { opcode: 0x5f, sa: 0x00, name: 'PERSISTENT RESERVE OUT (REGISTER)', cdbLength: 10, direction: Write,
+    handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x5f, 0x00, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
+  { opcode: 0x5f, sa: 0x01, name: 'PERSISTENT RESERVE OUT (RESERVE)', cdbLength: 10, direction: Write,
+    handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x5f, 0x01, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
+  { opcode: 0x5f, sa: 0x02, name: 'PERSISTENT RESERVE OUT (RELEASE)', cdbLength: 10, direction: Write,
+    handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x5f, 0x02, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
+  { opcode: 0x5f, sa: 0x03, name: 'PERSISTENT RESERVE OUT (CLEAR)', cdbLength: 10, direction: Write,
+    handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x5f, 0x03, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
+  { opcode: 0x5f, sa: 0x04, name: 'PERSISTENT RESERVE OUT (PREEMPT)', cdbLength: 10, direction: Write,
+    handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x5f, 0x04, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
+  { opcode: 0x5f, sa: 0x05, name: 'PERSISTENT RESERVE OUT (PREEMPT AND ABORT)', cdbLength: 10, direction: Write,
+    handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x5f, 0x05, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
+  { opcode: 0x5f, sa: 0x06, name: 'PERSISTENT RESERVE OUT (REGISTER AND IGNORE EXISTING KEY)', cdbLength: 10,
+    direction: Write, handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x5f, 0x06, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
+  { opcode: 0x5f, sa: 0x07, name: 'PERSISTENT RESERVE OUT (REGISTER AND MOVE)', cdbLength: 10, direction: Write,
+    handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x5f, 0x07, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
   // REPORT LUNS is answered by executeScsi from the LUN map before an LU is involved.
   { opcode: 0xa0, name: 'REPORT LUNS', cdbLength: 12, direction: Read, handler: spc.reportLunsPlaceholder,
-    allowedWithUnitAttention: true, allowedUnderReservation: true,
-    usage: [0xa0, 0, 0xff, 0, 0, 0, ...LBA4, 0, C] },
+    allowedWithUnitAttention: true, allowedUnderReservation: true, allowedDuringSanitize: true,
+    allowedUnderPersistentReservation: PR_ALLOWED, usage: [0xa0, 0, 0xff, 0, 0, 0, ...LBA4, 0, C] },
   { opcode: 0xa3, sa: 0x0c, name: 'REPORT SUPPORTED OPERATION CODES', cdbLength: 12, direction: Read,
     handler: reportSupportedOperationCodes, usage: [0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, ...LBA4, 0, C] },
   { opcode: 0xa3, sa: 0x0d, name: 'REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS', cdbLength: 12, direction: Read,
@@ -83,11 +149,12 @@ const ENTRIES: Entry[] = [
   { opcode: 0x0a, name: 'WRITE(6)', cdbLength: 6, direction: Write, handler: sbc.write6, writesMedium: true,
     usage: [0x0a, 0x1f, 0xff, 0xff, 0xff, C] },
   { opcode: 0x1b, name: 'START STOP UNIT', cdbLength: 6, direction: None, handler: sbc.startStopUnit,
-    usage: [0x1b, 0x01, 0, 0x0f, 0xf7, C] },
+    allowedUnderPersistentReservation: PR_START_ONLY, usage: [0x1b, 0x01, 0, 0x0f, 0xf7, C] },
   { opcode: 0x1e, name: 'PREVENT ALLOW MEDIUM REMOVAL', cdbLength: 6, direction: None,
-    handler: sbc.preventAllowMediumRemoval, usage: [0x1e, 0, 0, 0, 0x03, C] },
+    handler: sbc.preventAllowMediumRemoval, allowedUnderPersistentReservation: PR_UNLESS_PREVENT,
+    usage: [0x1e, 0, 0, 0, 0x03, C] },
   { opcode: 0x25, name: 'READ CAPACITY(10)', cdbLength: 10, direction: Read, handler: sbc.readCapacity10,
-    usage: [0x25, 0, ...LBA4, 0, 0, 0x01, C] },
+    allowedUnderPersistentReservation: PR_ALLOWED, usage: [0x25, 0, ...LBA4, 0, 0, 0x01, C] },
   { opcode: 0x28, name: 'READ(10)', cdbLength: 10, direction: Read, handler: sbc.read10,
     usage: [0x28, 0xfa, ...LBA4, 0x3f, 0xff, 0xff, C] },
   { opcode: 0x2a, name: 'WRITE(10)', cdbLength: 10, direction: Write, handler: sbc.write10, writesMedium: true,
@@ -99,11 +166,23 @@ const ENTRIES: Entry[] = [
   { opcode: 0x34, name: 'PRE-FETCH(10)', cdbLength: 10, direction: None, handler: sbc.preFetch10,
     usage: [0x34, 0x02, ...LBA4, 0x3f, 0xff, 0xff, C] },
   { opcode: 0x35, name: 'SYNCHRONIZE CACHE(10)', cdbLength: 10, direction: None, handler: sbc.synchronizeCache10,
-    usage: [0x35, 0x06, ...LBA4, 0x3f, 0xff, 0xff, C] },
+    allowedUnderPersistentReservation: PR_CONFLICT, usage: [0x35, 0x06, ...LBA4, 0x3f, 0xff, 0xff, C] },
   { opcode: 0x37, name: 'READ DEFECT DATA(10)', cdbLength: 10, direction: Read, handler: sbc.readDefectData10,
     usage: [0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, C] },
   { opcode: 0x41, name: 'WRITE SAME(10)', cdbLength: 10, direction: Write, handler: sbc.writeSame10,
     writesMedium: true, usage: [0x41, 0xfe, ...LBA4, 0x3f, 0xff, 0xff, C] },
+  { opcode: 0x42, name: 'UNMAP', cdbLength: 10, direction: Write, handler: sbc.unmap, writesMedium: true,
+    usage: [0x42, 0x01, 0, 0, 0, 0, 0x3f, 0xff, 0xff, C] },
+  // SANITIZE: OVERWRITE, BLOCK ERASE and EXIT FAILURE MODE; no CRYPTOGRAPHIC ERASE (03h).
+  { opcode: 0x48, sa: 0x01, name: 'SANITIZE (OVERWRITE)', cdbLength: 10, direction: Write,
+    handler: sanitize.sanitizeOverwrite, writesMedium: true, timeout: 3600,
+    usage: [0x48, 0xa0 | 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
+  { opcode: 0x48, sa: 0x02, name: 'SANITIZE (BLOCK ERASE)', cdbLength: 10, direction: None,
+    handler: sanitize.sanitizeBlockErase, writesMedium: true, timeout: 600,
+    usage: [0x48, 0xa0 | 0x02, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
+  { opcode: 0x48, sa: 0x1f, name: 'SANITIZE (EXIT FAILURE MODE)', cdbLength: 10, direction: None,
+    handler: sanitize.sanitizeExitFailureMode, writesMedium: true,
+    usage: [0x48, 0xa0 | 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
   { opcode: 0x88, name: 'READ(16)', cdbLength: 16, direction: Read, handler: sbc.read16,
     usage: [0x88, 0xfa, ...LBA8, ...LBA4, 0x3f, C] },
   { opcode: 0x89, name: 'COMPARE AND WRITE', cdbLength: 16, direction: Write, handler: sbc.compareAndWrite,
@@ -119,11 +198,15 @@ const ENTRIES: Entry[] = [
   { opcode: 0x90, name: 'PRE-FETCH(16)', cdbLength: 16, direction: None, handler: sbc.preFetch16,
     usage: [0x90, 0x02, ...LBA8, ...LBA4, 0x3f, C] },
   { opcode: 0x91, name: 'SYNCHRONIZE CACHE(16)', cdbLength: 16, direction: None, handler: sbc.synchronizeCache16,
-    usage: [0x91, 0x06, ...LBA8, ...LBA4, 0x3f, C] },
+    allowedUnderPersistentReservation: PR_CONFLICT, usage: [0x91, 0x06, ...LBA8, ...LBA4, 0x3f, C] },
   { opcode: 0x93, name: 'WRITE SAME(16)', cdbLength: 16, direction: Write, handler: sbc.writeSame16,
     writesMedium: true, usage: [0x93, 0xf9, ...LBA8, ...LBA4, 0x3f, C] },
   { opcode: 0x9e, sa: 0x10, name: 'READ CAPACITY(16)', cdbLength: 16, direction: Read, handler: sbc.readCapacity16,
-    usage: [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, ...LBA4, 0, C] },
+    allowedUnderPersistentReservation: PR_ALLOWED, usage: [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, ...LBA4, 0, C] },
+  { opcode: 0x9e, sa: 0x12, name: 'GET LBA STATUS', cdbLength: 16, direction: Read, handler: sbc.getLbaStatus,
+    usage: [0x9e, 0x12, ...LBA8, ...LBA4, 0, C] },
+  { opcode: 0x9c, name: 'WRITE ATOMIC(16)', cdbLength: 16, direction: Write, handler: sbc.writeAtomic16,
+    writesMedium: true, usage: [0x9c, 0xf8, ...LBA8, 0xff, 0xff, 0xff, 0xff, 0x3f, C] },
   { opcode: 0xa8, name: 'READ(12)', cdbLength: 12, direction: Read, handler: sbc.read12,
     usage: [0xa8, 0xfa, ...LBA4, ...LBA4, 0x3f, C] },
   { opcode: 0xaa, name: 'WRITE(12)', cdbLength: 12, direction: Write, handler: sbc.write12, writesMedium: true,

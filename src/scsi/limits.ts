@@ -12,6 +12,14 @@ export const LIMITS = {
   maxCompareAndWriteBlocks: 255,
   /** MAXIMUM WRITE SAME LENGTH, in bytes. */
   maxWriteSameBytes: 256 * 1024 * 1024,
+  /** MAXIMUM UNMAP LBA COUNT: blocks one UNMAP may deallocate in all (libiscsi deems > 2^20 insane). */
+  maxUnmapBlocks: 1024 * 1024,
+  /** MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT. */
+  maxUnmapDescriptors: 1024,
+  /** OPTIMAL UNMAP GRANULARITY, in bytes: the filesystem block a hole is punched in. */
+  unmapGranularityBytes: 4096,
+  /** MAXIMUM ATOMIC TRANSFER LENGTH, in bytes (never above MAXIMUM TRANSFER LENGTH). */
+  maxAtomicTransferBytes: 16 * 1024 * 1024,
 } as const;
 
 /** A made-up IEEE company id (24 bits, with the locally-administered bit set) for NAA designators. */

@@ -2,8 +2,9 @@
 //
 // The LU is shared by every session and target that maps its volume, so everything that
 // SPC/SBC makes per logical unit lives here: identifiers, mode pages, the SPC-2
-// reservation, per-I_T-nexus unit attentions, the task set's ordering rules and the LBA
-// range lock that makes COMPARE AND WRITE atomic against every other write.
+// reservation and the persistent reservations, per-I_T-nexus unit attentions, the task
+// set's ordering rules and the LBA range lock that makes COMPARE AND WRITE atomic against
+// every other write.
 //
 // execute() takes a ScsiTask and always resolves (never rejects) with a ScsiResult.
 
@@ -14,6 +15,8 @@ import { lookupCommand, BAD_SERVICE_ACTION, type CommandSpec } from './commands'
 import { DEFAULT_MODE_VALUES, type ModeValues } from './mode-pages';
 import { COMPANY_ID, LIMITS } from './limits';
 import { RangeLock } from './range-lock';
+import { SanitizeState } from './sanitize';
+import { PersistentReservations } from './persistent-reservations';
 import {
   ASC,
   buildSense,
@@ -42,6 +45,14 @@ export interface LogicalUnitOptions {
    * fails the login on any other unit attention.
    */
   nexusLossUnitAttention?: boolean;
+  /**
+   * Where persistent reservations are kept while an initiator asks for APTPL (persist
+   * through power loss): written atomically on every change, read back here at
+   * construction. The server passes `<backing file>.pr.json` for file volumes. Without it
+   * (memory volumes) nothing persists: REPORT CAPABILITIES says PTPL_C = 0 and a REGISTER
+   * with APTPL = 1 gets INVALID FIELD IN PARAMETER LIST.
+   */
+  statePath?: string;
 }
 
 /** iSCSI task attributes as carried in the SCSI Command PDU (RFC 7143 §11.3.1). */
@@ -52,6 +63,7 @@ export { LIMITS, COMPANY_ID, VENDOR_ID, PRODUCT_ID, PRODUCT_REVISION } from './l
 
 interface NexusState {
   readonly id: string;
+  readonly nexus: ItNexus;
   /** Pending unit attentions, oldest first. */
   ua: Asc[];
 }
@@ -69,6 +81,18 @@ export class LogicalUnit {
   readonly naa: Buffer;
   /** Serializes COMPARE AND WRITE / ORWRITE against overlapping writes. */
   readonly writeLock = new RangeLock();
+  /** SANITIZE in progress / sanitize failure mode (sanitize.ts). */
+  readonly sanitize = new SanitizeState();
+  /** Persistent reservations: PERSISTENT RESERVE IN/OUT state (persistent-reservations.ts). */
+  readonly pr: PersistentReservations;
+  /**
+   * PREEMPT AND ABORT preempted these I_T nexuses (ids as in ItNexus.id): the transport
+   * must abort every task they have in this LU's task set, as CLEAR TASK SET would
+   * (SAM-5 §5.6; SPC-4 §5.12.11.4.5). The iSCSI layer sets this; unset, the preempted
+   * nexuses lose their registrations and reservation but their queued tasks still run
+   * (and then meet the new reservation's conflict rules).
+   */
+  onPreemptAbort?: (nexusIds: readonly string[], lu: LogicalUnit) => void;
 
   private readonly volumeReadonly: boolean;
   private readonly nexusLossUa: boolean;
@@ -97,6 +121,20 @@ export class LogicalUnit {
     const ids = deriveIdentifiers(opts.name);
     this.serial = ids.serial;
     this.naa = ids.naa;
+    this.pr = new PersistentReservations(
+      {
+        name: this.name,
+        logger: this.logger,
+        knownNexuses: () => [...this.nexuses.values()].map((s) => s.nexus),
+        queueUnitAttention: (n, code) => {
+          const s = this.nexuses.get(n.id);
+          if (s !== undefined) queueUa(s, code);
+        },
+        reservationHolder: () => this.reservedBy,
+        preemptAbort: (ids) => this.onPreemptAbort?.(ids, this),
+      },
+      opts.statePath,
+    );
   }
 
   // ---------------------------------------------------------------- state accessors
@@ -133,8 +171,12 @@ export class LogicalUnit {
     return Math.floor(LIMITS.maxTransferBytes / this.blockSize);
   }
 
+  /**
+   * MAXIMUM WRITE SAME LENGTH, in blocks: at most 65535, the most WRITE SAME(10) can
+   * carry, so that WRITE SAME(10) and (16) share one limit.
+   */
   get maxWriteSameBlocks(): number {
-    return Math.floor(LIMITS.maxWriteSameBytes / this.blockSize);
+    return Math.min(0xffff, Math.floor(LIMITS.maxWriteSameBytes / this.blockSize));
   }
 
   /** MODE SELECT applied new values; tell every other I_T nexus (SPC-4 §7.5.2). */
@@ -173,7 +215,7 @@ export class LogicalUnit {
     if (s === undefined) {
       const returning = this.lostNexuses.delete(n.id);
       const ua = returning && this.nexusLossUa ? ASC.I_T_NEXUS_LOSS_OCCURRED : ASC.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED;
-      s = { id: n.id, ua: [ua] };
+      s = { id: n.id, nexus: n, ua: [ua] };
       this.nexuses.set(n.id, s);
     }
     return s;
@@ -220,7 +262,8 @@ export class LogicalUnit {
 
   /**
    * The I_T nexus is gone (session closed, logged out or dropped). Its unit attentions
-   * and reservation go with it.
+   * and SPC-2 reservation go with it; its persistent reservation registrations (and a
+   * persistent reservation it holds) stay, as SPC-4 §5.12 wants.
    */
   nexusLost(nexus: ItNexus): void {
     if (this.reservedBy === nexus.id) this.reservedBy = null;
@@ -293,9 +336,14 @@ export class LogicalUnit {
       // NACA set without NormACA support (SPC-4 §4.3.4.5).
       if ((cdb[spec.cdbLength - 1] & 0x04) !== 0) throw invalidFieldInCdb(spec.cdbLength - 1, 2);
 
+      // While a SANITIZE runs (or after one failed), only a few commands get through.
+      const sanitizing = this.sanitize.admission(spec);
+      if (sanitizing !== null) return this.senseResult(sanitizing);
+
       if (this.reservedBy !== null && this.reservedBy !== nexus.id && !spec.allowedUnderReservation) {
         return { status: ScsiStatus.ReservationConflict };
       }
+      if (this.pr.conflicts(task.nexus, spec, cdb)) return { status: ScsiStatus.ReservationConflict };
       if (spec.writesMedium) {
         if (this.readonly) throw checkCondition(SenseKey.DataProtect, ASC.WRITE_PROTECTED);
         if (this.mode.swp) throw checkCondition(SenseKey.DataProtect, ASC.SOFTWARE_WRITE_PROTECTED);
@@ -356,8 +404,10 @@ export class LogicalUnit {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.sanitize.cancel();
     await this.drained();
     if (this.gate) await this.gate;
+    await this.pr.flush();
     try {
       if (!this.readonly) await this.backstore.flush();
     } finally {

@@ -1,7 +1,12 @@
 // SBC-3 block commands: READ CAPACITY 10/16, READ and WRITE 6/10/12/16, VERIFY
 // 10/12/16, WRITE AND VERIFY 10/12/16, WRITE SAME 10/16, ORWRITE(16), COMPARE AND WRITE,
 // SYNCHRONIZE CACHE 10/16, PRE-FETCH 10/16, READ DEFECT DATA 10/12, START STOP UNIT and
-// PREVENT ALLOW MEDIUM REMOVAL.
+// PREVENT ALLOW MEDIUM REMOVAL; thin provisioning (UNMAP, WRITE SAME with UNMAP, GET LBA
+// STATUS; decisions in provisioning.ts) and WRITE ATOMIC(16). SANITIZE is in sanitize.ts.
+//
+// Atomicity: every write takes a shared hold on its LBA range in the LU's range lock, and
+// so does every read; COMPARE AND WRITE, ORWRITE and WRITE ATOMIC(16) take an exclusive
+// hold, so no other command (from any session) sees or makes a half-done one.
 //
 // Each command has its own exported handler (read16, write16, ...) that decodes its CDB
 // and calls the shared implementation (doRead, doWrite, ...).
@@ -17,7 +22,17 @@
 
 import type { LogicalUnit } from './logical-unit';
 import { LIMITS } from './limits';
-import { ASC, checkCondition, invalidFieldInCdb, lbaOutOfRange, SenseKey } from './sense';
+import { provisioningOf, unmapLimits } from './provisioning';
+import {
+  ASC,
+  checkCondition,
+  invalidFieldInCdb,
+  invalidFieldInParameterList,
+  invalidOpcode,
+  lbaOutOfRange,
+  parameterListLengthError,
+  SenseKey,
+} from './sense';
 import { ScsiStatus, type ScsiResult, type ScsiTask } from './task';
 
 const EMPTY = Buffer.alloc(0);
@@ -68,7 +83,9 @@ export function readCapacity16(lu: LogicalUnit, task: ScsiTask): ScsiResult {
   b.writeBigUInt64BE(BigInt(lu.blockCount - 1), 0);
   b.writeUInt32BE(lu.blockSize, 8);
   // 12: P_TYPE / PROT_EN = 0; 13: P_I_EXPONENT 0, LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT 0;
-  // 14..15: LBPME = 0, LBPRZ = 0 (no thin provisioning yet), LOWEST ALIGNED LBA 0.
+  // 14..15: LBPME, LBPRZ (provisioning.ts), LOWEST ALIGNED LBA 0.
+  const prov = provisioningOf(lu);
+  b[14] = (prov.lbpme ? 0x80 : 0) | (prov.lbprz ? 0x40 : 0);
   return { status: ScsiStatus.Good, data: alloc < b.length ? b.subarray(0, alloc) : b };
 }
 
@@ -118,10 +135,15 @@ async function doRead(lu: LogicalUnit, task: ScsiTask, lba: number, blocks: numb
     buf.fill(0, readLen);
   }
   if (readLen > 0) {
+    // A shared hold: never waits for other reads or plain writes, only for an atomic one.
+    const held = lu.writeLock.acquire(lba, readLen / bs, false);
+    const release = typeof held === 'function' ? held : await held;
     try {
       await lu.backstore.read(readLen === len ? buf : buf.subarray(0, readLen), lba * bs);
     } catch (err) {
       throw lu.ioError(err, 'read', lba);
+    } finally {
+      release();
     }
   }
   return { status: ScsiStatus.Good, data: buf };
@@ -356,24 +378,31 @@ async function doWriteAndVerify(
 
 // ================================================================== WRITE SAME
 
-/** WRITE SAME(10): the one block of Data-Out written to NUMBER OF LOGICAL BLOCKS blocks. */
+/**
+ * WRITE SAME(10): the one block of Data-Out written to NUMBER OF LOGICAL BLOCKS blocks.
+ * With UNMAP (LBPWS10) the blocks are deallocated instead (SBC-4 table "ANCHOR bit, UNMAP
+ * bit and ANC_SUP bit relationships": UNMAP = 1, ANCHOR = 0 is an unmap operation,
+ * whatever the block holds); they then read as zeros (LBPRZ).
+ */
 export function writeSame10(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
   const c = task.cdb;
   checkNoProtection(c);
   if (c[1] & 0x10) throw invalidFieldInCdb(1, 4); // ANCHOR: ANC_SUP = 0
-  if (c[1] & 0x08) throw invalidFieldInCdb(1, 3); // UNMAP: LBPWS10 = 0 (no unmap yet)
+  const unmap = (c[1] & 0x08) !== 0;
+  if (unmap && !provisioningOf(lu).lbpws10) throw invalidFieldInCdb(1, 3);
   if (c[1] & 0x06) throw invalidFieldInCdb(1, 2); // PBDATA / LBDATA (obsolete)
-  return doWriteSame(lu, task, c.readUInt32BE(2), c.readUInt16BE(7), false, 7);
+  return doWriteSame(lu, task, c.readUInt32BE(2), c.readUInt16BE(7), false, unmap, 7);
 }
 
-/** WRITE SAME(16), with NDOB (no Data-Out: write zeros). */
+/** WRITE SAME(16), with NDOB (no Data-Out: zeros) and UNMAP (LBPWS). */
 export function writeSame16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
   const c = task.cdb;
   checkNoProtection(c);
-  if (c[1] & 0x10) throw invalidFieldInCdb(1, 4); // ANCHOR
-  if (c[1] & 0x08) throw invalidFieldInCdb(1, 3); // UNMAP: LBPWS = 0 (no unmap yet)
+  if (c[1] & 0x10) throw invalidFieldInCdb(1, 4); // ANCHOR: ANC_SUP = 0
+  const unmap = (c[1] & 0x08) !== 0;
+  if (unmap && !provisioningOf(lu).lbpws) throw invalidFieldInCdb(1, 3);
   if (c[1] & 0x06) throw invalidFieldInCdb(1, 2); // obsolete bits
-  return doWriteSame(lu, task, lba64(c, 2), c.readUInt32BE(10), (c[1] & 0x01) !== 0, 10);
+  return doWriteSame(lu, task, lba64(c, 2), c.readUInt32BE(10), (c[1] & 0x01) !== 0, unmap, 10);
 }
 
 async function doWriteSame(
@@ -382,6 +411,7 @@ async function doWriteSame(
   lba: number,
   blocks: number,
   ndob: boolean,
+  unmap: boolean,
   lengthByte: number,
 ): Promise<ScsiResult> {
   checkRange(lu, lba, blocks);
@@ -399,6 +429,13 @@ async function doWriteSame(
   }
   const result: ScsiResult = { status: ScsiStatus.Good, dataOutLength: ndob ? 0 : bs };
   if (blocks === 0) return result; // LBA == capacity with "to the end": nothing to write
+
+  // UNMAP: deallocate (the Data-Out block was still transferred and checked above).
+  if (unmap) {
+    await unmapBlocks(lu, lba, blocks);
+    if (!lu.writeCacheEnabled) await flush(lu);
+    return result;
+  }
 
   const chunkBlocks = Math.min(blocks, Math.max(1, Math.floor(CHUNK_BYTES / bs)));
   const chunk = block === null || isZero(block) ? Buffer.alloc(chunkBlocks * bs) : Buffer.allocUnsafe(chunkBlocks * bs).fill(block);
@@ -424,6 +461,180 @@ async function doWriteSame(
 function isZero(b: Buffer): boolean {
   for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
   return true;
+}
+
+// ================================================================== UNMAP
+
+/** Deallocate blocks under a shared range hold (like a write). */
+async function unmapBlocks(lu: LogicalUnit, lba: number, blocks: number): Promise<void> {
+  const held = lu.writeLock.acquire(lba, blocks, false);
+  const release = typeof held === 'function' ? held : await held;
+  try {
+    await lu.backstore.unmap(lba * lu.blockSize, blocks * lu.blockSize);
+  } catch (err) {
+    throw lu.ioError(err, 'write', lba);
+  } finally {
+    release();
+  }
+}
+
+/**
+ * UNMAP: deallocate the blocks named by the parameter list's block descriptors. The list
+ * is checked whole before anything is deallocated: descriptor count and total block count
+ * within the VPD 0xB0 limits (else INVALID FIELD IN PARAMETER LIST), every range within
+ * the medium (else LBA OUT OF RANGE). ANCHOR is refused (ANC_SUP = 0).
+ */
+export async function unmap(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  if (!provisioningOf(lu).lbpu) throw invalidOpcode();
+  if (c[1] & 0x01) throw invalidFieldInCdb(1, 0); // ANCHOR
+  const len = c.readUInt16BE(7);
+  const result: ScsiResult = { status: ScsiStatus.Good, dataOutLength: len };
+  if (len === 0) return result; // no parameter list: nothing to do
+  if (len < 8) throw parameterListLengthError();
+  const data = task.dataOut;
+  if (data === null || data.length < len) throw parameterListLengthError();
+  const p = data.subarray(0, len);
+  // UNMAP DATA LENGTH (bytes 0..1) counts what follows it; BLOCK DESCRIPTOR DATA LENGTH
+  // (2..3) the descriptors. A trailing partial descriptor is ignored, as SBC-3 says, and
+  // so is anything the parameter list does not actually hold.
+  const descBytes = Math.min(p.readUInt16BE(2), len - 8);
+  const count = Math.floor(descBytes / 16);
+  const limits = unmapLimits(lu);
+  if (count > limits.maxDescriptors) throw invalidFieldInParameterList(2);
+
+  const ranges: Array<[number, number]> = [];
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const at = 8 + 16 * i;
+    const lba = lba64(p, at);
+    const blocks = p.readUInt32BE(at + 8);
+    checkRange(lu, lba, blocks);
+    total += blocks;
+    if (total > limits.maxLbaCount) throw invalidFieldInParameterList(at + 8);
+    if (blocks > 0) ranges.push([lba, blocks]);
+  }
+  for (const [lba, blocks] of ranges) await unmapBlocks(lu, lba, blocks);
+  if (ranges.length > 0 && !lu.writeCacheEnabled) await flush(lu);
+  return result;
+}
+
+// ================================================================== GET LBA STATUS
+
+/** LBA status descriptors we return at most in one GET LBA STATUS. */
+const MAX_LBA_STATUS_DESCRIPTORS = 1024;
+
+interface LbaExtent {
+  lba: number;
+  blocks: number;
+  deallocated: boolean;
+}
+
+/**
+ * The mapped / deallocated extents from `lba` on, as the store reports them (a file:
+ * SEEK_DATA / SEEK_HOLE), in whole blocks: a block that is only partly allocated counts
+ * as mapped. At most `max` extents; each at most 2^32 - 1 blocks long.
+ */
+export async function lbaExtents(lu: LogicalUnit, lba: number, max: number): Promise<LbaExtent[]> {
+  const bs = lu.blockSize;
+  const end = lu.blockCount;
+  const store = lu.backstore;
+  const out: LbaExtent[] = [];
+  let cur = lba;
+  for (let steps = 0; cur < end && steps < 4 * max + 64; steps++) {
+    let next = end;
+    let deallocated = false;
+    if (store.mapStatus !== undefined) {
+      let st;
+      try {
+        st = await store.mapStatus(cur * bs, (end - cur) * bs);
+      } catch (err) {
+        throw lu.ioError(err, 'read', cur);
+      }
+      const stop = cur * bs + Math.max(1, st.length);
+      if (st.mapped) {
+        next = Math.min(end, Math.ceil(stop / bs));
+      } else if (Math.floor(stop / bs) > cur) {
+        next = Math.min(end, Math.floor(stop / bs));
+        deallocated = true;
+      } else {
+        next = cur + 1; // a hole smaller than a block: the block is (partly) mapped
+      }
+    }
+    const last = out[out.length - 1];
+    if (last && last.deallocated === deallocated && last.blocks + (next - cur) <= 0xffffffff) {
+      last.blocks += next - cur;
+    } else {
+      if (out.length === max) break;
+      out.push({ lba: cur, blocks: Math.min(next - cur, 0xffffffff), deallocated });
+      next = cur + out[out.length - 1].blocks;
+    }
+    cur = next;
+  }
+  return out;
+}
+
+/**
+ * GET LBA STATUS (SERVICE ACTION IN(16) / 0x12): mapped and deallocated extents from the
+ * STARTING LOGICAL BLOCK ADDRESS on, as many as the allocation length holds.
+ */
+export async function getLbaStatus(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  const lba = lba64(c, 2);
+  const alloc = c.readUInt32BE(10);
+  if (lba >= lu.blockCount) throw lbaOutOfRange();
+  const max = Math.max(1, Math.min(MAX_LBA_STATUS_DESCRIPTORS, Math.floor((alloc - 8) / 16)));
+  const extents = await lbaExtents(lu, lba, max);
+  const b = Buffer.alloc(8 + 16 * extents.length);
+  b.writeUInt32BE(b.length - 4, 0); // PARAMETER DATA LENGTH
+  extents.forEach((e, i) => {
+    const at = 8 + 16 * i;
+    b.writeBigUInt64BE(BigInt(e.lba), at);
+    b.writeUInt32BE(e.blocks, at + 8);
+    b[at + 12] = e.deallocated ? 0x01 : 0x00; // PROVISIONING STATUS: deallocated / mapped
+  });
+  return { status: ScsiStatus.Good, data: alloc < b.length ? b.subarray(0, alloc) : b };
+}
+
+// ================================================================== WRITE ATOMIC
+
+/** MAXIMUM ATOMIC TRANSFER LENGTH in blocks (VPD 0xB0), within MAXIMUM TRANSFER LENGTH. */
+export function maxAtomicTransferBlocks(lu: LogicalUnit): number {
+  return Math.min(lu.maxTransferBlocks, Math.floor(LIMITS.maxAtomicTransferBytes / lu.blockSize), 0xffff);
+}
+
+/**
+ * WRITE ATOMIC(16): the blocks are written as one operation: no other command, from any
+ * session, sees or writes them half-done (exclusive hold on the range). No alignment or
+ * granularity constraint; ATOMIC BOUNDARY must be 0 (MAXIMUM ATOMIC BOUNDARY SIZE 0). A
+ * Data-Out shorter than the transfer length writes nothing.
+ */
+export async function writeAtomic16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const c = task.cdb;
+  checkNoProtection(c);
+  const lba = lba64(c, 2);
+  const boundary = c.readUInt16BE(10);
+  const blocks = c.readUInt16BE(12);
+  const fua = (c[1] & 0x08) !== 0;
+  checkRange(lu, lba, blocks);
+  if (boundary !== 0) throw invalidFieldInCdb(10);
+  if (blocks > maxAtomicTransferBlocks(lu)) throw invalidFieldInCdb(12);
+  const bs = lu.blockSize;
+  const result: ScsiResult = { status: ScsiStatus.Good, dataOutLength: blocks * bs };
+  if (blocks === 0) return result;
+  const data = wholeBlocks(lu, task, blocks);
+  if (data.length !== blocks * bs) throw invalidFieldInCdb(12);
+  const held = lu.writeLock.acquire(lba, blocks, true);
+  const release = typeof held === 'function' ? held : await held;
+  try {
+    await lu.backstore.write(data, lba * bs);
+  } catch (err) {
+    throw lu.ioError(err, 'write', lba);
+  } finally {
+    release();
+  }
+  if (fua || !lu.writeCacheEnabled) await flush(lu);
+  return result;
 }
 
 // ================================================================== ORWRITE

@@ -29,6 +29,7 @@ const a = (asc: number, ascq: number): Asc => Object.freeze({ asc, ascq });
 /** Additional sense codes we use, by their SPC-4 names (Annex D). */
 export const ASC = {
   NO_ADDITIONAL_SENSE: a(0x00, 0x00),
+  LOGICAL_UNIT_NOT_READY_SANITIZE_IN_PROGRESS: a(0x04, 0x1b),
   WRITE_ERROR: a(0x0c, 0x00),
   UNRECOVERED_READ_ERROR: a(0x11, 0x00),
   PARAMETER_LIST_LENGTH_ERROR: a(0x1a, 0x00),
@@ -38,6 +39,7 @@ export const ASC = {
   INVALID_FIELD_IN_CDB: a(0x24, 0x00),
   LOGICAL_UNIT_NOT_SUPPORTED: a(0x25, 0x00),
   INVALID_FIELD_IN_PARAMETER_LIST: a(0x26, 0x00),
+  INVALID_RELEASE_OF_PERSISTENT_RESERVATION: a(0x26, 0x04),
   WRITE_PROTECTED: a(0x27, 0x00),
   SOFTWARE_WRITE_PROTECTED: a(0x27, 0x02),
   SPACE_ALLOCATION_FAILED_WRITE_PROTECT: a(0x27, 0x07),
@@ -47,10 +49,14 @@ export const ASC = {
   BUS_DEVICE_RESET_FUNCTION_OCCURRED: a(0x29, 0x03),
   I_T_NEXUS_LOSS_OCCURRED: a(0x29, 0x07),
   MODE_PARAMETERS_CHANGED: a(0x2a, 0x01),
+  RESERVATIONS_PREEMPTED: a(0x2a, 0x03),
+  RESERVATIONS_RELEASED: a(0x2a, 0x04),
+  REGISTRATIONS_PREEMPTED: a(0x2a, 0x05),
   CAPACITY_DATA_HAS_CHANGED: a(0x2a, 0x09),
   SAVING_PARAMETERS_NOT_SUPPORTED: a(0x39, 0x00),
   MEDIUM_NOT_PRESENT: a(0x3a, 0x00),
   REPORTED_LUNS_DATA_HAS_CHANGED: a(0x3f, 0x0e),
+  SANITIZE_COMMAND_FAILED: a(0x31, 0x03),
   INTERNAL_TARGET_FAILURE: a(0x44, 0x00),
 } as const;
 
@@ -73,6 +79,11 @@ export interface SenseSpec {
   /** INFORMATION field (e.g. the byte offset of a MISCOMPARE); omitted = not valid. */
   info?: number | bigint;
   field?: FieldPointer;
+  /**
+   * Sense-key specific PROGRESS INDICATION (SPC-4 §4.5.2.4.4), 0..65535 = fraction done
+   * of 65536 (a NOT READY for an operation in progress, e.g. SANITIZE). Not with `field`.
+   */
+  progress?: number;
 }
 
 /** Thrown by handlers; the logical unit turns it into CHECK CONDITION with sense data. */
@@ -86,7 +97,11 @@ export class CheckCondition extends Error {
   }
 }
 
-export function checkCondition(key: SenseKey, code: Asc, extra?: { info?: number | bigint; field?: FieldPointer }): CheckCondition {
+export function checkCondition(
+  key: SenseKey,
+  code: Asc,
+  extra?: { info?: number | bigint; field?: FieldPointer; progress?: number },
+): CheckCondition {
   return new CheckCondition({ key, asc: code.asc, ascq: code.ascq, ...extra });
 }
 
@@ -136,6 +151,7 @@ export function fixedSense(s: SenseSpec): Buffer {
   b[12] = s.asc;
   b[13] = s.ascq;
   if (s.field) writeFieldPointer(b, 15, s.field);
+  else if (s.progress !== undefined) writeProgress(b, 15, s.progress);
   return b;
 }
 
@@ -143,7 +159,7 @@ export function fixedSense(s: SenseSpec): Buffer {
 export function descriptorSense(s: SenseSpec): Buffer {
   let len = 8;
   if (s.info !== undefined) len += 12;
-  if (s.field) len += 8;
+  if (s.field || s.progress !== undefined) len += 8;
   const b = Buffer.alloc(len);
   b[0] = 0x72;
   b[1] = s.key & 0x0f;
@@ -165,6 +181,12 @@ export function descriptorSense(s: SenseSpec): Buffer {
     b[p + 1] = 0x06;
     writeFieldPointer(b, p + 4, s.field);
     p += 8;
+  } else if (s.progress !== undefined) {
+    // Sense key specific sense data descriptor carrying the progress indication.
+    b[p] = 0x02;
+    b[p + 1] = 0x06;
+    writeProgress(b, p + 4, s.progress);
+    p += 8;
   }
   return b;
 }
@@ -180,6 +202,12 @@ function writeFieldPointer(b: Buffer, at: number, f: FieldPointer): void {
   if (f.bit !== undefined) v |= 0x08 | (f.bit & 0x07);
   b[at] = v;
   b.writeUInt16BE(f.byte & 0xffff, at + 1);
+}
+
+/** SKSV, then the 16-bit PROGRESS INDICATION. */
+function writeProgress(b: Buffer, at: number, progress: number): void {
+  b[at] = 0x80; // SKSV
+  b.writeUInt16BE(Math.max(0, Math.min(0xffff, Math.floor(progress))), at + 1);
 }
 
 /** The sense key / ASC / ASCQ of sense data in either format (for tests and logs). */

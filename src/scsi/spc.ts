@@ -1,11 +1,13 @@
 // SPC-4 primary commands for our direct-access logical units: TEST UNIT READY, REQUEST
 // SENSE, INQUIRY (standard data and VPD pages), MODE SENSE/SELECT (6/10), RESERVE/RELEASE
-// (6/10) and REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS. REPORT LUNS is answered in
-// dispatch.ts (it needs the LUN map), REPORT SUPPORTED OPERATION CODES in commands.ts
-// (it is generated from the command table).
+// (6/10), PERSISTENT RESERVE IN/OUT and REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS.
+// REPORT LUNS is answered in dispatch.ts (it needs the LUN map), REPORT SUPPORTED
+// OPERATION CODES in commands.ts (it is generated from the command table).
 
 import type { LogicalUnit } from './logical-unit';
 import { LIMITS, PRODUCT_ID, PRODUCT_REVISION, VENDOR_ID } from './limits';
+import { provisioningOf, unmapLimits } from './provisioning';
+import { maxAtomicTransferBlocks } from './sbc';
 import {
   applyPage,
   encodePage,
@@ -45,16 +47,18 @@ export function testUnitReady(): ScsiResult {
 // ------------------------------------------------------------------ REQUEST SENSE
 
 /**
- * REQUEST SENSE: returns (and clears) the oldest pending unit attention, else NO SENSE.
+ * REQUEST SENSE: returns (and clears) the oldest pending unit attention; else, while a
+ * SANITIZE runs, NOT READY / SANITIZE IN PROGRESS with its progress; else NO SENSE.
  * DESC selects descriptor or fixed format for this answer.
  */
 export function requestSense(lu: LogicalUnit, task: ScsiTask): ScsiResult {
   const c = task.cdb;
   const desc = (c[1] & 0x01) !== 0;
   const ua = lu.takeUnitAttention(task.nexus);
+  const pollable = ua ? null : lu.sanitize.pollableSense();
   const data = ua
     ? buildSense({ key: SenseKey.UnitAttention, asc: ua.asc, ascq: ua.ascq }, desc)
-    : buildSense({ key: SenseKey.NoSense, asc: 0, ascq: 0 }, desc);
+    : buildSense(pollable ?? { key: SenseKey.NoSense, asc: 0, ascq: 0 }, desc);
   return good(truncate(data, c[4]));
 }
 
@@ -146,14 +150,24 @@ function vpdPage(lu: LogicalUnit, page: number, nexus: ItNexus): Buffer {
       b[1] = VPD_BLOCK_CHARACTERISTICS;
       b.writeUInt16BE(0x3c, 2);
       b.writeUInt16BE(0x0001, 4); // MEDIUM ROTATION RATE: non-rotating medium
+      // WABEREQ 01b: after SANITIZE BLOCK ERASE, reads succeed (deallocated blocks read as
+      // zeros); WACEREQ 00b: no CRYPTOGRAPHIC ERASE; NOMINAL FORM FACTOR 0 (not reported).
+      b[7] = 0x40;
       return b;
     }
     case VPD_LOGICAL_BLOCK_PROVISIONING: {
+      const prov = provisioningOf(lu);
       const b = Buffer.alloc(8);
       b[1] = VPD_LOGICAL_BLOCK_PROVISIONING;
       b.writeUInt16BE(4, 2);
-      // THRESHOLD EXPONENT 0; LBPU, LBPWS, LBPWS10, LBPRZ, ANC_SUP, DP all 0 (no unmap yet);
-      // PROVISIONING TYPE 0 (fully provisioned, as far as the initiator can tell).
+      b[4] = 0; // THRESHOLD EXPONENT: no thresholds
+      b[5] =
+        (prov.lbpu ? 0x80 : 0) |
+        (prov.lbpws ? 0x40 : 0) |
+        (prov.lbpws10 ? 0x20 : 0) |
+        (prov.lbprz ? 0x04 : 0) |
+        (prov.anchorSupported ? 0x02 : 0); // DP = 0: no provisioning group descriptor
+      b[6] = prov.type; // PROVISIONING TYPE (2 = thin)
       return b;
     }
     default:
@@ -249,9 +263,17 @@ function blockLimitsPage(lu: LogicalUnit): Buffer {
   b.writeUInt32BE(lu.maxTransferBlocks, 8); // MAXIMUM TRANSFER LENGTH
   b.writeUInt32BE(Math.floor(LIMITS.optimalTransferBytes / bs), 12); // OPTIMAL TRANSFER LENGTH
   b.writeUInt32BE(0, 16); // MAXIMUM PREFETCH LENGTH: not limited (nothing is transferred)
-  // 20..35: MAXIMUM UNMAP LBA COUNT / BLOCK DESCRIPTOR COUNT, granularity: 0 (no UNMAP yet)
+  const unmap = unmapLimits(lu);
+  b.writeUInt32BE(unmap.maxLbaCount, 20); // MAXIMUM UNMAP LBA COUNT
+  b.writeUInt32BE(unmap.maxDescriptors, 24); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
+  b.writeUInt32BE(unmap.granularity, 28); // OPTIMAL UNMAP GRANULARITY
+  if (unmap.maxLbaCount > 0) b.writeUInt32BE((0x80000000 | unmap.granularityAlignment) >>> 0, 32); // UGAVALID
   b.writeBigUInt64BE(BigInt(lu.maxWriteSameBlocks), 36); // MAXIMUM WRITE SAME LENGTH
-  // 44..63: atomic write limits: 0 (no WRITE ATOMIC yet)
+  b.writeUInt32BE(maxAtomicTransferBlocks(lu), 44); // MAXIMUM ATOMIC TRANSFER LENGTH
+  b.writeUInt32BE(0, 48); // ATOMIC ALIGNMENT: none required
+  b.writeUInt32BE(0, 52); // ATOMIC TRANSFER LENGTH GRANULARITY: none
+  b.writeUInt32BE(0, 56); // MAXIMUM ATOMIC TRANSFER LENGTH WITH ATOMIC BOUNDARY: no boundaries
+  b.writeUInt32BE(0, 60); // MAXIMUM ATOMIC BOUNDARY SIZE
   return b;
 }
 
@@ -397,22 +419,53 @@ export function reserve10(lu: LogicalUnit, task: ScsiTask): ScsiResult {
   return reserve(lu, task);
 }
 
+// With persistent reservation registrations about, RESERVE and RELEASE follow SPC-4
+// §5.12.3 (CRH = 1): GOOD and no change for the persistent reservation holder, RESERVATION
+// CONFLICT for everyone else (PersistentReservations.spc2Interplay).
+
 function reserve(lu: LogicalUnit, task: ScsiTask): ScsiResult {
+  const pr = lu.pr.spc2Interplay(task.nexus);
+  if (pr === 'conflict') return { status: ScsiStatus.ReservationConflict };
+  if (pr === 'good') return good();
   if (!lu.reserve(task.nexus)) return { status: ScsiStatus.ReservationConflict };
+  return good();
+}
+
+function release(lu: LogicalUnit, task: ScsiTask): ScsiResult {
+  const pr = lu.pr.spc2Interplay(task.nexus);
+  if (pr === 'conflict') return { status: ScsiStatus.ReservationConflict };
+  if (pr === 'proceed') lu.release(task.nexus);
   return good();
 }
 
 /** RELEASE(6): releases this nexus's reservation; a no-op for anyone else. */
 export function release6(lu: LogicalUnit, task: ScsiTask): ScsiResult {
   if (task.cdb[1] & 0x1f) throw invalidFieldInCdb(1);
-  lu.release(task.nexus);
-  return good();
+  return release(lu, task);
 }
 
 export function release10(lu: LogicalUnit, task: ScsiTask): ScsiResult {
   if (task.cdb[1] & 0x13) throw invalidFieldInCdb(1);
-  lu.release(task.nexus);
-  return good();
+  return release(lu, task);
+}
+
+// ------------------------------------------------------------------ PERSISTENT RESERVE IN / OUT
+
+/**
+ * PERSISTENT RESERVE IN (READ KEYS, READ RESERVATION, REPORT CAPABILITIES, READ FULL
+ * STATUS): answered from the LU's persistent reservation state (persistent-reservations.ts).
+ */
+export function persistentReserveIn(lu: LogicalUnit, task: ScsiTask): ScsiResult {
+  return lu.pr.reserveIn(task);
+}
+
+/**
+ * PERSISTENT RESERVE OUT (REGISTER, RESERVE, RELEASE, CLEAR, PREEMPT, PREEMPT AND ABORT,
+ * REGISTER AND IGNORE EXISTING KEY, REGISTER AND MOVE): the state machine in
+ * persistent-reservations.ts; resolves once an APTPL state change is on disk.
+ */
+export function persistentReserveOut(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  return lu.pr.reserveOut(task);
 }
 
 // ------------------------------------------------------------------ REPORT SUPPORTED TMF

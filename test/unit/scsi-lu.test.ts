@@ -53,6 +53,10 @@ class GatedStore implements Backstore {
     await this.inner.write(buf, offset);
     this.events.push(`write ${offset / 512}`);
   }
+  async unmap(offset: number, length: number): Promise<void> {
+    await this.inner.unmap(offset, length);
+    this.events.push(`unmap ${offset / 512}`);
+  }
   releaseWrites(): void {
     this.holdWrites = false;
     const h = this.held;

@@ -55,6 +55,16 @@ class TestStore implements Backstore {
     await this.inner.write(buf, offset);
     this.log.push(`write ${offset}`);
   }
+  unmaps = 0;
+  async unmap(offset: number, length: number): Promise<void> {
+    this.unmaps++;
+    if (this.failWrite) throw errno(this.failWrite);
+    await this.inner.unmap(offset, length);
+    this.log.push(`unmap ${offset} ${length}`);
+  }
+  mapStatus(offset: number, length: number) {
+    return this.inner.mapStatus!(offset, length);
+  }
   async flush(): Promise<void> {
     this.flushes++;
     if (this.failFlush) throw errno(this.failFlush);
@@ -155,7 +165,7 @@ test('READ CAPACITY(10) and (16)', async () => {
   assert.equal(r16.data!.readUInt32BE(8), 4096);
   assert.equal(r16.data![12], 0); // no protection
   assert.equal(r16.data![13], 0); // LBPPBE 0
-  assert.equal(r16.data![14] & 0xc0, 0); // LBPME / LBPRZ clear
+  assert.equal(r16.data![14] & 0xc0, 0xc0); // LBPME / LBPRZ: thin, unmapped blocks read as zeros
   for (let alloc = 0; alloc < 16; alloc++) {
     const r = await run(luns, [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, ...be32(alloc), 0, 0]);
     expectGood(r);
@@ -447,7 +457,7 @@ test('WRITE AND VERIFY writes, flushes and reads back', async () => {
 
 // ---- WRITE SAME
 
-test('WRITE SAME(10)/(16) repeat one block; NDOB writes zeros; 0 blocks means to the end; UNMAP refused', async () => {
+test('WRITE SAME(10)/(16) repeat one block; NDOB writes zeros; 0 blocks means to the end; ANCHOR refused', async () => {
   const { luns, bs, blocks } = await setup();
   const block = pattern(bs, 11);
   const r = await run(luns, [0x41, 0, ...be32(200), 0, ...be16(300), 0], { dataOut: block });
@@ -459,10 +469,10 @@ test('WRITE SAME(10)/(16) repeat one block; NDOB writes zeros; 0 blocks means to
   expectGood(await run(luns, [0x93, 0x01, ...be64(200n), ...be32(10), 0, 0], { expected: 0 }));
   assert.ok((await run(luns, CDB.read10(200, 10))).data!.every((b) => b === 0));
   assert.deepEqual((await run(luns, CDB.read10(210, 1))).data, block);
-  // UNMAP (LBPWS not advertised), ANCHOR: INVALID FIELD IN CDB.
-  expectSense(await run(luns, [0x41, 0x08, ...be32(0), 0, 0, 1, 0], { dataOut: block }), 0x05, 0x24, 0x00);
-  expectSense(await run(luns, [0x93, 0x08, ...be64(0n), ...be32(1), 0, 0], { dataOut: block }), 0x05, 0x24, 0x00);
+  // ANCHOR (ANC_SUP = 0), with or without UNMAP: INVALID FIELD IN CDB.
   expectSense(await run(luns, [0x41, 0x10, ...be32(0), 0, 0, 1, 0], { dataOut: block }), 0x05, 0x24, 0x00);
+  expectSense(await run(luns, [0x41, 0x18, ...be32(0), 0, 0, 1, 0], { dataOut: block }), 0x05, 0x24, 0x00);
+  expectSense(await run(luns, [0x93, 0x18, ...be64(0n), ...be32(1), 0, 0], { dataOut: block }), 0x05, 0x24, 0x00);
   // 0 blocks (WSNZ = 0): from the LBA to the end of the medium.
   const tail = pattern(bs, 12);
   expectGood(await run(luns, [0x41, 0, ...be32(blocks - 5), 0, 0, 0, 0], { dataOut: tail }));

@@ -184,20 +184,32 @@ test('INQUIRY VPD 0xB0 block limits, 0xB1 characteristics, 0xB2 provisioning', a
   assert.equal(bl.length, 64);
   assert.equal(bl.readUInt16BE(2), 0x3c);
   assert.equal(bl[4] & 1, 0); // WSNZ = 0: WRITE SAME 0 blocks writes to the end
-  assert.equal(Number(bl.readBigUInt64BE(36)), (256 * 1024 * 1024) / 512); // MAXIMUM WRITE SAME LENGTH
+  assert.equal(Number(bl.readBigUInt64BE(36)), 0xffff); // MAXIMUM WRITE SAME LENGTH (WRITE SAME(10)'s most)
   assert.equal(bl[5], 255); // MAXIMUM COMPARE AND WRITE LENGTH
   assert.equal(bl.readUInt32BE(8), (16 * 1024 * 1024) / 512); // MAXIMUM TRANSFER LENGTH
   assert.equal(bl.readUInt32BE(12), (1024 * 1024) / 512); // OPTIMAL TRANSFER LENGTH
-  assert.equal(bl.readUInt32BE(20), 0); // MAXIMUM UNMAP LBA COUNT: no UNMAP
-  assert.equal(bl.readUInt32BE(24), 0);
+  assert.equal(bl.readUInt32BE(20), 1024 * 1024); // MAXIMUM UNMAP LBA COUNT
+  assert.equal(bl.readUInt32BE(24), 1024); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
+  assert.equal(bl.readUInt32BE(28), 8); // OPTIMAL UNMAP GRANULARITY: 4 KiB
+  assert.equal(bl.readUInt32BE(32), 0x80000000); // UGAVALID, alignment 0
+  assert.equal(bl.readUInt32BE(44), (16 * 1024 * 1024) / 512); // MAXIMUM ATOMIC TRANSFER LENGTH
+  assert.ok(bl.readUInt32BE(44) <= bl.readUInt32BE(8));
+  assert.equal(bl.readUInt32BE(48), 0); // ATOMIC ALIGNMENT
+  assert.equal(bl.readUInt32BE(52), 0); // ATOMIC TRANSFER LENGTH GRANULARITY
+  assert.equal(bl.readUInt32BE(56), 0); // no atomic boundaries
+  assert.equal(bl.readUInt32BE(60), 0);
 
   const bc = (await run(luns, [0x12, 1, 0xb1, 0, 255, 0])).data!;
   assert.equal(bc.readUInt16BE(2), 0x3c);
   assert.equal(bc.readUInt16BE(4), 1); // non-rotating
+  assert.equal(bc[7] & 0xf0, 0x40); // WABEREQ 01b (BLOCK ERASE: reads succeed), WACEREQ 00b
 
   const lbp = (await run(luns, [0x12, 1, 0xb2, 0, 255, 0])).data!;
   assert.equal(lbp.readUInt16BE(2), 4);
-  assert.equal(lbp[5] & 0xe0, 0); // LBPU / LBPWS / LBPWS10 clear
+  assert.equal(lbp[5] & 0xe0, 0xe0); // LBPU / LBPWS / LBPWS10
+  assert.equal(lbp[5] & 0x04, 0x04); // LBPRZ
+  assert.equal(lbp[5] & 0x02, 0); // ANC_SUP
+  assert.equal(lbp[6] & 0x07, 2); // PROVISIONING TYPE: thin
 });
 
 // ---- REPORT LUNS and unmapped LUNs
@@ -250,10 +262,10 @@ test('an unmapped LUN: INQUIRY qualifier 3, REQUEST SENSE and others LOGICAL UNI
 
 test('unknown opcode -> ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE; bad service action -> INVALID FIELD IN CDB', async () => {
   const { luns } = await ready();
-  for (const op of [0x42 /* UNMAP: issue 3 */, 0x5e, 0x83, 0xc0, 0xff]) {
+  for (const op of [0x83, 0xc0, 0xff]) {
     expectSense(await run(luns, [op]), 0x05, 0x20, 0x00);
   }
-  const r = await run(luns, [0x9e, 0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24]); // GET LBA STATUS: not yet
+  const r = await run(luns, [0x9e, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24]); // unknown SERVICE ACTION IN(16)
   expectSense(r, 0x05, 0x24, 0x00);
   assert.equal(r.sense!.readUInt16BE(16), 1); // field pointer: byte 1 (service action)
 });
@@ -311,7 +323,7 @@ test('REPORT SUPPORTED OPERATION CODES: one command', async () => {
   assert.equal(r2.data![4], 0x9e);
   assert.equal(r2.data![5], 0x10);
   // An opcode we do not support: SUPPORT 001b, GOOD.
-  const r3 = await run(luns, [0xa3, 0x0c, 0x01, 0x42, 0, 0, 0, 0, 0xff, 0xff, 0, 0]);
+  const r3 = await run(luns, [0xa3, 0x0c, 0x01, 0xc0, 0, 0, 0, 0, 0xff, 0xff, 0, 0]);
   assert.equal(r3.status, ScsiStatus.Good);
   assert.equal(r3.data![1] & 7, 1);
   // With RCTD: the timeouts descriptor follows the usage data.

@@ -1,0 +1,94 @@
+// The few Linux calls Node's fs module lacks, reached through koffi (an FFI whose npm
+// package ships prebuilt binaries, so installing it downloads nothing else):
+//
+//   fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len)
+//       deallocates a byte range of a regular file (reads return zeros afterwards); on a
+//       block device the kernel turns it into a zeroing discard (REQ_OP_WRITE_ZEROES with
+//       unmap), or refuses with EOPNOTSUPP when the device cannot do that without writing.
+//   lseek(fd, off, SEEK_DATA / SEEK_HOLE)
+//       finds the allocated extents of a sparse file (honest GET LBA STATUS).
+//
+// fallocate runs on koffi's worker threads (it can take a while on large extents); lseek
+// is cheap and runs inline. When koffi or libc cannot be loaded (another OS, a missing
+// prebuilt binary), `native` is null and callers fall back to writing zeros and to
+// reporting everything as mapped.
+
+export interface NativeFs {
+  /** fallocate(2); rejects with an errno error (code EOPNOTSUPP, EINVAL, ...). */
+  fallocate(fd: number, mode: number, offset: number, length: number): Promise<void>;
+  /**
+   * lseek(2) with SEEK_DATA or SEEK_HOLE: the resulting offset, or null when there is no
+   * data (SEEK_DATA) at or after `offset` (ENXIO). Throws an errno error otherwise.
+   */
+  seek(fd: number, offset: number, whence: typeof SEEK_DATA | typeof SEEK_HOLE): number | null;
+}
+
+export const FALLOC_FL_KEEP_SIZE = 0x01;
+export const FALLOC_FL_PUNCH_HOLE = 0x02;
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: 'EPERM',
+  4: 'EINTR',
+  5: 'EIO',
+  6: 'ENXIO',
+  9: 'EBADF',
+  19: 'ENODEV',
+  22: 'EINVAL',
+  27: 'EFBIG',
+  28: 'ENOSPC',
+  29: 'ESPIPE',
+  30: 'EROFS',
+  38: 'ENOSYS',
+  95: 'EOPNOTSUPP',
+  122: 'EDQUOT',
+};
+
+export function errnoError(errno: number, syscall: string): NodeJS.ErrnoException {
+  const code = ERRNO_NAMES[errno] ?? `E${errno}`;
+  const err = new Error(`${code}: ${syscall} failed (errno ${errno})`) as NodeJS.ErrnoException;
+  err.code = code;
+  err.errno = -errno;
+  err.syscall = syscall;
+  return err;
+}
+
+function load(): NativeFs | null {
+  if (process.platform !== 'linux') return null;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const koffi = require('koffi') as typeof import('koffi');
+    const libc = koffi.load('libc.so.6');
+    const fallocate = libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
+    const lseek = libc.func('int64_t lseek(int fd, int64_t offset, int whence)');
+    return {
+      fallocate(fd, mode, offset, length) {
+        return new Promise((resolve, reject) => {
+          fallocate.async(fd, mode, offset, length, (err: unknown, res: number) => {
+            if (err) reject(err instanceof Error ? err : new Error(String(err)));
+            else if (res !== 0) reject(errnoError(koffi.errno() || 5, 'fallocate'));
+            else resolve();
+          });
+        });
+      },
+      seek(fd, offset, whence) {
+        const res = Number(lseek(fd, offset, whence));
+        if (res >= 0) return res;
+        const errno = koffi.errno();
+        if (errno === 6) return null; // ENXIO: no data at or after offset
+        throw errnoError(errno || 5, 'lseek');
+      },
+    };
+  } catch {
+    return null;
+  }
+}
+
+let cached: NativeFs | null | undefined;
+
+/** The native calls, or null when they are not available on this system. */
+export function nativeFs(): NativeFs | null {
+  if (cached === undefined) cached = load();
+  return cached;
+}
