@@ -33,6 +33,7 @@ export function defaultConfig(cwd: string): Config {
           readonly: false,
           blockSize: 512,
           memory: false,
+          shared: false,
         },
       ],
     ]),

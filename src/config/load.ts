@@ -74,8 +74,9 @@ export interface ParsedConfig {
   document: Document;
 }
 
-export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets'] as const;
-export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'memory'] as const;
+export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery'] as const;
+export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'memory', 'shared'] as const;
+export const DISCOVERY_KEYS = ['chap', 'mutual'] as const;
 export const TARGET_KEYS = ['iqn', 'luns', 'acls'] as const;
 export const ACL_KEYS = ['initiator', 'luns', 'chap', 'mutual'] as const;
 export const CHAP_KEYS = ['user', 'secret'] as const;
@@ -427,11 +428,35 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
     }
   }
 
+  // --- discovery: optional CHAP for discovery sessions ---
+  const discoveryE = get('discovery');
+  if (discoveryE && !c.isEmpty(discoveryE.value)) {
+    const dm = c.map(discoveryE.value, discoveryE.keyNode, 'discovery', 'discovery');
+    if (dm) {
+      const before = c.errors.length;
+      const d: { chap?: ChapCredentials; mutual?: ChapCredentials } = {};
+      let mutualE: Entry | undefined;
+      for (const e of c.entries(dm, 'discovery', DISCOVERY_KEYS)) {
+        if (e.name === 'chap') d.chap = parseChap(c, e);
+        else {
+          mutualE = e;
+          d.mutual = parseChap(c, e);
+        }
+      }
+      if (mutualE && !d.chap) c.error(mutualE.keyNode, mutualE.key, 'mutual CHAP needs chap too');
+      if (d.chap && d.mutual && d.chap.secret === d.mutual.secret) {
+        c.error(mutualE!.keyNode, joinKey(mutualE!.key, 'secret'), 'the mutual secret must differ from the chap secret (RFC 7143 §12.1.3)');
+      }
+      if (c.errors.length === before && d.chap) config.discovery = d;
+    }
+  }
+
   // --- cross checks and warnings (about a config without errors: with errors, targets or
   // volumes are missing from the model and these would mislead) ---
   if (c.errors.length === 0) crossCheck(c, config, targetLocs, volumeLocs);
 
-  const hasSecrets = config.targets.some((t) => t.acls.some((a) => a.chap || a.mutual)) || secrets.length > 0;
+  const hasSecrets =
+    config.targets.some((t) => t.acls.some((a) => a.chap || a.mutual)) || !!config.discovery || secrets.length > 0;
   if (hasSecrets && opts.fileMode !== undefined && (opts.fileMode & 0o044) !== 0) {
     const mode = (opts.fileMode & 0o777).toString(8).padStart(4, '0');
     c.warn(null, '', `holds CHAP secrets but is readable by other users (mode ${mode}); run: chmod 600 ${file}`);
@@ -518,7 +543,14 @@ function crossCheck(
     if (!h) {
       c.warn(loc.node, loc.key, `volume ${name} is not mapped to any target`);
     } else if (h.size > 1) {
-      c.warn(loc.node, loc.key, `volume ${name} is shared between ${[...h.values()].join(' and ')}; only a cluster-aware filesystem may be mounted on it by several hosts at once`);
+      const who = [...h.values()].join(' and ');
+      // A SAN volume belongs to one host: two hosts mounting one ordinary filesystem
+      // destroy it. Sharing has to be asked for.
+      if (config.volumes.get(name)?.shared) {
+        c.warn(loc.node, loc.key, `volume ${name} is shared between ${who}; only a cluster-aware filesystem may be mounted on it by several hosts at once`);
+      } else {
+        c.error(loc.node, loc.key, `volume ${name} is mapped to ${who}; a volume belongs to one host unless it says shared: true (for a cluster-aware filesystem)`);
+      }
     }
   }
 }
@@ -531,7 +563,7 @@ function parseVolume(
   const vm = c.map(ve.value, ve.keyNode, ve.key, `volume ${ve.name}`);
   if (!vm) return undefined;
   const before = c.errors.length;
-  const vol: VolumeConfig = { name: ve.name, readonly: false, blockSize: 512, memory: false };
+  const vol: VolumeConfig = { name: ve.name, readonly: false, blockSize: 512, memory: false, shared: false };
   let pathNode: unknown;
   let sizeE: Entry | undefined;
   let memoryE: Entry | undefined;
@@ -573,6 +605,11 @@ function parseVolume(
         memoryE = e;
         const b = c.bool(e);
         if (b !== undefined) vol.memory = b;
+        break;
+      }
+      case 'shared': {
+        const b = c.bool(e);
+        if (b !== undefined) vol.shared = b;
         break;
       }
     }

@@ -18,6 +18,11 @@ export interface VolumeConfig {
   blockSize: 512 | 4096;
   /** A RAM-only volume (tests, scratch): `memory: true`. */
   memory: boolean;
+  /**
+   * May several hosts (ACL entries or open targets) map it? Only for cluster-aware
+   * filesystems; without it, a second host mapping the volume is a config error.
+   */
+  shared: boolean;
 }
 
 export interface ChapCredentials {
@@ -48,4 +53,6 @@ export interface Config {
   portals: Portal[];
   volumes: Map<string, VolumeConfig>;
   targets: TargetConfig[];
+  /** CHAP required of every Discovery session (optional). */
+  discovery?: { chap?: ChapCredentials; mutual?: ChapCredentials };
 }

@@ -43,6 +43,9 @@ export interface ConnectionHost extends LoginHost {
   sendTargets(initiatorName: string, value: string, session: Session, localAddress: string): Array<[string, string]>;
   /** Task management functions that reach beyond this session. Returns the TMF response code. */
   taskManagement(session: Session, func: number, lun: number): Promise<number>;
+  /** Count a failed login from this address; returns how long to hold the answer back (ms). */
+  loginFailed(address: string): number;
+  loginSucceeded(address: string): void;
   /** Connection timers. */
   readonly timeouts: { loginMs: number; nopIntervalMs: number; nopTimeoutMs: number };
 }
@@ -117,8 +120,8 @@ export class Connection {
 
   // ---------------------------------------------------------------- output
 
-  send(pdu: TargetPdu): void {
-    if (this.closed) return;
+  send(pdu: TargetPdu, evenIfClosing = false): void {
+    if (this.socket.destroyed || (this.closed && !evenIfClosing)) return;
     const parts = encodePdu(pdu, this.digests);
     const s = this.socket;
     if (parts.length === 1) s.write(parts[0]);
@@ -271,17 +274,25 @@ export class Connection {
 
   private onLogin(req: LoginRequest): void {
     const step = this.login!.handle(req);
-    for (const res of step.responses) this.send(res);
     if (step.failed) {
-      this.log.warn(
-        { status: step.failed.status.toString(16).padStart(4, '0') },
-        `login failed: ${step.failed.reason}`,
-      );
-      this.socket.end();
+      const f = step.failed;
       this.login = undefined;
       this.closed = true;
+      // Repeated failures from one address are answered ever more slowly.
+      const delayMs = this.host.loginFailed(this.socket.remoteAddress ?? '');
+      this.log.warn(
+        { status: f.status.toString(16).padStart(4, '0'), initiator: f.initiatorName, target: f.targetName, delayMs },
+        `login failed: ${f.reason}`,
+      );
+      const answer = () => {
+        for (const res of step.responses) this.send(res, true);
+        this.socket.end();
+      };
+      if (delayMs > 0) setTimeout(answer, delayMs).unref();
+      else answer();
       return;
     }
+    for (const res of step.responses) this.send(res);
     if (!step.outcome) return;
     const o = step.outcome;
     this.login = undefined;
@@ -291,6 +302,7 @@ export class Connection {
     this.parser.headerDigest = o.params.headerDigest;
     this.parser.dataDigest = o.params.dataDigest;
     this.parser.maxDataSegmentLength = o.params.maxRecvDataSegmentLength;
+    this.host.loginSucceeded(this.socket.remoteAddress ?? '');
     this.session = this.host.openSession(o, this);
     const p = o.params;
     this.log = this.log.child({ tsih: this.session.tsih });

@@ -98,7 +98,7 @@ export interface LoginStep {
   /** Set on the final successful response: the connection goes to full-feature phase. */
   outcome?: LoginOutcome;
   /** Set when the login failed: send the responses, then close. */
-  failed?: { status: number; reason: string };
+  failed?: { status: number; reason: string; initiatorName?: string; targetName?: string };
 }
 
 export class LoginPhase {
@@ -377,6 +377,9 @@ export class LoginPhase {
     res.cont = false;
     res.statusClass = status >> 8;
     res.statusDetail = status & 0xff;
-    return { responses: [res], failed: { status, reason } };
+    return {
+      responses: [res],
+      failed: { status, reason, initiatorName: this.initiatorName, targetName: this.targetName },
+    };
   }
 }

@@ -39,6 +39,8 @@ export class TargetServer implements ConnectionHost {
   private readonly targets = new Map<string, TargetConfig>();
   readonly sessions = new Map<Session, Connection>();
   private readonly connections = new Set<Connection>();
+  /** Recent login failures per remote address: count and time of the last one. */
+  private readonly loginFailures = new Map<string, { count: number; last: number }>();
   private nextTsih = 1;
   private nextConnId = 1;
   private stopping = false;
@@ -161,10 +163,30 @@ export class TargetServer implements ConnectionHost {
   }
 
   chapFor(targetName: string | undefined, initiatorName: string): ChapCredentialsPair | undefined {
-    if (targetName === undefined) return undefined;
+    if (targetName === undefined) {
+      const d = this.config.discovery;
+      return d?.chap ? { chap: d.chap, mutual: d.mutual } : undefined;
+    }
     const t = this.targets.get(targetName.toLowerCase());
     const acl = t ? resolveAccess(t, initiatorName).acl : undefined;
     return acl?.chap ? { chap: acl.chap, mutual: acl.mutual } : undefined;
+  }
+
+  loginFailed(address: string): number {
+    const now = Date.now();
+    const prev = this.loginFailures.get(address);
+    // Failures older than a minute are forgiven.
+    const count = prev && now - prev.last < 60000 ? prev.count + 1 : 1;
+    this.loginFailures.set(address, { count, last: now });
+    if (this.loginFailures.size > 10000) {
+      for (const [a, f] of this.loginFailures) if (now - f.last >= 60000) this.loginFailures.delete(a);
+    }
+    // The first few are answered at once (typos happen); then 0.5 s, 1 s, 2 s ... up to 5 s.
+    return count <= 5 ? 0 : Math.min(5000, 500 * 2 ** (count - 6));
+  }
+
+  loginSucceeded(address: string): void {
+    this.loginFailures.delete(address);
   }
 
   sessionExists(tsih: number): boolean {

@@ -18,11 +18,11 @@ export interface TestTarget {
 }
 
 export function memoryVolume(name: string, size: number, extra: Partial<VolumeConfig> = {}): VolumeConfig {
-  return { name, size, readonly: false, blockSize: 512, memory: true, ...extra };
+  return { name, size, readonly: false, blockSize: 512, memory: true, shared: false, ...extra };
 }
 
 export function fileVolume(name: string, file: string, size: number, extra: Partial<VolumeConfig> = {}): VolumeConfig {
-  return { name, path: file, size, readonly: false, blockSize: 512, memory: false, ...extra };
+  return { name, path: file, size, readonly: false, blockSize: 512, memory: false, shared: false, ...extra };
 }
 
 /** A target on 127.0.0.1 with an ephemeral port. Default: one 64 MiB memory volume as LUN 0. */

@@ -114,4 +114,12 @@ describe('ACLs and CHAP', () => {
   test('mutual CHAP asked of a target with no secret for that host is refused', async () => {
     await refused(login(B, { chap: B_CHAP, mutual: C_MUTUAL }), 1);
   });
+
+  test('repeated login failures from one address are answered ever more slowly, a success forgives', () => {
+    const delays = Array.from({ length: 9 }, () => t.server.loginFailed('192.0.2.7'));
+    assert.deepEqual(delays, [0, 0, 0, 0, 0, 500, 1000, 2000, 4000]);
+    assert.equal(t.server.loginFailed('192.0.2.8'), 0, 'other addresses are not affected');
+    t.server.loginSucceeded('192.0.2.7');
+    assert.equal(t.server.loginFailed('192.0.2.7'), 0);
+  });
 });

@@ -8,7 +8,7 @@ const config = parseConfig(
   scratch: { memory: true, size: 1M }
   db-a: { memory: true, size: 1M }
   db-b: { memory: true, size: 1M }
-  common: { memory: true, size: 1M }
+  common: { memory: true, size: 1M, shared: true }
 targets:
   - iqn: iqn.2026-11.io.example:lab
     luns: { 0: scratch }

@@ -18,7 +18,7 @@ after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const MiB = 1024 * 1024;
 
 function vol(v: Partial<VolumeConfig> & { name: string }): VolumeConfig {
-  return { readonly: false, blockSize: 512, memory: false, ...v };
+  return { readonly: false, blockSize: 512, memory: false, shared: false, ...v };
 }
 
 test('a missing file with a size is created sparse, mode 0600, with its parent folder', async () => {

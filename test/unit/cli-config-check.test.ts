@@ -108,7 +108,7 @@ test('config check prints warnings after OK (shared volume, readable secrets)', 
     fs.writeFileSync(
       file,
       `volumes:
-  shared: { memory: true, size: 1M }
+  shared: { memory: true, size: 1M, shared: true }
 targets:
   - iqn: iqn.2026-11.io.example:cluster
     luns: { 0: shared }

@@ -9,7 +9,7 @@ test('built-in default: 1 GiB sparse file under <cwd>/luns, LUN 0 of one open ta
   assert.equal(c.source, DEFAULT_SOURCE);
   assert.deepEqual(c.portals, [{ host: '0.0.0.0', port: 3260 }]);
   assert.deepEqual([...c.volumes.values()], [
-    { name: 'default', path: '/home/me/work/luns/default.img', size: 1024 ** 3, readonly: false, blockSize: 512, memory: false },
+    { name: 'default', path: '/home/me/work/luns/default.img', size: 1024 ** 3, readonly: false, blockSize: 512, memory: false, shared: false },
   ]);
   assert.equal(c.targets.length, 1);
   assert.equal(c.targets[0]!.iqn, DEFAULT_TARGET_IQN);

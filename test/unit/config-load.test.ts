@@ -78,11 +78,11 @@ test('a valid config with comments parses into the model', () => {
   assert.deepEqual(
     config.volumes,
     new Map([
-      ['scratch', { name: 'scratch', path: '/srv/iscsi/luns/scratch.img', size: GiB, readonly: false, blockSize: 512, memory: false }],
-      ['db-a', { name: 'db-a', path: '/srv/iscsi/luns/db-a.img', size: 20 * GiB, readonly: false, blockSize: 4096, memory: false }],
-      ['db-b', { name: 'db-b', path: '/dev/vdb', readonly: false, blockSize: 512, memory: false }],
-      ['golden', { name: 'golden', path: '/srv/iscsi/luns/golden.img', readonly: true, blockSize: 512, memory: false }],
-      ['ram', { name: 'ram', size: 64 * 1024 ** 2, readonly: false, blockSize: 512, memory: true }],
+      ['scratch', { name: 'scratch', path: '/srv/iscsi/luns/scratch.img', size: GiB, readonly: false, blockSize: 512, memory: false, shared: false }],
+      ['db-a', { name: 'db-a', path: '/srv/iscsi/luns/db-a.img', size: 20 * GiB, readonly: false, blockSize: 4096, memory: false, shared: false }],
+      ['db-b', { name: 'db-b', path: '/dev/vdb', readonly: false, blockSize: 512, memory: false, shared: false }],
+      ['golden', { name: 'golden', path: '/srv/iscsi/luns/golden.img', readonly: true, blockSize: 512, memory: false, shared: false }],
+      ['ram', { name: 'ram', size: 64 * 1024 ** 2, readonly: false, blockSize: 512, memory: true, shared: false }],
     ]),
   );
   assert.deepEqual(config.targets, [
@@ -115,7 +115,7 @@ test('a valid config with comments parses into the model', () => {
 test('parseConfig returns the model; defaults: portal 0.0.0.0:3260, readonly false, blockSize 512', () => {
   const config = parseConfig('volumes:\n  v: { memory: true, size: 1MiB }\ntargets:\n  - iqn: iqn.2026-11.io.example:t\n    luns: { 0: v }\n', 'x.yaml');
   assert.deepEqual(config.portals, [{ host: '0.0.0.0', port: 3260 }]);
-  assert.deepEqual(config.volumes.get('v'), { name: 'v', size: 1024 ** 2, readonly: false, blockSize: 512, memory: true });
+  assert.deepEqual(config.volumes.get('v'), { name: 'v', size: 1024 ** 2, readonly: false, blockSize: 512, memory: true, shared: false });
   assert.deepEqual(config.targets[0]!.acls, []);
 });
 
@@ -282,10 +282,28 @@ test('secrets never appear in errors or warnings', () => {
   }
 });
 
-test('warning: a volume mapped to two different initiators is reported as shared', () => {
+test('error: a volume mapped to two different initiators without shared: true', () => {
   const text = [
     'volumes:', // 1
-    '  shared: { memory: true, size: 1M }', // 2
+    '  db: { memory: true, size: 1M }', // 2
+    'targets:', // 3
+    '  - iqn: iqn.2026-11.io.example:t', // 4
+    '    acls:', // 5
+    '      - initiator: iqn.1994-05.com.redhat:a', // 6
+    '        luns: { 0: db }', // 7
+    '      - initiator: iqn.1994-05.com.redhat:b', // 8
+    '        luns: { 0: db }', // 9
+  ].join('\n');
+  const errs = errorsOf(text);
+  assert.equal(errs.length, 1, errs.map(formatIssue).join('\n'));
+  assert.equal(`${errs[0]!.line} ${errs[0]!.key}`, '2 volumes.db');
+  assert.match(errs[0]!.message, /mapped to iqn\.1994-05\.com\.redhat:a and iqn\.1994-05\.com\.redhat:b; .*shared: true/);
+});
+
+test('warning: a volume mapped to two different initiators with shared: true is reported as shared', () => {
+  const text = [
+    'volumes:', // 1
+    '  shared: { memory: true, size: 1M, shared: true }', // 2
     '  own: { memory: true, size: 1M }', // 3
     'targets:', // 4
     '  - iqn: iqn.2026-11.io.example:t', // 5
@@ -302,7 +320,7 @@ test('warning: a volume mapped to two different initiators is reported as shared
 });
 
 test('warning: ACLs inheriting the target luns share them; one initiator in two targets does not', () => {
-  const inherit = 'volumes:\n  v: { memory: true, size: 1M }\ntargets:\n  - iqn: iqn.2026-11.io.example:t\n    luns: { 0: v }\n    acls:\n      - initiator: iqn.1994-05.com.redhat:a\n      - initiator: iqn.1994-05.com.redhat:b\n';
+  const inherit = 'volumes:\n  v: { memory: true, size: 1M, shared: true }\ntargets:\n  - iqn: iqn.2026-11.io.example:t\n    luns: { 0: v }\n    acls:\n      - initiator: iqn.1994-05.com.redhat:a\n      - initiator: iqn.1994-05.com.redhat:b\n';
   assert.match(warningsOf(inherit).map((w) => w.message).join('\n'), /shared between/);
   const same = 'volumes:\n  v: { memory: true, size: 1M }\ntargets:\n  - iqn: iqn.2026-11.io.example:t1\n    acls: [{ initiator: iqn.1994-05.com.redhat:a, luns: { 0: v } }]\n  - iqn: iqn.2026-11.io.example:t2\n    acls: [{ initiator: iqn.1994-05.com.redhat:a, luns: { 3: v } }]\n';
   assert.deepEqual(warningsOf(same), []);

@@ -1,0 +1,189 @@
+// A small harness for SCSI-core tests: a LogicalUnit on a MemoryBackstore wrapped in a
+// store that counts calls and can delay or fail them, CDB builders and sense checks.
+// Everything goes through executeScsi, as the transport's commands do.
+
+import assert from 'node:assert/strict';
+import type { Backstore } from '../../src/backstore/backstore';
+import { MemoryBackstore } from '../../src/backstore/memory';
+import { executeScsi } from '../../src/scsi/dispatch';
+import { LogicalUnit } from '../../src/scsi/logical-unit';
+import { parseSense } from '../../src/scsi/sense';
+import { ScsiStatus, type ItNexus, type ScsiResult, type ScsiTask } from '../../src/scsi/task';
+
+export function nexus(n = 1): ItNexus {
+  const isid = `40000137${n.toString(16).padStart(4, '0')}`;
+  return {
+    id: `iqn.2026-01.test:init,i,0x${isid}`,
+    initiatorName: 'iqn.2026-01.test:init',
+    isid,
+    targetName: 'iqn.2026-01.test:target',
+    relativePortId: 1,
+  };
+}
+
+export const NEXUS = nexus(1);
+
+/** Wraps a store: counts calls, can delay or fail them, can hold writes until released. */
+export class TestStore implements Backstore {
+  flushes = 0;
+  writes = 0;
+  reads = 0;
+  unmaps = 0;
+  failWrite: string | null = null;
+  failUnmap: string | null = null;
+  delayWrite = 0;
+  delayRead = 0;
+  log: string[] = [];
+  constructor(readonly inner: MemoryBackstore) {}
+  get path() {
+    return this.inner.path;
+  }
+  get size() {
+    return this.inner.size;
+  }
+  get readonly() {
+    return this.inner.readonly;
+  }
+  async read(buf: Buffer, offset: number): Promise<void> {
+    this.reads++;
+    if (this.delayRead) await sleep(this.delayRead);
+    await this.inner.read(buf, offset);
+    this.log.push(`read ${offset}`);
+  }
+  async write(buf: Buffer, offset: number): Promise<void> {
+    this.writes++;
+    this.log.push(`write-start ${offset}`);
+    if (this.delayWrite) await sleep(this.delayWrite);
+    if (this.failWrite) throw errno(this.failWrite);
+    await this.inner.write(buf, offset);
+    this.log.push(`write ${offset}`);
+  }
+  async unmap(offset: number, length: number): Promise<void> {
+    this.unmaps++;
+    if (this.failUnmap) throw errno(this.failUnmap);
+    await this.inner.unmap(offset, length);
+    this.log.push(`unmap ${offset} ${length}`);
+  }
+  mapStatus(offset: number, length: number) {
+    return this.inner.mapStatus(offset, length);
+  }
+  async flush(): Promise<void> {
+    this.flushes++;
+    this.log.push('flush');
+  }
+  async close(): Promise<void> {
+    await this.inner.close();
+  }
+}
+
+export function errno(code: string): NodeJS.ErrnoException {
+  const e = new Error(`${code}: simulated`) as NodeJS.ErrnoException;
+  e.code = code;
+  return e;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export async function setup(opts: { blockSize?: 512 | 4096; readonly?: boolean; blocks?: number } = {}) {
+  const bs = opts.blockSize ?? 512;
+  const blocks = opts.blocks ?? 4096;
+  const store = new TestStore(new MemoryBackstore(blocks * bs));
+  const lu = new LogicalUnit({ name: 'vol0', backstore: store, blockSize: bs as 512 | 4096, readonly: opts.readonly ?? false });
+  lu.sanitize.bytesPerSecond = 0; // no pacing in tests
+  const luns = new Map([[0, lu]]) as ReadonlyMap<number, LogicalUnit>;
+  const first = await run(luns, [0x00]); // consume the power-on unit attention
+  assert.equal(first.status, ScsiStatus.CheckCondition);
+  return { lu, store, luns, bs, blocks };
+}
+
+export function task(
+  cdb: number[],
+  opts: { expected?: number; dataOut?: Buffer | null; attr?: number; nexus?: ItNexus } = {},
+): ScsiTask {
+  const b = Buffer.alloc(16);
+  Buffer.from(cdb).copy(b);
+  return {
+    cdb: b,
+    lun: 0,
+    nexus: opts.nexus ?? NEXUS,
+    expectedLength: opts.expected ?? opts.dataOut?.length ?? 1 << 24,
+    dataOut: opts.dataOut ?? null,
+    attr: opts.attr ?? 1,
+    aborted: false,
+  };
+}
+
+export function run(
+  luns: ReadonlyMap<number, LogicalUnit>,
+  cdb: number[],
+  opts: Parameters<typeof task>[1] = {},
+): Promise<ScsiResult> {
+  return executeScsi(task(cdb, opts), luns);
+}
+
+export function expectGood(r: ScsiResult): void {
+  if (r.status !== ScsiStatus.Good) {
+    assert.fail(`expected GOOD, got status ${r.status} ${r.sense ? JSON.stringify(parseSense(r.sense)) : ''}`);
+  }
+}
+
+export function expectSense(r: ScsiResult, key: number, asc: number, ascq: number): void {
+  assert.equal(r.status, ScsiStatus.CheckCondition, 'expected CHECK CONDITION');
+  const s = parseSense(r.sense!);
+  assert.deepEqual([s.key, s.asc, s.ascq], [key, asc, ascq]);
+}
+
+export const be16 = (n: number) => [(n >> 8) & 0xff, n & 0xff];
+export const be32 = (n: number) => [(n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+export const be64 = (n: bigint | number) => {
+  const v = BigInt.asUintN(64, BigInt(n));
+  return [...be32(Number(v >> 32n)), ...be32(Number(BigInt.asUintN(32, v)))];
+};
+
+export function pattern(len: number, seed: number): Buffer {
+  const b = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) b[i] = (i * 31 + seed * 7 + (i >> 9)) & 0xff;
+  return b;
+}
+
+export const CDB = {
+  read16: (lba: bigint | number, n: number, b1 = 0) => [0x88, b1, ...be64(lba), ...be32(n), 0, 0],
+  write16: (lba: bigint | number, n: number, b1 = 0) => [0x8a, b1, ...be64(lba), ...be32(n), 0, 0],
+  /** UNMAP with a parameter list length. */
+  unmap: (len: number, b1 = 0) => [0x42, b1, 0, 0, 0, 0, 0, ...be16(len), 0],
+  getLbaStatus: (lba: bigint | number, alloc: number) => [0x9e, 0x12, ...be64(lba), ...be32(alloc), 0, 0],
+  writeSame10: (lba: number, n: number, b1 = 0) => [0x41, b1, ...be32(lba), 0, ...be16(n), 0],
+  writeSame16: (lba: bigint | number, n: number, b1 = 0) => [0x93, b1, ...be64(lba), ...be32(n), 0, 0],
+  writeAtomic16: (lba: bigint | number, n: number, b1 = 0, boundary = 0) => [
+    0x9c, b1, ...be64(lba), ...be16(boundary), ...be16(n), 0, 0,
+  ],
+  sanitize: (sa: number, len: number, opts: { immed?: boolean; ause?: boolean } = {}) => [
+    0x48, (opts.immed ? 0x80 : 0) | (opts.ause ? 0x20 : 0) | sa, 0, 0, 0, 0, 0, ...be16(len), 0,
+  ],
+};
+
+/** An UNMAP parameter list for [lba, blocks] descriptors. */
+export function unmapList(descs: Array<[number | bigint, number]>): Buffer {
+  const b = Buffer.alloc(8 + 16 * descs.length);
+  b.writeUInt16BE(b.length - 2, 0);
+  b.writeUInt16BE(16 * descs.length, 2);
+  descs.forEach(([lba, n], i) => {
+    b.writeBigUInt64BE(BigInt.asUintN(64, BigInt(lba)), 8 + 16 * i);
+    b.writeUInt32BE(n, 16 + 16 * i);
+  });
+  return b;
+}
+
+/** GET LBA STATUS descriptors as [lba, blocks, status]. */
+export function lbaStatus(r: ScsiResult): Array<[number, number, number]> {
+  const d = r.data!;
+  const n = (d.readUInt32BE(0) - 4) / 16;
+  const out: Array<[number, number, number]> = [];
+  for (let i = 0; i < n && 8 + 16 * i + 16 <= d.length; i++) {
+    const at = 8 + 16 * i;
+    out.push([Number(d.readBigUInt64BE(at)), d.readUInt32BE(at + 8), d[at + 12] & 0x0f]);
+  }
+  return out;
+}
