@@ -849,6 +849,9 @@ export class Connection {
       // Let running commands finish and answer before the session goes.
       const running = [...session.tasks.values()].map((c) => c.finished).filter((f): f is Promise<void> => !!f);
       await Promise.all(running);
+      // The nexus ends before the initiator hears so: a RESERVE it held is gone by the
+      // time its next session (or another initiator) sends a command.
+      this.host.closeSession(session);
     }
     this.send({
       op: Op.LogoutResponse,
