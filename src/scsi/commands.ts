@@ -13,6 +13,7 @@ import {
   type PrAccess,
   type PrAccessRule,
 } from './persistent-reservations';
+import * as xcopy from './extended-copy';
 import * as sanitize from './sanitize';
 import * as sbc from './sbc';
 import * as spc from './spc';
@@ -134,6 +135,24 @@ const ENTRIES: Entry[] = [
   { opcode: 0x5f, sa: 0x07, name: 'PERSISTENT RESERVE OUT (REGISTER AND MOVE)', cdbLength: 10, direction: Write,
     handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x5f, 0x07, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
+  // EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (extended-copy.ts). EXTENDED COPY counts
+  // as a write for write protection and reservations (on the unit it is sent to; a
+  // destination elsewhere is checked by the copy itself).
+  { opcode: 0x83, sa: 0x00, name: 'EXTENDED COPY(LID1)', cdbLength: 16, direction: Write,
+    handler: xcopy.extendedCopy, writesMedium: true, timeout: 600,
+    usage: [0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, ...LBA4, 0, C] },
+  { opcode: 0x84, sa: 0x00, name: 'RECEIVE COPY RESULTS (COPY STATUS)', cdbLength: 16, direction: Read,
+    handler: xcopy.receiveCopyResults, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x84, 0x00, 0xff, 0, 0, 0, 0, 0, 0, 0, ...LBA4, 0, C] },
+  { opcode: 0x84, sa: 0x01, name: 'RECEIVE COPY RESULTS (RECEIVE DATA)', cdbLength: 16, direction: Read,
+    handler: xcopy.receiveCopyResults, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x84, 0x01, 0xff, 0, 0, 0, 0, 0, 0, 0, ...LBA4, 0, C] },
+  { opcode: 0x84, sa: 0x03, name: 'RECEIVE COPY RESULTS (OPERATING PARAMETERS)', cdbLength: 16, direction: Read,
+    handler: xcopy.receiveCopyResults, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, ...LBA4, 0, C] },
+  { opcode: 0x84, sa: 0x04, name: 'RECEIVE COPY RESULTS (FAILED SEGMENT DETAILS)', cdbLength: 16, direction: Read,
+    handler: xcopy.receiveCopyResults, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0x84, 0x04, 0xff, 0, 0, 0, 0, 0, 0, 0, ...LBA4, 0, C] },
   // REPORT LUNS is answered by executeScsi from the LUN map before an LU is involved.
   { opcode: 0xa0, name: 'REPORT LUNS', cdbLength: 12, direction: Read, handler: spc.reportLunsPlaceholder,
     allowedWithUnitAttention: true, allowedUnderReservation: true, allowedDuringSanitize: true,

@@ -16,6 +16,7 @@ import { DEFAULT_MODE_VALUES, type ModeValues } from './mode-pages';
 import { COMPANY_ID, LIMITS } from './limits';
 import { RangeLock } from './range-lock';
 import { SanitizeState } from './sanitize';
+import { CopyManagerState } from './extended-copy';
 import { PersistentReservations } from './persistent-reservations';
 import {
   ASC,
@@ -35,6 +36,12 @@ export interface LogicalUnitOptions {
   name: string;
   backstore: Backstore;
   blockSize: 512 | 4096;
+  /**
+   * Physical block size in bytes (READ CAPACITY(16) LOGICAL BLOCKS PER PHYSICAL BLOCK
+   * EXPONENT, VPD 0xB0 unmap granularity): 4096 on a 512-byte volume says "512e", which is
+   * what a file on a 4 KiB filesystem is. Default: the logical block size (exponent 0).
+   */
+  physicalBlockSize?: 512 | 4096;
   readonly: boolean;
   logger?: Logger;
   /**
@@ -74,6 +81,8 @@ export class LogicalUnit {
   readonly name: string;
   readonly backstore: Backstore;
   readonly blockSize: number;
+  /** Physical block size in bytes: a power-of-two multiple of blockSize. */
+  readonly physicalBlockSize: number;
   readonly logger: Logger | undefined;
   /** VPD 0x80 unit serial number (ASCII). */
   readonly serial: string;
@@ -85,6 +94,16 @@ export class LogicalUnit {
   readonly sanitize = new SanitizeState();
   /** Persistent reservations: PERSISTENT RESERVE IN/OUT state (persistent-reservations.ts). */
   readonly pr: PersistentReservations;
+  /** EXTENDED COPY: running copies and results held for RECEIVE COPY RESULTS (extended-copy.ts). */
+  readonly copyManager = new CopyManagerState();
+
+  /**
+   * Every open logical unit by its NAA designator (hex), so that EXTENDED COPY can find the
+   * copy source or destination a CSCD descriptor names (findCopyTarget). Filled by the
+   * constructor, emptied by close(); a later unit with the same designator replaces an
+   * earlier one.
+   */
+  private static readonly byNaa = new Map<string, LogicalUnit>();
   /**
    * PREEMPT AND ABORT preempted these I_T nexuses (ids as in ItNexus.id): the transport
    * must abort every task they have in this LU's task set, as CLEAR TASK SET would
@@ -115,6 +134,11 @@ export class LogicalUnit {
     this.name = opts.name;
     this.backstore = opts.backstore;
     this.blockSize = opts.blockSize;
+    const phys = opts.physicalBlockSize ?? opts.blockSize;
+    if ((phys !== 512 && phys !== 4096) || phys < opts.blockSize) {
+      throw new Error(`LU ${opts.name}: physical block size must be 512 or 4096 and at least the block size`);
+    }
+    this.physicalBlockSize = phys;
     this.volumeReadonly = opts.readonly;
     this.logger = opts.logger;
     this.nexusLossUa = opts.nexusLossUnitAttention ?? false;
@@ -135,6 +159,7 @@ export class LogicalUnit {
       },
       opts.statePath,
     );
+    LogicalUnit.byNaa.set(this.naa.toString('hex'), this);
   }
 
   // ---------------------------------------------------------------- state accessors
@@ -268,6 +293,43 @@ export class LogicalUnit {
   nexusLost(nexus: ItNexus): void {
     if (this.reservedBy === nexus.id) this.reservedBy = null;
     if (this.nexuses.delete(nexus.id) && this.nexusLossUa) this.lostNexuses.add(nexus.id);
+    this.copyManager.nexusLost(nexus);
+  }
+
+  // ---------------------------------------------------------------- EXTENDED COPY hooks
+
+  /**
+   * The logical unit an EXTENDED COPY CSCD descriptor names by NAA designator: this one, or
+   * another open unit that the same initiator (by iSCSI name, on any session) has sent a
+   * command to, which it can only have done through a LUN mapping its access control
+   * allows. Anything else is unreachable to the copy.
+   */
+  findCopyTarget(designator: Buffer, nexus: ItNexus): LogicalUnit | undefined {
+    if (designator.equals(this.naa)) return this;
+    const lu = LogicalUnit.byNaa.get(designator.toString('hex'));
+    if (lu === undefined || lu.closed) return undefined;
+    for (const s of lu.nexuses.values()) {
+      if (s.nexus.initiatorName === nexus.initiatorName) return lu;
+    }
+    return undefined;
+  }
+
+  /**
+   * An EXTENDED COPY another unit received wants to write here: null if the command would
+   * get through this unit's SANITIZE and reservation checks from that I_T nexus, else the
+   * error to end the copy with (a reservation conflict is COPY ABORTED, COPY TARGET DEVICE
+   * NOT REACHABLE). Write protection is checked by the caller.
+   */
+  copyAdmission(task: ScsiTask): CheckCondition | null {
+    const spec = lookupCommand(task.cdb);
+    if (spec === undefined || spec === BAD_SERVICE_ACTION) return null;
+    const sanitizing = this.sanitize.admission(spec);
+    if (sanitizing !== null) return new CheckCondition(sanitizing);
+    const reserved = this.reservedBy !== null && this.reservedBy !== task.nexus.id;
+    if (reserved || this.pr.conflicts(task.nexus, spec, task.cdb)) {
+      return checkCondition(SenseKey.CopyAborted, { asc: 0x0d, ascq: 0x02 });
+    }
+    return null;
   }
 
   // ---------------------------------------------------------------- execution
@@ -404,6 +466,7 @@ export class LogicalUnit {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (LogicalUnit.byNaa.get(this.naa.toString('hex')) === this) LogicalUnit.byNaa.delete(this.naa.toString('hex'));
     await this.sanitize.cancel();
     await this.drained();
     if (this.gate) await this.gate;

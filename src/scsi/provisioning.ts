@@ -47,6 +47,29 @@ export function provisioningOf(_lu: LogicalUnit): Provisioning {
   return THIN;
 }
 
+/**
+ * Logical blocks per physical block (2^LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT in READ
+ * CAPACITY(16)); LOWEST ALIGNED LBA is always 0.
+ */
+export function logicalBlocksPerPhysicalBlock(lu: LogicalUnit): number {
+  return Math.max(1, Math.floor(lu.physicalBlockSize / lu.blockSize));
+}
+
+/** READ CAPACITY(16) byte 13, low nibble. */
+export function physicalBlockExponent(lu: LogicalUnit): number {
+  return Math.log2(logicalBlocksPerPhysicalBlock(lu));
+}
+
+/**
+ * The unit in which UNMAP / WRITE SAME (UNMAP) can really deallocate, in blocks, aligned to
+ * LBA 0: the larger of the physical block and the filesystem block a hole is punched in.
+ * A range that covers only part of one is not deallocated there: UNMAP zeros those blocks
+ * (LBPRZ), WRITE SAME writes its data, and GET LBA STATUS reports them mapped.
+ */
+export function unmapGranularity(lu: LogicalUnit): number {
+  return Math.max(logicalBlocksPerPhysicalBlock(lu), Math.floor(LIMITS.unmapGranularityBytes / lu.blockSize), 1);
+}
+
 /** The UNMAP-related fields of VPD 0xB0, in blocks. */
 export function unmapLimits(lu: LogicalUnit): {
   maxLbaCount: number;
@@ -58,7 +81,7 @@ export function unmapLimits(lu: LogicalUnit): {
   return {
     maxLbaCount: LIMITS.maxUnmapBlocks,
     maxDescriptors: LIMITS.maxUnmapDescriptors,
-    granularity: Math.max(1, Math.floor(LIMITS.unmapGranularityBytes / lu.blockSize)),
-    granularityAlignment: 0,
+    granularity: unmapGranularity(lu),
+    granularityAlignment: 0, // = LOWEST ALIGNED LBA
   };
 }

@@ -22,7 +22,7 @@
 
 import type { LogicalUnit } from './logical-unit';
 import { LIMITS } from './limits';
-import { provisioningOf, unmapLimits } from './provisioning';
+import { physicalBlockExponent, provisioningOf, unmapLimits } from './provisioning';
 import {
   ASC,
   checkCondition,
@@ -82,8 +82,9 @@ export function readCapacity16(lu: LogicalUnit, task: ScsiTask): ScsiResult {
   const b = Buffer.alloc(32);
   b.writeBigUInt64BE(BigInt(lu.blockCount - 1), 0);
   b.writeUInt32BE(lu.blockSize, 8);
-  // 12: P_TYPE / PROT_EN = 0; 13: P_I_EXPONENT 0, LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT 0;
-  // 14..15: LBPME, LBPRZ (provisioning.ts), LOWEST ALIGNED LBA 0.
+  // 12: P_TYPE / PROT_EN = 0; 13: P_I_EXPONENT 0, LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT
+  // (provisioning.ts); 14..15: LBPME, LBPRZ (provisioning.ts), LOWEST ALIGNED LBA 0.
+  b[13] = physicalBlockExponent(lu) & 0x0f;
   const prov = provisioningOf(lu);
   b[14] = (prov.lbpme ? 0x80 : 0) | (prov.lbprz ? 0x40 : 0);
   return { status: ScsiStatus.Good, data: alloc < b.length ? b.subarray(0, alloc) : b };
@@ -382,7 +383,9 @@ async function doWriteAndVerify(
  * WRITE SAME(10): the one block of Data-Out written to NUMBER OF LOGICAL BLOCKS blocks.
  * With UNMAP (LBPWS10) the blocks are deallocated instead (SBC-4 table "ANCHOR bit, UNMAP
  * bit and ANC_SUP bit relationships": UNMAP = 1, ANCHOR = 0 is an unmap operation,
- * whatever the block holds); they then read as zeros (LBPRZ).
+ * whatever the block holds); they then read as zeros (LBPRZ). Only whole unmap granules
+ * (provisioning.ts unmapGranularity) are deallocated; the blocks of a granule covered in
+ * part are zeroed and stay mapped, and GET LBA STATUS says so.
  */
 export function writeSame10(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
   const c = task.cdb;

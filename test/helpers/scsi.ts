@@ -86,11 +86,19 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-export async function setup(opts: { blockSize?: 512 | 4096; readonly?: boolean; blocks?: number } = {}) {
+export async function setup(
+  opts: { blockSize?: 512 | 4096; physicalBlockSize?: 512 | 4096; readonly?: boolean; blocks?: number } = {},
+) {
   const bs = opts.blockSize ?? 512;
   const blocks = opts.blocks ?? 4096;
   const store = new TestStore(new MemoryBackstore(blocks * bs));
-  const lu = new LogicalUnit({ name: 'vol0', backstore: store, blockSize: bs as 512 | 4096, readonly: opts.readonly ?? false });
+  const lu = new LogicalUnit({
+    name: 'vol0',
+    backstore: store,
+    blockSize: bs as 512 | 4096,
+    physicalBlockSize: opts.physicalBlockSize,
+    readonly: opts.readonly ?? false,
+  });
   lu.sanitize.bytesPerSecond = 0; // no pacing in tests
   const luns = new Map([[0, lu]]) as ReadonlyMap<number, LogicalUnit>;
   const first = await run(luns, [0x00]); // consume the power-on unit attention

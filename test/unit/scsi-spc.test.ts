@@ -262,7 +262,7 @@ test('an unmapped LUN: INQUIRY qualifier 3, REQUEST SENSE and others LOGICAL UNI
 
 test('unknown opcode -> ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE; bad service action -> INVALID FIELD IN CDB', async () => {
   const { luns } = await ready();
-  for (const op of [0x83, 0xc0, 0xff]) {
+  for (const op of [0x02, 0xc0, 0xff]) {
     expectSense(await run(luns, [op]), 0x05, 0x20, 0x00);
   }
   const r = await run(luns, [0x9e, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24]); // unknown SERVICE ACTION IN(16)

@@ -229,3 +229,48 @@ test('READ CAPACITY(16) says LBPME and LBPRZ; REPORT SUPPORTED OPERATION CODES l
   assert.equal(gls.data![5], 0x12);
   assert.equal(gls.status, ScsiStatus.Good);
 });
+
+test('512-byte blocks on 4 KiB physical blocks: exponent 3, unmap granularity 8 aligned at 0; a partial physical block stays mapped', async () => {
+  const { luns, bs, blocks } = await setup({ physicalBlockSize: 4096 });
+  const rc = await run(luns, [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, ...be32(32), 0, 0]);
+  assert.equal(rc.data![13] & 0x0f, 3); // 8 logical blocks per physical block
+  assert.equal(rc.data!.readUInt16BE(14) & 0x3fff, 0); // LOWEST ALIGNED LBA 0
+  const b0 = await run(luns, [0x12, 0x01, 0xb0, 0, 64, 0]);
+  assert.equal(b0.data!.readUInt32BE(28), 8); // OPTIMAL UNMAP GRANULARITY = one physical block
+  assert.equal(b0.data!.readUInt32BE(32), 0x80000000); // UGAVALID, UNMAP GRANULARITY ALIGNMENT 0
+  assert.ok(b0.data!.readUInt32BE(20) >= 8); // MAXIMUM UNMAP LBA COUNT >= 2^exponent
+
+  expectGood(await run(luns, CDB.write16(0, 32), { dataOut: Buffer.alloc(32 * bs, 0xaa) }));
+  // One whole physical block: deallocated. One logical block of another: zeros, still mapped.
+  const list = unmapList([
+    [8, 8],
+    [17, 1],
+  ]);
+  expectGood(await run(luns, CDB.unmap(list.length), { dataOut: list }));
+  assert.ok((await run(luns, CDB.read16(8, 8))).data!.every((x) => x === 0));
+  assert.ok((await run(luns, CDB.read16(16, 1))).data!.every((x) => x === 0xaa));
+  assert.ok((await run(luns, CDB.read16(17, 1))).data!.every((x) => x === 0));
+  assert.ok((await run(luns, CDB.read16(18, 14))).data!.every((x) => x === 0xaa));
+  assert.deepEqual(lbaStatus(await run(luns, CDB.getLbaStatus(0, 1024))), [
+    [0, 8, MAPPED],
+    [8, 8, DEALLOCATED],
+    [16, 16, MAPPED],
+    [32, blocks - 32, DEALLOCATED],
+  ]);
+  // The first descriptor starts at the LBA asked for, even inside a physical block.
+  assert.deepEqual(lbaStatus(await run(luns, CDB.getLbaStatus(17, 64)))[0], [17, 15, MAPPED]);
+  // WRITE SAME (UNMAP) not aligned to the physical block: GOOD, zeros, the block stays mapped.
+  expectGood(await run(luns, CDB.writeSame16(27, 5, 0x08), { dataOut: Buffer.alloc(bs, 0xa6) }));
+  assert.ok((await run(luns, CDB.read16(27, 5))).data!.every((x) => x === 0));
+  assert.deepEqual(lbaStatus(await run(luns, CDB.getLbaStatus(24, 24)))[0], [24, 8, MAPPED]);
+});
+
+test('physicalBlockSize smaller than the block size is refused; 4096-byte blocks keep exponent 0', async () => {
+  const store = new MemoryBackstore(64 * 4096);
+  assert.throws(() => new LogicalUnit({ name: 'x', backstore: store, blockSize: 4096, physicalBlockSize: 512, readonly: false }));
+  const { luns } = await setup({ blockSize: 4096, physicalBlockSize: 4096 });
+  const rc = await run(luns, [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, ...be32(32), 0, 0]);
+  assert.equal(rc.data![13] & 0x0f, 0);
+  const b0 = await run(luns, [0x12, 0x01, 0xb0, 0, 64, 0]);
+  assert.equal(b0.data!.readUInt32BE(28), 1);
+});
