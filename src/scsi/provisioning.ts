@@ -81,7 +81,10 @@ export function unmapLimits(lu: LogicalUnit): {
   return {
     maxLbaCount: LIMITS.maxUnmapBlocks,
     maxDescriptors: LIMITS.maxUnmapDescriptors,
-    granularity: unmapGranularity(lu),
+    // A granularity of one block is no hint at all: report it as 0 (not reported).
+    // Saying 1 also makes qemu 7.x's iscsi driver, which derives its allocation-map
+    // cluster from this field, probe 4 KiB-block LUNs with unaligned lengths and abort.
+    granularity: unmapGranularity(lu) > 1 ? unmapGranularity(lu) : 0,
     granularityAlignment: 0, // = LOWEST ALIGNED LBA
   };
 }
