@@ -132,15 +132,16 @@ export class TargetServer implements ConnectionHost {
   /** Stop accepting, let in-flight commands finish, close sessions, flush and close volumes. */
   async stop(): Promise<void> {
     this.stopping = true;
-    await Promise.all(this.listeners.map((l) => new Promise<void>((r) => l.close(() => r()))));
-    const waits: Promise<void>[] = [];
-    for (const [session, conn] of this.sessions) {
-      const running = [...session.tasks.values()].map((c) => c.finished).filter((f): f is Promise<void> => !!f);
-      waits.push(Promise.all(running).then(() => undefined));
-      void conn;
+    // close() stops accepting at once but calls back only when every connection is gone.
+    const closed = this.listeners.map((l) => new Promise<void>((r) => l.close(() => r())));
+    const running: Promise<void>[] = [];
+    for (const session of this.sessions.keys()) {
+      for (const c of session.tasks.values()) if (c.finished) running.push(c.finished);
     }
-    await Promise.race([Promise.all(waits), delay(10000)]);
+    // In-flight commands get a bounded time to finish and answer.
+    await Promise.race([Promise.all(running), delay(10000)]);
     for (const conn of this.connections) conn.destroy();
+    await Promise.all(closed);
     for (const lu of this.units.values()) {
       try {
         await lu.close();

@@ -237,3 +237,12 @@ describe('target over TCP', () => {
     await ini.logout();
   });
 });
+
+test('stopping the server with a session still logged in ends it and returns', { timeout: 20000 }, async () => {
+  const t = await startTarget();
+  const ini = await Initiator.connect({ host: t.host, port: t.port, targetName: TARGET });
+  await ini.testUnitReady(0);
+  await t.stop();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(ini.isClosed, true);
+});
