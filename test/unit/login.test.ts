@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { chapResponse, decodeBinary, encodeHex } from '../../src/iscsi/chap';
 import { LoginPhase, LoginStatus, type LoginHost } from '../../src/iscsi/login';
 import { DEFAULT_LIMITS } from '../../src/iscsi/negotiation';
 import { Op, type LoginRequest } from '../../src/iscsi/pdu/messages';
@@ -175,4 +176,77 @@ test('a long answer is split with the C bit and continued on empty requests', ()
   assert.ok(step.outcome, 'login completes after the last piece');
   const keys = parseTextKeys(Buffer.concat(parts));
   assert.equal(keys.filter(([, v]) => v === 'NotUnderstood').length, 600);
+});
+
+// ---------------------------------------------------------------- CHAP
+
+
+const CREDS = { chap: { user: 'host-a', secret: 'host-a-secret-1' }, mutual: { user: 'san1', secret: 'target-secret-16' } };
+
+/** Run the security stage up to the target's challenge; returns the phase and the challenge. */
+function challenged(algorithms = '7,5') {
+  const login = new LoginPhase(host({ chapFor: () => CREDS }), () => 9);
+  const a = login.handle(req(0, 1, false, [...leading.slice(0, 3), ['AuthMethod', 'CHAP,None']]));
+  assert.equal(a.failed, undefined);
+  assert.equal(new Map(parseTextKeys(a.responses[0].data)).get('AuthMethod'), 'CHAP');
+  const b = login.handle(req(0, 1, false, [['CHAP_A', algorithms]]));
+  const k = new Map(parseTextKeys(b.responses[0].data));
+  return {
+    login,
+    alg: Number(k.get('CHAP_A')),
+    id: Number(k.get('CHAP_I')),
+    challenge: decodeBinary(k.get('CHAP_C')!)!,
+  };
+}
+
+test('CHAP: the first algorithm offered that we support; challenges are random and sized to the hash', () => {
+  const sha = challenged('7,5');
+  assert.equal(sha.alg, 7);
+  assert.equal(sha.challenge.length, 32);
+  const md5 = challenged('5');
+  assert.equal(md5.alg, 5);
+  assert.equal(md5.challenge.length, 16);
+  assert.notDeepEqual(challenged('5').challenge, md5.challenge);
+});
+
+test('CHAP: a right answer lets the login transit; a wrong one is an authentication failure', () => {
+  const ok = challenged();
+  const r = chapResponse(ok.alg, ok.id, Buffer.from(CREDS.chap.secret), ok.challenge);
+  const step = ok.login.handle(req(0, 1, true, [['CHAP_N', 'host-a'], ['CHAP_R', encodeHex(r)]]));
+  assert.equal(step.failed, undefined);
+  assert.equal(step.responses[0].transit, true);
+
+  const bad = challenged();
+  const wrong = chapResponse(bad.alg, bad.id, Buffer.from('not-the-secret'), bad.challenge);
+  const f = bad.login.handle(req(0, 1, true, [['CHAP_N', 'host-a'], ['CHAP_R', encodeHex(wrong)]]));
+  assert.equal(f.failed?.status, LoginStatus.AuthFailure);
+});
+
+test('CHAP: no algorithm in common, or the response missing, fails authentication', () => {
+  const login = new LoginPhase(host({ chapFor: () => CREDS }), () => 9);
+  login.handle(req(0, 1, false, [...leading.slice(0, 3), ['AuthMethod', 'CHAP']]));
+  assert.equal(login.handle(req(0, 1, false, [['CHAP_A', '6,99']])).failed?.status, LoginStatus.AuthFailure);
+  const c = challenged();
+  assert.equal(c.login.handle(req(0, 1, true, [['CHAP_N', 'host-a']])).failed?.status, LoginStatus.AuthFailure);
+});
+
+test('mutual CHAP: the target answers the initiator challenge with its own secret; a reflected challenge is refused', () => {
+  const m = challenged();
+  const r = chapResponse(m.alg, m.id, Buffer.from(CREDS.chap.secret), m.challenge);
+  const mine = Buffer.alloc(32, 0x42);
+  const step = m.login.handle(
+    req(0, 1, true, [['CHAP_N', 'host-a'], ['CHAP_R', encodeHex(r)], ['CHAP_I', '17'], ['CHAP_C', encodeHex(mine)]]),
+  );
+  assert.equal(step.failed, undefined);
+  const k = new Map(parseTextKeys(step.responses[0].data));
+  assert.equal(k.get('CHAP_N'), 'san1');
+  assert.deepEqual(decodeBinary(k.get('CHAP_R')!), chapResponse(m.alg, 17, Buffer.from(CREDS.mutual.secret), mine));
+
+  const refl = challenged();
+  const rr = chapResponse(refl.alg, refl.id, Buffer.from(CREDS.chap.secret), refl.challenge);
+  const f = refl.login.handle(
+    req(0, 1, true, [['CHAP_N', 'host-a'], ['CHAP_R', encodeHex(rr)], ['CHAP_I', '3'], ['CHAP_C', encodeHex(refl.challenge)]]),
+  );
+  assert.equal(f.failed?.status, LoginStatus.AuthFailure);
+  assert.match(f.failed!.reason, /reflected/);
 });
