@@ -682,10 +682,10 @@ export class Connection {
   }
 
   /** Abort every task of this session on `lun` (or all LUNs when lun < 0). */
-  async abortTasks(lun: number, except?: number): Promise<void> {
+  async abortTasks(lun: number): Promise<void> {
     const waits: Promise<void>[] = [];
     for (const cmd of [...this.session!.tasks.values()]) {
-      if ((lun < 0 || cmd.lun === lun) && cmd.itt !== except) waits.push(this.abort(cmd));
+      if (lun < 0 || cmd.lun === lun) waits.push(this.abort(cmd));
     }
     await Promise.all(waits);
   }

@@ -8,8 +8,3 @@ export function snAdd(a: number, n: number): number {
 export function snLt(a: number, b: number): boolean {
   return a !== b && ((b - a) >>> 0) < 0x80000000;
 }
-
-/** a <= b in serial arithmetic. */
-export function snLte(a: number, b: number): boolean {
-  return a === b || snLt(a, b);
-}
