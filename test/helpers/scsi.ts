@@ -29,8 +29,10 @@ export class TestStore implements Backstore {
   writes = 0;
   reads = 0;
   unmaps = 0;
+  failRead: string | null = null;
   failWrite: string | null = null;
   failUnmap: string | null = null;
+  failFlush: string | null = null;
   delayWrite = 0;
   delayRead = 0;
   log: string[] = [];
@@ -47,6 +49,7 @@ export class TestStore implements Backstore {
   async read(buf: Buffer, offset: number): Promise<void> {
     this.reads++;
     if (this.delayRead) await sleep(this.delayRead);
+    if (this.failRead) throw errno(this.failRead);
     await this.inner.read(buf, offset);
     this.log.push(`read ${offset}`);
   }
@@ -69,6 +72,7 @@ export class TestStore implements Backstore {
   }
   async flush(): Promise<void> {
     this.flushes++;
+    if (this.failFlush) throw errno(this.failFlush);
     this.log.push('flush');
   }
   async close(): Promise<void> {
@@ -156,7 +160,14 @@ export function pattern(len: number, seed: number): Buffer {
   return b;
 }
 
+/** CDBs by command. */
 export const CDB = {
+  read6: (lba: number, n: number) => [0x08, (lba >> 16) & 0x1f, (lba >> 8) & 0xff, lba & 0xff, n & 0xff, 0],
+  write6: (lba: number, n: number) => [0x0a, (lba >> 16) & 0x1f, (lba >> 8) & 0xff, lba & 0xff, n & 0xff, 0],
+  read10: (lba: number, n: number, b1 = 0) => [0x28, b1, ...be32(lba), 0, ...be16(n), 0],
+  write10: (lba: number, n: number, b1 = 0) => [0x2a, b1, ...be32(lba), 0, ...be16(n), 0],
+  read12: (lba: number, n: number, b1 = 0) => [0xa8, b1, ...be32(lba), ...be32(n), 0, 0],
+  write12: (lba: number, n: number, b1 = 0) => [0xaa, b1, ...be32(lba), ...be32(n), 0, 0],
   read16: (lba: bigint | number, n: number, b1 = 0) => [0x88, b1, ...be64(lba), ...be32(n), 0, 0],
   write16: (lba: bigint | number, n: number, b1 = 0) => [0x8a, b1, ...be64(lba), ...be32(n), 0, 0],
   /** UNMAP with a parameter list length. */
