@@ -416,18 +416,19 @@ export class Connection {
     }
     session.counters.commands++;
     const edtl = pdu.expectedDataLength;
+    const lun = decodeLun(pdu.lun);
     const cmd: Command = {
       itt: pdu.itt,
       cmdSN: pdu.cmdSN,
       immediate: pdu.immediate,
-      lun: decodeLun(pdu.lun),
+      lun,
       lunRaw: pdu.lun,
       expectedLength: edtl,
       read: pdu.read,
       write: pdu.write,
       task: {
         cdb: pdu.cdb,
-        lun: decodeLun(pdu.lun),
+        lun,
         nexus: session.nexus,
         expectedLength: edtl,
         dataOut: null,
