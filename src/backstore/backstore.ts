@@ -30,6 +30,11 @@ export interface Backstore {
    * STATUS. A store that cannot tell leaves it out: everything then counts as mapped.
    */
   mapStatus?(offset: number, length: number): Promise<ExtentStatus>;
+  /**
+   * Only on stores that encrypt (encrypted.ts): replace the key so that nothing written
+   * before can be read back (SANITIZE CRYPTOGRAPHIC ERASE). Absent: no crypto erase.
+   */
+  cryptoErase?(): Promise<void>;
   /** Make every completed write durable (fdatasync). */
   flush(): Promise<void>;
   close(): Promise<void>;

@@ -44,6 +44,8 @@ export class FileBackstore implements Backstore {
   readonly kind: 'file' | 'block';
   /** Human-readable notes about what opening did (created, extended). Also worth logging. */
   readonly notes: string[];
+  /** This open created the file (it held no data before). */
+  created = false;
   private _size: number;
   private fd: number;
   private closed = false;
@@ -102,7 +104,9 @@ export class FileBackstore implements Backstore {
         throw annotate(err, `cannot size new volume file ${p} to ${opts.size} bytes`);
       }
       notes.push(`created sparse volume file ${p} of ${opts.size} bytes`);
-      return new FileBackstore(p, fd, opts.size, 'file', false, notes);
+      const store = new FileBackstore(p, fd, opts.size, 'file', false, notes);
+      store.created = true;
+      return store;
     }
 
     if (st.isBlockDevice()) {

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import type { Logger } from 'pino';
 import type { VolumeConfig } from '../config/model';
 import type { Backstore } from './backstore';
+import { createKeyFile, defaultKeyFile, EncryptedBackstore, newKey, readKeyFile } from './encrypted';
 import { FileBackstore } from './file';
 import { MemoryBackstore } from './memory';
 
@@ -31,7 +32,9 @@ export async function openBackstore(
     if (vol.size % bs !== 0) {
       throw new Error(`volume ${vol.name}: size ${vol.size} is not a multiple of the ${bs}-byte block size`);
     }
-    return new MemoryBackstore(vol.size, { readonly: vol.readonly, path: `memory:${vol.name}` });
+    const mem = new MemoryBackstore(vol.size, { readonly: vol.readonly, path: `memory:${vol.name}` });
+    // A memory volume's key lives (and dies) with it.
+    return vol.encryption ? new EncryptedBackstore(mem, { blockSize: bs, key: newKey() }) : mem;
   }
   if (!vol.path) throw new Error(`volume ${vol.name}: no path configured (and not a memory volume)`);
   const abs = path.resolve(baseDir, vol.path);
@@ -46,5 +49,57 @@ export async function openBackstore(
     throw new Error(`volume ${vol.name}: ${String(err)}`);
   }
   for (const note of store.notes) opts.logger?.info({ volume: vol.name, path: abs }, note);
-  return store;
+  if (!vol.encryption) return store;
+  try {
+    return await encrypt(vol, store, bs, opts);
+  } catch (err) {
+    await store.close().catch(() => undefined);
+    const e = err instanceof Error ? err : new Error(String(err));
+    e.message = `volume ${vol.name}: ${e.message}`;
+    throw e;
+  }
+}
+
+/**
+ * Wrap a file or device store in encryption. The key file is read, or created (0600) when
+ * the volume holds no data yet: a new file, or one with nothing allocated. A volume with data
+ * and no key file is refused, since its blocks would read as noise.
+ */
+async function encrypt(vol: VolumeConfig, store: FileBackstore, bs: number, opts: OpenBackstoreOptions): Promise<Backstore> {
+  let keyFile = vol.encryption?.keyFile;
+  if (keyFile === undefined) {
+    if (store.kind === 'block') throw new Error('an encrypted block device needs encryption.keyFile (a key cannot live under /dev)');
+    keyFile = defaultKeyFile(store.path);
+  }
+  let key: Buffer;
+  try {
+    const r = await readKeyFile(keyFile);
+    key = r.key;
+    if (r.warning) opts.logger?.warn({ volume: vol.name, keyFile }, r.warning);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if (store.readonly) throw new Error(`key file ${keyFile} does not exist (a read-only volume never gets a new key)`);
+    if (!store.created && !(await isEmpty(store))) {
+      throw new Error(
+        `key file ${keyFile} does not exist, but the volume holds data: refusing to open it encrypted ` +
+          `(restore the key file, or remove encryption from the volume)`,
+      );
+    }
+    key = await createKeyFile(keyFile);
+    opts.logger?.info({ volume: vol.name, keyFile }, 'created encryption key file (mode 0600)');
+  }
+  return new EncryptedBackstore(store, { blockSize: bs, key, keyFile });
+}
+
+/** Nothing allocated (a sparse file never written, or fully unmapped). */
+async function isEmpty(store: Backstore): Promise<boolean> {
+  if (!store.mapStatus || store.size === 0) return store.size === 0;
+  const s = await store.mapStatus(0, store.size);
+  return !s.mapped && s.length >= store.size;
+}
+
+/** The volume file behind a store (under any encryption), if it is a regular file. */
+export function volumeFile(store: Backstore): string | undefined {
+  const base = store instanceof EncryptedBackstore ? store.inner : store;
+  return base instanceof FileBackstore && base.kind === 'file' ? base.path : undefined;
 }

@@ -75,7 +75,7 @@ export interface ParsedConfig {
 }
 
 export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery'] as const;
-export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'memory', 'shared'] as const;
+export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'physicalBlockSize', 'encryption', 'memory', 'shared'] as const;
 export const DISCOVERY_KEYS = ['chap', 'mutual'] as const;
 export const TARGET_KEYS = ['iqn', 'luns', 'acls'] as const;
 export const ACL_KEYS = ['initiator', 'luns', 'chap', 'mutual'] as const;
@@ -567,6 +567,8 @@ function parseVolume(
   let pathNode: unknown;
   let sizeE: Entry | undefined;
   let memoryE: Entry | undefined;
+  let physE: Entry | undefined;
+  let encE: Entry | undefined;
   for (const e of c.entries(vm, ve.key, VOLUME_KEYS)) {
     switch (e.name) {
       case 'path': {
@@ -601,6 +603,29 @@ function parseVolume(
         else c.error(e.value ?? e.keyNode, e.key, `blockSize must be 512 or 4096, not ${describe(e.value)}`);
         break;
       }
+      case 'physicalBlockSize': {
+        physE = e;
+        const v = isScalar(e.value) ? e.value.value : undefined;
+        if (v === 512 || v === 4096) vol.physicalBlockSize = v;
+        else c.error(e.value ?? e.keyNode, e.key, `physicalBlockSize must be 512 or 4096, not ${describe(e.value)}`);
+        break;
+      }
+      case 'encryption': {
+        encE = e;
+        if (isScalar(e.value) && typeof e.value.value === 'boolean') {
+          if (e.value.value) vol.encryption = {};
+          break;
+        }
+        const em = c.map(e.value, e.keyNode, e.key, 'encryption (true, or { keyFile: PATH })');
+        if (!em) break;
+        vol.encryption = {};
+        for (const k of c.entries(em, e.key, ['keyFile'])) {
+          const f = c.string(k, 'keyFile');
+          if (f !== undefined && f.trim() === '') c.error(k.value, k.key, 'keyFile cannot be empty');
+          else if (f !== undefined) vol.encryption.keyFile = path.resolve(baseDir, f);
+        }
+        break;
+      }
       case 'memory': {
         memoryE = e;
         const b = c.bool(e);
@@ -625,6 +650,12 @@ function parseVolume(
   }
   if (vol.size !== undefined && vol.size % vol.blockSize !== 0) {
     c.error(sizeE!.value, sizeE!.key, `${formatSize(vol.size)} (${vol.size} bytes) is not a multiple of the block size ${vol.blockSize}`);
+  }
+  if (vol.physicalBlockSize !== undefined && vol.physicalBlockSize < vol.blockSize) {
+    c.error(physE!.value, physE!.key, `physicalBlockSize ${vol.physicalBlockSize} is smaller than the block size ${vol.blockSize}`);
+  }
+  if (vol.memory && vol.encryption?.keyFile !== undefined) {
+    c.error(encE!.value, encE!.key, `memory volume ${ve.name} keeps its key in memory; leave keyFile out`);
   }
   if (c.errors.length > before) return undefined;
   return { volume: vol, pathNode };

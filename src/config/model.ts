@@ -16,6 +16,17 @@ export interface VolumeConfig {
   readonly: boolean;
   /** Logical block size: 512 (default) or 4096. */
   blockSize: 512 | 4096;
+  /**
+   * Physical block size in bytes, 512 or 4096 and at least blockSize (READ CAPACITY(16)
+   * LOGICAL BLOCKS PER PHYSICAL BLOCK): 4096 on a 512-byte volume is "512e". Absent: blockSize.
+   */
+  physicalBlockSize?: 512 | 4096;
+  /**
+   * Encryption at rest (AES-256-XTS, backstore/encrypted.ts): `encryption: true` or
+   * `encryption: { keyFile: PATH }`. keyFile (absolute after loading) defaults to
+   * `<path>.key`; memory volumes keep the key in memory. Absent: not encrypted.
+   */
+  encryption?: { keyFile?: string };
   /** A RAM-only volume (tests, scratch): `memory: true`. */
   memory: boolean;
   /**

@@ -7,8 +7,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, TargetConfig } from '../config/model';
 import { resolveAccess } from '../acl/access';
-import { FileBackstore } from '../backstore/file';
-import { openBackstore } from '../backstore/open';
+import { openBackstore, volumeFile } from '../backstore/open';
 import { LogicalUnit } from '../scsi/logical-unit';
 import type { ItNexus } from '../scsi/task';
 import { Connection, ConnectionHost, TmfResponse } from './connection';
@@ -74,11 +73,12 @@ export class TargetServer implements ConnectionHost {
         name: vol.name,
         backstore: store,
         blockSize: vol.blockSize,
+        physicalBlockSize: vol.physicalBlockSize,
         readonly: vol.readonly,
         logger: this.logger.child({ volume: vol.name }),
         // Persistent reservations with APTPL live next to a volume file; block devices
         // and memory volumes keep them in memory only.
-        statePath: store instanceof FileBackstore && store.kind === 'file' ? `${store.path}.pr.json` : undefined,
+        statePath: volumeFile(store) !== undefined ? `${volumeFile(store)}.pr.json` : undefined,
       });
       lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
       this.units.set(vol.name, lu);

@@ -45,6 +45,12 @@ export interface CommandSpec {
    * are never refused (persistent-reservations.ts, conflicts()).
    */
   readonly allowedUnderPersistentReservation?: PrAccessRule;
+  /**
+   * Whether this logical unit offers the command at all (e.g. CRYPTOGRAPHIC ERASE only on
+   * an encrypted volume). Omitted: always. A unit that does not is answered as for an
+   * unknown service action, and REPORT SUPPORTED OPERATION CODES leaves the command out.
+   */
+  readonly supported?: (lu: LogicalUnit) => boolean;
   /** Runs while a SANITIZE is in progress (INQUIRY, REPORT LUNS, REQUEST SENSE; SBC-4 §4.11). */
   readonly allowedDuringSanitize?: boolean;
   /** CDB usage data (SPC-4 §6.35.3): byte 0 is the opcode, then the bits we evaluate. */
@@ -192,13 +198,17 @@ const ENTRIES: Entry[] = [
     writesMedium: true, usage: [0x41, 0xfe, ...LBA4, 0x3f, 0xff, 0xff, C] },
   { opcode: 0x42, name: 'UNMAP', cdbLength: 10, direction: Write, handler: sbc.unmap, writesMedium: true,
     usage: [0x42, 0x01, 0, 0, 0, 0, 0x3f, 0xff, 0xff, C] },
-  // SANITIZE: OVERWRITE, BLOCK ERASE and EXIT FAILURE MODE; no CRYPTOGRAPHIC ERASE (03h).
+  // SANITIZE: OVERWRITE, BLOCK ERASE, CRYPTOGRAPHIC ERASE (encrypted volumes only) and
+  // EXIT FAILURE MODE.
   { opcode: 0x48, sa: 0x01, name: 'SANITIZE (OVERWRITE)', cdbLength: 10, direction: Write,
     handler: sanitize.sanitizeOverwrite, writesMedium: true, timeout: 3600,
     usage: [0x48, 0xa0 | 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
   { opcode: 0x48, sa: 0x02, name: 'SANITIZE (BLOCK ERASE)', cdbLength: 10, direction: None,
     handler: sanitize.sanitizeBlockErase, writesMedium: true, timeout: 600,
     usage: [0x48, 0xa0 | 0x02, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
+  { opcode: 0x48, sa: 0x03, name: 'SANITIZE (CRYPTOGRAPHIC ERASE)', cdbLength: 10, direction: None,
+    handler: sanitize.sanitizeCryptoErase, writesMedium: true, timeout: 600, supported: sanitize.cryptoEraseSupported,
+    usage: [0x48, 0xa0 | 0x03, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
   { opcode: 0x48, sa: 0x1f, name: 'SANITIZE (EXIT FAILURE MODE)', cdbLength: 10, direction: None,
     handler: sanitize.sanitizeExitFailureMode, writesMedium: true,
     usage: [0x48, 0xa0 | 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
@@ -297,7 +307,7 @@ function timeoutsDescriptor(spec: CommandSpec): Buffer {
  *   010b: one opcode + service action (INVALID FIELD IN CDB if it has none)
  *   011b: one opcode, plus the service action if the opcode has them
  */
-export function reportSupportedOperationCodes(_lu: LogicalUnit, task: ScsiTask): ScsiResult {
+export function reportSupportedOperationCodes(lu: LogicalUnit, task: ScsiTask): ScsiResult {
   const c = task.cdb;
   const rctd = (c[2] & 0x80) !== 0;
   const options = c[2] & 0x07;
@@ -309,6 +319,7 @@ export function reportSupportedOperationCodes(_lu: LogicalUnit, task: ScsiTask):
   if (options === 0) {
     const parts: Buffer[] = [Buffer.alloc(4)];
     for (const spec of COMMANDS) {
+      if (spec.supported && !spec.supported(lu)) continue;
       const d = Buffer.alloc(8);
       d[0] = spec.opcode;
       d.writeUInt16BE(spec.sa ?? 0, 2);
@@ -329,6 +340,7 @@ export function reportSupportedOperationCodes(_lu: LogicalUnit, task: ScsiTask):
       if (options === 2) throw invalidFieldInCdb(2, 2);
       spec = slot as CommandSpec;
     }
+    if (spec?.supported && !spec.supported(lu)) spec = undefined;
     if (spec === undefined) {
       data = Buffer.alloc(4);
       data[1] = 0x01; // SUPPORT 001b: not supported

@@ -381,7 +381,10 @@ export class LogicalUnit {
     let spec: CommandSpec | undefined;
     try {
       const cdb = task.cdb;
-      const found = lookupCommand(cdb);
+      let found = lookupCommand(cdb);
+      if (found !== undefined && found !== BAD_SERVICE_ACTION && found.supported && !found.supported(this)) {
+        found = BAD_SERVICE_ACTION;
+      }
       const nexus = this.nexusState(task.nexus);
 
       // A pending unit attention is reported first, except to INQUIRY, REPORT LUNS and

@@ -5,10 +5,12 @@
 //                each pass made durable (fdatasync) before the next.
 //   BLOCK ERASE  deallocates every block (punches holes: honest on a thin volume, where
 //                unmapped blocks read as zeros, LBPRZ = 1), then flushes.
-//   CRYPTO ERASE is not offered: volumes are not encrypted, so there is no key whose
-//                destruction would erase them. It is absent from the command table, so it
-//                gets INVALID FIELD IN CDB and REPORT SUPPORTED OPERATION CODES calls it
-//                unsupported; VPD 0xB1 says WACEREQ = 0.
+//   CRYPTO ERASE only on an encrypted volume (backstore/encrypted.ts): the store's key is
+//                replaced by a new random one (nothing written before can be decrypted),
+//                then every block is deallocated as for BLOCK ERASE, so the volume reads
+//                zeros. On an unencrypted volume there is no key whose destruction would
+//                erase it: the command gets INVALID FIELD IN CDB, REPORT SUPPORTED
+//                OPERATION CODES leaves it out and VPD 0xB1 says WACEREQ = 0.
 //
 // The operation runs in the background of the logical unit, not of the command: it takes
 // an exclusive hold on the whole LBA range (waiting for the commands already running),
@@ -54,7 +56,7 @@ const ERASE_STEP_BYTES = 256 * 1024 * 1024;
 const ABORT_POLL_MS = 100;
 
 interface Operation {
-  readonly kind: 'overwrite' | 'block erase';
+  readonly kind: 'overwrite' | 'block erase' | 'crypto erase';
   readonly total: number;
   done: number;
   cancelled: boolean;
@@ -269,15 +271,41 @@ export async function sanitizeBlockErase(lu: LogicalUnit, task: ScsiTask): Promi
   const { immed, ause, paramLength } = parseCdb(task);
   if (paramLength !== 0) throw invalidFieldInCdb(7);
   const size = lu.blockCount * lu.blockSize;
-  const op = lu.sanitize.start(lu, 'block erase', size, ause, async (op) => {
-    for (let off = 0; off < size; ) {
-      if (op.cancelled) return;
-      const n = Math.min(size - off, ERASE_STEP_BYTES);
-      await lu.backstore.unmap(off, n);
-      off += n;
-      op.done += n;
-    }
-    await lu.backstore.flush();
+  const op = lu.sanitize.start(lu, 'block erase', size, ause, (op) => deallocateAll(lu, op, size));
+  if (immed) return good();
+  return finish(lu, task, op, good());
+}
+
+/** Unmap every block in steps (so progress advances), then flush. */
+async function deallocateAll(lu: LogicalUnit, op: Operation, size: number): Promise<void> {
+  for (let off = 0; off < size; ) {
+    if (op.cancelled) return;
+    const n = Math.min(size - off, ERASE_STEP_BYTES);
+    await lu.backstore.unmap(off, n);
+    off += n;
+    op.done += n;
+  }
+  await lu.backstore.flush();
+}
+
+// ------------------------------------------------------------------ CRYPTOGRAPHIC ERASE
+
+/** CRYPTOGRAPHIC ERASE is offered where the store encrypts (it has a key to destroy). */
+export function cryptoEraseSupported(lu: LogicalUnit): boolean {
+  return typeof lu.backstore.cryptoErase === 'function';
+}
+
+/** SANITIZE CRYPTOGRAPHIC ERASE: a new key, then deallocate every block (no parameter list). */
+export async function sanitizeCryptoErase(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+  const { immed, ause, paramLength } = parseCdb(task);
+  if (paramLength !== 0) throw invalidFieldInCdb(7);
+  const store = lu.backstore;
+  if (typeof store.cryptoErase !== 'function') throw invalidFieldInCdb(1, 4);
+  const size = lu.blockCount * lu.blockSize;
+  const op = lu.sanitize.start(lu, 'crypto erase', size, ause, async (op) => {
+    // The old key goes first: from here on nothing written before can be read back.
+    await store.cryptoErase!();
+    await deallocateAll(lu, op, size);
   });
   if (immed) return good();
   return finish(lu, task, op, good());

@@ -8,6 +8,7 @@ import type { LogicalUnit } from './logical-unit';
 import { LIMITS, PRODUCT_ID, PRODUCT_REVISION, VENDOR_ID } from './limits';
 import { provisioningOf, unmapLimits } from './provisioning';
 import { maxAtomicTransferBlocks } from './sbc';
+import { cryptoEraseSupported } from './sanitize';
 import {
   applyPage,
   encodePage,
@@ -151,8 +152,9 @@ function vpdPage(lu: LogicalUnit, page: number, nexus: ItNexus): Buffer {
       b.writeUInt16BE(0x3c, 2);
       b.writeUInt16BE(0x0001, 4); // MEDIUM ROTATION RATE: non-rotating medium
       // WABEREQ 01b: after SANITIZE BLOCK ERASE, reads succeed (deallocated blocks read as
-      // zeros); WACEREQ 00b: no CRYPTOGRAPHIC ERASE; NOMINAL FORM FACTOR 0 (not reported).
-      b[7] = 0x40;
+      // zeros); WACEREQ 01b likewise after CRYPTOGRAPHIC ERASE on an encrypted volume, 00b
+      // (not supported) elsewhere; NOMINAL FORM FACTOR 0 (not reported).
+      b[7] = 0x40 | (cryptoEraseSupported(lu) ? 0x10 : 0);
       return b;
     }
     case VPD_LOGICAL_BLOCK_PROVISIONING: {
