@@ -5,16 +5,37 @@
 //   npm run test:conformance -- --tests ALL.Read10     one suite or test (compares only those)
 //
 // What it does: starts `iscsi-target serve` on a free loopback port with one target holding
-// LUN 0, a 1 GiB thin (sparse) file volume, and LUN 1, a 64 MiB read-only volume. Then
-//   1. `iscsi-test-cu -d -S -v -t ALL <lun0> <lun0>`  (dataloss, sanitize, multipath URL twice)
-//   2. `iscsi-test-cu -d -S -v -t ALL.ReadOnly <lun1>` (the write-protect suite on a read-only LUN)
-// Each run has a hard timeout and an inactivity watchdog; if the daemon exits during a run, or
-// a run hangs, the run is killed and the whole thing fails loudly.
+//   LUN 0  thin      1 GiB thin (sparse) file volume, 512-byte blocks: the volume under test
+//   LUN 1  golden    64 MiB read-only volume
+//   LUN 2  thin512e  1 GiB thin volume with physicalBlockSize 4096 (8 logical blocks per physical)
+//   LUN 3  sealed    256 MiB thin volume with encryption at rest (AES-256-XTS)
+// and runs these passes of `iscsi-test-cu -d -S -v` (each with a -t list file written to
+// conformance-results/tests-PASS.txt):
+//   main                every suite but Sanitize on LUN 0, multipath URL given twice
+//   sanitize            the Sanitize suite on LUN 0, one URL. With two URLs the suite's second
+//                       session is the multipath one, which stays logged in for the whole suite:
+//                       Sanitize.Reservations leaves it holding a RESERVE(6) it never releases,
+//                       so the next test's SANITIZE is (rightly) refused with RESERVATION
+//                       CONFLICT. With one URL libiscsi opens and logs out a second session
+//                       per test, and the I_T nexus loss releases the reservation (SPC-4).
+//   sanitize-encrypted  the Sanitize suite but Reset on LUN 3: CRYPTOGRAPHIC ERASE is offered
+//                       only where there is a key to destroy (Reset exercises an OVERWRITE's
+//                       progress across resets, and costs a 60 s poll: LUN 0 covers it)
+//   lbppb               CompareAndWrite, WriteSame10/16, Unmap, ReadCapacity16 on LUN 2: five
+//                       of their tests skip unless a physical block holds several logical ones.
+//                       GetLBAStatus stays on LUN 0: libiscsi 1.19's UnmapSingle asks for the
+//                       status of LBA i+1 and demands a first descriptor starting at i+LBPPB,
+//                       which SBC-3 forbids (the first descriptor describes the starting LBA)
+//                       whenever LBPPB > 1, so no conforming target passes it there.
+//   readonly            the ReadOnly suite on LUN 1
+// Each pass has a hard timeout and an inactivity watchdog; if the daemon exits during a pass, or
+// a pass hangs, it is killed, the later passes are not run and the whole thing fails loudly.
 //
 // Verdicts: one per distinct SUITE.TEST name of the ALL family (230 in libiscsi 1.19), named as
 // in test/interop/baselines/tgt-1.0.85-libiscsi-1.19.txt. CUnit "passed" with a "[SKIPPED]"
-// message inside the test is a SKIP; CUnit "FAILED" is a FAIL; a test seen in both runs keeps
-// the stronger verdict (FAIL > PASS > SKIP), so ReadOnly.ReadOnlySBC counts from the read-only LUN.
+// message inside the test is a SKIP; CUnit "FAILED" is a FAIL; a test seen in several passes keeps
+// the stronger verdict (FAIL > PASS > SKIP): a failure anywhere counts, and e.g.
+// ReadOnly.ReadOnlySBC counts from the read-only LUN.
 //
 // A regression is a test that conformance-expected.txt says PASS and that is not PASS now: the
 // script exits 1 and lists them. Raw logs, the daemon's log and results.json go to
@@ -673,18 +694,33 @@ targets:
  * What is known about a test's failure beyond its log line (shown in docs/conformance.md while
  * the test fails). Keep each to what was verified.
  */
-export const NOTES: Record<string, string> = {
-  'Sanitize.Reset':
-    'libiscsi 1.19 multipath interplay: Sanitize.Reservations takes a RESERVE(6) on the second (multipath) ' +
-    'session and never releases it; that session stays logged in, so the SANITIZE of Sanitize.Reset from the first ' +
-    'initiator gets RESERVATION CONFLICT and no sanitize is in progress. The test passes when the Sanitize suite ' +
-    'runs with only the LUN 0 URL (`iscsi-test-cu -d -S -t ALL.Sanitize`, no multipath URL).',
-};
+export const NOTES: Record<string, string> = {};
 
 const RUN_DESCRIPTION = [
-  `\`iscsi-test-cu -d -S -v -t ALL <lun0> <lun0>\` against LUN 0, a 1 GiB thin (sparse) file volume,`,
-  'with the multipath URL given twice; then `iscsi-test-cu -d -S -v -t ALL.ReadOnly <lun1>` against LUN 1,',
-  'a 64 MiB read-only volume. The `ALL` family holds every distinct test once.',
+  'One daemon, one target, four LUNs, five passes of `iscsi-test-cu -d -S -v` (test/interop/conformance.ts):',
+  '',
+  '| pass | LUN | tests |',
+  '|---|---|---|',
+  '| main | 0: 1 GiB thin file volume, 512-byte blocks, multipath URL given twice | every suite but Sanitize |',
+  '| sanitize | 0, one URL | Sanitize |',
+  '| sanitize-encrypted | 3: 256 MiB thin volume, `encryption: true` (AES-256-XTS), one URL | Sanitize but Reset |',
+  '| lbppb | 2: 1 GiB thin volume, `physicalBlockSize: 4096` (512e) | CompareAndWrite, WriteSame10/16, Unmap, ReadCapacity16 |',
+  '| readonly | 1: 64 MiB read-only volume | ReadOnly |',
+  '',
+  'A test run in several passes keeps its strongest verdict (FAIL > PASS > SKIP): a failure in any pass counts.',
+  '',
+  '- **Sanitize runs with one URL.** With the multipath URL twice, libiscsi uses the second session for the',
+  '  whole suite; Sanitize.Reservations leaves a RESERVE(6) on it that nothing releases, and the SANITIZE of the',
+  '  next test, Sanitize.Reset, is then correctly refused with RESERVATION CONFLICT (SPC-2 reservations end only',
+  '  with RELEASE, a reset or the loss of the I_T nexus). With one URL each test opens and logs out its own',
+  '  second session, whose loss releases the reservation.',
+  '- **CRYPTOGRAPHIC ERASE needs a key to destroy**, so it is offered (REPORT SUPPORTED OPERATION CODES, VPD B1h',
+  '  WACEREQ) only on encrypted volumes; the CryptoErase tests pass on LUN 3 and skip on LUN 0.',
+  '- **Five tests need several logical blocks per physical block** (they skip with "LBPPB < 2" on LUN 0) and',
+  '  pass on LUN 2. GetLBAStatus.UnmapSingle is run on LUN 0 only: for LBPPB > 1, libiscsi 1.19 asks for the',
+  '  status of LBA i+1 and demands a first descriptor starting at i+LBPPB, while SBC-3 (GET LBA STATUS) has the',
+  '  first descriptor describe the starting LBA, so no conforming target can pass it there.',
+  '',
 ];
 
 function fmtDuration(ms: number): string {
