@@ -1,6 +1,7 @@
 // libiscsi's iscsi-test-cu against the real daemon (the same run as `npm run test:conformance`):
 // no test that test/interop/conformance-expected.txt lists as PASS may stop passing, and the
-// target must neither crash nor hang. Takes about a minute.
+// target must neither crash nor hang. Takes about two and a half minutes (Sanitize.Reset alone
+// polls for 60 s).
 //
 // Outside CI, SKIP_CONFORMANCE=1 skips the run (CI always runs it); a missing iscsi-test-cu
 // skips it outside CI and fails in CI. The parser tests below need no tools.
