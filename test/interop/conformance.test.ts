@@ -9,7 +9,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { requireTools } from '../helpers/daemon';
-import { compare, parseCuOutput, report, runConformance, type Verdict } from './conformance';
+import { compare, parseCuOutput, planPasses, report, runConformance, testList, type Verdict } from './conformance';
 
 // Shaped like iscsi-test-cu 1.19's CUnit verbose output (suite set-up chatter included).
 const SAMPLE = [
@@ -73,6 +73,31 @@ describe('iscsi-test-cu output parsing', () => {
     assert.deepEqual(c.regressions.map((x) => x.name), ['Reserve6.ITNexusLoss']);
     assert.deepEqual(c.improvements.map((x) => x.name), ['Reserve6.LUNReset', 'Reserve6.Simple']);
     assert.deepEqual(c.changes.map((x) => `${x.name} ${x.was}->${x.now}`), ['Inquiry.BlockLimits FAIL->SKIP']);
+  });
+});
+
+describe('conformance passes', () => {
+  const all = ['Read10.Simple', 'Read10.BeyondEol', 'Sanitize.Overwrite', 'Sanitize.Reset', 'WriteSame10.UnmapUnaligned', 'ReadOnly.ReadOnlySBC', 'GetLBAStatus.UnmapSingle'];
+  const suites = ['Read10', 'GetLBAStatus', 'ReadOnly', 'Sanitize', 'WriteSame10'];
+
+  test('a -t list takes whole suites as ALL.SUITE, parts of one test by test, in the listed order', () => {
+    assert.deepEqual(testList(['Sanitize.Reset', 'Read10.Simple', 'Read10.BeyondEol'], suites, all), [
+      'ALL.Read10',
+      'ALL.Sanitize.Reset',
+    ]);
+  });
+
+  test('Sanitize runs single-path (and without Reset on the encrypted LUN), LBPPB tests on the 512e LUN; every test runs', () => {
+    const passes = new Map(planPasses(all, 'iscsi://h/t').map((p) => [p.name, p]));
+    assert.deepEqual(passes.get('main')!.urls, ['iscsi://h/t/0', 'iscsi://h/t/0']);
+    assert.ok(!passes.get('main')!.tests.some((n) => n.startsWith('Sanitize.')));
+    assert.deepEqual(passes.get('sanitize')!, { name: 'sanitize', tests: ['Sanitize.Overwrite', 'Sanitize.Reset'], urls: ['iscsi://h/t/0'] });
+    assert.deepEqual(passes.get('sanitize-encrypted')!.tests, ['Sanitize.Overwrite']);
+    assert.deepEqual(passes.get('sanitize-encrypted')!.urls, ['iscsi://h/t/3']);
+    assert.deepEqual(passes.get('lbppb')!.tests, ['WriteSame10.UnmapUnaligned']);
+    assert.deepEqual(passes.get('readonly')!.urls, ['iscsi://h/t/1']);
+    const covered = new Set([...passes.values()].flatMap((p) => p.tests));
+    assert.deepEqual([...covered].sort(), [...all].sort());
   });
 });
 

@@ -430,7 +430,7 @@ export function testList(tests: readonly string[], suites: readonly string[], al
 /**
  * Tests that need more than one logical block per physical block (they skip with "LBPPB < 2"
  * on LUN 0): run on LUN 2, a 512e volume (physicalBlockSize 4096), with the rest of their
- * suites. GetLBAStatus is not among them: see NOTES_512E.
+ * suites. GetLBAStatus is not among them (see the header).
  */
 export const LBPPB_SUITES = ['CompareAndWrite', 'WriteSame10', 'WriteSame16', 'Unmap', 'ReadCapacity16'];
 
