@@ -5,7 +5,7 @@
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Config, TargetConfig } from '../config/model';
+import { LIMIT_DEFAULTS, type Config, type LimitsConfig, type TargetConfig } from '../config/model';
 import { resolveAccess } from '../acl/access';
 import { FileBackstore } from '../backstore/file';
 import { openBackstore } from '../backstore/open';
@@ -21,6 +21,8 @@ export interface ServerOptions {
   logger: Logger;
   limits?: Partial<TargetLimits>;
   timeouts?: Partial<ConnectionHost['timeouts']>;
+  /** Overrides of the config's `limits:` (tests). */
+  bounds?: Partial<LimitsConfig>;
 }
 
 /** The one target portal group every portal belongs to. */
@@ -31,6 +33,8 @@ export class TargetServer implements ConnectionHost {
   readonly limits: TargetLimits;
   readonly tpgt = TPGT;
   readonly timeouts: ConnectionHost['timeouts'];
+  /** Resource bounds: config `limits:` over defaults (see LimitsConfig). */
+  readonly bounds: LimitsConfig;
   readonly addresses: { host: string; port: number }[] = [];
   private config: Config;
   private readonly listeners: net.Server[] = [];
@@ -48,8 +52,10 @@ export class TargetServer implements ConnectionHost {
   private constructor(opts: ServerOptions) {
     this.config = opts.config;
     this.logger = opts.logger;
-    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
-    this.timeouts = { loginMs: 15000, nopIntervalMs: 10000, nopTimeoutMs: 30000, ...opts.timeouts };
+    this.bounds = { ...LIMIT_DEFAULTS, ...opts.config.limits, ...opts.bounds };
+    const b = this.bounds;
+    this.limits = { ...DEFAULT_LIMITS, queueDepth: b.queueDepth, ...opts.limits };
+    this.timeouts = { loginMs: b.loginTimeoutMs, nopIntervalMs: b.nopIntervalMs, nopTimeoutMs: b.nopTimeoutMs, ...opts.timeouts };
     for (const t of opts.config.targets) this.targets.set(t.iqn.toLowerCase(), t);
   }
 
@@ -124,9 +130,29 @@ export class TargetServer implements ConnectionHost {
       socket.destroy();
       return;
     }
+    if (this.connections.size >= this.bounds.maxConnections) {
+      this.refuseConnection(socket);
+      return;
+    }
     const conn = new Connection(socket, this, this.nextConnId++);
     this.connections.add(conn);
     socket.on('close', () => this.connections.delete(conn));
+  }
+
+  private lastRefusalLog = 0;
+
+  /** Over `limits.maxConnections`: close at once (nothing is read), logged at most once a second. */
+  private refuseConnection(socket: net.Socket): void {
+    socket.on('error', () => undefined);
+    socket.destroy();
+    const now = Date.now();
+    if (now - this.lastRefusalLog >= 1000) {
+      this.lastRefusalLog = now;
+      this.logger.warn(
+        { peer: `${socket.remoteAddress}:${socket.remotePort}`, maxConnections: this.bounds.maxConnections },
+        'connection refused: too many connections',
+      );
+    }
   }
 
   /** Stop accepting, let in-flight commands finish, close sessions, flush and close volumes. */
@@ -192,6 +218,17 @@ export class TargetServer implements ConnectionHost {
 
   sessionExists(tsih: number): boolean {
     for (const s of this.sessions.keys()) if (s.tsih === tsih) return true;
+    return false;
+  }
+
+  /** Under `limits.maxSessions`? A reinstatement (same initiator, ISID, target) replaces one, so it always may. */
+  mayOpenSession(initiatorName: string, isid: Buffer, targetName: string | undefined): boolean {
+    if (this.sessions.size < this.bounds.maxSessions) return true;
+    for (const s of this.sessions.keys()) {
+      if (s.initiatorName.toLowerCase() === initiatorName.toLowerCase() && s.isid.equals(isid) && s.targetName === targetName) {
+        return true;
+      }
+    }
     return false;
   }
 
