@@ -89,7 +89,7 @@ export class RawPeer {
 
   /** Resolves true when the target closed within `ms`. */
   async closesWithin(ms: number): Promise<boolean> {
-    await Promise.race([this.closedP, new Promise((r) => setTimeout(r, ms))]);
+    await Promise.race([this.closedP, new Promise((r) => setTimeout(r, ms).unref())]);
     return this.closed;
   }
 
