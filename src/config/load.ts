@@ -681,6 +681,7 @@ const LIMIT_KEYS: Record<string, { kind: 'count' | 'seconds' | 'bytes' | 'bool';
   queueDepth: { kind: 'count', lo: 1, hi: 65536 },
   maxImmediateCommands: { kind: 'count', lo: 1, hi: 1024 },
   connectionBuffer: { kind: 'bytes', lo: 1024 * 1024, hi: 64 * 1024 * 1024 * 1024 },
+  shutdownGrace: { kind: 'seconds', lo: 0, hi: 600 },
 };
 export const LIMITS_KEYS = Object.keys(LIMIT_KEYS);
 
@@ -723,6 +724,7 @@ function parseLimits(c: Checker, e: Entry): LimitsConfig | undefined {
       case 'nopInterval': out.nopIntervalMs = Math.round(n * 1000); break;
       case 'nopTimeout': out.nopTimeoutMs = Math.round(n * 1000); break;
       case 'connectionBuffer': out.connectionBufferBytes = n; break;
+      case 'shutdownGrace': out.shutdownGraceMs = Math.round(n * 1000); break;
       default: (out as unknown as Record<string, number>)[le.name] = n;
     }
   }

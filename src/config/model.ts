@@ -82,6 +82,8 @@ export interface LimitsConfig {
   maxImmediateCommands: number;
   /** Bytes of command data (Expected Data Transfer Length) in flight per connection. */
   connectionBufferBytes: number;
+  /** On shutdown, how long initiators get to log out after the Async Message asking them to. */
+  shutdownGraceMs: number;
 }
 
 export const LIMIT_DEFAULTS: LimitsConfig = {
@@ -94,4 +96,5 @@ export const LIMIT_DEFAULTS: LimitsConfig = {
   queueDepth: 128,
   maxImmediateCommands: 16,
   connectionBufferBytes: 256 * 1024 * 1024,
+  shutdownGraceMs: 5000,
 };

@@ -100,6 +100,9 @@ export class Connection {
   private heldBytes = 0;
   private immediateRunning = 0;
   private readonly bounds: LimitsConfig;
+  /** Settles when the socket has closed. */
+  readonly closedP: Promise<void>;
+  private logoutRequested = false;
 
   constructor(
     readonly socket: Socket,
@@ -122,6 +125,7 @@ export class Connection {
       this.parser.push(chunk);
     });
     socket.on('error', (err) => this.log.warn({ err: err.message }, 'socket error'));
+    this.closedP = new Promise((r) => socket.once('close', () => r()));
     socket.on('close', () => this.onClose());
     socket.on('drain', () => socket.resume());
     this.loginTimer = setTimeout(() => {
@@ -170,6 +174,50 @@ export class Connection {
       maxCmdSN: this.maxCmdSN,
       dataSN: 0,
       data: Buffer.from(bhs.subarray(0, 48)),
+    });
+  }
+
+  /**
+   * Shutdown: ask the initiator to log out within `seconds` (Async Message, AsyncEvent 1,
+   * RFC 7143 §11.9.1). A connection still in login, or a Discovery session, just closes.
+   * Resolves when the connection is gone.
+   */
+  requestLogout(seconds: number): Promise<void> {
+    const session = this.session;
+    if (!session || session.type === 'Discovery' || this.closed) {
+      this.destroy();
+      return this.closedP;
+    }
+    if (!this.logoutRequested && !this.loggingOut) {
+      this.logoutRequested = true;
+      this.log.info({ seconds }, 'asking the initiator to log out (target shutting down)');
+      this.sendAsync(1, 0, 0, Math.min(0xffff, Math.max(0, Math.ceil(seconds))));
+    }
+    return this.closedP;
+  }
+
+  /** The initiator did not log out in time: say the connection is dropped (AsyncEvent 2), then close. */
+  dropAfterLogoutRequest(): void {
+    if (this.session && !this.closed && this.logoutRequested) {
+      this.sendAsync(2, this.session.cid, this.session.params.defaultTime2Wait, this.session.params.defaultTime2Retain);
+    }
+    this.socket.end();
+    setTimeout(() => this.destroy(), 200).unref();
+  }
+
+  private sendAsync(event: number, p1: number, p2: number, p3: number): void {
+    this.send({
+      op: Op.AsyncMessage,
+      lun: 0n,
+      statSN: this.takeStatSN(),
+      expCmdSN: this.expCmdSN,
+      maxCmdSN: this.maxCmdSN,
+      asyncEvent: event,
+      asyncVCode: 0,
+      parameter1: p1,
+      parameter2: p2,
+      parameter3: p3,
+      data: EMPTY,
     });
   }
 

@@ -160,13 +160,14 @@ export class TargetServer implements ConnectionHost {
     this.stopping = true;
     // close() stops accepting at once but calls back only when every connection is gone.
     const closed = this.listeners.map((l) => new Promise<void>((r) => l.close(() => r())));
+    await this.askLogouts();
     const running: Promise<void>[] = [];
     for (const session of this.sessions.keys()) {
       for (const c of session.tasks.values()) if (c.finished) running.push(c.finished);
     }
     // In-flight commands get a bounded time to finish and answer.
     await Promise.race([Promise.all(running), delay(10000)]);
-    for (const conn of this.connections) conn.destroy();
+    for (const conn of this.connections) conn.dropAfterLogoutRequest();
     await Promise.all(closed);
     for (const lu of this.units.values()) {
       try {
@@ -176,6 +177,21 @@ export class TargetServer implements ConnectionHost {
       }
     }
     this.units.clear();
+  }
+
+  /**
+   * Shutdown, first step: every logged-in initiator is asked to log out (Async Message,
+   * AsyncEvent 1, Parameter3 = limits.shutdownGrace in seconds) and given that long to do
+   * it; stop() then lets their in-flight commands finish and drops them (AsyncEvent 2).
+   */
+  private async askLogouts(): Promise<void> {
+    const graceMs = this.bounds.shutdownGraceMs;
+    const conns = [...this.connections];
+    if (conns.length === 0) return;
+    const gone = conns.map((c) => c.requestLogout(graceMs / 1000));
+    await Promise.race([Promise.all(gone), delay(graceMs)]);
+    const stayed = conns.filter((c) => !c.socket.destroyed && this.connections.has(c));
+    if (stayed.length > 0) this.logger.warn({ connections: stayed.length }, 'initiators did not log out in time; dropping them');
   }
 
   // ------------------------------------------------------------ LoginHost
