@@ -223,6 +223,11 @@ export class TargetServer implements ConnectionHost {
     this.loginFailures.set(address, { count, last: now });
     if (this.loginFailures.size > 10000) {
       for (const [a, f] of this.loginFailures) if (now - f.last >= 60000) this.loginFailures.delete(a);
+      // Many addresses failing at once (IPv6 makes that cheap): forget the oldest, stay bounded.
+      for (const a of this.loginFailures.keys()) {
+        if (this.loginFailures.size <= 10000) break;
+        this.loginFailures.delete(a);
+      }
     }
     // The first few are answered at once (typos happen); then 0.5 s, 1 s, 2 s ... up to 5 s.
     return count <= 5 ? 0 : Math.min(5000, 500 * 2 ** (count - 6));
