@@ -103,6 +103,7 @@ export class Connection {
   /** Settles when the socket has closed. */
   readonly closedP: Promise<void>;
   private logoutRequested = false;
+  private badPdus = 0;
 
   constructor(
     readonly socket: Socket,
@@ -237,7 +238,9 @@ export class Connection {
   // ---------------------------------------------------------------- input
 
   private onParseError(err: PduError): void {
-    this.log.warn({ kind: err.kind, fatal: err.fatal }, `bad PDU: ${err.message}`);
+    // A peer repeating bad PDUs on one connection must not flood the log.
+    if (++this.badPdus <= 10) this.log.warn({ kind: err.kind, fatal: err.fatal }, `bad PDU: ${err.message}`);
+    else if (this.badPdus === 11) this.log.warn('more bad PDUs from this peer; not logging each one');
     if (err.kind === 'data-too-long' && this.session && err.bhs) {
       // More data than our MaxRecvDataSegmentLength: a protocol error (RFC 7143 §11.17.1,
       // as LIO answers it). Its data is never buffered, so the stream cannot be resynced:

@@ -111,6 +111,7 @@ test('FUA writes and SYNCHRONIZE CACHE reach fdatasync (strace)', { skip: noStra
   const proc = spawn('strace', ['-f', '-qq', '-e', 'trace=fdatasync', '-o', trace, process.execPath, BIN, 'serve', '--config', cfg], {
     env: { ...process.env, LOG_LEVEL: 'error' },
     stdio: 'ignore',
+    detached: true, // its own process group: strace and the daemon under it are stopped together
   });
   const exited = new Promise((r) => proc.once('exit', r));
   try {
@@ -137,9 +138,15 @@ test('FUA writes and SYNCHRONIZE CACHE reach fdatasync (strace)', { skip: noStra
     assert.ok(afterSync - afterPlain >= 1, 'SYNCHRONIZE CACHE calls fdatasync');
     await ini.logout();
   } finally {
-    proc.kill('SIGTERM');
+    // SIGTERM to the group: killing strace alone would detach it and leave the daemon running.
+    process.kill(-proc.pid!, 'SIGTERM');
     await Promise.race([exited, new Promise((r) => setTimeout(r, 10000).unref())]);
-    if (proc.exitCode === null) proc.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 500));
+    try {
+      process.kill(-proc.pid!, 'SIGKILL');
+    } catch {
+      // the group is gone already
+    }
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
