@@ -95,8 +95,8 @@ export class Connection {
   private pingTtt = 0;
   private pingSentAt = 0;
   private lastHeard = Date.now();
-  /** What each admitted SCSI command holds against this connection's bounds. */
-  private readonly held = new Map<Command, { bytes: number; immediate: boolean }>();
+  /** Bytes each admitted SCSI command holds against this connection's budget. */
+  private readonly held = new Map<Command, number>();
   private heldBytes = 0;
   private immediateRunning = 0;
   private readonly bounds: LimitsConfig;
@@ -586,18 +586,17 @@ export class Connection {
   }
 
   private hold(cmd: Command): void {
-    const h = { bytes: cmd.expectedLength, immediate: cmd.immediate };
-    this.held.set(cmd, h);
-    this.heldBytes += h.bytes;
-    if (h.immediate) this.immediateRunning++;
+    this.held.set(cmd, cmd.expectedLength);
+    this.heldBytes += cmd.expectedLength;
+    if (cmd.immediate) this.immediateRunning++;
   }
 
   private release(cmd: Command): void {
-    const h = this.held.get(cmd);
-    if (!h) return;
+    const bytes = this.held.get(cmd);
+    if (bytes === undefined) return;
     this.held.delete(cmd);
-    this.heldBytes -= h.bytes;
-    if (h.immediate) this.immediateRunning--;
+    this.heldBytes -= bytes;
+    if (cmd.immediate) this.immediateRunning--;
   }
 
   /** Data and commands this connection holds now (for tests and metrics). */
