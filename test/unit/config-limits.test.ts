@@ -13,7 +13,7 @@ test('no limits key: the model leaves limits out (defaults apply)', () => {
 
 test('limits: given keys override defaults, seconds become milliseconds, sizes parse', () => {
   const c = parseConfig(
-    base + 'limits:\n  maxSessions: 4\n  loginTimeout: 2.5\n  nopInterval: 0\n  connectionBuffer: 64MiB\n  dropIdlePeers: true\n',
+    base + 'limits:\n  maxSessions: 4\n  loginTimeout: 2.5\n  nopInterval: 0\n  connectionBuffer: 64MiB\n  dropIdlePeers: true\n  shutdownGrace: 0.5\n',
     'c.yaml',
   );
   assert.deepEqual(c.limits, {
@@ -23,6 +23,7 @@ test('limits: given keys override defaults, seconds become milliseconds, sizes p
     nopIntervalMs: 0,
     connectionBufferBytes: 64 * 1024 * 1024,
     dropIdlePeers: true,
+    shutdownGraceMs: 500,
   });
 });
 
