@@ -21,6 +21,7 @@ import {
   type YAMLSeq,
 } from 'yaml';
 import type { AclConfig, ChapCredentials, Config, Portal, TargetConfig, VolumeConfig } from './model';
+import { LIMIT_DEFAULTS, type LimitsConfig } from './model';
 import { iscsiNameProblem, normalizeIscsiName } from './names';
 import { formatPortal, isWildcardHost, parsePortal } from './portal';
 import { formatSize, tryParseSize } from './size';
@@ -74,7 +75,7 @@ export interface ParsedConfig {
   document: Document;
 }
 
-export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery'] as const;
+export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'limits'] as const;
 export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'physicalBlockSize', 'encryption', 'memory', 'shared'] as const;
 export const DISCOVERY_KEYS = ['chap', 'mutual'] as const;
 export const TARGET_KEYS = ['iqn', 'luns', 'acls'] as const;
@@ -451,6 +452,13 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
     }
   }
 
+  // --- limits: resource bounds and timers ---
+  const limitsE = get('limits');
+  if (limitsE && !c.isEmpty(limitsE.value)) {
+    const limits = parseLimits(c, limitsE);
+    if (limits) config.limits = limits;
+  }
+
   // --- cross checks and warnings (about a config without errors: with errors, targets or
   // volumes are missing from the model and these would mislead) ---
   if (c.errors.length === 0) crossCheck(c, config, targetLocs, volumeLocs);
@@ -691,6 +699,67 @@ function parseLuns(
     luns.set(n, vol);
   }
   return c.errors.length > before ? undefined : luns;
+}
+
+/** `limits:` keys: [name, kind, lowest, highest]. Times are seconds (fractions allowed). */
+const LIMIT_KEYS: Record<string, { kind: 'count' | 'seconds' | 'bytes' | 'bool'; lo: number; hi: number }> = {
+  maxConnections: { kind: 'count', lo: 1, hi: 65535 },
+  maxSessions: { kind: 'count', lo: 1, hi: 65535 },
+  loginTimeout: { kind: 'seconds', lo: 1, hi: 3600 },
+  nopInterval: { kind: 'seconds', lo: 0, hi: 3600 },
+  nopTimeout: { kind: 'seconds', lo: 1, hi: 3600 },
+  dropIdlePeers: { kind: 'bool', lo: 0, hi: 1 },
+  queueDepth: { kind: 'count', lo: 1, hi: 65536 },
+  maxImmediateCommands: { kind: 'count', lo: 1, hi: 1024 },
+  connectionBuffer: { kind: 'bytes', lo: 1024 * 1024, hi: 64 * 1024 * 1024 * 1024 },
+  shutdownGrace: { kind: 'seconds', lo: 0, hi: 600 },
+};
+export const LIMITS_KEYS = Object.keys(LIMIT_KEYS);
+
+/** The `limits:` mapping; keys left out keep LIMIT_DEFAULTS. */
+function parseLimits(c: Checker, e: Entry): LimitsConfig | undefined {
+  const m = c.map(e.value, e.keyNode, e.key, 'limits');
+  if (!m) return undefined;
+  const before = c.errors.length;
+  const out: LimitsConfig = { ...LIMIT_DEFAULTS };
+  for (const le of c.entries(m, e.key, LIMITS_KEYS)) {
+    const spec = LIMIT_KEYS[le.name]!;
+    const v = isScalar(le.value) ? le.value.value : undefined;
+    if (spec.kind === 'bool') {
+      const b = c.bool(le);
+      if (b !== undefined) out.dropIdlePeers = b;
+      continue;
+    }
+    let n: number | undefined;
+    if (spec.kind === 'bytes') {
+      const r = v === null || v === undefined ? undefined : tryParseSize(v as string | number);
+      if (!r || !r.ok) {
+        c.error(le.value ?? le.keyNode, le.key, `must be a size such as 256MiB${r && !r.ok ? `: ${r.error}` : ''}`);
+        continue;
+      }
+      n = r.bytes;
+    } else if (typeof v === 'number' && Number.isFinite(v) && (spec.kind === 'seconds' || Number.isInteger(v))) {
+      n = v;
+    } else {
+      const what = spec.kind === 'seconds' ? 'a number of seconds' : 'a whole number';
+      c.error(le.value ?? le.keyNode, le.key, `must be ${what}, not ${describe(le.value)}`);
+      continue;
+    }
+    if (n < spec.lo || n > spec.hi) {
+      const fmt = (x: number) => (spec.kind === 'bytes' ? formatSize(x) : String(x));
+      c.error(le.value, le.key, `must be between ${fmt(spec.lo)} and ${fmt(spec.hi)}${spec.kind === 'seconds' ? ' seconds' : ''}, not ${fmt(n)}`);
+      continue;
+    }
+    switch (le.name) {
+      case 'loginTimeout': out.loginTimeoutMs = Math.round(n * 1000); break;
+      case 'nopInterval': out.nopIntervalMs = Math.round(n * 1000); break;
+      case 'nopTimeout': out.nopTimeoutMs = Math.round(n * 1000); break;
+      case 'connectionBuffer': out.connectionBufferBytes = n; break;
+      case 'shutdownGrace': out.shutdownGraceMs = Math.round(n * 1000); break;
+      default: (out as unknown as Record<string, number>)[le.name] = n;
+    }
+  }
+  return c.errors.length > before ? undefined : out;
 }
 
 function parseChap(c: Checker, e: Entry): ChapCredentials | undefined {

@@ -66,4 +66,46 @@ export interface Config {
   targets: TargetConfig[];
   /** CHAP required of every Discovery session (optional). */
   discovery?: { chap?: ChapCredentials; mutual?: ChapCredentials };
+  /** Resource limits and timers (`limits:`); every field has a default (see LIMIT_DEFAULTS). */
+  limits?: LimitsConfig;
 }
+
+/**
+ * What one hostile or broken peer may cost the target, and when silent peers are dropped.
+ * Times are in milliseconds here (seconds in the YAML).
+ */
+export interface LimitsConfig {
+  /** TCP connections at once, logged in or not; more are closed at accept. */
+  maxConnections: number;
+  /** Sessions (Normal and Discovery) at once; a login beyond it gets "out of resources". */
+  maxSessions: number;
+  /** A connection that has not completed login by then is closed. */
+  loginTimeoutMs: number;
+  /** Send a NOP-In ping after this long without hearing from the initiator (0: never). */
+  nopIntervalMs: number;
+  /** An unanswered ping older than this drops the peer, if it owes data (or dropIdlePeers). */
+  nopTimeoutMs: number;
+  /** Also drop idle peers that do not answer pings (off: synchronous initiators never answer while idle). */
+  dropIdlePeers: boolean;
+  /** The CmdSN window: commands queued per session (MaxCmdSN - ExpCmdSN + 1). */
+  queueDepth: number;
+  /** Immediate (I bit) SCSI commands running at once per session, beyond the window. */
+  maxImmediateCommands: number;
+  /** Bytes of command data (Expected Data Transfer Length) in flight per connection. */
+  connectionBufferBytes: number;
+  /** On shutdown, how long initiators get to log out after the Async Message asking them to. */
+  shutdownGraceMs: number;
+}
+
+export const LIMIT_DEFAULTS: LimitsConfig = {
+  maxConnections: 256,
+  maxSessions: 128,
+  loginTimeoutMs: 15000,
+  nopIntervalMs: 10000,
+  nopTimeoutMs: 30000,
+  dropIdlePeers: false,
+  queueDepth: 128,
+  maxImmediateCommands: 16,
+  connectionBufferBytes: 256 * 1024 * 1024,
+  shutdownGraceMs: 5000,
+};

@@ -40,6 +40,8 @@ export interface InitiatorOptions {
   mutual?: { user: string; secret: string };
   /** CHAP_A list to offer (default "7,5": SHA-256 then MD5). */
   chapAlgorithms?: string;
+  /** Log out when the target asks to (Async Message, AsyncEvent 1). Default true. */
+  honorLogoutRequest?: boolean;
 }
 
 export class LoginError extends Error {
@@ -99,6 +101,7 @@ export class Initiator {
   private loginWaiter?: { resolve(r: LoginResponse): void; reject(e: Error): void };
   private digests = { headerDigest: false, dataDigest: false };
   private closed = false;
+  private loggingOut = false;
   private closeError?: Error;
   /** Target-initiated PDUs we do not match to a request (Async, NOP-In pings, Reject). */
   readonly unsolicited: TargetPdu[] = [];
@@ -400,9 +403,18 @@ export class Initiator {
         this.settle(p.itt, p.response);
         return;
       case Op.Reject:
+        this.statusPdu(p.statSN, p.expCmdSN, p.maxCmdSN);
+        this.unsolicited.push(p);
+        return;
       case Op.AsyncMessage:
         this.statusPdu(p.statSN, p.expCmdSN, p.maxCmdSN);
         this.unsolicited.push(p);
+        if (p.asyncEvent === 1 && this.opts.honorLogoutRequest !== false && !this.loggingOut) {
+          // The target asks us to log out within Parameter3 seconds (RFC 7143 §11.9.1): no
+          // new commands; those already sent get their answers, then we log out.
+          this.loggingOut = true;
+          void this.logoutWhenIdle();
+        }
         return;
       default:
         return;
@@ -496,6 +508,7 @@ export class Initiator {
     } = {},
   ): Promise<CommandResult> {
     const immediate = opts.immediate ?? false;
+    if (this.loggingOut) throw new Error('the target asked us to log out: no new commands');
     const cmdSN = immediate ? this.cmdSN : await this.reserveCmdSN();
     if (this.closed) throw this.closeError ?? new Error('closed');
     const itt = this.nextItt();
@@ -679,6 +692,11 @@ export class Initiator {
     return out;
   }
 
+  private async logoutWhenIdle(): Promise<void> {
+    while (!this.closed && this.pending.size > 0) await new Promise((r) => setTimeout(r, 5));
+    if (!this.closed) await this.logout().catch(() => undefined);
+  }
+
   /** Logout (close session) and close the socket; resolves with the logout response code. */
   async logout(): Promise<number> {
     const itt = this.nextItt();
@@ -697,7 +715,8 @@ export class Initiator {
   }
 
   close(): void {
-    this.closed = true;
+    // Commands still waiting fail now rather than never settling.
+    this.fail(new Error('initiator closed'));
     this.socket?.destroy();
   }
 }

@@ -31,6 +31,7 @@ import { negotiateKeys } from './negotiation';
 import type { Command, Session } from './session';
 import { decodeLun } from './lun';
 import { TextSplitter } from './text-exchange';
+import { LIMIT_DEFAULTS, type LimitsConfig } from '../config/model';
 
 /** What a connection needs from the server beyond login checks. */
 export interface ConnectionHost extends LoginHost {
@@ -48,12 +49,18 @@ export interface ConnectionHost extends LoginHost {
   loginSucceeded(address: string): void;
   /** Connection timers. */
   readonly timeouts: { loginMs: number; nopIntervalMs: number; nopTimeoutMs: number };
+  /** Resource bounds (config `limits:`); defaults when absent. */
+  readonly bounds?: LimitsConfig;
 }
 
 /** Largest Expected Data Transfer Length we buffer for one command. */
 export const MAX_COMMAND_BYTES = 32 * 1024 * 1024;
 /** Stop reading from a peer that does not read its responses past this much queued output. */
 const WRITE_HIGH_WATER = 16 * 1024 * 1024;
+/** Text Request data a peer may continue (C bit) before it is rejected. */
+const MAX_TEXT_BYTES = 64 * 1024;
+/** Long Text Responses kept for the initiator to fetch; older ones are dropped. */
+const MAX_TEXT_SPLITTERS = 4;
 
 export const enum TmfResponse {
   Complete = 0,
@@ -82,11 +89,21 @@ export class Connection {
   /** Long Text Responses being delivered, by Target Transfer Tag. */
   private readonly textOut = new Map<number, TextSplitter>();
   private textIn: Buffer[] = [];
+  private textInBytes = 0;
   private loginTimer?: NodeJS.Timeout;
   private nopTimer?: NodeJS.Timeout;
   private pingTtt = 0;
   private pingSentAt = 0;
   private lastHeard = Date.now();
+  /** Bytes each admitted SCSI command holds against this connection's budget. */
+  private readonly held = new Map<Command, number>();
+  private heldBytes = 0;
+  private immediateRunning = 0;
+  private readonly bounds: LimitsConfig;
+  /** Settles when the socket has closed. */
+  readonly closedP: Promise<void>;
+  private logoutRequested = false;
+  private badPdus = 0;
 
   constructor(
     readonly socket: Socket,
@@ -95,6 +112,7 @@ export class Connection {
   ) {
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
     this.log = host.logger.child({ conn: id, peer: this.remote });
+    this.bounds = host.bounds ?? LIMIT_DEFAULTS;
     this.login = new LoginPhase(host, () => host.allocateTsih());
     this.parser = new PduParser({
       pdu: (pdu, bhs) => this.onPdu(pdu, bhs),
@@ -108,6 +126,7 @@ export class Connection {
       this.parser.push(chunk);
     });
     socket.on('error', (err) => this.log.warn({ err: err.message }, 'socket error'));
+    this.closedP = new Promise((r) => socket.once('close', () => r()));
     socket.on('close', () => this.onClose());
     socket.on('drain', () => socket.resume());
     this.loginTimer = setTimeout(() => {
@@ -159,6 +178,58 @@ export class Connection {
     });
   }
 
+  /**
+   * Shutdown: ask the initiator to log out within `seconds` (Async Message, AsyncEvent 1,
+   * RFC 7143 §11.9.1). A connection still in login, or a Discovery session, just closes.
+   * Resolves when the connection is gone.
+   */
+  requestLogout(seconds: number): Promise<void> {
+    const session = this.session;
+    if (!session || session.type === 'Discovery' || this.closed) {
+      this.destroy();
+      return this.closedP;
+    }
+    if (!this.logoutRequested && !this.loggingOut) {
+      this.logoutRequested = true;
+      this.log.info({ seconds }, 'asking the initiator to log out (target shutting down)');
+      this.sendAsync(1, 0, 0, Math.min(0xffff, Math.max(0, Math.ceil(seconds))));
+    }
+    return this.closedP;
+  }
+
+  /** The initiator did not log out in time: say the connection is dropped (AsyncEvent 2), then close. */
+  dropAfterLogoutRequest(): void {
+    if (this.session && !this.closed && this.logoutRequested) {
+      this.sendAsync(2, this.session.cid, this.session.params.defaultTime2Wait, this.session.params.defaultTime2Retain);
+    }
+    this.socket.end();
+    setTimeout(() => this.destroy(), 200).unref();
+  }
+
+  private sendAsync(event: number, p1: number, p2: number, p3: number): void {
+    this.send({
+      op: Op.AsyncMessage,
+      lun: 0n,
+      statSN: this.takeStatSN(),
+      expCmdSN: this.expCmdSN,
+      maxCmdSN: this.maxCmdSN,
+      asyncEvent: event,
+      asyncVCode: 0,
+      parameter1: p1,
+      parameter2: p2,
+      parameter3: p3,
+      data: EMPTY,
+    });
+  }
+
+  /** Reject a PDU, then close once the Reject is written (bounded by a second). */
+  private rejectAndClose(bhs: Buffer, reason: number): void {
+    this.reject(bhs, reason);
+    this.closed = true;
+    this.socket.end();
+    setTimeout(() => this.destroy(), 1000).unref();
+  }
+
   /** Close the connection now (no logout). */
   destroy(): void {
     if (!this.socket.destroyed) this.socket.destroy();
@@ -167,7 +238,16 @@ export class Connection {
   // ---------------------------------------------------------------- input
 
   private onParseError(err: PduError): void {
-    this.log.warn({ kind: err.kind, fatal: err.fatal }, `bad PDU: ${err.message}`);
+    // A peer repeating bad PDUs on one connection must not flood the log.
+    if (++this.badPdus <= 10) this.log.warn({ kind: err.kind, fatal: err.fatal }, `bad PDU: ${err.message}`);
+    else if (this.badPdus === 11) this.log.warn('more bad PDUs from this peer; not logging each one');
+    if (err.kind === 'data-too-long' && this.session && err.bhs) {
+      // More data than our MaxRecvDataSegmentLength: a protocol error (RFC 7143 §11.17.1,
+      // as LIO answers it). Its data is never buffered, so the stream cannot be resynced:
+      // say why, then close.
+      this.rejectAndClose(err.bhs, RejectReason.ProtocolError);
+      return;
+    }
     if (err.fatal || !this.session) {
       this.destroy();
       return;
@@ -179,6 +259,12 @@ export class Connection {
 
   private onPdu(pdu: Pdu, bhs: Buffer): void {
     if (this.closed) return;
+    if (bhs[4] !== 0 && pdu.op !== Op.ScsiCommand) {
+      // Only a SCSI Command carries AHS (RFC 7143 §11.2.1.2): anything else is garbage framing.
+      this.log.warn({ op: pdu.op, totalAhsLength: bhs[4] }, 'AHS on a PDU that carries none; closing');
+      this.destroy();
+      return;
+    }
     if (this.login) {
       if (pdu.op !== Op.LoginRequest) {
         // Anything but a Login Request before login completes is a protocol error:
@@ -342,8 +428,8 @@ export class Connection {
         // wait for a command, so an idle one that does not answer is not dead: only a
         // peer we are waiting on (Data-Out owed) is dropped. TCP keepalive catches the
         // idle dead ones.
-        if (this.waitingOnInitiator()) {
-          this.log.warn('initiator did not answer NOP-In ping while data was owed; closing');
+        if (this.bounds.dropIdlePeers || this.waitingOnInitiator()) {
+          this.log.warn('initiator did not answer NOP-In ping; closing');
           this.destroy();
           return;
         }
@@ -414,6 +500,11 @@ export class Connection {
       this.reject(bhs, RejectReason.ProtocolError);
       return;
     }
+    const refusal = this.admit(pdu);
+    if (refusal === 'reject') {
+      this.reject(bhs, RejectReason.ImmediateCommandReject);
+      return;
+    }
     session.counters.commands++;
     const edtl = pdu.expectedDataLength;
     const lun = decodeLun(pdu.lun);
@@ -446,6 +537,13 @@ export class Connection {
       aborted: false,
       startedAt: process.hrtime.bigint(),
     };
+    if (refusal === 'busy') {
+      // Over this connection's data budget: TASK SET FULL, and the initiator retries later.
+      // Unsolicited Data-Out that follows finds no waiting task and is discarded.
+      this.respond(cmd, { status: ScsiStatus.TaskSetFull });
+      return;
+    }
+    this.hold(cmd);
     if (!pdu.immediate) session.inFlight++;
     session.tasks.set(cmd.itt, cmd);
 
@@ -473,6 +571,43 @@ export class Connection {
       return;
     }
     this.sendR2Ts(cmd);
+  }
+
+  /**
+   * Bounds on a new SCSI command: 'reject' when too many immediate commands run (they
+   * bypass the CmdSN window; Reject reason 0x06 lets the initiator resend), 'busy' when its
+   * data would push this connection past its buffer budget (one command is always admitted).
+   */
+  private admit(pdu: ScsiCommand): 'ok' | 'reject' | 'busy' {
+    if (pdu.immediate && this.immediateRunning >= this.bounds.maxImmediateCommands) return 'reject';
+    const bytes = pdu.expectedDataLength;
+    if (this.heldBytes > 0 && this.heldBytes + bytes > this.bounds.connectionBufferBytes) return 'busy';
+    return 'ok';
+  }
+
+  private hold(cmd: Command): void {
+    this.held.set(cmd, cmd.expectedLength);
+    this.heldBytes += cmd.expectedLength;
+    if (cmd.immediate) this.immediateRunning++;
+  }
+
+  private release(cmd: Command): void {
+    const bytes = this.held.get(cmd);
+    if (bytes === undefined) return;
+    this.held.delete(cmd);
+    this.heldBytes -= bytes;
+    if (cmd.immediate) this.immediateRunning--;
+  }
+
+  /** Data and commands this connection holds now (for tests and metrics). */
+  get usage(): { bytes: number; commands: number; immediate: number; pendingPdus: number; parserBytes: number } {
+    return {
+      bytes: this.heldBytes,
+      commands: this.held.size,
+      immediate: this.immediateRunning,
+      pendingPdus: this.pending.size,
+      parserBytes: this.parser.pendingBytes,
+    };
   }
 
   private sendR2Ts(cmd: Command): void {
@@ -549,6 +684,7 @@ export class Connection {
     const session = this.session!;
     cmd.state = 'done';
     cmd.r2ts.clear();
+    this.release(cmd);
     session.tasks.delete(cmd.itt);
     if (!cmd.immediate) session.inFlight--;
     session.counters.errors++;
@@ -575,6 +711,7 @@ export class Connection {
       result = transportFailure(SenseKey.HardwareError, 0x44, 0x00); // INTERNAL TARGET FAILURE
     }
     cmd.state = 'done';
+    this.release(cmd);
     done();
     const session = this.session!;
     if (session.tasks.get(cmd.itt) === cmd) session.tasks.delete(cmd.itt);
@@ -675,6 +812,7 @@ export class Connection {
     cmd.task.aborted = true;
     if (!cmd.immediate) session.inFlight--;
     if (cmd.state === 'receiving') {
+      this.release(cmd);
       session.tasks.delete(cmd.itt);
       cmd.state = 'done';
       return Promise.resolve();
@@ -769,6 +907,13 @@ export class Connection {
       return;
     }
     this.textIn.push(pdu.data);
+    this.textInBytes += pdu.data.length;
+    if (this.textInBytes > MAX_TEXT_BYTES) {
+      this.textIn = [];
+      this.textInBytes = 0;
+      this.reject(bhs, RejectReason.ProtocolError);
+      return;
+    }
     if (pdu.cont) {
       // More text follows: acknowledge with an empty response carrying a TTT.
       this.send({
@@ -787,6 +932,7 @@ export class Connection {
     }
     const text = this.textIn.length === 1 ? this.textIn[0] : Buffer.concat(this.textIn);
     this.textIn = [];
+    this.textInBytes = 0;
     let pairs: Array<[string, string]>;
     try {
       pairs = parseTextKeys(text);
@@ -818,6 +964,8 @@ export class Connection {
     if (ttt !== RESERVED_TAG) this.textOut.delete(ttt);
     if (!splitter.done) {
       tag = this.allocTtt();
+      // An initiator that never fetches the rest must not pile these up: drop the oldest.
+      if (this.textOut.size >= MAX_TEXT_SPLITTERS) this.textOut.delete(this.textOut.keys().next().value!);
       this.textOut.set(tag, splitter);
     }
     this.send({

@@ -76,7 +76,12 @@ export interface LoginHost {
   chapFor(targetName: string | undefined, initiatorName: string): ChapCredentialsPair | undefined;
   /** Does an existing session have this TSIH? (adding a connection to it) */
   sessionExists(tsih: number): boolean;
+  /** May a new session start (maxSessions)? Absent: always. */
+  mayOpenSession?(initiatorName: string, isid: Buffer, targetName: string | undefined): boolean;
 }
+
+/** Login text the initiator may send across continued (C bit) PDUs before we give up. */
+export const MAX_LOGIN_TEXT_BYTES = 64 * 1024;
 
 export interface LoginOutcome {
   initiatorName: string;
@@ -105,6 +110,7 @@ export class LoginPhase {
   private stage: Stage = Stage.Security;
   private first = true;
   private pendingText: Buffer[] = [];
+  private pendingTextBytes = 0;
   private outgoing?: TextSplitter;
   private isid = Buffer.alloc(6);
   private tsih = 0;
@@ -170,12 +176,18 @@ export class LoginPhase {
     }
 
     this.pendingText.push(req.data);
+    this.pendingTextBytes += req.data.length;
+    if (this.pendingTextBytes > MAX_LOGIN_TEXT_BYTES) {
+      // An endless run of continued text would grow without bound until the login timeout.
+      return this.fail(req, LoginStatus.InitiatorError, `login text longer than ${MAX_LOGIN_TEXT_BYTES} bytes`);
+    }
     if (req.cont) {
       // More of the initiator's text follows: acknowledge with an empty response.
       return { responses: [this.response(req, Buffer.alloc(0), false)] };
     }
     const text = this.pendingText.length === 1 ? this.pendingText[0] : Buffer.concat(this.pendingText);
     this.pendingText = [];
+    this.pendingTextBytes = 0;
 
     let pairs: Array<[string, string]>;
     try {
@@ -320,6 +332,9 @@ export class LoginPhase {
         return this.fail(req, LoginStatus.AuthorizationFailure, `${name} not permitted on ${canonical}`);
       }
       this.targetName = canonical;
+    }
+    if (this.host.mayOpenSession && !this.host.mayOpenSession(name, this.isid, this.targetName)) {
+      return this.fail(req, LoginStatus.OutOfResources, 'too many sessions (limits.maxSessions)');
     }
     return undefined;
   }

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Config, TargetConfig } from '../config/model';
+import { LIMIT_DEFAULTS, type Config, type LimitsConfig, type TargetConfig } from '../config/model';
 import { resolveAccess } from '../acl/access';
 import { openBackstore, volumeFile } from '../backstore/open';
 import { LogicalUnit } from '../scsi/logical-unit';
@@ -20,6 +20,8 @@ export interface ServerOptions {
   logger: Logger;
   limits?: Partial<TargetLimits>;
   timeouts?: Partial<ConnectionHost['timeouts']>;
+  /** Overrides of the config's `limits:` (tests). */
+  bounds?: Partial<LimitsConfig>;
 }
 
 /** The one target portal group every portal belongs to. */
@@ -30,6 +32,8 @@ export class TargetServer implements ConnectionHost {
   readonly limits: TargetLimits;
   readonly tpgt = TPGT;
   readonly timeouts: ConnectionHost['timeouts'];
+  /** Resource bounds: config `limits:` over defaults (see LimitsConfig). */
+  readonly bounds: LimitsConfig;
   readonly addresses: { host: string; port: number }[] = [];
   private config: Config;
   private readonly listeners: net.Server[] = [];
@@ -47,8 +51,10 @@ export class TargetServer implements ConnectionHost {
   private constructor(opts: ServerOptions) {
     this.config = opts.config;
     this.logger = opts.logger;
-    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
-    this.timeouts = { loginMs: 15000, nopIntervalMs: 10000, nopTimeoutMs: 30000, ...opts.timeouts };
+    this.bounds = { ...LIMIT_DEFAULTS, ...opts.config.limits, ...opts.bounds };
+    const b = this.bounds;
+    this.limits = { ...DEFAULT_LIMITS, queueDepth: b.queueDepth, ...opts.limits };
+    this.timeouts = { loginMs: b.loginTimeoutMs, nopIntervalMs: b.nopIntervalMs, nopTimeoutMs: b.nopTimeoutMs, ...opts.timeouts };
     for (const t of opts.config.targets) this.targets.set(t.iqn.toLowerCase(), t);
   }
 
@@ -124,9 +130,29 @@ export class TargetServer implements ConnectionHost {
       socket.destroy();
       return;
     }
+    if (this.connections.size >= this.bounds.maxConnections) {
+      this.refuseConnection(socket);
+      return;
+    }
     const conn = new Connection(socket, this, this.nextConnId++);
     this.connections.add(conn);
     socket.on('close', () => this.connections.delete(conn));
+  }
+
+  private lastRefusalLog = 0;
+
+  /** Over `limits.maxConnections`: close at once (nothing is read), logged at most once a second. */
+  private refuseConnection(socket: net.Socket): void {
+    socket.on('error', () => undefined);
+    socket.destroy();
+    const now = Date.now();
+    if (now - this.lastRefusalLog >= 1000) {
+      this.lastRefusalLog = now;
+      this.logger.warn(
+        { peer: `${socket.remoteAddress}:${socket.remotePort}`, maxConnections: this.bounds.maxConnections },
+        'connection refused: too many connections',
+      );
+    }
   }
 
   /** Stop accepting, let in-flight commands finish, close sessions, flush and close volumes. */
@@ -134,13 +160,14 @@ export class TargetServer implements ConnectionHost {
     this.stopping = true;
     // close() stops accepting at once but calls back only when every connection is gone.
     const closed = this.listeners.map((l) => new Promise<void>((r) => l.close(() => r())));
+    await this.askLogouts();
     const running: Promise<void>[] = [];
     for (const session of this.sessions.keys()) {
       for (const c of session.tasks.values()) if (c.finished) running.push(c.finished);
     }
     // In-flight commands get a bounded time to finish and answer.
     await Promise.race([Promise.all(running), delay(10000)]);
-    for (const conn of this.connections) conn.destroy();
+    for (const conn of this.connections) conn.dropAfterLogoutRequest();
     await Promise.all(closed);
     for (const lu of this.units.values()) {
       try {
@@ -150,6 +177,21 @@ export class TargetServer implements ConnectionHost {
       }
     }
     this.units.clear();
+  }
+
+  /**
+   * Shutdown, first step: every logged-in initiator is asked to log out (Async Message,
+   * AsyncEvent 1, Parameter3 = limits.shutdownGrace in seconds) and given that long to do
+   * it; stop() then lets their in-flight commands finish and drops them (AsyncEvent 2).
+   */
+  private async askLogouts(): Promise<void> {
+    const graceMs = this.bounds.shutdownGraceMs;
+    const conns = [...this.connections];
+    if (conns.length === 0) return;
+    const gone = conns.map((c) => c.requestLogout(graceMs / 1000));
+    await Promise.race([Promise.all(gone), delay(graceMs)]);
+    const stayed = conns.filter((c) => !c.socket.destroyed && this.connections.has(c));
+    if (stayed.length > 0) this.logger.warn({ connections: stayed.length }, 'initiators did not log out in time; dropping them');
   }
 
   // ------------------------------------------------------------ LoginHost
@@ -181,6 +223,11 @@ export class TargetServer implements ConnectionHost {
     this.loginFailures.set(address, { count, last: now });
     if (this.loginFailures.size > 10000) {
       for (const [a, f] of this.loginFailures) if (now - f.last >= 60000) this.loginFailures.delete(a);
+      // Many addresses failing at once (IPv6 makes that cheap): forget the oldest, stay bounded.
+      for (const a of this.loginFailures.keys()) {
+        if (this.loginFailures.size <= 10000) break;
+        this.loginFailures.delete(a);
+      }
     }
     // The first few are answered at once (typos happen); then 0.5 s, 1 s, 2 s ... up to 5 s.
     return count <= 5 ? 0 : Math.min(5000, 500 * 2 ** (count - 6));
@@ -192,6 +239,17 @@ export class TargetServer implements ConnectionHost {
 
   sessionExists(tsih: number): boolean {
     for (const s of this.sessions.keys()) if (s.tsih === tsih) return true;
+    return false;
+  }
+
+  /** Under `limits.maxSessions`? A reinstatement (same initiator, ISID, target) replaces one, so it always may. */
+  mayOpenSession(initiatorName: string, isid: Buffer, targetName: string | undefined): boolean {
+    if (this.sessions.size < this.bounds.maxSessions) return true;
+    for (const s of this.sessions.keys()) {
+      if (s.initiatorName.toLowerCase() === initiatorName.toLowerCase() && s.isid.equals(isid) && s.targetName === targetName) {
+        return true;
+      }
+    }
     return false;
   }
 

@@ -79,7 +79,8 @@ export async function startDaemon(yamlTemplate: string): Promise<Daemon> {
     output: () => out,
     async stop() {
       proc.kill('SIGTERM');
-      const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 20000))]);
+      // The timer is unref'd: a pending one would hold the test process open for 20 s.
+      const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 20000).unref())]);
       if (proc.exitCode === null) proc.kill('SIGKILL');
       fs.rmSync(dir, { recursive: true, force: true });
       return code;
