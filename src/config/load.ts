@@ -74,7 +74,8 @@ export interface ParsedConfig {
   document: Document;
 }
 
-export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery'] as const;
+export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'metrics'] as const;
+export const METRICS_KEYS = ['listen'] as const;
 export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'memory', 'shared'] as const;
 export const DISCOVERY_KEYS = ['chap', 'mutual'] as const;
 export const TARGET_KEYS = ['iqn', 'luns', 'acls'] as const;
@@ -448,6 +449,21 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
         c.error(mutualE!.keyNode, joinKey(mutualE!.key, 'secret'), 'the mutual secret must differ from the chap secret (RFC 7143 §12.1.3)');
       }
       if (c.errors.length === before && d.chap) config.discovery = d;
+    }
+  }
+
+  // --- metrics: optional Prometheus endpoint ---
+  const metricsE = get('metrics');
+  if (metricsE && !c.isEmpty(metricsE.value)) {
+    const mm = c.map(metricsE.value, metricsE.keyNode, 'metrics', 'metrics');
+    if (mm) {
+      for (const e of c.entries(mm, 'metrics', METRICS_KEYS)) {
+        const text = c.string(e, 'metrics.listen');
+        if (text === undefined) continue;
+        const p = parsePortal(text);
+        if ('error' in p) c.error(e.value, e.key, p.error);
+        else config.metrics = { listen: p };
+      }
     }
   }
 

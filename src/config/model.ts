@@ -55,4 +55,6 @@ export interface Config {
   targets: TargetConfig[];
   /** CHAP required of every Discovery session (optional). */
   discovery?: { chap?: ChapCredentials; mutual?: ChapCredentials };
+  /** Prometheus metrics endpoint (optional): `metrics: { listen: "127.0.0.1:9287" }`. */
+  metrics?: { listen: Portal };
 }
