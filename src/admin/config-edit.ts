@@ -6,7 +6,7 @@
 // anything is written or applied. New entries follow the file's own style where it has one
 // (flow `{ ... }` volumes stay flow); new LUN maps and CHAP blocks are written in flow style,
 // as the README's examples are.
-import { Document, isMap, isScalar, isSeq, parseDocument, YAMLMap, YAMLSeq, type Node as YamlNode } from 'yaml';
+import { Document, isMap, isScalar, isSeq, parseDocument, Scalar, YAMLMap, YAMLSeq, type Node as YamlNode } from 'yaml';
 import { normalizeIscsiName } from '../config/names';
 import { formatPortal, parsePortal } from '../config/portal';
 import { DEFAULT_PORTAL } from '../config/load';
@@ -26,6 +26,14 @@ export function openDocument(text: string): Document {
 
 function scalarText(n: unknown): string | undefined {
   return isScalar(n) && n.value !== null && n.value !== undefined ? String(n.value) : undefined;
+}
+
+/** CHAP credentials in flow style, the secret always quoted (it may look like a number). */
+function chapNode(doc: Document, chap: { user: string; secret: string }): YamlNode {
+  const node = flowNode(doc, chap) as YAMLMap;
+  const secret = node.get('secret', true);
+  if (isScalar(secret)) secret.type = Scalar.QUOTE_DOUBLE;
+  return node;
 }
 
 function flowNode(doc: Document, value: unknown): YamlNode {
@@ -201,7 +209,11 @@ export function addPortal(doc: Document, portal: string): void {
     seq.add(formatPortal(DEFAULT_PORTAL));
   }
   if (seq.items.some((i) => samePortal(scalarText(i) ?? '', portal))) throw new EditError(`portal ${portal} is already listed`);
-  seq.add(portal);
+  // Quote it as the others are ("0.0.0.0:3260" is usually written in quotes).
+  const node = new Scalar(portal);
+  const sibling = seq.items.find(isScalar);
+  node.type = sibling?.type && sibling.type !== Scalar.PLAIN ? sibling.type : Scalar.QUOTE_DOUBLE;
+  seq.add(node);
 }
 
 export function removePortal(doc: Document, portal: string): void {
@@ -238,7 +250,7 @@ export function addAcl(doc: Document, iqn: string, initiator: string, change: Ac
     const value: Record<string, unknown> = { initiator };
     const node = doc.createNode(value) as YAMLMap;
     if (change.luns.size > 0) node.set('luns', flowNode(doc, new Map([...change.luns].sort((a, b) => a[0] - b[0]))));
-    if (change.chap) node.set('chap', flowNode(doc, change.chap));
+    if (change.chap) node.set('chap', chapNode(doc, change.chap));
     childSeq(t, 'acls', true)!.add(node);
     return;
   }
@@ -256,7 +268,7 @@ export function addAcl(doc: Document, iqn: string, initiator: string, change: Ac
       else luns.add(doc.createPair(n, vol));
     }
   }
-  if (change.chap) acl.set('chap', flowNode(doc, change.chap));
+  if (change.chap) acl.set('chap', chapNode(doc, change.chap));
 }
 
 /** Remove an initiator's entry (or only one of its LUNs). */

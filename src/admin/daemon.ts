@@ -1,5 +1,6 @@
 // What `serve` adds around a running TargetServer for issue 5: the control socket, SIGHUP
 // reload and the metrics endpoint.
+import * as path from 'node:path';
 import type { Logger } from 'pino';
 import type { TargetServer } from '../iscsi/server';
 import { startControlServer } from './control-socket';
@@ -22,7 +23,7 @@ export async function startAdmin(server: TargetServer, configFile: string | unde
     logger.info('no config file: no control socket (volume, acl, ... commands edit a config file)');
     return { close: () => metrics.close() };
   }
-  const controller = new ConfigController(server, configFile, logger);
+  const controller = new ConfigController(server, path.resolve(configFile), logger);
   controller.onMetricsChanged = async (next) => {
     if (next.metrics) {
       server.observer = metrics;
