@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { Initiator, senseOf } from '../../src/initiator/initiator';
+import { clientSocketPaths } from '../../src/admin/socket-path';
 import { BIN, freePort, run, startDaemon, which, type Daemon } from '../helpers/daemon';
 
 const SAN = 'iqn.2026-11.io.example:san1';
@@ -207,6 +208,50 @@ targets:
     assert.match(r.stderr, /keeps its current config/);
     await hostAStillWorks();
     fs.writeFileSync(d.configFile, good);
+  });
+
+  test('thick volumes are allocated; import copies a raw image into a new volume a host then reads', async () => {
+    const thick = await cli(d, 'volume', 'create', 'thick1', '--size', '8MiB', '--thick', '--path', 'thick1.img');
+    assert.equal(thick.code, 0, thick.stderr);
+    const rows = JSON.parse((await cli(d, 'volume', 'list', '--json')).stdout) as { name: string; bytes: number; allocatedBytes: number }[];
+    const t1 = rows.find((r) => r.name === 'thick1')!;
+    assert.equal(t1.bytes, 8 * MiB);
+    assert.ok(t1.allocatedBytes >= 8 * MiB, JSON.stringify(t1));
+    const thin = rows.find((r) => r.name === 'db-a')!;
+    assert.ok(thin.allocatedBytes < 1 * MiB, JSON.stringify(thin));
+
+    const image = path.join(d.dir, 'image.raw');
+    const data = Buffer.alloc(3 * MiB);
+    data.fill(0x5a, MiB, MiB + 4096);
+    data.fill(0xc3, 3 * MiB - 512);
+    fs.writeFileSync(image, data);
+    const imp = await cli(d, 'volume', 'import', 'img1', image, '--path', 'img1.img');
+    assert.equal(imp.code, 0, imp.stderr);
+    assert.match(imp.stdout, /imported 3 MiB into img1/);
+    assert.equal((await cli(d, 'acl', 'add', SAN, D, '--lun', '1=img1')).code, 0);
+    const hostD = await Initiator.connect({ host: '127.0.0.1', port: d.port, targetName: SAN, initiatorName: D });
+    await hostD.testUnitReady(1);
+    assert.equal(Number((await hostD.readCapacity(1)).blocks) * 512, 3 * MiB);
+    assert.deepEqual(await hostD.read(1, 2048, 8), data.subarray(MiB, MiB + 4096));
+    assert.deepEqual(await hostD.read(1, 6143, 1), data.subarray(3 * MiB - 512));
+    await hostD.logout();
+
+    const qcow = path.join(d.dir, 'image.qcow2');
+    fs.writeFileSync(qcow, Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(508)]));
+    const q = await cli(d, 'volume', 'import', 'img2', qcow);
+    assert.equal(q.code, 1);
+    assert.match(q.stderr, /qcow2 image; import takes raw images .*qemu-img convert -O raw/);
+    await hostAStillWorks();
+  });
+
+  test('the control socket is 0600 and named after the config path', () => {
+    const candidates = clientSocketPaths(d.configFile);
+    const sock = candidates.find((p) => fs.existsSync(p));
+    assert.ok(sock, candidates.join(', '));
+    assert.ok(Buffer.byteLength(sock) < 108);
+    const st = fs.statSync(sock);
+    assert.ok(st.isSocket());
+    assert.equal(st.mode & 0o777, 0o600);
   });
 
   test('config check on a broken file exits non-zero naming the line', async () => {
