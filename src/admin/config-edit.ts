@@ -28,6 +28,12 @@ function scalarText(n: unknown): string | undefined {
   return isScalar(n) && n.value !== null && n.value !== undefined ? String(n.value) : undefined;
 }
 
+function quoted(text: string): Scalar {
+  const n = new Scalar(text);
+  n.type = Scalar.QUOTE_DOUBLE;
+  return n;
+}
+
 /** CHAP credentials in flow style, the secret always quoted (it may look like a number). */
 function chapNode(doc: Document, chap: { user: string; secret: string }): YamlNode {
   const node = flowNode(doc, chap) as YAMLMap;
@@ -203,10 +209,12 @@ export function addPortal(doc: Document, portal: string): void {
   const r = root(doc);
   let seq = childSeq(r, 'portals', false);
   if (!seq) {
-    // Without `portals` the target listens on the default; keep it listening there.
+    // Without `portals` the target listens on the default; keep it listening there unless
+    // the new portal takes the default's port (then it replaces the default).
     seq = childSeq(r, 'portals', true)!;
     seq.flow = true;
-    seq.add(formatPortal(DEFAULT_PORTAL));
+    const p = parsePortal(portal);
+    if ('error' in p || p.port !== DEFAULT_PORTAL.port) seq.add(quoted(formatPortal(DEFAULT_PORTAL)));
   }
   if (seq.items.some((i) => samePortal(scalarText(i) ?? '', portal))) throw new EditError(`portal ${portal} is already listed`);
   // Quote it as the others are ("0.0.0.0:3260" is usually written in quotes).

@@ -85,6 +85,12 @@ describe('config edits keep comments', () => {
     assert.equal(c.targets[0]!.acls[0]!.luns!.get(0), 'scratch');
   });
 
+  test('the first portal added to a file without portals keeps the default, unless it takes its port', () => {
+    assert.deepEqual(parseConfig(edit('', (d) => addPortal(d, '0.0.0.0:3260')), '/x.yaml').portals, [{ host: '0.0.0.0', port: 3260 }]);
+    assert.deepEqual(parseConfig(edit('', (d) => addPortal(d, '10.0.0.1:3260')), '/x.yaml').portals, [{ host: '10.0.0.1', port: 3260 }]);
+    assert.deepEqual(parseConfig(edit('', (d) => addPortal(d, '10.0.0.1:3261')), '/x.yaml').portals, [{ host: '0.0.0.0', port: 3260 }, { host: '10.0.0.1', port: 3261 }]);
+  });
+
   test('portals: add quotes like its siblings, remove by address', () => {
     let out = edit(BASE, (doc) => addPortal(doc, '10.0.0.1:3260'));
     assert.match(out, /"10\.0\.0\.1:3260"/);
