@@ -254,6 +254,43 @@ targets:
     assert.equal(st.mode & 0o777, 0o600);
   });
 
+  test('host A keeps doing I/O without a failure while other hosts are added and removed', async (t) => {
+    let stop = false;
+    let ios = 0;
+    let worst = 0;
+    let failure: unknown;
+    const loop = (async () => {
+      while (!stop) {
+        const t0 = performance.now();
+        try {
+          await hostA.write(0, 64 + (ios % 64) * 8, patternA);
+          assert.deepEqual(await hostA.read(0, 8, 8), patternA);
+        } catch (e) {
+          failure = e;
+          return;
+        }
+        worst = Math.max(worst, performance.now() - t0);
+        ios++;
+      }
+    })();
+    const applied: number[] = [];
+    const E = 'iqn.1994-05.com.redhat:host-e';
+    for (let i = 0; i < 3; i++) {
+      for (const args of [['volume', 'create', 'churn', '--size', '4MiB', '--path', 'churn.img'], ['acl', 'add', SAN, E, '--lun', '0=churn'], ['acl', 'remove', SAN, E], ['volume', 'delete', 'churn', '--purge']]) {
+        const r = await cli(d, ...args);
+        assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+        applied.push(Number(/in ([\d.]+) ms/.exec(r.stdout)![1]));
+        if (process.env.ADMIN_TRACE) t.diagnostic(`${args[0]} ${args[1]}: ${applied[applied.length - 1]} ms`);
+      }
+    }
+    stop = true;
+    await loop;
+    assert.equal(failure, undefined);
+    assert.ok(ios > 0);
+    applied.sort((a, b) => a - b);
+    t.diagnostic(`${applied.length} changes applied in ${applied[0]}..${applied[applied.length - 1]} ms (median ${applied[applied.length >> 1]}) inside the daemon; host A did ${ios} write+read pairs meanwhile, slowest ${worst.toFixed(1)} ms`);
+  });
+
   test('config check on a broken file exits non-zero naming the line', async () => {
     const broken = path.join(d.dir, 'broken.yaml');
     fs.writeFileSync(broken, 'volumes:\n  x: { path: x.img, size: 1GiB }\ntargets:\n  - iqn: not-an-iqn\n');
