@@ -97,25 +97,23 @@ export class TargetServer implements ConnectionHost {
 
   private async openUnit(vol: VolumeConfig): Promise<LogicalUnit> {
     const baseDir = path.dirname(path.resolve(this.config.source));
-    {
-      const store = await openBackstore(vol, baseDir, { logger: this.logger });
-      const lu = new LogicalUnit({
-        name: vol.name,
-        backstore: store,
-        blockSize: vol.blockSize,
-        readonly: vol.readonly,
-        logger: this.logger.child({ volume: vol.name }),
-        // Persistent reservations with APTPL live next to a volume file; block devices
-        // and memory volumes keep them in memory only.
-        statePath: store instanceof FileBackstore && store.kind === 'file' ? `${store.path}.pr.json` : undefined,
-      });
-      lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
-      this.logger.info(
-        { volume: vol.name, path: store.path, bytes: store.size, blockSize: vol.blockSize, readonly: vol.readonly },
-        'volume open',
-      );
-      return lu;
-    }
+    const store = await openBackstore(vol, baseDir, { logger: this.logger });
+    const lu = new LogicalUnit({
+      name: vol.name,
+      backstore: store,
+      blockSize: vol.blockSize,
+      readonly: vol.readonly,
+      logger: this.logger.child({ volume: vol.name }),
+      // Persistent reservations with APTPL live next to a volume file; block devices
+      // and memory volumes keep them in memory only.
+      statePath: store instanceof FileBackstore && store.kind === 'file' ? `${store.path}.pr.json` : undefined,
+    });
+    lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
+    this.logger.info(
+      { volume: vol.name, path: store.path, bytes: store.size, blockSize: vol.blockSize, readonly: vol.readonly },
+      'volume open',
+    );
+    return lu;
   }
 
   /** PREEMPT AND ABORT: the preempted nexuses' tasks on this unit end without response. */
