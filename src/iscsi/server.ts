@@ -10,6 +10,7 @@ import { resolveAccess } from '../acl/access';
 import { FileBackstore } from '../backstore/file';
 import { openBackstore } from '../backstore/open';
 import { LogicalUnit } from '../scsi/logical-unit';
+import { ASC } from '../scsi/sense';
 import type { ItNexus } from '../scsi/task';
 import { Connection, ConnectionHost, TmfResponse } from './connection';
 import type { ChapCredentialsPair, LoginOutcome } from './login';
@@ -257,6 +258,9 @@ export class TargetServer implements ConnectionHost {
         this.closeSession(s);
         conn.destroy();
       } else if (v.action === 'add') {
+        // SPC-4: the LUN inventory changed; the initiator learns it from its LUNs in use
+        // (Linux rescans on REPORTED LUNS DATA HAS CHANGED).
+        for (const lu of new Set(s.luns.values())) lu.queueUnitAttention(s.nexus, ASC.REPORTED_LUNS_DATA_HAS_CHANGED);
         const luns = new Map(s.luns);
         for (const [n, vol] of v.luns) {
           const lu = this.units.get(vol);
