@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import type { Initiator } from '../initiator/initiator';
 import { formatSize } from '../config/size';
 import { EXIT, err, out, type CliContext } from './context';
-import { addJsonOption, type JsonOptions } from './options';
+import { addConfigOption, addJsonOption, type JsonOptions } from './options';
 
 export interface ProbeUrl {
   host: string;
@@ -25,6 +25,20 @@ export function parseIscsiUrl(url: string): ProbeUrl | { error: string } {
     lun: Number(m[6]),
     chap: m[1] ? { user: decodeURIComponent(m[1]), secret: decodeURIComponent(m[2]!) } : undefined,
   };
+}
+
+const LOGIN_STATUS: Record<number, string> = {
+  0x0201: 'authentication failed (CHAP user or secret wrong or missing)',
+  0x0202: 'not authorized: no acl admits this initiator name (give it with -i)',
+  0x0203: 'no such target',
+  0x0300: 'the target is out of resources',
+};
+
+function explain(e: unknown): string {
+  const m = (e as Error)?.message ?? String(e);
+  const code = /login failed: status 0x([0-9a-f]{4})/.exec(m);
+  const text = code ? LOGIN_STATUS[parseInt(code[1]!, 16)] : undefined;
+  return text ? `${m}: ${text}` : m;
 }
 
 async function probe(ctx: CliContext, url: string, o: JsonOptions & { initiator?: string }): Promise<number> {
@@ -72,7 +86,7 @@ async function probe(ctx: CliContext, url: string, o: JsonOptions & { initiator?
     return EXIT.OK;
   } catch (e) {
     ini?.close();
-    const message = (e as Error).message;
+    const message = explain(e);
     if (o.json) out(ctx, JSON.stringify({ ok: false, message }, null, 2));
     else err(ctx, `error: probe ${url}: ${message}`);
     return EXIT.FAILURE;
@@ -80,7 +94,8 @@ async function probe(ctx: CliContext, url: string, o: JsonOptions & { initiator?
 }
 
 export function registerProbe(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
-  addJsonOption(program.command('probe <url>').description('log in to iscsi://[user%secret@]host[:port]/iqn/lun: inquiry, capacity, one read'))
+  // --config is accepted like everywhere else; probe needs only the URL.
+  addJsonOption(addConfigOption(program.command('probe <url>').description('log in to iscsi://[user%secret@]host[:port]/iqn/lun: inquiry, capacity, one read')))
     .option('-i, --initiator <iqn>', 'initiator name to log in as')
     .action(async (url: string, o: JsonOptions & { initiator?: string }) => setExit(await probe(ctx, url, o)));
 }

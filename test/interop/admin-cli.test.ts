@@ -291,6 +291,40 @@ targets:
     t.diagnostic(`${applied.length} changes applied in ${applied[0]}..${applied[applied.length - 1]} ms (median ${applied[applied.length >> 1]}) inside the daemon; host A did ${ios} write+read pairs meanwhile, slowest ${worst.toFixed(1)} ms`);
   });
 
+  test('portal add/remove and target create/delete apply live', async () => {
+    const port2 = await freePort();
+    const T2 = 'iqn.2026-11.io.example:san2';
+    for (const args of [['portal', 'add', `127.0.0.1:${port2}`], ['volume', 'create', 'db-t2', '--size', '4MiB', '--path', 'db-t2.img'], ['target', 'create', T2], ['acl', 'add', T2, A, '--lun', '0=db-t2']]) {
+      const r = await cli(d, ...args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    }
+    const viaNewPortal = await Initiator.connect({ host: '127.0.0.1', port: port2, targetName: T2, initiatorName: A });
+    await viaNewPortal.testUnitReady(0);
+    const targets = JSON.parse((await cli(d, 'target', 'list', '--json')).stdout) as { iqn: string; sessions: number }[];
+    assert.equal(targets.find((x) => x.iqn === T2)?.sessions, 1);
+    const rm = await cli(d, 'portal', 'remove', `127.0.0.1:${port2}`);
+    assert.equal(rm.code, 0, rm.stderr);
+    await assert.rejects(Initiator.connect({ host: '127.0.0.1', port: port2, targetName: T2, initiatorName: A }));
+    await viaNewPortal.testUnitReady(0); // open sessions on a removed portal stay
+    const del = await cli(d, 'target', 'delete', T2);
+    assert.equal(del.code, 0, del.stderr);
+    assert.ok(await waitFor(() => viaNewPortal.isClosed), 'session on the deleted target still open');
+    assert.equal((await cli(d, 'volume', 'delete', 'db-t2')).code, 0);
+    await hostAStillWorks();
+  });
+
+  test('probe logs in, reads the capacity and block 0', async () => {
+    const r = await cli(d, 'probe', '--json', '-i', A, `iscsi://127.0.0.1:${d.port}/${SAN}/0`);
+    assert.equal(r.code, 0, r.stderr);
+    const p = JSON.parse(r.stdout) as { capacity: { bytes: number }; inquiry: { peripheralType: number }; firstBlock: { bytes: number } };
+    assert.equal(p.capacity.bytes, 48 * MiB);
+    assert.equal(p.inquiry.peripheralType, 0);
+    assert.equal(p.firstBlock.bytes, 512);
+    const refused = await cli(d, 'probe', '-i', 'iqn.1994-05.com.redhat:stranger', `iscsi://127.0.0.1:${d.port}/${SAN}/0`);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /login failed: status 0x0202: not authorized/);
+  });
+
   test('config check on a broken file exits non-zero naming the line', async () => {
     const broken = path.join(d.dir, 'broken.yaml');
     fs.writeFileSync(broken, 'volumes:\n  x: { path: x.img, size: 1GiB }\ntargets:\n  - iqn: not-an-iqn\n');
