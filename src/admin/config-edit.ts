@@ -298,3 +298,35 @@ export function removeAcl(doc: Document, iqn: string, initiator: string, opts: {
   }
   found.seq.items = remaining;
 }
+
+// ------------------------------------------------------------------------------ layout
+
+const squeeze = (line: string) => {
+  const indent = /^\s*/.exec(line)![0];
+  return indent + line.slice(indent.length).replace(/\s+/g, '');
+};
+
+/**
+ * The `yaml` package re-spaces what it writes back (`["a"]` becomes `[ "a" ]`, `}   # note`
+ * becomes `} # note`). Lines of the edited text that differ from an original line only in
+ * spaces after the indentation get the original line back, so that an edit shows up as the
+ * lines it changed and nothing else. If that ever changed what the text means, the edited
+ * text is returned as it was.
+ */
+export function keepLayout(original: string, edited: string): string {
+  const pool = new Map<string, string[]>();
+  for (const line of original.split('\n')) {
+    const k = squeeze(line);
+    const list = pool.get(k);
+    if (list) list.push(line);
+    else pool.set(k, [line]);
+  }
+  const out = edited.split('\n').map((line) => {
+    const list = pool.get(squeeze(line));
+    return list && list.length > 0 ? list.shift()! : line;
+  });
+  let text = out.join('\n');
+  if (edited.endsWith('\n') && !text.endsWith('\n')) text += '\n';
+  const same = JSON.stringify(parseDocument(text).toJS()) === JSON.stringify(parseDocument(edited).toJS());
+  return same ? text : edited;
+}

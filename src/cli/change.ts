@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Document } from 'yaml';
 import { writeFileAtomic } from '../admin/atomic-write';
-import { EditError, openDocument } from '../admin/config-edit';
+import { EditError, keepLayout, openDocument } from '../admin/config-edit';
 import { controlRequest } from '../admin/control-socket';
 import { sha256 } from '../admin/controller';
 import type { ApplyReply, ControlReply } from '../admin/protocol';
@@ -61,7 +61,7 @@ export async function proposeChange(
   try {
     const doc = openDocument(base);
     edit(doc);
-    text = String(doc);
+    text = keepLayout(base, String(doc));
   } catch (e) {
     if (!(e instanceof EditError)) throw e;
     return refuse(ctx, opts, e.message);

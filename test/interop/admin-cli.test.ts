@@ -122,6 +122,9 @@ targets:
       assert.ok(text.includes(c), `comment ${c} lost:\n${text}`);
     }
     assert.match(text, /db-b: \{ path: db-b\.img, size: 16MiB \}/);
+    // Lines the edits did not touch keep their exact spacing.
+    assert.ok(text.includes(`portals: ["127.0.0.1:${d.port}"]   # loopback only\n`), text);
+    assert.ok(text.includes(`  db-a: { path: ${d.dir}/db-a.img, size: 32MiB }   # host A's disk\n`), text);
     await hostAStillWorks();
   });
 

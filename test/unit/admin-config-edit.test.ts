@@ -8,6 +8,7 @@ import {
   addTarget,
   addVolume,
   EditError,
+  keepLayout,
   openDocument,
   removeAcl,
   removePortal,
@@ -37,7 +38,7 @@ targets:
 function edit(text: string, fn: (doc: ReturnType<typeof openDocument>) => void): string {
   const doc = openDocument(text);
   fn(doc);
-  return String(doc);
+  return keepLayout(text, String(doc));
 }
 
 function comments(text: string): string[] {
@@ -51,7 +52,8 @@ describe('config edits keep comments', () => {
       addAcl(doc, SAN, B, { luns: new Map([[0, 'db-b']]), chap: { user: 'host-b', secret: '123456789012' } });
     });
     assert.deepEqual(comments(out), comments(BASE));
-    assert.match(out, /^ {2}db-a: \{ path: luns\/db-a\.img, size: 20GiB \} # host A$/m);
+    assert.match(out, /^ {2}db-a: \{ path: luns\/db-a\.img, size: 20GiB \} {3}# host A$/m);
+    assert.match(out, /^portals: \["127\.0\.0\.1:3260"\] {3}# loopback only$/m);
     assert.match(out, /^ {2}db-b: \{ path: luns\/db-b\.img, size: 10GiB \}$/m);
     assert.match(out, /chap: \{ user: host-b, secret: "123456789012" \}/);
     const c = parseConfig(out, '/etc/iscsi-target.yaml');
@@ -70,7 +72,8 @@ describe('config edits keep comments', () => {
       setVolumeSize(doc, 'db-a', '40GiB');
     });
     assert.deepEqual(comments(out), comments(BASE));
-    assert.equal(out, BASE.replace('20GiB', '40GiB').replace('size: 40GiB }   # host A', 'size: 40GiB } # host A').replace('"127.0.0.1:3260"]   #', '"127.0.0.1:3260" ] #').replace('["127', '[ "127').replace(SAN + '   #', SAN + ' #').replace('db-a }   #', 'db-a } #'));
+    // Untouched lines keep their exact spacing; only the changed line is re-spaced.
+    assert.equal(out, BASE.replace('size: 20GiB }   # host A', 'size: 40GiB } # host A'));
   });
 
   test('an empty file grows into a full config', () => {
@@ -117,6 +120,13 @@ describe('config edits keep comments', () => {
     assert.throws(() => edit(BASE, (d) => removeVolume(d, 'db-a')), /mapped \(iqn\.2026-11\.io\.example:san1 iqn\.1994-05\.com\.redhat:host-a LUN 0\)/);
     assert.throws(() => edit(BASE, (d) => removeAcl(d, SAN, A)), /last acl .* admits every initiator/);
     assert.throws(() => openDocument('volumes: {'), /not valid YAML/);
+  });
+
+  test('keepLayout restores spacing of unchanged lines only, never changing the meaning', () => {
+    const original = 'a: ["x"]   # c\nb: { k: 1 }\ns: "two  spaces"\n';
+    assert.equal(keepLayout(original, 'a: [ "x" ] # c\nb: { k: 2 }\ns: "two  spaces"\n'), 'a: ["x"]   # c\nb: { k: 2 }\ns: "two  spaces"\n');
+    // A line equal but for spaces inside a string would change the value: left as edited.
+    assert.equal(keepLayout('s: "a  b"\n', 's: "a b"\n'), 's: "a b"\n');
   });
 
   test('volume delete --force also removes its mappings', () => {
