@@ -1,6 +1,6 @@
 // Where `serve` puts its control socket, and where the other commands look for it.
 //
-// The path is derived from the config file's absolute path, so that every command given the
+// The path is derived from the config file's absolute path (symlinks resolved), so that every command given the
 // same --config finds the daemon serving it, and two daemons with different configs do not
 // collide. Unix socket paths are limited to about 107 bytes, so the config path is hashed:
 //
@@ -16,7 +16,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 export function socketName(configFile: string): string {
-  const abs = path.resolve(configFile);
+  let abs = path.resolve(configFile);
+  try {
+    abs = fs.realpathSync(abs); // a symlinked config finds the same daemon
+  } catch {
+    /* not created yet */
+  }
   return `iscsi-target-${createHash('sha256').update(abs).digest('hex').slice(0, 16)}.sock`;
 }
 
