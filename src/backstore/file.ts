@@ -245,6 +245,16 @@ export class FileBackstore implements Backstore {
     this.closed = true;
     await closeFd(this.fd);
   }
+
+  /** Grow a regular file (sparsely) to `size` bytes: `volume resize` on a running target. */
+  async grow(size: number): Promise<void> {
+    if (this.closed) throw ebadf(this.path);
+    if (this.kind !== 'file') throw new Error(`${this.path} is a block device: its size is the device's`);
+    if (size < this._size) throw new Error(`${this.path}: shrinking from ${this._size} to ${size} bytes would lose data`);
+    if (size === this._size) return;
+    await ftruncate(this.fd, size);
+    this._size = size;
+  }
 }
 
 // ---- positional I/O ----

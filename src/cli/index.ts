@@ -11,10 +11,23 @@ import { Command, CommanderError } from 'commander';
 import { registerConfigCommands } from './config-cmd';
 import { EXIT, defaultContext, type CliContext } from './context';
 import { registerServe } from './serve';
+import { registerVolume } from './volume';
+import { registerTarget } from './target';
+import { registerAcl } from './acl';
+import { registerStatus } from './status';
+import { registerProbe } from './probe';
 
 export type RegisterCommand = (program: Command, ctx: CliContext, setExit: (code: number) => void) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerServe, registerConfigCommands];
+export const COMMANDS: RegisterCommand[] = [
+  registerServe,
+  registerConfigCommands,
+  registerVolume,
+  registerTarget,
+  registerAcl,
+  registerStatus,
+  registerProbe,
+];
 
 function version(): string {
   try {

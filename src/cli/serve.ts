@@ -100,6 +100,7 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
   });
 
   let server: RunningServer | undefined;
+  let admin: { close(): Promise<void> } | undefined;
   let startFailed = false;
   let stopping = false;
   let started: (() => void) | undefined;
@@ -115,6 +116,7 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
       await startedP;
       if (startFailed) return; // the start failure path exits
       try {
+        await admin?.close().catch((e: unknown) => logger.error({ err: e }, 'closing the control socket failed'));
         await server?.stop();
         logger.info('stopped');
         exitAfterFlush(logger, EXIT.OK);
@@ -138,6 +140,18 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
     started!();
   }
   if (stopping) return EXIT.OK; // the signal handler stops and exits
+
+  // Control socket, SIGHUP reload and metrics (issue 5), for the real target only.
+  if ('apply' in server) {
+    const { startAdmin } = await import('../admin/daemon');
+    try {
+      admin = await startAdmin(server as import('../iscsi/server').TargetServer, builtIn ? undefined : config.source, logger);
+    } catch (e) {
+      logger.error(`could not start: ${(e as Error)?.message ?? String(e)}`);
+      await server.stop().catch(() => undefined);
+      exitAfterFlush(logger, EXIT.FAILURE);
+    }
+  }
 
   logger.info(
     { portals: server.addresses.map(formatPortal), targets: config.targets.map((t) => t.iqn) },

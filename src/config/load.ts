@@ -75,7 +75,8 @@ export interface ParsedConfig {
   document: Document;
 }
 
-export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'limits'] as const;
+export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'limits', 'metrics'] as const;
+export const METRICS_KEYS = ['listen'] as const;
 export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'physicalBlockSize', 'encryption', 'memory', 'shared'] as const;
 export const DISCOVERY_KEYS = ['chap', 'mutual'] as const;
 export const TARGET_KEYS = ['iqn', 'luns', 'acls'] as const;
@@ -457,6 +458,21 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
   if (limitsE && !c.isEmpty(limitsE.value)) {
     const limits = parseLimits(c, limitsE);
     if (limits) config.limits = limits;
+  }
+
+  // --- metrics: optional Prometheus endpoint ---
+  const metricsE = get('metrics');
+  if (metricsE && !c.isEmpty(metricsE.value)) {
+    const mm = c.map(metricsE.value, metricsE.keyNode, 'metrics', 'metrics');
+    if (mm) {
+      for (const e of c.entries(mm, 'metrics', METRICS_KEYS)) {
+        const text = c.string(e, 'metrics.listen');
+        if (text === undefined) continue;
+        const p = parsePortal(text);
+        if ('error' in p) c.error(e.value, e.key, p.error);
+        else config.metrics = { listen: p };
+      }
+    }
   }
 
   // --- cross checks and warnings (about a config without errors: with errors, targets or

@@ -68,6 +68,8 @@ export interface Config {
   discovery?: { chap?: ChapCredentials; mutual?: ChapCredentials };
   /** Resource limits and timers (`limits:`); every field has a default (see LIMIT_DEFAULTS). */
   limits?: LimitsConfig;
+  /** Prometheus metrics endpoint (optional): `metrics: { listen: "127.0.0.1:9287" }`. */
+  metrics?: { listen: Portal };
 }
 
 /**

@@ -47,6 +47,8 @@ export interface ConnectionHost extends LoginHost {
   /** Count a failed login from this address; returns how long to hold the answer back (ms). */
   loginFailed(address: string): number;
   loginSucceeded(address: string): void;
+  /** A command's status is known (metrics; issue 5). Called once per answered command. */
+  commandDone?(session: Session, cmd: Command, status: number, dataInBytes: number): void;
   /** Connection timers. */
   readonly timeouts: { loginMs: number; nopIntervalMs: number; nopTimeoutMs: number };
   /** Resource bounds (config `limits:`); defaults when absent. */
@@ -718,6 +720,7 @@ export class Connection {
     if (cmd.aborted) return;
     if (!cmd.immediate) session.inFlight--;
     if (result.status !== ScsiStatus.Good) session.counters.errors++;
+    this.host.commandDone?.(session, cmd, result.status, cmd.read && result.data ? Math.min(result.data.length, cmd.expectedLength) : 0);
     this.respond(cmd, result);
   }
 

@@ -8,12 +8,35 @@ import type { Logger } from 'pino';
 import { LIMIT_DEFAULTS, type Config, type LimitsConfig, type TargetConfig } from '../config/model';
 import { resolveAccess } from '../acl/access';
 import { openBackstore, volumeFile } from '../backstore/open';
+import { FileBackstore } from '../backstore/file';
 import { LogicalUnit } from '../scsi/logical-unit';
+import { ASC } from '../scsi/sense';
 import type { ItNexus } from '../scsi/task';
 import { Connection, ConnectionHost, TmfResponse } from './connection';
 import type { ChapCredentialsPair, LoginOutcome } from './login';
 import { DEFAULT_LIMITS, TargetLimits } from './negotiation';
 import { Session } from './session';
+import type { Command } from './session';
+import type { VolumeConfig } from '../config/model';
+import { formatPortal } from '../config/portal';
+import type { ConfigDiff, SessionVerdict } from '../admin/diff';
+
+/** Sees every finished command and failed login (metrics, src/admin/metrics.ts). */
+export interface ServerObserver {
+  commandDone(session: Session, cmd: Command, status: number, dataInBytes: number): void;
+  loginFailed(): void;
+}
+
+/** What apply() did, for the CLI's answer and the log. */
+export interface ApplyReport {
+  opened: string[];
+  closed: string[];
+  resized: { name: string; from: number; to: number }[];
+  listening: string[];
+  stoppedListening: string[];
+  endedSessions: { initiator: string; target: string; why: string }[];
+  lunsAdded: { initiator: string; target: string; luns: number[] }[];
+}
 
 export interface ServerOptions {
   config: Config;
@@ -44,6 +67,10 @@ export class TargetServer implements ConnectionHost {
   private readonly connections = new Set<Connection>();
   /** Recent login failures per remote address: count and time of the last one. */
   private readonly loginFailures = new Map<string, { count: number; last: number }>();
+  /** Listener of each configured portal ("host:port" as configured), for apply(). */
+  private readonly portalListeners = new Map<string, { srv: net.Server; address: { host: string; port: number } }>();
+  /** Metrics hooks; undefined when metrics are off. */
+  observer?: ServerObserver;
   private nextTsih = 1;
   private nextConnId = 1;
   private stopping = false;
@@ -72,27 +99,29 @@ export class TargetServer implements ConnectionHost {
   }
 
   private async openVolumes(): Promise<void> {
+    for (const vol of this.config.volumes.values()) this.units.set(vol.name, await this.openUnit(vol));
+  }
+
+  private async openUnit(vol: VolumeConfig): Promise<LogicalUnit> {
     const baseDir = path.dirname(path.resolve(this.config.source));
-    for (const vol of this.config.volumes.values()) {
-      const store = await openBackstore(vol, baseDir, { logger: this.logger });
-      const lu = new LogicalUnit({
-        name: vol.name,
-        backstore: store,
-        blockSize: vol.blockSize,
-        physicalBlockSize: vol.physicalBlockSize,
-        readonly: vol.readonly,
-        logger: this.logger.child({ volume: vol.name }),
-        // Persistent reservations with APTPL live next to a volume file; block devices
-        // and memory volumes keep them in memory only.
-        statePath: volumeFile(store) !== undefined ? `${volumeFile(store)}.pr.json` : undefined,
-      });
-      lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
-      this.units.set(vol.name, lu);
-      this.logger.info(
-        { volume: vol.name, path: store.path, bytes: store.size, blockSize: vol.blockSize, readonly: vol.readonly },
-        'volume open',
-      );
-    }
+    const store = await openBackstore(vol, baseDir, { logger: this.logger });
+    const lu = new LogicalUnit({
+      name: vol.name,
+      backstore: store,
+      blockSize: vol.blockSize,
+      physicalBlockSize: vol.physicalBlockSize,
+      readonly: vol.readonly,
+      logger: this.logger.child({ volume: vol.name }),
+      // Persistent reservations with APTPL live next to a volume file; block devices
+      // and memory volumes keep them in memory only.
+      statePath: volumeFile(store) !== undefined ? `${volumeFile(store)}.pr.json` : undefined,
+    });
+    lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
+    this.logger.info(
+      { volume: vol.name, path: store.path, bytes: store.size, blockSize: vol.blockSize, readonly: vol.readonly },
+      'volume open',
+    );
+    return lu;
   }
 
   /** PREEMPT AND ABORT: the preempted nexuses' tasks on this unit end without response. */
@@ -107,6 +136,7 @@ export class TargetServer implements ConnectionHost {
   }
 
   private listen(host: string, port: number): Promise<void> {
+    const key = formatPortal({ host, port }).toLowerCase();
     return new Promise((resolve, reject) => {
       const srv = net.createServer((socket) => this.accept(socket));
       const onError = (err: NodeJS.ErrnoException) => {
@@ -117,8 +147,10 @@ export class TargetServer implements ConnectionHost {
         srv.off('error', onError);
         srv.on('error', (err) => this.logger.error({ err }, 'listener error'));
         const addr = srv.address() as net.AddressInfo;
-        this.addresses.push({ host, port: addr.port });
+        const address = { host, port: addr.port };
+        this.addresses.push(address);
         this.listeners.push(srv);
+        this.portalListeners.set(key, { srv, address });
         this.logger.info({ portal: fmtAddr(host, addr.port) }, 'listening');
         resolve();
       });
@@ -194,6 +226,127 @@ export class TargetServer implements ConnectionHost {
     if (stayed.length > 0) this.logger.warn({ connections: stayed.length }, 'initiators did not log out in time; dropping them');
   }
 
+  // ------------------------------------------------------------ live config (issue 5)
+
+  /** The config being served. */
+  get currentConfig(): Config {
+    return this.config;
+  }
+
+  /**
+   * Bring the running target to `next` (see src/admin/diff.ts). New volumes and portals are
+   * opened first; if any fails, those are closed again and this throws with nothing changed.
+   * Then the config is swapped, sessions the verdict ends are closed, new LUNs are added to
+   * the others, and removed portals and volumes are closed. Other sessions are not touched.
+   */
+  async apply(next: Config, diff: ConfigDiff, verdict: (target: string, initiator: string) => SessionVerdict): Promise<ApplyReport> {
+    const report: ApplyReport = { opened: [], closed: [], resized: [], listening: [], stoppedListening: [], endedSessions: [], lunsAdded: [] };
+    const opened = new Map<string, LogicalUnit>();
+    const newListeners: string[] = [];
+    const undo = async () => {
+      for (const lu of opened.values()) await lu.close().catch(() => undefined);
+      for (const key of newListeners) {
+        const l = this.portalListeners.get(key);
+        if (!l) continue;
+        this.portalListeners.delete(key);
+        this.listeners.splice(this.listeners.indexOf(l.srv), 1);
+        this.addresses.splice(this.addresses.indexOf(l.address), 1);
+        l.srv.close();
+      }
+    };
+    const grows: { lu: LogicalUnit; store: FileBackstore; size: number }[] = [];
+    try {
+      for (const name of diff.volumes.added) {
+        const lu = await this.openUnitFrom(next, name);
+        opened.set(name, lu);
+        report.opened.push(name);
+      }
+      for (const r of diff.volumes.resized) {
+        const lu = this.units.get(r.name);
+        const store = lu?.backstore;
+        if (!lu || !store || store.size === r.size) continue;
+        if (!(store instanceof FileBackstore) || store.kind !== 'file') throw new Error(`volume ${r.name}: only file volumes can grow while the target runs`);
+        if (r.size < store.size) throw new Error(`volume ${r.name}: the file is ${store.size} bytes, larger than ${r.size}; shrinking would lose data`);
+        grows.push({ lu, store, size: r.size });
+      }
+      for (const p of diff.portals.added) {
+        await this.listen(p.host, p.port);
+        newListeners.push(formatPortal(p).toLowerCase());
+        report.listening.push(formatPortal(this.addresses[this.addresses.length - 1]!));
+      }
+      // Growing is the last step that can fail; a grown file is harmless if a later step were to.
+      for (const g of grows) {
+        const from = g.store.size;
+        await g.store.grow(g.size);
+        report.resized.push({ name: g.lu.name, from, to: g.size });
+      }
+    } catch (err) {
+      await undo();
+      throw err;
+    }
+
+    // Commit: nothing below can fail the change.
+    this.config = next;
+    this.targets.clear();
+    for (const t of next.targets) this.targets.set(t.iqn.toLowerCase(), t);
+    for (const [name, lu] of opened) this.units.set(name, lu);
+    for (const g of grows) g.lu.capacityChanged();
+
+    for (const [s, conn] of [...this.sessions]) {
+      if (s.type !== 'Normal' || !s.targetName) continue;
+      const v = verdict(s.targetName, s.initiatorName);
+      if (v.action === 'end') {
+        this.logger.info({ tsih: s.tsih, initiator: s.initiatorName, target: s.targetName }, `ending session: ${v.why}`);
+        report.endedSessions.push({ initiator: s.initiatorName, target: s.targetName, why: v.why });
+        this.closeSession(s);
+        conn.destroy();
+      } else if (v.action === 'add') {
+        // SPC-4: the LUN inventory changed; the initiator learns it from its LUNs in use
+        // (Linux rescans on REPORTED LUNS DATA HAS CHANGED).
+        for (const lu of new Set(s.luns.values())) lu.queueUnitAttention(s.nexus, ASC.REPORTED_LUNS_DATA_HAS_CHANGED);
+        const luns = new Map(s.luns);
+        for (const [n, vol] of v.luns) {
+          const lu = this.units.get(vol);
+          if (lu) luns.set(n, lu);
+        }
+        s.luns = luns;
+        report.lunsAdded.push({ initiator: s.initiatorName, target: s.targetName, luns: [...v.luns.keys()] });
+      }
+    }
+    for (const p of diff.portals.removed) {
+      const key = formatPortal(p).toLowerCase();
+      const l = this.portalListeners.get(key);
+      if (!l) continue;
+      this.portalListeners.delete(key);
+      this.listeners.splice(this.listeners.indexOf(l.srv), 1);
+      this.addresses.splice(this.addresses.indexOf(l.address), 1);
+      l.srv.close(); // open connections stay; only new ones are refused
+      report.stoppedListening.push(formatPortal(l.address));
+    }
+    for (const name of diff.volumes.removed) {
+      const lu = this.units.get(name);
+      if (!lu) continue;
+      this.units.delete(name);
+      try {
+        await lu.close();
+      } catch (err) {
+        this.logger.error({ err, volume: name }, 'closing volume failed');
+      }
+      report.closed.push(name);
+    }
+    return report;
+  }
+
+  private openUnitFrom(next: Config, name: string): Promise<LogicalUnit> {
+    const vol = next.volumes.get(name)!;
+    return this.openUnit(vol);
+  }
+
+  /** A command finished (status known); one call per command, for metrics. */
+  commandDone(session: Session, cmd: Command, status: number, dataInBytes: number): void {
+    this.observer?.commandDone(session, cmd, status, dataInBytes);
+  }
+
   // ------------------------------------------------------------ LoginHost
 
   targetExists(name: string): string | undefined {
@@ -229,6 +382,7 @@ export class TargetServer implements ConnectionHost {
         this.loginFailures.delete(a);
       }
     }
+    this.observer?.loginFailed();
     // The first few are answered at once (typos happen); then 0.5 s, 1 s, 2 s ... up to 5 s.
     return count <= 5 ? 0 : Math.min(5000, 500 * 2 ** (count - 6));
   }

@@ -258,6 +258,12 @@ export class LogicalUnit {
     }
   }
 
+  /** Queue a unit attention for one I_T nexus (if it has used this LU). */
+  queueUnitAttention(nexus: ItNexus, code: Asc): void {
+    const s = this.nexuses.get(nexus.id);
+    if (s !== undefined) queueUa(s, code);
+  }
+
   /** The store was resized (issue 5): CAPACITY DATA HAS CHANGED to everyone. */
   capacityChanged(): void {
     this.queueUnitAttentionAll(ASC.CAPACITY_DATA_HAS_CHANGED);

@@ -1,0 +1,55 @@
+// Replace a file so that readers (and a crash) see either the old or the new content:
+// write a temporary file beside it, fsync it, rename it over the original, fsync the folder.
+// The original's mode is kept (configs with CHAP secrets are 0600); a new file gets 0600.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface PreparedWrite {
+  /** Rename the prepared file into place (and fsync the folder). */
+  commit(): Promise<void>;
+  /** Remove the prepared file. */
+  abort(): Promise<void>;
+}
+
+/** Write and fsync `<file>.<pid>.tmp`; nothing visible changes until commit(). */
+export async function prepareAtomicWrite(file: string, text: string): Promise<PreparedWrite> {
+  const abs = path.resolve(file);
+  const tmp = `${abs}.${process.pid}.${Date.now()}.tmp`;
+  let mode = 0o600;
+  try {
+    mode = (await fs.promises.stat(abs)).mode & 0o7777;
+  } catch {
+    /* a new file */
+  }
+  const fh = await fs.promises.open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(text, 'utf8');
+    await fh.chmod(mode); // the umask may have narrowed it
+    await fh.sync();
+  } catch (e) {
+    await fh.close();
+    await fs.promises.unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+  await fh.close();
+  return {
+    async commit() {
+      await fs.promises.rename(tmp, abs);
+      const dir = await fs.promises.open(path.dirname(abs), 'r');
+      try {
+        await dir.sync();
+      } catch {
+        /* some filesystems cannot fsync a folder */
+      } finally {
+        await dir.close();
+      }
+    },
+    async abort() {
+      await fs.promises.unlink(tmp).catch(() => undefined);
+    },
+  };
+}
+
+export async function writeFileAtomic(file: string, text: string): Promise<void> {
+  await (await prepareAtomicWrite(file, text)).commit();
+}

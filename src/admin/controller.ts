@@ -1,0 +1,117 @@
+// The daemon side of live configuration: validate a proposed config, apply it to the running
+// TargetServer as a diff, and only then write it to the file. One change at a time.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import type { Logger } from 'pino';
+import { ConfigError, parseConfigDetailed, type ConfigIssue } from '../config/load';
+import type { Config } from '../config/model';
+import { formatPortal } from '../config/portal';
+import type { TargetServer } from '../iscsi/server';
+import { prepareAtomicWrite } from './atomic-write';
+import { diffConfig, diffIsEmpty, sessionVerdict } from './diff';
+import type { ApplyReply, ControlReply, StatusReply } from './protocol';
+import { sessionStatus } from './status';
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+export class ConfigController {
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly startedAt = Date.now();
+  /** Called after a change that moved the metrics endpoint. */
+  onMetricsChanged?: (config: Config) => Promise<void>;
+
+  constructor(
+    readonly server: TargetServer,
+    readonly configFile: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Validate `text`, apply it, then write it to the config file. Refused whole on any error. */
+  apply(text: string, baseSha256?: string): Promise<ControlReply> {
+    return this.serial(() => this.applyNow(text, { write: true, baseSha256 }));
+  }
+
+  /** Re-read the config file and apply it (SIGHUP, `reload`). */
+  reload(): Promise<ControlReply> {
+    return this.serial(async () => {
+      let text: string;
+      try {
+        text = await fs.promises.readFile(this.configFile, 'utf8');
+      } catch (e) {
+        return { ok: false, message: `cannot read ${this.configFile}: ${(e as Error).message}` };
+      }
+      return this.applyNow(text, { write: false });
+    });
+  }
+
+  status(): StatusReply {
+    const s = this.server;
+    return {
+      ok: true,
+      pid: process.pid,
+      config: this.configFile,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      portals: s.addresses.map(formatPortal),
+      volumes: [...s.units.values()].map((lu) => ({ name: lu.name, bytes: lu.backstore.size, path: lu.backstore.path })),
+      sessions: [...s.sessions].map(([session, conn]) => sessionStatus(session, conn.remote)),
+    };
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyNow(text: string, opts: { write: boolean; baseSha256?: string }): Promise<ControlReply> {
+    const t0 = process.hrtime.bigint();
+    const file = this.configFile;
+    if (opts.write && opts.baseSha256) {
+      const current = await fs.promises.readFile(file, 'utf8').catch(() => '');
+      if (sha256(current) !== opts.baseSha256) {
+        return { ok: false, message: `${file} changed while this edit was being made; nothing was applied, run the command again` };
+      }
+    }
+    let next: Config;
+    let warnings: ConfigIssue[];
+    try {
+      const mode = (await fs.promises.stat(file).catch(() => undefined))?.mode;
+      ({ config: next, warnings } = parseConfigDetailed(text, file, { checkFiles: true, fileMode: mode }));
+    } catch (e) {
+      if (e instanceof ConfigError) return { ok: false, message: 'the new config is not valid; nothing was changed', errors: e.errors };
+      throw e;
+    }
+    const prev = this.server.currentConfig;
+    const diff = diffConfig(prev, next);
+    if (diff.refused.length > 0) {
+      return {
+        ok: false,
+        message: 'the running target cannot make this change; nothing was changed',
+        errors: diff.refused.map((message) => ({ file, line: 0, col: 0, key: '', message })),
+      };
+    }
+    const write = opts.write ? await prepareAtomicWrite(file, text) : undefined;
+    let report;
+    try {
+      report = await this.server.apply(next, diff, (target, initiator) => sessionVerdict(prev, next, target, initiator));
+    } catch (e) {
+      await write?.abort();
+      this.logger.warn({ err: e }, `config change refused: ${(e as Error).message}`);
+      return { ok: false, message: `${(e as Error).message}; nothing was changed` };
+    }
+    await write?.commit();
+    if (diff.metricsChanged) await this.onMetricsChanged?.(next).catch((e) => this.logger.error({ err: e }, 'metrics endpoint change failed'));
+    if (diff.limitsChanged) {
+      const message = 'limits changed: they are read at start, so they take effect when the target restarts';
+      this.logger.warn(message);
+      warnings = [...warnings, { file, line: 0, col: 0, key: 'limits', message }];
+    }
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    const changed = !diffIsEmpty(diff);
+    if (changed) this.logger.info({ ...report, ms: Math.round(ms * 10) / 10 }, opts.write ? 'config changed' : 'config reloaded');
+    const reply: ApplyReply = { ok: true, changed, report, ms, warnings };
+    return reply;
+  }
+}

@@ -1,0 +1,54 @@
+// The control socket's messages: one JSON object per line each way, one request per connection.
+import type { ConfigIssue } from '../config/load';
+import type { ApplyReport } from '../iscsi/server';
+
+export type ControlRequest =
+  /** Validate, apply and (only then) write this config text. `baseSha256`: the file the edit started from. */
+  | { op: 'apply'; text: string; baseSha256?: string }
+  /** Re-read the config file and apply it (what SIGHUP does). */
+  | { op: 'reload' }
+  | { op: 'status' };
+
+export interface SessionStatus {
+  tsih: number;
+  type: 'Normal' | 'Discovery';
+  initiator: string;
+  address: string;
+  target: string | null;
+  luns: { lun: number; volume: string }[];
+  params: Record<string, string | number | boolean>;
+  startedAt: string;
+  uptimeSeconds: number;
+  commands: number;
+  readBytes: number;
+  writtenBytes: number;
+  errors: number;
+}
+
+export interface StatusReply {
+  ok: true;
+  pid: number;
+  config: string;
+  uptimeSeconds: number;
+  portals: string[];
+  volumes: { name: string; bytes: number; path: string }[];
+  sessions: SessionStatus[];
+}
+
+export interface ApplyReply {
+  ok: true;
+  /** False when the proposed config equals the running one. */
+  changed: boolean;
+  report: ApplyReport;
+  /** Milliseconds from receiving the request to the file being written. */
+  ms: number;
+  warnings: ConfigIssue[];
+}
+
+export interface ErrorReply {
+  ok: false;
+  message: string;
+  errors?: ConfigIssue[];
+}
+
+export type ControlReply = StatusReply | ApplyReply | ErrorReply;

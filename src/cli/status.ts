@@ -1,0 +1,88 @@
+// `iscsi-target status` (live sessions) and `iscsi-target reload` (re-read the config).
+import type { Command } from 'commander';
+import { controlRequest } from '../admin/control-socket';
+import { clientSocketPaths } from '../admin/socket-path';
+import { formatSize } from '../config/size';
+import { editTarget, printIssues } from './change';
+import { EXIT, err, out, type CliContext } from './context';
+import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
+import { formatDuration, table } from './table';
+
+type Opts = ConfigOptions & JsonOptions;
+
+function noDaemon(ctx: CliContext, o: Opts, file: string): number {
+  const message = `no daemon is running for ${file} (no control socket at ${clientSocketPaths(file, ctx.env).join(' or ')})`;
+  if (o.json) out(ctx, JSON.stringify({ ok: false, message }, null, 2));
+  else err(ctx, `error: ${message}`);
+  return EXIT.FAILURE;
+}
+
+async function status(ctx: CliContext, o: Opts & { verbose?: boolean }): Promise<number> {
+  const file = editTarget(ctx, o);
+  const r = await controlRequest(file, { op: 'status' }, ctx.env);
+  if (!r) return noDaemon(ctx, o, file);
+  if (!r.ok || !('sessions' in r)) {
+    err(ctx, `error: ${r.ok ? 'unexpected answer' : r.message}`);
+    return EXIT.FAILURE;
+  }
+  if (o.json) {
+    out(ctx, JSON.stringify(r, null, 2));
+    return EXIT.OK;
+  }
+  out(ctx, `daemon pid ${r.pid}, up ${formatDuration(r.uptimeSeconds)}, config ${r.config}`);
+  out(ctx, `portals: ${r.portals.join(', ')}; ${r.volumes.length} volume${r.volumes.length === 1 ? '' : 's'} open`);
+  out(ctx, '');
+  if (r.sessions.length === 0) {
+    out(ctx, 'no sessions');
+    return EXIT.OK;
+  }
+  out(ctx, table(
+    ['INITIATOR', 'ADDRESS', 'TARGET', 'LUNS', 'UPTIME', 'CMDS', 'READ', 'WRITTEN', 'ERRORS'],
+    r.sessions.map((s) => [
+      s.initiator,
+      s.address,
+      s.target ?? '(discovery)',
+      s.luns.map((l) => `${l.lun}=${l.volume}`).join(',') || '-',
+      formatDuration(s.uptimeSeconds),
+      String(s.commands),
+      formatSize(s.readBytes),
+      formatSize(s.writtenBytes),
+      String(s.errors),
+    ]),
+  ));
+  if (o.verbose) {
+    for (const s of r.sessions) {
+      out(ctx, `${s.initiator} (tsih ${s.tsih}): ${Object.entries(s.params).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+    }
+  } else {
+    out(ctx, '(negotiated parameters: --verbose or --json)');
+  }
+  return EXIT.OK;
+}
+
+async function reload(ctx: CliContext, o: Opts): Promise<number> {
+  const file = editTarget(ctx, o);
+  const r = await controlRequest(file, { op: 'reload' }, ctx.env);
+  if (!r) return noDaemon(ctx, o, file);
+  if (o.json) out(ctx, JSON.stringify(r, null, 2));
+  if (!r.ok) {
+    if (!o.json) {
+      printIssues(ctx, r.errors ?? []);
+      err(ctx, `error: ${r.message}; the daemon keeps its current config`);
+    }
+    return EXIT.FAILURE;
+  }
+  if (!o.json && 'report' in r) {
+    out(ctx, r.changed ? `reloaded ${file} in ${r.ms.toFixed(1)} ms` : `reloaded ${file}: nothing changed`);
+    for (const s of r.report.endedSessions) out(ctx, `  ended the session of ${s.initiator} on ${s.target}: ${s.why}`);
+  }
+  return EXIT.OK;
+}
+
+export function registerStatus(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
+  addJsonOption(addConfigOption(program.command('status').description('live sessions: initiator, address, target, LUNs, I/O counters')))
+    .option('-v, --verbose', 'also the negotiated parameters')
+    .action(async (o: Opts & { verbose?: boolean }) => setExit(await status(ctx, o)));
+  addJsonOption(addConfigOption(program.command('reload').description('make the running daemon re-read its config (as SIGHUP does)')))
+    .action(async (o: Opts) => setExit(await reload(ctx, o)));
+}

@@ -1,0 +1,96 @@
+// `iscsi-target target create|delete|list` and `portal add|remove|list`.
+import type { Command } from 'commander';
+import { addPortal, addTarget, removePortal, removeTarget } from '../admin/config-edit';
+import { controlRequest } from '../admin/control-socket';
+import { iscsiNameProblem } from '../config/names';
+import { formatPortal, parsePortal } from '../config/portal';
+import { editTarget, printIssues, proposeChange, readConfig } from './change';
+import { EXIT, err, out, type CliContext } from './context';
+import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
+import { table } from './table';
+
+type Opts = ConfigOptions & JsonOptions;
+
+function checkName(ctx: CliContext, name: string): boolean {
+  const problem = iscsiNameProblem(name);
+  if (problem) err(ctx, `error: ${problem}`);
+  return !problem;
+}
+
+async function listTargets(ctx: CliContext, o: Opts): Promise<number> {
+  const file = editTarget(ctx, o);
+  const cur = readConfig(file);
+  if ('errors' in cur) {
+    printIssues(ctx, cur.errors);
+    return EXIT.FAILURE;
+  }
+  const st = await controlRequest(file, { op: 'status' }, ctx.env).catch(() => undefined);
+  const sessions = new Map<string, number>();
+  if (st?.ok && 'sessions' in st) for (const s of st.sessions) if (s.target) sessions.set(s.target.toLowerCase(), (sessions.get(s.target.toLowerCase()) ?? 0) + 1);
+  const rows = cur.config.targets.map((t) => ({
+    iqn: t.iqn,
+    luns: Object.fromEntries(t.luns),
+    acls: t.acls.map((a) => ({ initiator: a.initiator, luns: a.luns ? Object.fromEntries(a.luns) : undefined, chap: !!a.chap, mutual: !!a.mutual })),
+    sessions: st?.ok ? sessions.get(t.iqn.toLowerCase()) ?? 0 : null,
+  }));
+  if (o.json) {
+    out(ctx, JSON.stringify(rows, null, 2));
+    return EXIT.OK;
+  }
+  if (rows.length === 0) {
+    out(ctx, `no targets in ${file}`);
+    return EXIT.OK;
+  }
+  out(ctx, table(
+    ['TARGET', 'LUNS', 'ACCESS', ...(st?.ok ? ['SESSIONS'] : [])],
+    rows.map((r) => [
+      r.iqn,
+      Object.entries(r.luns).map(([n, v]) => `${n}=${v}`).join(',') || '-',
+      r.acls.length === 0 ? 'every initiator' : `${r.acls.length} acl${r.acls.length === 1 ? '' : 's'}`,
+      ...(st?.ok ? [String(r.sessions)] : []),
+    ]),
+  ));
+  return EXIT.OK;
+}
+
+async function listPortals(ctx: CliContext, o: Opts): Promise<number> {
+  const file = editTarget(ctx, o);
+  const cur = readConfig(file);
+  if ('errors' in cur) {
+    printIssues(ctx, cur.errors);
+    return EXIT.FAILURE;
+  }
+  const portals = cur.config.portals.map(formatPortal);
+  if (o.json) out(ctx, JSON.stringify(portals, null, 2));
+  else out(ctx, portals.join('\n'));
+  return EXIT.OK;
+}
+
+function checkPortal(ctx: CliContext, text: string): boolean {
+  const p = parsePortal(text);
+  if ('error' in p) err(ctx, `error: ${p.error}`);
+  return !('error' in p);
+}
+
+export function registerTarget(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
+  const cmd = (c: Command) => addJsonOption(addConfigOption(c));
+  const target = program.command('target').description('create, delete and list targets');
+  cmd(target.command('create <iqn>').description('add a target (admit hosts with acl add)')).action(async (iqn: string, o: Opts) => {
+    if (!checkName(ctx, iqn)) return setExit(EXIT.FAILURE);
+    setExit((await proposeChange(ctx, o, `target ${iqn} created`, (doc) => addTarget(doc, iqn))).code);
+  });
+  cmd(target.command('delete <iqn>').description('remove a target; its sessions end')).action(async (iqn: string, o: Opts) => {
+    setExit((await proposeChange(ctx, o, `target ${iqn} deleted`, (doc) => removeTarget(doc, iqn))).code);
+  });
+  cmd(target.command('list').description('targets, their LUNs and access')).action(async (o: Opts) => setExit(await listTargets(ctx, o)));
+
+  const portal = program.command('portal').description('addresses the target listens on');
+  cmd(portal.command('add <address>').description('listen on ADDR:PORT too')).action(async (a: string, o: Opts) => {
+    if (!checkPortal(ctx, a)) return setExit(EXIT.FAILURE);
+    setExit((await proposeChange(ctx, o, `portal ${a} added`, (doc) => addPortal(doc, a))).code);
+  });
+  cmd(portal.command('remove <address>').description('stop listening on ADDR:PORT (open sessions stay)')).action(async (a: string, o: Opts) => {
+    setExit((await proposeChange(ctx, o, `portal ${a} removed`, (doc) => removePortal(doc, a))).code);
+  });
+  cmd(portal.command('list').description('configured portals')).action(async (o: Opts) => setExit(await listPortals(ctx, o)));
+}

@@ -1,0 +1,369 @@
+// `iscsi-target volume create|resize|delete|list|import`.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Option, type Command } from 'commander';
+import { addVolume, removeVolume, setVolumeSize, volumePathText } from '../admin/config-edit';
+import { controlRequest } from '../admin/control-socket';
+import { volumeUsers } from '../acl/access';
+import { nativeFs } from '../backstore/native';
+import { formatSize, tryParseSize } from '../config/size';
+import type { Config } from '../config/model';
+import { editTarget, printIssues, proposeChange, readConfig } from './change';
+import { EXIT, err, out, type CliContext } from './context';
+import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
+import { progressBar } from './progress';
+import { table } from './table';
+
+type Opts = ConfigOptions & JsonOptions;
+const CHUNK = 4 * 1024 * 1024;
+
+function parseSizeOption(ctx: CliContext, text: string | undefined, what = '--size'): number | undefined {
+  if (text === undefined) return undefined;
+  const r = tryParseSize(/^\d+$/.test(text) ? Number(text) : text);
+  if (!r.ok) {
+    err(ctx, `error: ${what}: ${r.error}`);
+    return undefined;
+  }
+  return r.bytes;
+}
+
+/** Allocate every block of a new file (fallocate, else zeros), with a progress bar. */
+async function allocateThick(ctx: CliContext, file: string, size: number, showProgress: boolean): Promise<void> {
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  const bar = progressBar(ctx, 'allocating', size, showProgress);
+  try {
+    const native = nativeFs();
+    let useZeros = !native;
+    const zeros = Buffer.alloc(CHUNK);
+    const step = 64 * 1024 * 1024;
+    for (let off = 0; off < size; ) {
+      const n = Math.min(useZeros ? CHUNK : step, size - off);
+      if (!useZeros) {
+        try {
+          await native!.fallocate(fd, 0, off, n);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EOPNOTSUPP') throw e;
+          useZeros = true;
+          continue;
+        }
+      } else {
+        await new Promise<void>((res, rej) => fs.write(fd, zeros, 0, n, off, (e) => (e ? rej(e) : res())));
+      }
+      off += n;
+      bar.update(off);
+    }
+    fs.ftruncateSync(fd, size);
+    fs.fdatasyncSync(fd);
+  } finally {
+    bar.stop();
+    fs.closeSync(fd);
+  }
+}
+
+/** Copy a raw image into a volume file from offset 0; all-zero chunks are skipped (kept sparse) when `sparse`. */
+async function copyImage(ctx: CliContext, image: string, dest: string, sparse: boolean, showProgress: boolean): Promise<number> {
+  const size = fs.statSync(image).size;
+  const src = fs.openSync(image, 'r');
+  const dst = fs.openSync(dest, 'r+');
+  const bar = progressBar(ctx, 'importing', size, showProgress);
+  const buf = Buffer.allocUnsafe(CHUNK);
+  const zero = Buffer.alloc(CHUNK);
+  try {
+    for (let off = 0; off < size; ) {
+      const n = await new Promise<number>((res, rej) => fs.read(src, buf, 0, Math.min(CHUNK, size - off), off, (e, r) => (e ? rej(e) : res(r))));
+      if (n === 0) break;
+      const chunk = buf.subarray(0, n);
+      if (!(sparse && chunk.equals(zero.subarray(0, n)))) {
+        await new Promise<void>((res, rej) => fs.write(dst, chunk, 0, n, off, (e) => (e ? rej(e) : res())));
+      }
+      off += n;
+      bar.update(off);
+    }
+    fs.fdatasyncSync(dst);
+  } finally {
+    bar.stop();
+    fs.closeSync(src);
+    fs.closeSync(dst);
+  }
+  return size;
+}
+
+function volumeFile(configFile: string, p: string): string {
+  return path.resolve(path.dirname(configFile), p);
+}
+
+interface CreateOpts extends Opts {
+  size?: string;
+  path?: string;
+  blockSize?: string;
+  thick?: boolean;
+  memory?: boolean;
+  progress?: boolean;
+}
+
+async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<number> {
+  const file = editTarget(ctx, o);
+  const size = parseSizeOption(ctx, o.size);
+  if (o.size !== undefined && size === undefined) return EXIT.FAILURE;
+  const blockSize = o.blockSize === undefined ? 512 : Number(o.blockSize);
+  if (blockSize !== 512 && blockSize !== 4096) {
+    err(ctx, `error: --block-size must be 512 or 4096, not ${o.blockSize}`);
+    return EXIT.FAILURE;
+  }
+  if (o.memory && (o.path || o.thick)) {
+    err(ctx, 'error: a memory volume has no --path and cannot be --thick');
+    return EXIT.FAILURE;
+  }
+  const rel = o.memory ? undefined : o.path ?? `luns/${name}.img`;
+  const abs = rel ? volumeFile(file, rel) : undefined;
+  let created = false;
+  if (abs) {
+    fs.mkdirSync(path.dirname(abs), { recursive: true });
+    if (o.thick) {
+      if (size === undefined) {
+        err(ctx, 'error: --thick needs --size');
+        return EXIT.FAILURE;
+      }
+      if (fs.existsSync(abs)) {
+        err(ctx, `error: ${abs} exists already; --thick allocates a new file`);
+        return EXIT.FAILURE;
+      }
+      if (size % blockSize === 0) {
+        await allocateThick(ctx, abs, size, o.progress !== false && !o.json);
+        created = true;
+      }
+    }
+  }
+  const r = await proposeChange(ctx, o, `volume ${name} created`, (doc) =>
+    addVolume(doc, name, { path: rel, size: o.size, blockSize: blockSize as 512 | 4096, memory: o.memory }),
+  );
+  if (r.code !== EXIT.OK && created) fs.rmSync(abs!, { force: true });
+  return r.code;
+}
+
+async function resize(ctx: CliContext, name: string, o: Opts & { size?: string }): Promise<number> {
+  const file = editTarget(ctx, o);
+  const size = parseSizeOption(ctx, o.size);
+  if (size === undefined) {
+    if (o.size === undefined) err(ctx, 'error: give the new size with --size');
+    return EXIT.FAILURE;
+  }
+  const cur = readConfig(file);
+  if ('config' in cur) {
+    const v = cur.config.volumes.get(name);
+    const actual = v?.path && fs.existsSync(v.path) ? fs.statSync(v.path) : undefined;
+    const now = actual?.isFile() ? actual.size : v?.size;
+    if (now !== undefined && size < now) {
+      err(ctx, `error: volume ${name} is ${formatSize(now)}; shrinking to ${formatSize(size)} would lose data (only growing is supported)`);
+      return EXIT.FAILURE;
+    }
+  }
+  return (await proposeChange(ctx, o, `volume ${name} resized to ${formatSize(size)}`, (doc) => setVolumeSize(doc, name, o.size!))).code;
+}
+
+async function remove(ctx: CliContext, name: string, o: Opts & { force?: boolean; purge?: boolean }): Promise<number> {
+  const file = editTarget(ctx, o);
+  let abs: string | undefined;
+  const r = await proposeChange(ctx, o, `volume ${name} deleted`, (doc) => {
+    const p = volumePathText(doc, name);
+    abs = p ? volumeFile(file, p) : undefined;
+    removeVolume(doc, name, { force: o.force });
+  });
+  if (r.code === EXIT.OK && o.purge && abs) {
+    for (const f of [abs, `${abs}.pr.json`]) fs.rmSync(f, { force: true });
+    if (!o.json) out(ctx, `removed ${abs}`);
+  } else if (r.code === EXIT.OK && abs && !o.json) {
+    out(ctx, `the file ${abs} is kept (give --purge to delete it)`);
+  }
+  return r.code;
+}
+
+interface VolumeRow {
+  name: string;
+  path: string | null;
+  bytes: number | null;
+  allocatedBytes: number | null;
+  blockSize: number;
+  readonly: boolean;
+  mappedTo: { target: string; initiator: string; lun: number }[];
+  sessions: number | null;
+}
+
+function volumeRows(config: Config, live?: Map<string, number>): VolumeRow[] {
+  return [...config.volumes.values()].map((v) => {
+    let bytes: number | null = v.size ?? null;
+    let allocated: number | null = null;
+    if (v.memory) allocated = null;
+    else if (v.path) {
+      try {
+        const st = fs.statSync(v.path);
+        if (st.isFile()) {
+          bytes = st.size;
+          allocated = st.blocks * 512;
+        }
+      } catch {
+        /* not created yet */
+      }
+    }
+    return {
+      name: v.name,
+      path: v.memory ? 'memory' : v.path ?? null,
+      bytes,
+      allocatedBytes: allocated,
+      blockSize: v.blockSize,
+      readonly: v.readonly,
+      mappedTo: volumeUsers(config, v.name),
+      sessions: live ? live.get(v.name) ?? 0 : null,
+    };
+  });
+}
+
+async function list(ctx: CliContext, o: Opts): Promise<number> {
+  const file = editTarget(ctx, o);
+  const cur = readConfig(file);
+  if ('errors' in cur) {
+    printIssues(ctx, cur.errors);
+    return EXIT.FAILURE;
+  }
+  let live: Map<string, number> | undefined;
+  const st = await controlRequest(file, { op: 'status' }, ctx.env).catch(() => undefined);
+  if (st?.ok && 'sessions' in st) {
+    live = new Map();
+    for (const s of st.sessions) for (const l of s.luns) live.set(l.volume, (live.get(l.volume) ?? 0) + 1);
+  }
+  const rows = volumeRows(cur.config, live);
+  if (o.json) {
+    out(ctx, JSON.stringify(rows, null, 2));
+    return EXIT.OK;
+  }
+  if (rows.length === 0) {
+    out(ctx, `no volumes in ${file}`);
+    return EXIT.OK;
+  }
+  out(ctx, table(
+    ['NAME', 'SIZE', 'ALLOCATED', 'BLOCK', 'PATH', 'MAPPED TO', ...(live ? ['SESSIONS'] : [])],
+    rows.map((r) => [
+      r.name + (r.readonly ? ' (ro)' : ''),
+      r.bytes === null ? '-' : formatSize(r.bytes),
+      r.allocatedBytes === null ? '-' : formatSize(r.allocatedBytes),
+      String(r.blockSize),
+      r.path ?? '-',
+      r.mappedTo.length === 0 ? '-' : r.mappedTo.map((m) => `${m.target}${m.initiator === '*' ? '' : ` ${m.initiator}`} LUN ${m.lun}`).join('; '),
+      ...(live ? [String(r.sessions)] : []),
+    ]),
+  ));
+  return EXIT.OK;
+}
+
+async function importImage(ctx: CliContext, name: string, image: string, o: Opts & { size?: string; path?: string; force?: boolean; progress?: boolean }): Promise<number> {
+  const file = editTarget(ctx, o);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(image);
+    if (!st.isFile()) throw new Error('not a regular file');
+  } catch (e) {
+    err(ctx, `error: cannot import ${image}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    return EXIT.FAILURE;
+  }
+  const head = Buffer.alloc(4);
+  const fd = fs.openSync(image, 'r');
+  fs.readSync(fd, head, 0, 4, 0);
+  fs.closeSync(fd);
+  if (head.toString('latin1') === 'QFI\xfb') {
+    err(ctx, `error: ${image} is a qcow2 image; import takes raw images (convert first: qemu-img convert -O raw ${image} ${image}.raw)`);
+    return EXIT.FAILURE;
+  }
+  const showProgress = o.progress !== false && !o.json;
+  const cur = readConfig(file);
+  const existing = 'config' in cur ? cur.config.volumes.get(name) : undefined;
+  if (existing) {
+    if (!existing.path) {
+      err(ctx, `error: volume ${name} is a memory volume; import into file volumes only`);
+      return EXIT.FAILURE;
+    }
+    const users = volumeUsers((cur as { config: Config }).config, name);
+    if (users.length > 0 && !o.force) {
+      err(ctx, `error: volume ${name} is mapped (${users.map((u) => `${u.target} LUN ${u.lun}`).join('; ')}); writing under a host corrupts what it sees. Unmap it first, or give --force`);
+      return EXIT.FAILURE;
+    }
+    const volBytes = fs.existsSync(existing.path) ? fs.statSync(existing.path).size : existing.size ?? 0;
+    if (st.size > volBytes) {
+      err(ctx, `error: ${image} is ${formatSize(st.size)}, larger than volume ${name} (${formatSize(volBytes)}); grow it first with volume resize`);
+      return EXIT.FAILURE;
+    }
+    const t0 = Date.now();
+    const n = await copyImage(ctx, image, existing.path, false, showProgress);
+    report(ctx, o, name, n, Date.now() - t0);
+    return EXIT.OK;
+  }
+  // A new volume holding the image: at least the image's size, rounded up to whole blocks.
+  const requested = parseSizeOption(ctx, o.size);
+  if (o.size !== undefined && requested === undefined) return EXIT.FAILURE;
+  const bytes = Math.max(requested ?? 0, Math.ceil(st.size / 512) * 512);
+  const rel = o.path ?? `luns/${name}.img`;
+  const abs = volumeFile(file, rel);
+  if (fs.existsSync(abs)) {
+    err(ctx, `error: ${abs} exists already`);
+    return EXIT.FAILURE;
+  }
+  fs.mkdirSync(path.dirname(abs), { recursive: true });
+  fs.writeFileSync(abs, '', { mode: 0o600, flag: 'wx' });
+  fs.truncateSync(abs, bytes);
+  const t0 = Date.now();
+  let n: number;
+  try {
+    n = await copyImage(ctx, image, abs, true, showProgress);
+  } catch (e) {
+    fs.rmSync(abs, { force: true });
+    throw e;
+  }
+  const ms = Date.now() - t0;
+  const sizeText = requested !== undefined && o.size ? o.size : String(bytes);
+  const r = await proposeChange(ctx, o, `volume ${name} created from ${image}`, (doc) => addVolume(doc, name, { path: rel, size: /^\d+$/.test(sizeText) ? formatSizeText(bytes) : sizeText }));
+  if (r.code !== EXIT.OK) {
+    fs.rmSync(abs, { force: true });
+    return r.code;
+  }
+  report(ctx, o, name, n, ms);
+  return EXIT.OK;
+}
+
+function formatSizeText(bytes: number): string {
+  for (const [u, m] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) if (bytes % m === 0) return `${bytes / m}${u}`;
+  return String(bytes);
+}
+
+function report(ctx: CliContext, o: Opts, name: string, bytes: number, ms: number): void {
+  const rate = ms > 0 ? `${formatSize(Math.round((bytes / ms) * 1000))}/s` : '';
+  if (o.json) out(ctx, JSON.stringify({ ok: true, volume: name, importedBytes: bytes, ms }, null, 2));
+  else out(ctx, `imported ${formatSize(bytes)} into ${name} in ${(ms / 1000).toFixed(1)} s ${rate}`);
+}
+
+export function registerVolume(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
+  const volume = program.command('volume').description('create, grow, delete, list and import volumes');
+  const cmd = (c: Command) => addJsonOption(addConfigOption(c));
+  cmd(volume.command('create <name>').description('add a volume (a sparse file under luns/ by default)'))
+    .requiredOption('--size <size>', 'size, e.g. 20GiB, 512MiB')
+    .option('--path <path>', 'file or block device (relative to the config file; default luns/NAME.img)')
+    .addOption(new Option('--block-size <bytes>', 'logical block size').choices(['512', '4096']))
+    .option('--thick', 'allocate every block now (progress bar on a terminal)')
+    .option('--memory', 'a RAM-only volume (lost at exit)')
+    .option('--no-progress', 'no progress bar')
+    .action(async (name: string, o: CreateOpts) => setExit(await create(ctx, name, o)));
+  cmd(volume.command('resize <name>').description('grow a volume; hosts get CAPACITY DATA HAS CHANGED'))
+    .requiredOption('--size <size>', 'new size (only growing)')
+    .action(async (name: string, o: Opts & { size?: string }) => setExit(await resize(ctx, name, o)));
+  cmd(volume.command('delete <name>').description('remove a volume (refused while mapped unless --force); the file stays unless --purge'))
+    .option('--force', 'also remove its LUN mappings (ends the sessions that use it)')
+    .option('--purge', 'delete the file too')
+    .action(async (name: string, o: Opts & { force?: boolean; purge?: boolean }) => setExit(await remove(ctx, name, o)));
+  cmd(volume.command('list').description('volumes: size, allocated bytes, who maps them'))
+    .action(async (o: Opts) => setExit(await list(ctx, o)));
+  cmd(volume.command('import <name> <image>').description('copy a raw image into a volume (a new one sized to fit, or an existing unmapped one)'))
+    .option('--size <size>', 'size of a new volume (default: the image size)')
+    .option('--path <path>', 'file for a new volume (default luns/NAME.img)')
+    .option('--force', 'write into a mapped volume anyway')
+    .option('--no-progress', 'no progress bar')
+    .action(async (name: string, image: string, o: Opts & { size?: string; path?: string; force?: boolean; progress?: boolean }) =>
+      setExit(await importImage(ctx, name, image, o)));
+}
