@@ -143,6 +143,13 @@ verify_mounted() {
   umount /mnt || return 3
 }
 
+# The guest reaches nothing but the guestfwd portal: not even the target's own port
+# through the user-mode gateway (which restrict=off would allow).
+isolated() {
+  timeout 10 nc -w 3 "$1" "$2" </dev/null && { say "$1:$2 is reachable: the guest network is not restricted"; return 1; }
+  say "$1:$2 unreachable, as it must be"
+}
+
 restart_iscsid() { stop_iscsid || return 1; start_iscsid "$1" || return 2; }
 
 # chap_settings IQN USER SECRET

@@ -78,7 +78,10 @@ const log = (line: string) => process.stdout.write(`${line}\n`);
 const skip = unavailable();
 if (skip) log(`[e2e] skipping: ${skip}`);
 
-function assertSteps(r: BootResult, expected: string[]): void {
+function assertSteps(r: BootResult, expected: string[], target: E2eTarget): void {
+  if (r.failed || r.timedOut || r.exitCode !== 0) {
+    log(`[e2e] daemon log (last 40 lines):\n${target.output().trimEnd().split('\n').slice(-40).join('\n')}`);
+  }
   const detail = `steps passed: ${r.passed.join(', ') || 'none'}`;
   assert.ok(!r.timedOut, `guest timed out after ${r.seconds.toFixed(0)} s (${detail})`);
   assert.equal(r.failed, undefined, `guest step failed: ${r.failed} (${detail})`);
@@ -117,6 +120,7 @@ describe('open-iscsi kernel initiator in a VM', { skip }, () => {
     const r = await boot(
       'host-a',
       `
+step network-restricted isolated 10.0.2.2 ${target.port}
 step iscsid start_iscsid ${HOST_A}
 step discovery discover "${SAN} ${RESTART}" "${CHAP} ${MUTUAL}"
 step node-record node_new ${SAN}
@@ -137,10 +141,10 @@ step relogin-logout logout ${SAN}
 `,
     );
     assertSteps(r, [
-      'iscsid', 'discovery', 'node-record', 'login', 'disk-256MiB', 'own-volume', 'mkfs.ext4', 'mount',
+      'network-restricted', 'iscsid', 'discovery', 'node-record', 'login', 'disk-256MiB', 'own-volume', 'mkfs.ext4', 'mount',
       'write-random', 'remount-verify', 'fio-verify', 'e2fsck', 'logout', 'relogin', 'relogin-disk',
       'relogin-verify', 'relogin-logout',
-    ]);
+    ], target);
     // The filesystem is in our volume file: ext4's magic at 1080 in vol-a, vol-b untouched.
     const a = fs.readFileSync(path.join(dir, 'vol-a.img')).subarray(0, 2048);
     assert.equal(a.readUInt16LE(1080), 0xef53, 'vol-a.img holds no ext4 superblock');
@@ -168,7 +172,7 @@ step unlisted-login-refused login_refused ${SAN} 24
     assertSteps(r, [
       'iscsid', 'discovery', 'node-record', 'login', 'disk-160MiB', 'own-volume', 'write-read', 'logout',
       'unlisted-iscsid', 'unlisted-discovery', 'unlisted-node-record', 'unlisted-login-refused',
-    ]);
+    ], target);
     // B's write landed in vol-b.img at 1 MiB, and vol-a.img (host A's ext4) has none of it.
     const b = fs.readFileSync(path.join(dir, 'vol-b.img'));
     assert.equal(b.subarray(0, 16).toString(), 'E2E-VOLUME vol-b');
@@ -207,7 +211,7 @@ step mutual-logout logout ${MUTUAL}
       'chap-right-secret', 'chap-login', 'chap-disk-64MiB', 'chap-write-read', 'chap-logout',
       'mutual-settings', 'mutual-wrong-target-secret-refused', 'mutual-right-target-secret', 'mutual-login',
       'mutual-disk-96MiB', 'mutual-write-read', 'mutual-logout',
-    ]);
+    ], target);
     assert.doesNotMatch(target.output(), new RegExp(Object.values(SECRET).join('|')), 'a secret reached the daemon log');
   });
 
@@ -247,7 +251,7 @@ step logout logout ${RESTART}
       'iscsid', 'discovery', 'node-record', 'login', 'disk-256MiB', 'mkfs.ext4', 'mount', 'write-random',
       'io-running', 'connection-dropped-under-io', 'session-recovered', 'fio-verify-after-restart',
       'write-after-restart', 'remount-verify', 'e2fsck', 'logout',
-    ]);
+    ], target);
     assert.equal(target.starts, 2, 'the target was not restarted');
     assert.ok(restartedAfterMs >= 0);
   });
