@@ -18,7 +18,9 @@ import { bootGuest, type BootResult } from './vm';
 import { APT_HINT, missingHostPieces, vmImage, type VmImage } from './vm-image';
 
 const CACHE = process.env.E2E_VM_CACHE ?? path.join(ROOT, '.cache', 'e2e-vm');
-const BOOT_TIMEOUT_MS = Number(process.env.E2E_BOOT_TIMEOUT_MS ?? 8 * 60 * 1000);
+// A guest normally finishes in 15-60 s under software emulation; 4 minutes is slack for a
+// slow, shared machine, and after one timeout no further guest boots (CI stays bounded).
+const BOOT_TIMEOUT_MS = Number(process.env.E2E_BOOT_TIMEOUT_MS ?? 4 * 60 * 1000);
 const MiB = 1024 * 1024;
 
 const IQN = (name: string) => `iqn.2026-11.io.iscsi-target:${name}`;
@@ -113,10 +115,15 @@ describe('open-iscsi kernel initiator in a VM', { skip }, () => {
     log(`[e2e] total ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
 
-  const boot = (name: string, body: string, onMark?: (m: string) => Promise<void>) =>
-    bootGuest(image, { name, script: guestScript(body), targetPort: target.port, timeoutMs: BOOT_TIMEOUT_MS, onMark, log });
+  let timedOut = '';
+  const boot = async (name: string, body: string, onMark?: (m: string) => Promise<void>) => {
+    assert.equal(timedOut, '', `not booting: guest ${timedOut} timed out`);
+    const r = await bootGuest(image, { name, script: guestScript(body), targetPort: target.port, timeoutMs: BOOT_TIMEOUT_MS, onMark, log });
+    if (r.timedOut) timedOut = name;
+    return r;
+  };
 
-  test('host A: discovery, login, ext4, checksums after remount, fio verify, e2fsck, logout, data still there after re-login', { timeout: BOOT_TIMEOUT_MS + 60000 }, async () => {
+  test('host A: discovery, login, ext4, checksums after remount, fio verify, e2fsck, logout, data still there after re-login', { skip, timeout: BOOT_TIMEOUT_MS + 60000 }, async () => {
     const r = await boot(
       'host-a',
       `
@@ -151,7 +158,7 @@ step relogin-logout logout ${SAN}
     assert.equal(fs.readFileSync(path.join(dir, 'vol-b.img')).subarray(0, 16).toString(), 'E2E-VOLUME vol-b');
   });
 
-  test('host B sees only its own volume; an initiator in no ACL is refused and sees nothing', { timeout: BOOT_TIMEOUT_MS + 60000 }, async () => {
+  test('host B sees only its own volume; an initiator in no ACL is refused and sees nothing', { skip, timeout: BOOT_TIMEOUT_MS + 60000 }, async () => {
     const r = await boot(
       'host-b',
       `
@@ -180,7 +187,7 @@ step unlisted-login-refused login_refused ${SAN} 24
     assert.equal(fs.readFileSync(path.join(dir, 'vol-a.img')).readUInt16LE(1080), 0xef53);
   });
 
-  test('CHAP and mutual CHAP through node.session.auth.*: right secrets log in, wrong ones are refused', { timeout: BOOT_TIMEOUT_MS + 60000 }, async () => {
+  test('CHAP and mutual CHAP through node.session.auth.*: right secrets log in, wrong ones are refused', { skip, timeout: BOOT_TIMEOUT_MS + 60000 }, async () => {
     const r = await boot(
       'chap',
       `
@@ -215,7 +222,7 @@ step mutual-logout logout ${MUTUAL}
     assert.doesNotMatch(target.output(), new RegExp(Object.values(SECRET).join('|')), 'a secret reached the daemon log');
   });
 
-  test('target killed and restarted under a mounted filesystem with fio running: the session recovers, data verifies', { timeout: BOOT_TIMEOUT_MS + 60000 }, async () => {
+  test('target killed and restarted under a mounted filesystem with fio running: the session recovers, data verifies', { skip, timeout: BOOT_TIMEOUT_MS + 60000 }, async () => {
     let restartedAfterMs = -1;
     const r = await boot(
       'restart',

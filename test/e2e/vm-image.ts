@@ -314,7 +314,10 @@ export function vmImage(cacheRoot: string, log: (s: string) => void): VmImage {
     };
     fs.writeFileSync(path.join(tmpDir, 'image.json'), JSON.stringify(built, null, 2));
     for (const old of fs.readdirSync(cacheRoot)) {
-      if (old.startsWith('vm-')) fs.rmSync(path.join(cacheRoot, old), { recursive: true, force: true });
+      // Older images, and builds a killed run left behind.
+      if (old.startsWith('vm-') || (old.startsWith('tmp-') && path.join(cacheRoot, old) !== tmpDir)) {
+        fs.rmSync(path.join(cacheRoot, old), { recursive: true, force: true });
+      }
     }
     fs.renameSync(tmpDir, dir);
     log(
