@@ -261,5 +261,12 @@ step logout logout ${RESTART}
     ], target);
     assert.equal(target.starts, 2, 'the target was not restarted');
     assert.ok(restartedAfterMs >= 0);
+    // open-iscsi's recovery logged in to the restarted daemon by itself.
+    const relogins = target
+      .output()
+      .split('--- daemon start 2 ---')[1]
+      .split('\n')
+      .filter((l) => l.includes('login complete') && l.includes(RESTART_HOST) && l.includes(RESTART));
+    assert.ok(relogins.length >= 1, 'no login from the guest reached the restarted daemon');
   });
 });
