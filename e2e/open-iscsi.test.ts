@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { freePort, ROOT } from '../helpers/daemon';
+import { freePort, ROOT } from '../test/helpers/daemon';
 import { guestScript } from './guest-script';
 import { E2eTarget } from './target';
 import { bootGuest, type BootResult } from './vm';

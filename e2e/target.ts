@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
-import { BIN } from '../helpers/daemon';
+import { BIN } from '../test/helpers/daemon';
 
 export class E2eTarget {
   private proc?: ChildProcess;
