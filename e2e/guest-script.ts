@@ -131,7 +131,7 @@ remount_verify() {
 fio_verify() {
   fio --name="$1" --filename=/mnt/$1.fio --size=$2M --rw=randwrite --bs=4k --iodepth=16 \
     --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
-    --randrepeat=0 --group_reporting || return 1
+    --randrepeat=0 --group_reporting --eta=never || return 1
 }
 
 fsck_clean() { umount /mnt || return 1; e2fsck -fn $DISK || return 2; }
@@ -181,7 +181,7 @@ raw_roundtrip() {
 start_background_io() {
   fio --name="$1" --filename=/mnt/$1.fio --size=$2M --rw=randwrite --bs=4k --iodepth=16 \
     --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
-    --randrepeat=0 --group_reporting > /tmp/fio-bg.log 2>&1 &
+    --randrepeat=0 --group_reporting --eta=never > /tmp/fio-bg.log 2>&1 &
   FIO_PID=$!
   sleep 3
   kill -0 $FIO_PID 2>/dev/null || { cat /tmp/fio-bg.log; say "fio ended before the restart"; return 1; }

@@ -205,6 +205,9 @@ ip link set eth0 up || { echo "E2E-INIT-FAIL no eth0"; halt_vm; }
 ip addr add 10.0.2.15/24 dev eth0
 ip route add default via 10.0.2.2
 echo "E2E-INIT ready"
+# From here the console carries only the script's output (a kernel line printed in the
+# middle of an E2E-STEP marker would garble it); steps print dmesg where it matters.
+dmesg -n 1
 sh /e2e/run.sh
 echo "E2E-EXIT $?"
 halt_vm
