@@ -244,8 +244,12 @@ export function vmImage(cacheRoot: string, log: (s: string) => void): VmImage {
     .digest('hex')
     .slice(0, 16);
   const dir = path.join(cacheRoot, `vm-${key}`);
-  const image: VmImage = JSON.parse(fs.existsSync(path.join(dir, 'image.json')) ? fs.readFileSync(path.join(dir, 'image.json'), 'utf8') : 'null');
-  if (image) return image;
+  const at = (meta: { kernelRelease: string; kernelPackage: string }): VmImage => ({
+    kernel: path.join(dir, 'vmlinuz'),
+    initrd: path.join(dir, 'initrd.gz'),
+    ...meta,
+  });
+  if (fs.existsSync(path.join(dir, 'image.json'))) return at(JSON.parse(fs.readFileSync(path.join(dir, 'image.json'), 'utf8')));
 
   log(`building the VM image in ${dir}`);
   const t0 = Date.now();
@@ -309,13 +313,8 @@ export function vmImage(cacheRoot: string, log: (s: string) => void): VmImage {
     fs.mkdirSync(tmpDir, { recursive: true });
     fs.copyFileSync(path.join(work, 'boot', vmlinuz), path.join(tmpDir, 'vmlinuz'));
     fs.writeFileSync(path.join(tmpDir, 'initrd.gz'), initrd);
-    const built: VmImage = {
-      kernel: path.join(dir, 'vmlinuz'),
-      initrd: path.join(dir, 'initrd.gz'),
-      kernelRelease,
-      kernelPackage: path.basename(deb),
-    };
-    fs.writeFileSync(path.join(tmpDir, 'image.json'), JSON.stringify(built, null, 2));
+    const meta = { kernelRelease, kernelPackage: path.basename(deb) };
+    fs.writeFileSync(path.join(tmpDir, 'image.json'), JSON.stringify(meta, null, 2));
     for (const old of fs.readdirSync(cacheRoot)) {
       // Older images, and builds a killed run left behind.
       if (old.startsWith('vm-') || (old.startsWith('tmp-') && path.join(cacheRoot, old) !== tmpDir)) {
@@ -327,7 +326,7 @@ export function vmImage(cacheRoot: string, log: (s: string) => void): VmImage {
       `built in ${((Date.now() - t0) / 1000).toFixed(1)} s: kernel ${kernelRelease}, initramfs ${(initrd.length / 1048576).toFixed(1)} MiB, ` +
         `${modules.length} modules (${modules.map((m) => modName(path.basename(m))).join(' ')})`,
     );
-    return built;
+    return at(meta);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
