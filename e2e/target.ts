@@ -1,0 +1,69 @@
+// The real daemon for the e2e test, kept on one port and one volume folder across restarts
+// (test/helpers/daemon.ts picks a new port and removes its folder on stop).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { BIN } from '../test/helpers/daemon';
+
+export class E2eTarget {
+  private proc?: ChildProcess;
+  private out = '';
+  starts = 0;
+
+  constructor(
+    readonly dir: string,
+    readonly port: number,
+    readonly configFile = path.join(dir, 'iscsi-target.yaml'),
+  ) {}
+
+  output(): string {
+    return this.out;
+  }
+
+  async start(): Promise<void> {
+    const proc = spawn(process.execPath, [BIN, 'serve', '--config', this.configFile], {
+      cwd: this.dir,
+      env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.proc = proc;
+    this.starts++;
+    const tag = `--- daemon start ${this.starts} ---\n`;
+    this.out += tag;
+    proc.stdout!.on('data', (c) => (this.out += c));
+    proc.stderr!.on('data', (c) => (this.out += c));
+    const deadline = Date.now() + 15000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`daemon exited early (${proc.exitCode}):\n${this.out}`);
+      if (await canConnect(this.port)) return;
+      if (Date.now() > deadline) {
+        proc.kill('SIGKILL');
+        throw new Error(`daemon did not listen on ${this.port}:\n${this.out}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Stop the daemon: SIGTERM drains, SIGKILL is a crash. Resolves with its exit code or signal. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<string> {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return 'not running';
+    const exited = new Promise<string>((r) => proc.once('exit', (code, sig) => r(sig ?? String(code))));
+    proc.kill(signal);
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 20000);
+    const how = await exited;
+    clearTimeout(timer);
+    return how;
+  }
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
