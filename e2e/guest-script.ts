@@ -176,6 +176,42 @@ raw_roundtrip() {
   say "$2 MiB at $1 MiB written and read back"
 }
 
+# lsblk_disk IQN BYTES: the README's lsblk step: the LUN (as wait_disk) listed by lsblk
+# with its size, our INQUIRY vendor and product, and transport iscsi.
+lsblk_disk() {
+  _want=$2
+  wait_disk "$1" "$2" || return 1
+  lsblk -o NAME,SIZE,VENDOR,MODEL,TRAN || return 2
+  _l=$(lsblk -bdn -o SIZE,TRAN,VENDOR,MODEL $DISK) || return 3
+  set -- $_l
+  [ "$1" = "$_want" ] && [ "$2" = iscsi ] && [ "$3" = ISCSI-TS ] && [ "$4" = VIRTUAL-DISK ] ||
+    { say "lsblk $DISK says '$_l', expected '$_want iscsi ISCSI-TS VIRTUAL-DISK'"; return 4; }
+}
+
+# digests IQN VALUE: node.conn[0].iscsi.HeaderDigest and DataDigest on the node record.
+digests() {
+  for _k in HeaderDigest DataDigest; do
+    iscsiadm -m node -T "$1" -p $P -o update -n "node.conn[0].iscsi.$_k" -v "$2" || return 1
+  done
+  iscsiadm -m node -T "$1" -p $P | grep -E 'Digest' || return 2
+}
+
+# What the kernel negotiated, as iscsiadm shows it for the live session.
+session_digests() {
+  _s=$(iscsiadm -m session -P 2 2>/dev/null) || return 1
+  echo "$_s" | grep -E 'Target:|Digest'
+  echo "$_s" | grep -q "HeaderDigest: $1" || { say "session HeaderDigest is not $1"; return 2; }
+  echo "$_s" | grep -q "DataDigest: $1" || { say "session DataDigest is not $1"; return 3; }
+}
+
+# host_check NAME: ask the host to check something (E2E-MARK NAME) and wait for its answer
+# on the console: E2E-HOST-OK NAME, or E2E-HOST-FAIL NAME (the host log says why).
+host_check() {
+  echo "E2E-MARK $1"
+  read -t 120 -r _reply || { say "no answer from the host within 120 s"; return 1; }
+  [ "$_reply" = "E2E-HOST-OK $1" ] || { say "host answered '$_reply'"; return 2; }
+}
+
 # start_background_io NAME MiB: fio (as fio_verify) in the background, then ask the host
 # (E2E-MARK) to kill and restart the target while it runs.
 start_background_io() {

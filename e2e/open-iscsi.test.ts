@@ -1,20 +1,25 @@
 // End to end with the real Linux initiator: open-iscsi (iscsiadm, iscsid, the kernel's
 // iscsi_tcp and sd) in a small qemu VM attaches to our daemon on the host's loopback,
 // formats the LUN as ext4, writes and verifies data, runs fio with verification, and
-// logs out; also CHAP and mutual CHAP, per-initiator ACLs, and a target restart under load.
+// logs out; also CHAP and mutual CHAP, per-initiator ACLs, a target restart under load, and
+// the README's provisioning walkthrough run live (CLI against a running daemon, then the
+// host's iscsiadm steps) with a second login using CRC32C header and data digests.
 //
 // Run with `npm run test:e2e` (not part of `npm test`: each guest boots under software
 // emulation). The VM is built once into .cache/e2e-vm/ (see vm-image.ts).
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { freePort, ROOT } from '../test/helpers/daemon';
+import { promisify } from 'node:util';
+import type { SessionStatus, StatusReply } from '../src/admin/protocol';
+import { BIN, freePort, ROOT } from '../test/helpers/daemon';
 import { guestScript } from './guest-script';
 import { E2eTarget } from './target';
-import { bootGuest, type BootResult } from './vm';
+import { bootGuest, type BootOptions, type BootResult } from './vm';
 import { APT_HINT, missingHostPieces, vmImage, type VmImage } from './vm-image';
 
 const CACHE = process.env.E2E_VM_CACHE ?? path.join(ROOT, '.cache', 'e2e-vm');
@@ -22,6 +27,7 @@ const CACHE = process.env.E2E_VM_CACHE ?? path.join(ROOT, '.cache', 'e2e-vm');
 // slow, shared machine, and after one timeout no further guest boots (CI stays bounded).
 const BOOT_TIMEOUT_MS = Number(process.env.E2E_BOOT_TIMEOUT_MS ?? 4 * 60 * 1000);
 const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
 
 const IQN = (name: string) => `iqn.2026-11.io.iscsi-target:${name}`;
 const SAN = IQN('e2e-san');
@@ -34,6 +40,9 @@ const HOST_B = HOST('host-b');
 const HOST_C = HOST('host-c'); // in no ACL
 const CHAP_HOST = HOST('chap-host');
 const RESTART_HOST = HOST('restart-host');
+
+// The README's "From nothing to an attached host", names and secret as written there.
+const WALK = { target: 'iqn.2026-11.io.example:san1', host: 'iqn.1994-05.com.redhat:host-a', volume: 'db-a' };
 
 const SECRET = { chap: 'chap-secret-0123', mutualInit: 'mutual-init-secret', mutualTarget: 'mutual-target-secret' };
 
@@ -76,6 +85,7 @@ function unavailable(): string | undefined {
   return msg;
 }
 
+const execFileP = promisify(execFile);
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const skip = unavailable();
 if (skip) log(`[e2e] skipping: ${skip}`);
@@ -116,7 +126,7 @@ describe('open-iscsi kernel initiator in a VM', { skip }, () => {
   });
 
   let timedOut = '';
-  const boot = async (name: string, body: string, onMark?: (m: string) => Promise<void>) => {
+  const boot = async (name: string, body: string, onMark?: BootOptions['onMark']) => {
     assert.equal(timedOut, '', `not booting: guest ${timedOut} timed out`);
     const r = await bootGuest(image, { name, script: guestScript(body), targetPort: target.port, timeoutMs: BOOT_TIMEOUT_MS, onMark, log });
     if (r.timedOut) timedOut = name;
@@ -268,5 +278,134 @@ step logout logout ${RESTART}
       .split('\n')
       .filter((l) => l.includes('login complete') && l.includes(RESTART_HOST) && l.includes(RESTART));
     assert.ok(relogins.length >= 1, 'no login from the guest reached the restarted daemon');
+  });
+
+  test('README walkthrough live: portal add, serve, then volume create, target create, acl add against the running daemon; the host discovers, logs in with CHAP, lsblk shows 20 GiB, status lists it; then a login with CRC32C header and data digests', { skip, timeout: BOOT_TIMEOUT_MS + 90000 }, async () => {
+    const wdir = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-target-walk-'));
+    const env = { ISCSI_TARGET_RUN_DIR: wdir }; // the control socket, kept in the test's folder
+    const port = await freePort();
+    const daemon = new E2eTarget(wdir, port, path.join(wdir, 'iscsi-target.yaml'), { env, bareServe: true });
+    try {
+      // The README's commands, as written (bare, in the config's folder), but for the portal.
+      const cli = async (...args: string[]): Promise<string> => {
+        try {
+          const r = await execFileP(process.execPath, [BIN, ...args], { cwd: wdir, env: { ...process.env, ...env } });
+          log(`[walkthrough] $ iscsi-target ${args.join(' ')}\n${(r.stdout + r.stderr).trimEnd()}`);
+          return r.stdout;
+        } catch (e) {
+          const x = e as { code?: number; stdout?: string; stderr?: string };
+          throw new Error(`iscsi-target ${args.join(' ')} exited ${x.code}:\n${x.stdout ?? ''}${x.stderr ?? ''}`);
+        }
+      };
+      const status = async (): Promise<StatusReply> => {
+        const r = JSON.parse(await cli('status', '--json')) as StatusReply;
+        assert.equal(r.ok, true);
+        assert.equal(r.pid, daemon.pid, 'status answered from another daemon process');
+        return r;
+      };
+      const hostSession = (r: StatusReply): SessionStatus => {
+        const normal = r.sessions.filter((s) => s.type === 'Normal');
+        assert.equal(normal.length, 1, `expected one session, status lists ${JSON.stringify(normal)}`);
+        const s = normal[0];
+        assert.equal(s.initiator, WALK.host);
+        assert.equal(s.target, WALK.target);
+        assert.deepEqual(s.luns, [{ lun: 0, volume: WALK.volume }]);
+        return s;
+      };
+
+      // A portal other than the default: the new file keeps 0.0.0.0:3260 (README, portal add),
+      // which must not be bound here, so it is removed; that is the whole starting config.
+      assert.match(await cli('portal', 'add', `127.0.0.1:${port}`), /no daemon is running for it/);
+      await cli('portal', 'remove', '0.0.0.0:3260');
+      const start = fs.readFileSync(path.join(wdir, 'iscsi-target.yaml'), 'utf8');
+      assert.equal(start.trim(), `portals: [ "127.0.0.1:${port}" ]`);
+      await daemon.start();
+      assert.equal((await status()).sessions.length, 0);
+
+      const live = /applied by the running daemon in [\d.]+ ms/;
+      assert.match(await cli('volume', 'create', WALK.volume, '--size', '20GiB'), live);
+      assert.match(await cli('target', 'create', WALK.target), live);
+      assert.match(await cli('acl', 'add', WALK.target, WALK.host, '--lun', `0=${WALK.volume}`, '--chap-user', 'host-a', '--chap-secret', 'host-a-secret1'), live);
+      assert.match(await cli('config', 'check'), /OK: 1 volume, 1 target/);
+      const before = await status();
+      assert.deepEqual(before.volumes.map((v) => [v.name, v.bytes]), [[WALK.volume, 20 * GiB]]);
+      assert.deepEqual(before.portals, [`127.0.0.1:${port}`]);
+
+      let plainTsih = -1;
+      const seen: string[] = [];
+      const r = await boot(
+        'walkthrough',
+        `
+step iscsid start_iscsid ${WALK.host}
+step discovery discover "${WALK.target}" ""
+step node-record node_new ${WALK.target}
+step chap-settings chap_settings ${WALK.target} host-a host-a-secret1
+step login login ${WALK.target}
+step lsblk-20GiB lsblk_disk ${WALK.target} ${20 * GiB}
+step write-read raw_roundtrip 0 4
+step status-lists-session host_check session-plain
+step logout logout ${WALK.target}
+step digest-settings digests ${WALK.target} CRC32C
+step digest-login login ${WALK.target}
+step digest-disk wait_disk ${WALK.target} ${20 * GiB}
+step digest-negotiated session_digests CRC32C
+step digest-write-read raw_roundtrip 8 16
+step status-digests host_check session-digests
+step digest-logout logout ${WALK.target}
+`,
+        async (mark) => {
+          const s = hostSession(await status());
+          if (mark === 'session-plain') {
+            assert.equal(s.params.HeaderDigest, 'None');
+            assert.equal(s.params.DataDigest, 'None');
+            assert.ok(s.writtenBytes >= 4 * MiB, `status counts ${s.writtenBytes} bytes written, the guest wrote 4 MiB`);
+            plainTsih = s.tsih;
+          } else if (mark === 'session-digests') {
+            assert.notEqual(s.tsih, plainTsih, 'the digest login is not a new session');
+            assert.equal(s.params.HeaderDigest, 'CRC32C', 'HeaderDigest not negotiated');
+            assert.equal(s.params.DataDigest, 'CRC32C', 'DataDigest not negotiated');
+            assert.ok(s.writtenBytes >= 16 * MiB && s.readBytes >= 16 * MiB, `the digest session moved ${s.writtenBytes} / ${s.readBytes} bytes, the guest wrote and read 16 MiB`);
+            assert.match(await cli('status', '-v'), /HeaderDigest=CRC32C DataDigest=CRC32C/);
+          } else {
+            throw new Error(`unexpected mark ${mark}`);
+          }
+          seen.push(mark);
+          return `E2E-HOST-OK ${mark}`;
+        },
+      );
+      assertSteps(r, [
+        'iscsid', 'discovery', 'node-record', 'chap-settings', 'login', 'lsblk-20GiB', 'write-read',
+        'status-lists-session', 'logout', 'digest-settings', 'digest-login', 'digest-disk', 'digest-negotiated',
+        'digest-write-read', 'status-digests', 'digest-logout',
+      ], daemon);
+      assert.deepEqual(seen, ['session-plain', 'session-digests']);
+      const after = await status();
+      assert.deepEqual(after.sessions.filter((s) => s.type === 'Normal'), [], 'a session is left after logout');
+      assert.equal(daemon.starts, 1);
+      // Both writes are in the volume file: 4 MiB at 0 and 16 MiB at 8 MiB.
+      const fd = fs.openSync(path.join(wdir, 'luns', `${WALK.volume}.img`), 'r');
+      try {
+        for (const [at, len] of [[0, 4], [8, 16]]) {
+          const b = Buffer.alloc(MiB);
+          fs.readSync(fd, b, 0, MiB, (at + len - 1) * MiB);
+          assert.ok(b.some((x) => x !== 0), `${WALK.volume}.img has no data at ${at + len - 1} MiB`);
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+      assert.doesNotMatch(daemon.output(), /host-a-secret1/, 'the CHAP secret reached the daemon log');
+      // The daemon's login lines: one session without digests, then one with both.
+      const logins = daemon
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('login complete') && l.includes(WALK.host) && l.includes('"type":"Normal"'))
+        .map((l) => /"HeaderDigest":"(\w+)","DataDigest":"(\w+)"/.exec(l)?.slice(1).join('/'));
+      assert.deepEqual(logins, ['None/None', 'CRC32C/CRC32C'], 'the daemon log does not show the two logins');
+      assert.doesNotMatch(daemon.output(), /bad PDU/, 'a PDU failed its digest or framing check');
+    } finally {
+      await daemon.stop();
+      if (process.env.E2E_KEEP_LOG) fs.writeFileSync(`${process.env.E2E_KEEP_LOG}.walkthrough`, daemon.output());
+      fs.rmSync(wdir, { recursive: true, force: true });
+    }
   });
 });

@@ -15,16 +15,24 @@ export class E2eTarget {
     readonly dir: string,
     readonly port: number,
     readonly configFile = path.join(dir, 'iscsi-target.yaml'),
+    /** Extra environment; `bareServe` runs plain `serve` in `dir` (its default ./iscsi-target.yaml). */
+    private readonly opts: { env?: NodeJS.ProcessEnv; bareServe?: boolean } = {},
   ) {}
+
+  /** The running daemon's process id. */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
 
   output(): string {
     return this.out;
   }
 
   async start(): Promise<void> {
-    const proc = spawn(process.execPath, [BIN, 'serve', '--config', this.configFile], {
+    const args = this.opts.bareServe ? ['serve'] : ['serve', '--config', this.configFile];
+    const proc = spawn(process.execPath, [BIN, ...args], {
       cwd: this.dir,
-      env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info' },
+      env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info', ...this.opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc = proc;

@@ -1,5 +1,5 @@
 // Build (once) and cache the VM the open-iscsi end-to-end test boots: Debian's stock
-// kernel, and an initramfs holding busybox, the host's open-iscsi, e2fsprogs and fio with
+// kernel, and an initramfs holding busybox, the host's open-iscsi, e2fsprogs, fio and lsblk with
 // the shared libraries they load, and the kernel modules for virtio networking, iSCSI over
 // TCP, SCSI disks and ext4. The guest has no udev and no modprobe config: /init loads the
 // modules itself, in the dependency order computed here from each module's .modinfo.
@@ -12,8 +12,11 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { cpioNewc, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG, type CpioEntry } from './cpio';
 
-/** Host programs copied into the guest (with the libraries ldd lists); busybox-static gives it a shell. */
-export const GUEST_PROGRAMS = ['iscsiadm', 'iscsid', 'mke2fs', 'e2fsck', 'fio', 'busybox'];
+/**
+ * Host programs copied into the guest (with the libraries ldd lists); busybox-static gives it
+ * a shell; lsblk (util-linux) checks what the README's walkthrough says it shows.
+ */
+export const GUEST_PROGRAMS = ['iscsiadm', 'iscsid', 'mke2fs', 'e2fsck', 'fio', 'busybox', 'lsblk'];
 
 /** Where a program is on the host (sbin is often not on a user's PATH). */
 export function hostProgram(name: string): string | undefined {

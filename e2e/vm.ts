@@ -21,8 +21,12 @@ export interface BootOptions {
   script: string; // /e2e/run.sh
   targetPort: number; // the target on 127.0.0.1
   timeoutMs: number;
-  /** Called for each `E2E-MARK <name>` line the guest prints; the guest may wait on it. */
-  onMark?: (mark: string) => Promise<void> | void;
+  /**
+   * Called for each `E2E-MARK <name>` line the guest prints. A string it returns is typed on
+   * the guest's console (its stdin) as a line, for a guest that waits for the host's answer;
+   * if it throws, `E2E-HOST-FAIL <name>` is typed instead, so a waiting guest fails at once.
+   */
+  onMark?: (mark: string) => Promise<string | void> | string | void;
   log: (line: string) => void;
 }
 
@@ -66,7 +70,11 @@ export async function bootGuest(image: VmImage, o: BootOptions): Promise<BootRes
     '-device', 'virtio-net-pci,netdev=n0,romfile=', // no PXE option ROM: the kernel is given directly
   ];
   o.log(`[${o.name}] qemu-system-x86_64 ${args.map((a) => (/\s/.test(a) ? `'${a}'` : a)).join(' ')}`);
-  const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const qemu = spawn('qemu-system-x86_64', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  qemu.stdin.on('error', () => {}); // qemu gone: the exit handler reports it
+  const type = (line: string) => {
+    if (qemu.exitCode === null && qemu.stdin.writable) qemu.stdin.write(`${line}\n`);
+  };
 
   const result: BootResult = { exitCode: null, passed: [], console: '', seconds: 0, timedOut: false };
   let partial = '';
@@ -82,9 +90,16 @@ export async function bootGuest(image: VmImage, o: BootOptions): Promise<BootRes
     else if ((m = /E2E-EXIT (\d+)/.exec(line))) result.exitCode = Number(m[1]);
     else if ((m = /E2E-MARK (\S+)/.exec(line)) && o.onMark) {
       const mark = m[1];
-      marks = marks.then(() => o.onMark!(mark)).catch((e) => {
-        result.failed ??= `host action at mark ${mark}: ${(e as Error).message}`;
-      });
+      marks = marks
+        .then(() => o.onMark!(mark))
+        .then((answer) => {
+          if (typeof answer === 'string') type(answer);
+        })
+        .catch((e) => {
+          result.failed ??= `host action at mark ${mark}: ${(e as Error).message}`;
+          o.log(`[${o.name}] host action at mark ${mark} failed: ${(e as Error).message}`);
+          type(`E2E-HOST-FAIL ${mark}`);
+        });
     }
   };
   const feed = (chunk: Buffer) => {
@@ -105,6 +120,7 @@ export async function bootGuest(image: VmImage, o: BootOptions): Promise<BootRes
   }, o.timeoutMs);
   const code = await new Promise<number | null>((resolve) => qemu.on('exit', (c) => resolve(c)));
   clearTimeout(timer);
+  qemu.stdin.end();
   if (partial) onLine(partial);
   await marks;
   fs.rmSync(tmp, { recursive: true, force: true });
