@@ -126,9 +126,9 @@ describe('open-iscsi kernel initiator in a VM', { skip }, () => {
   });
 
   let timedOut = '';
-  const boot = async (name: string, body: string, onMark?: BootOptions['onMark']) => {
+  const boot = async (name: string, body: string, onMark?: BootOptions['onMark'], targetPort = target.port) => {
     assert.equal(timedOut, '', `not booting: guest ${timedOut} timed out`);
-    const r = await bootGuest(image, { name, script: guestScript(body), targetPort: target.port, timeoutMs: BOOT_TIMEOUT_MS, onMark, log });
+    const r = await bootGuest(image, { name, script: guestScript(body), targetPort, timeoutMs: BOOT_TIMEOUT_MS, onMark, log });
     if (r.timedOut) timedOut = name;
     return r;
   };
@@ -372,6 +372,7 @@ step digest-logout logout ${WALK.target}
           seen.push(mark);
           return `E2E-HOST-OK ${mark}`;
         },
+        port,
       );
       assertSteps(r, [
         'iscsid', 'discovery', 'node-record', 'chap-settings', 'login', 'lsblk-20GiB', 'write-read',
