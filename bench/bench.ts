@@ -328,7 +328,7 @@ async function startOurs(dir: string, volume: string, volumeBytes: number): Prom
 /** A tgtadm control port whose socket is not in use (a system tgtd keeps its own). */
 function freeControlPort(): number {
   for (;;) {
-    const p = 20000 + Math.floor(Math.random() * 40000);
+    const p = 20000 + Math.floor(Math.random() * 12000); // tgtd takes at most 32767
     if (!fs.existsSync(`/var/run/tgtd/socket.${p}`)) return p;
   }
 }
@@ -355,7 +355,13 @@ async function startTgt(volume: string): Promise<RunningTarget> {
     await stopProc(proc);
     throw err;
   }
-  return { name: 'tgt', proc, port, iqn: TGT_IQN, lun: 1, output: () => out, stop: () => stopProc(proc) };
+  const stop = async () => {
+    // tgtd's own way out ("system delete"); signals remain the fallback.
+    spawnSync('tgtadm', ['-C', String(control), '--op', 'delete', '--mode', 'system'], { stdio: 'ignore', timeout: 5000 });
+    if (!(await waitExit(proc, 3000))) await stopProc(proc);
+    for (const f of [`/var/run/tgtd/socket.${control}`, `/var/run/tgtd/socket.${control}.lock`]) fs.rmSync(f, { force: true });
+  };
+  return { name: 'tgt', proc, port, iqn: TGT_IQN, lun: 1, output: () => out, stop };
 }
 
 // ------------------------------------------------------------------ clients

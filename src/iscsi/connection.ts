@@ -124,14 +124,23 @@ export class Connection {
     if (this.socket.destroyed || (this.closed && !evenIfClosing)) return;
     const parts = encodePdu(pdu, this.digests);
     const s = this.socket;
-    if (parts.length === 1) s.write(parts[0]);
-    else {
+    // Everything sent in one turn of the event loop leaves in one writev: the socket is
+    // corked at the first send and uncorked once the turn's callbacks and promise
+    // continuations have run (setImmediate), so 32 responses cost one syscall, not 32.
+    if (!this.batching) {
+      this.batching = true;
       s.cork();
-      for (const p of parts) s.write(p);
-      s.uncork();
+      setImmediate(this.flushBatch);
     }
+    for (let i = 0; i < parts.length; i++) s.write(parts[i]);
     if (s.writableLength > WRITE_HIGH_WATER) s.pause();
   }
+
+  private batching = false;
+  private readonly flushBatch = (): void => {
+    this.batching = false;
+    this.socket.uncork();
+  };
 
   private takeStatSN(): number {
     const sn = this.statSN;
