@@ -599,6 +599,18 @@ async function main(): Promise<number> {
       log(`bench: ${name === 'ours' ? 'iscsi-target' : 'tgtd'} listening on 127.0.0.1:${t.port} (pid ${t.proc.pid})`);
     }
 
+    // First, while the targets are fresh: VmHWM is a peak over the process's life.
+    let memory: Record<string, { sessions: number; depth: number; peakRssMiB: number; iops: number }> | undefined;
+    if (o.memoryCheck) {
+      memory = {};
+      for (const name of o.targets) {
+        process.stderr.write(`memory check: 8 sessions x QD32 x 128 KiB random reads against ${name} ... `);
+        const m = await memoryCheck(started[name]!, o.quick ? 2 : 5);
+        memory[name] = m;
+        log(`peak RSS ${m.peakRssMiB} MiB, ${fmtIops(m.iops)} IOPS total`);
+      }
+    }
+
     const samples: Sample[] = [];
     const total = o.workloads.length * o.digests.length * o.repeat * o.targets.length;
     let n = 0;
@@ -627,17 +639,6 @@ async function main(): Promise<number> {
     const ours = started.ours;
     if (ours && o.digests.includes(true) && !/"HeaderDigest":"CRC32C"/.test(ours.output())) {
       throw new Error('no login negotiated HeaderDigest=CRC32C: the digest runs did not use digests');
-    }
-
-    let memory: Record<string, { sessions: number; depth: number; peakRssMiB: number; iops: number }> | undefined;
-    if (o.memoryCheck) {
-      memory = {};
-      for (const name of o.targets) {
-        process.stderr.write(`memory check: 8 sessions x QD32 x 128 KiB random reads against ${name} ... `);
-        const m = await memoryCheck(started[name]!, o.quick ? 2 : 5);
-        memory[name] = m;
-        log(`peak RSS ${m.peakRssMiB} MiB, ${fmtIops(m.iops)} IOPS total`);
-      }
     }
 
     const rows = buildRows(samples, o.workloads, o.digests);

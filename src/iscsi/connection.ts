@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { executeScsi } from '../scsi/dispatch';
 import { fixedSense, SenseKey } from '../scsi/sense';
 import { ScsiStatus, type ScsiResult } from '../scsi/task';
+import { dataBuffers } from '../scsi/buffer-pool';
 import { encodePdu } from './pdu/serializer';
 import { PduParser, PduError } from './pdu/parser';
 import { encodeTextKeys, parseTextKeys } from './pdu/text';
@@ -137,9 +138,24 @@ export class Connection {
   }
 
   private batching = false;
+  /** Pooled data buffers sent in the current batch, given back once the batch is written. */
+  private toRelease: Buffer[] = [];
+  /** Earlier batches' buffers, oldest first, waiting for their write to complete. */
+  private readonly releasing: Buffer[][] = [];
   private readonly flushBatch = (): void => {
     this.batching = false;
-    this.socket.uncork();
+    const s = this.socket;
+    if (this.toRelease.length > 0 && !s.destroyed && !s.writableEnded) {
+      // Write callbacks run in order: this empty write's callback means the batch is out.
+      this.releasing.push(this.toRelease);
+      this.toRelease = [];
+      s.write(EMPTY, this.batchWritten);
+    }
+    s.uncork();
+  };
+  private readonly batchWritten = (): void => {
+    const bufs = this.releasing.shift();
+    if (bufs) for (let i = 0; i < bufs.length; i++) dataBuffers.release(bufs[i]!);
   };
 
   private takeStatSN(): number {
@@ -472,7 +488,9 @@ export class Connection {
     if (immLen === edtl) {
       cmd.buffer = pdu.data; // all data came immediate: no copy
     } else {
-      cmd.buffer = Buffer.allocUnsafe(edtl);
+      // Plain WRITEs lend their buffer from the pool (given back in execute()); other
+      // commands' parameter data may be kept by their handlers, so it is their own.
+      cmd.buffer = PLAIN_WRITES.has(pdu.cdb[0]!) ? dataBuffers.take(edtl) : Buffer.allocUnsafe(edtl);
       if (immLen > 0) pdu.data.copy(cmd.buffer, 0);
     }
     cmd.unsolicitedEnd = p.initialR2T || pdu.final ? immLen : Math.min(p.firstBurstLength, edtl);
@@ -585,6 +603,7 @@ export class Connection {
     }
     cmd.state = 'done';
     done();
+    if (cmd.buffer !== null) dataBuffers.release(cmd.buffer);
     const session = this.session!;
     if (session.tasks.get(cmd.itt) === cmd) session.tasks.delete(cmd.itt);
     if (cmd.aborted) return;
@@ -643,6 +662,7 @@ export class Connection {
         off += n;
       }
       if (len > 0) this.socket.uncork();
+      if (this.batching) this.toRelease.push(data);
       if (statusInData) return;
     } else {
       // What the command moved versus what the initiator expected.
@@ -903,6 +923,8 @@ export class Connection {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** WRITE(6), WRITE(10), WRITE(12), WRITE(16): their Data-Out is only written to the medium. */
+const PLAIN_WRITES = new Set([0x0a, 0x2a, 0xaa, 0x8a]);
 
 /** CHECK CONDITION decided by the transport, before or instead of the SCSI core. */
 function transportFailure(key: SenseKey, asc: number, ascq: number): ScsiResult {
