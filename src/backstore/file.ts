@@ -46,7 +46,7 @@ const MAX_IO = 0x4000_0000;
  * of the loop back) than the copy itself; larger transfers still go to the pool, where
  * they copy in parallel with the loop's network work.
  */
-export const INLINE_IO_MAX = 64 * 1024;
+export const INLINE_IO_MAX = 128 * 1024;
 
 /** statfs f_type of filesystems whose files live in memory (tmpfs / shmem, ramfs). */
 const MEMORY_FS_TYPES = new Set([0x01021994, 0x858458f6]);
