@@ -100,6 +100,7 @@ export class Connection {
     this.parser = new PduParser({
       pdu: (pdu, bhs) => this.onPdu(pdu, bhs),
       error: (err) => this.onParseError(err),
+      dataSink: (bhs, len) => this.dataOutSink(bhs, len),
     });
     this.parser.maxDataSegmentLength = 8192;
     socket.setNoDelay(true);
@@ -526,6 +527,29 @@ export class Connection {
     }
   }
 
+  /**
+   * Where a Data-Out's payload that arrived in several socket chunks goes: straight into
+   * its command's buffer, when onDataOut() will accept it there (same checks, no side
+   * effects); otherwise null, and onDataOut() sorts it out as usual.
+   */
+  private dataOutSink(bhs: Buffer, len: number): Buffer | null {
+    if ((bhs[0]! & 0x3f) !== Op.DataOut || this.session === undefined) return null;
+    const cmd = this.session.tasks.get(bhs.readUInt32BE(16));
+    if (cmd === undefined || cmd.state !== 'receiving' || cmd.buffer === null) return null;
+    const ttt = bhs.readUInt32BE(20);
+    const dataSN = bhs.readUInt32BE(36);
+    const off = bhs.readUInt32BE(40);
+    if (ttt === RESERVED_TAG) {
+      if (off + len > cmd.unsolicitedEnd || dataSN !== cmd.unsolicitedDataSN) return null;
+    } else {
+      const r2t = cmd.r2ts.get(ttt);
+      if (r2t === undefined || off < r2t.offset || off + len > r2t.offset + r2t.length || dataSN !== r2t.nextDataSN) {
+        return null;
+      }
+    }
+    return cmd.buffer.subarray(off, off + len);
+  }
+
   private onDataOut(pdu: DataOut, bhs: Buffer): void {
     const session = this.session!;
     const cmd = session.tasks.get(pdu.itt);
@@ -556,7 +580,9 @@ export class Connection {
       r2t.received += len;
       if (r2t.received >= r2t.length) cmd.r2ts.delete(pdu.ttt);
     }
-    if (cmd.buffer !== pdu.data) pdu.data.copy(cmd.buffer, off);
+    // Already in place when the parser assembled it there (dataOutSink).
+    const d = pdu.data;
+    if (d.buffer !== cmd.buffer.buffer || d.byteOffset !== cmd.buffer.byteOffset + off) d.copy(cmd.buffer, off);
     cmd.received += len;
     if (cmd.received >= cmd.expectedLength) {
       this.dataComplete(cmd);
