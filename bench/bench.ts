@@ -101,10 +101,11 @@ const USAGE = `usage: npm run bench -- [options]
   --quick               short runs (about 1 s each), one repetition
   --workloads a,b       only these workloads (${WORKLOADS.map((w) => w.id).join(', ')})
   --digest off|on|both  CRC32C header digest (default both; libiscsi has no data digest)
-  --repeat N            alternating repetitions per workload (default 2, quick 1)
-  --seconds S           iscsi-perf run time in seconds (default 4, quick 1)
+  --repeat N            alternating repetitions per workload (default 3, quick 1)
+  --seconds S           iscsi-perf run time in seconds (default 3, quick 1)
   --volume-mib N        size of each tmpfs volume (default 512)
-  --memory-check        also run 8 sessions x QD32 against each target and report peak RSS
+  --memory-check        first run 8 sessions x QD32 (128 KiB reads, 1 MiB writes) against
+                        each target and report its peak RSS
   --only ours|tgt       run one target only (no ratios)
   --save-latest         also write bench/latest.json and bench/latest.svg (for the README)
 `;
@@ -179,8 +180,8 @@ function parseArgs(argv: string[]): Options {
         throw new Error(`unknown option ${a}\n${USAGE}`);
     }
   }
-  if (o.repeat === 0) o.repeat = o.quick ? 1 : 2;
-  if (o.seconds === 0) o.seconds = o.quick ? 1 : 4;
+  if (o.repeat === 0) o.repeat = o.quick ? 1 : 3;
+  if (o.seconds === 0) o.seconds = o.quick ? 1 : 3;
   return o;
 }
 
@@ -446,12 +447,26 @@ async function measure(t: RunningTarget, w: Workload, digest: boolean, rep: numb
   };
 }
 
-/** 8 sessions at QD32 each (128 KiB random reads): the target's peak RSS under many commands. */
-async function memoryCheck(t: RunningTarget, seconds: number): Promise<{ sessions: number; depth: number; peakRssMiB: number; iops: number }> {
+export interface MemoryCheck {
+  sessions: number;
+  depth: number;
+  /** Peak RSS after 8 x QD32 x 128 KiB random reads. */
+  readPeakRssMiB: number;
+  readIops: number;
+  /** Peak RSS after that and 8 x QD32 x 1 MiB writes (the peak only grows). */
+  writePeakRssMiB: number;
+  writeMBps: number;
+}
+
+/**
+ * Many sessions with many commands each: 8 sessions at QD32 of 128 KiB random reads, then
+ * 8 at QD32 of 1 MiB writes, and the target's peak RSS (VmHWM) after each.
+ */
+async function memoryCheck(t: RunningTarget, seconds: number, quick: boolean): Promise<MemoryCheck> {
   const sessions = 8;
-  const runs: Promise<{ code: number | null; out: string }>[] = [];
+  const reads: Promise<{ code: number | null; out: string }>[] = [];
   for (let i = 0; i < sessions; i++) {
-    runs.push(
+    reads.push(
       runClient(
         'iscsi-perf',
         ['-t', String(seconds), '-r', '-m', '32', '-b', '256', '-i', `iqn.2026-11.io.iscsi-target:bench-mem-${i}`, iscsiUrl(t, false)],
@@ -459,14 +474,33 @@ async function memoryCheck(t: RunningTarget, seconds: number): Promise<{ session
       ),
     );
   }
-  const results = await Promise.all(runs);
-  let iops = 0;
-  for (const r of results) {
+  let readIops = 0;
+  for (const r of await Promise.all(reads)) {
     const all = [...r.out.matchAll(/iops average (\d+)/g)];
     if (r.code !== 0 || all.length === 0) throw new Error(`memory check: iscsi-perf failed:\n${r.out.slice(-2000)}`);
-    iops += Number(all[all.length - 1]![1]);
+    readIops += Number(all[all.length - 1]![1]);
   }
-  return { sessions, depth: 32, peakRssMiB: round(procStats(t.proc.pid!).hwmMiB, 1), iops };
+  const readPeak = procStats(t.proc.pid!).hwmMiB;
+
+  const count = quick ? 100 : 300;
+  const writes: Promise<{ code: number | null; out: string }>[] = [];
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < sessions; i++) {
+    const opts = `driver=iscsi,transport=tcp,portal=127.0.0.1:${t.port},target=${t.iqn},lun=${t.lun},initiator-name=iqn.2026-11.io.iscsi-target:bench-memw-${i}`;
+    writes.push(runClient('qemu-img', ['bench', '-w', '-d', '32', '-s', '1M', '-c', String(count), '-t', 'none', '--image-opts', opts], 300_000));
+  }
+  for (const r of await Promise.all(writes)) {
+    if (r.code !== 0 || !/Run completed/.test(r.out)) throw new Error(`memory check: qemu-img failed:\n${r.out.slice(-2000)}`);
+  }
+  const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+  return {
+    sessions,
+    depth: 32,
+    readPeakRssMiB: round(readPeak, 1),
+    readIops,
+    writePeakRssMiB: round(procStats(t.proc.pid!).hwmMiB, 1),
+    writeMBps: Math.round((sessions * count * 1.048576) / elapsed),
+  };
 }
 
 // ------------------------------------------------------------------ volumes
@@ -573,6 +607,7 @@ async function main(): Promise<number> {
     return 1;
   }
   const log = (s: string) => process.stderr.write(s + '\n');
+  const loadAtStart = os.loadavg().map((x) => round(x, 2));
   const dir = fs.mkdtempSync(path.join('/dev/shm', 'iscsi-bench-'));
   const volumeBytes = o.volumeMiB * 1024 * 1024;
   const targets: RunningTarget[] = [];
@@ -600,14 +635,14 @@ async function main(): Promise<number> {
     }
 
     // First, while the targets are fresh: VmHWM is a peak over the process's life.
-    let memory: Record<string, { sessions: number; depth: number; peakRssMiB: number; iops: number }> | undefined;
+    let memory: Partial<Record<TargetName, MemoryCheck>> | undefined;
     if (o.memoryCheck) {
       memory = {};
       for (const name of o.targets) {
-        process.stderr.write(`memory check: 8 sessions x QD32 x 128 KiB random reads against ${name} ... `);
-        const m = await memoryCheck(started[name]!, o.quick ? 2 : 5);
+        process.stderr.write(`memory check against ${name}: 8 sessions x QD32, 128 KiB random reads then 1 MiB writes ... `);
+        const m = await memoryCheck(started[name]!, o.quick ? 2 : 5, o.quick);
         memory[name] = m;
-        log(`peak RSS ${m.peakRssMiB} MiB, ${fmtIops(m.iops)} IOPS total`);
+        log(`peak RSS ${m.readPeakRssMiB} MiB after reads (${fmtIops(m.readIops)} IOPS), ${m.writePeakRssMiB} MiB after writes (${m.writeMBps} MB/s)`);
       }
     }
 
@@ -645,10 +680,12 @@ async function main(): Promise<number> {
     const table = formatTable(rows);
     process.stdout.write('\n' + table + '\n');
     if (memory?.ours) {
-      const ok = memory.ours.peakRssMiB < 200;
+      const m = memory.ours;
+      const verdict = (x: number) => (x < 200 ? 'under' : 'OVER');
       process.stdout.write(
-        `\nmemory: peak RSS of iscsi-target with 8 sessions x QD32: ${memory.ours.peakRssMiB} MiB (${ok ? 'under' : 'OVER'} 200 MiB)` +
-          (memory.tgt ? `; tgtd ${memory.tgt.peakRssMiB} MiB` : '') +
+        `\nmemory, iscsi-target, 8 sessions x QD32: peak RSS ${m.readPeakRssMiB} MiB with 128 KiB reads (${verdict(m.readPeakRssMiB)} 200 MiB), ` +
+          `${m.writePeakRssMiB} MiB with 1 MiB writes (${verdict(m.writePeakRssMiB)} 200 MiB)` +
+          (memory.tgt ? `; tgtd ${memory.tgt.readPeakRssMiB} / ${memory.tgt.writePeakRssMiB} MiB` : '') +
           '\n',
       );
     }
@@ -663,7 +700,8 @@ async function main(): Promise<number> {
         os: osName(),
         node: process.version,
         tgt: tgtVersion(),
-        loadAverageAtStart: os.loadavg().map((x) => round(x, 2)),
+        loadAverageAtStart: loadAtStart,
+        loadAverageAtEnd: os.loadavg().map((x) => round(x, 2)),
       },
       options: {
         quick: o.quick,

@@ -8,6 +8,7 @@ import { executeScsi } from '../scsi/dispatch';
 import { fixedSense, SenseKey } from '../scsi/sense';
 import { ScsiStatus, type ScsiResult } from '../scsi/task';
 import { dataBuffers } from '../scsi/buffer-pool';
+import { writeBudget, type BudgetWaiter } from './write-budget';
 import { encodePdu } from './pdu/serializer';
 import { PduParser, PduError } from './pdu/parser';
 import { encodeTextKeys, parseTextKeys } from './pdu/text';
@@ -395,7 +396,8 @@ export class Connection {
 
   /** Does a command of ours wait for Data-Out from the initiator? */
   private waitingOnInitiator(): boolean {
-    for (const cmd of this.session?.tasks.values() ?? []) if (cmd.state === 'receiving') return true;
+    // (A WRITE waiting for room in the write budget has no buffer yet: nothing is owed.)
+    for (const cmd of this.session?.tasks.values() ?? []) if (cmd.state === 'receiving' && cmd.buffer !== null) return true;
     return false;
   }
 
@@ -486,21 +488,66 @@ export class Connection {
       void this.execute(cmd, true);
       return;
     }
-    if (immLen === edtl) {
-      cmd.buffer = pdu.data; // all data came immediate: no copy
-    } else {
-      // Plain WRITEs lend their buffer from the pool (given back in execute()); other
-      // commands' parameter data may be kept by their handlers, so it is their own.
-      cmd.buffer = PLAIN_WRITES.has(pdu.cdb[0]!) ? dataBuffers.take(edtl) : Buffer.allocUnsafe(edtl);
-      if (immLen > 0) pdu.data.copy(cmd.buffer, 0);
-    }
     cmd.unsolicitedEnd = p.initialR2T || pdu.final ? immLen : Math.min(p.firstBurstLength, edtl);
     cmd.nextR2TOffset = cmd.unsolicitedEnd;
+    if (immLen === edtl) {
+      cmd.buffer = pdu.data; // all data came immediate: no copy
+    } else if (PLAIN_WRITES.has(pdu.cdb[0]!)) {
+      // Plain WRITEs lend their buffer from the pool (given back in execute()), within
+      // the process-wide write budget; other commands' parameter data may be kept by
+      // their handlers, so it is their own.
+      if (!writeBudget.tryTake(edtl)) {
+        if (cmd.unsolicitedEnd === immLen) {
+          // Nothing more comes before our R2T: wait for room, then ask for the data.
+          const imm = pdu.data;
+          this.deferred.set(cmd, writeBudget.wait(edtl, () => this.admitWrite(cmd, imm)));
+          return;
+        }
+        writeBudget.force(edtl); // unsolicited Data-Out is on its way: it must have a place
+      }
+      this.charged.set(cmd, edtl);
+      cmd.buffer = dataBuffers.take(edtl);
+      if (immLen > 0) pdu.data.copy(cmd.buffer, 0);
+    } else {
+      cmd.buffer = Buffer.allocUnsafe(edtl);
+      if (immLen > 0) pdu.data.copy(cmd.buffer, 0);
+    }
     if (cmd.received >= edtl) {
       this.dataComplete(cmd);
       return;
     }
     this.sendR2Ts(cmd);
+  }
+
+  /** WRITEs charged to the write budget, and those waiting for room in it. */
+  private readonly charged = new Map<Command, number>();
+  private readonly deferred = new Map<Command, BudgetWaiter>();
+
+  /** The write budget granted room to a deferred WRITE: take its buffer and ask for its data. */
+  private admitWrite(cmd: Command, imm: Buffer): void {
+    this.deferred.delete(cmd);
+    if (this.closed || cmd.aborted || cmd.state !== 'receiving') {
+      writeBudget.give(cmd.expectedLength);
+      return;
+    }
+    this.charged.set(cmd, cmd.expectedLength);
+    cmd.buffer = dataBuffers.take(cmd.expectedLength);
+    if (imm.length > 0) imm.copy(cmd.buffer, 0);
+    this.sendR2Ts(cmd);
+  }
+
+  /** Give back what a command holds of the write budget (or stop waiting for it). */
+  private uncharge(cmd: Command): void {
+    const bytes = this.charged.get(cmd);
+    if (bytes !== undefined) {
+      this.charged.delete(cmd);
+      writeBudget.give(bytes);
+    }
+    const w = this.deferred.get(cmd);
+    if (w !== undefined) {
+      this.deferred.delete(cmd);
+      writeBudget.cancel(w);
+    }
   }
 
   private sendR2Ts(cmd: Command): void {
@@ -602,6 +649,7 @@ export class Connection {
     const session = this.session!;
     cmd.state = 'done';
     cmd.r2ts.clear();
+    this.uncharge(cmd);
     session.tasks.delete(cmd.itt);
     if (!cmd.immediate) session.inFlight--;
     session.counters.errors++;
@@ -630,6 +678,7 @@ export class Connection {
     cmd.state = 'done';
     done();
     if (cmd.buffer !== null) dataBuffers.release(cmd.buffer);
+    this.uncharge(cmd);
     const session = this.session!;
     if (session.tasks.get(cmd.itt) === cmd) session.tasks.delete(cmd.itt);
     if (cmd.aborted) return;
@@ -731,6 +780,7 @@ export class Connection {
     if (!cmd.immediate) session.inFlight--;
     if (cmd.state === 'receiving') {
       session.tasks.delete(cmd.itt);
+      this.uncharge(cmd);
       cmd.state = 'done';
       return Promise.resolve();
     }
@@ -941,6 +991,7 @@ export class Connection {
       for (const cmd of session.tasks.values()) {
         cmd.aborted = true;
         cmd.task.aborted = true;
+        if (cmd.state === 'receiving') this.uncharge(cmd); // executing ones give back when done
       }
       this.host.closeSession(session);
     }
