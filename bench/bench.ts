@@ -59,6 +59,8 @@ interface Options {
   memoryCheck: boolean;
   saveLatest: boolean;
   targets: TargetName[];
+  /** bin/iscsi-target to run as "ours" (another build, for before/after comparisons). */
+  oursBin: string;
 }
 
 export interface Sample {
@@ -107,6 +109,7 @@ const USAGE = `usage: npm run bench -- [options]
   --memory-check        first run 8 sessions x QD32 (128 KiB reads, 1 MiB writes) against
                         each target and report its peak RSS
   --only ours|tgt       run one target only (no ratios)
+  --ours-bin PATH        run another build's bin/iscsi-target as "ours" (before/after runs)
   --save-latest         also write bench/latest.json and bench/latest.svg (for the README)
 `;
 
@@ -121,6 +124,7 @@ function parseArgs(argv: string[]): Options {
     memoryCheck: false,
     saveLatest: false,
     targets: ['ours', 'tgt'],
+    oursBin: BIN,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -168,6 +172,9 @@ function parseArgs(argv: string[]): Options {
         o.targets = [v];
         break;
       }
+      case '--ours-bin':
+        o.oursBin = path.resolve(val());
+        break;
       case '--save-latest':
         o.saveLatest = true;
         break;
@@ -294,7 +301,7 @@ async function waitListening(proc: ChildProcess, port: number, out: () => string
   }
 }
 
-async function startOurs(dir: string, volume: string, volumeBytes: number): Promise<RunningTarget> {
+async function startOurs(bin: string, dir: string, volume: string, volumeBytes: number): Promise<RunningTarget> {
   const port = await freePort();
   const configFile = path.join(dir, 'iscsi-target.yaml');
   fs.writeFileSync(
@@ -311,7 +318,7 @@ async function startOurs(dir: string, volume: string, volumeBytes: number): Prom
   );
   let out = '';
   // node runs the daemon directly, so the child's pid is the target's own (for /proc).
-  const proc = spawn(process.execPath, [BIN, 'serve', '--config', configFile], {
+  const proc = spawn(process.execPath, [bin, 'serve', '--config', configFile], {
     cwd: dir,
     env: { ...process.env, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -628,7 +635,7 @@ async function main(): Promise<number> {
     for (const name of o.targets) {
       const vol = path.join(dir, `${name}.img`);
       makeVolume(vol, volumeBytes);
-      const t = name === 'ours' ? await startOurs(dir, vol, volumeBytes) : await startTgt(vol);
+      const t = name === 'ours' ? await startOurs(o.oursBin, dir, vol, volumeBytes) : await startTgt(vol);
       targets.push(t);
       started[name] = t;
       log(`bench: ${name === 'ours' ? 'iscsi-target' : 'tgtd'} listening on 127.0.0.1:${t.port} (pid ${t.proc.pid})`);
@@ -710,6 +717,7 @@ async function main(): Promise<number> {
         volumeMiB: o.volumeMiB,
         digests: o.digests.map((d) => (d ? 'crc32c' : 'none')),
         workloads: o.workloads.map((w) => w.id),
+        oursBin: path.relative(ROOT, o.oursBin) || o.oursBin,
       },
     };
     const result = { ...meta, rows, samples, memory };
