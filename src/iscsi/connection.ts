@@ -981,6 +981,11 @@ export class Connection {
   private onClose(): void {
     clearTimeout(this.loginTimer);
     clearInterval(this.nopTimer);
+    // WRITEs that will never get their data give back their share of the write budget
+    // (executing ones do so when they finish).
+    for (const cmd of [...this.deferred.keys(), ...this.charged.keys()]) {
+      if (cmd.state === 'receiving') this.uncharge(cmd);
+    }
     if (this.closed && !this.session) {
       this.log.info('connection closed');
       return;
@@ -991,7 +996,6 @@ export class Connection {
       for (const cmd of session.tasks.values()) {
         cmd.aborted = true;
         cmd.task.aborted = true;
-        if (cmd.state === 'receiving') this.uncharge(cmd); // executing ones give back when done
       }
       this.host.closeSession(session);
     }
