@@ -16,8 +16,11 @@ export interface BudgetWaiter {
 export class WriteBudget {
   private used = 0;
   private readonly queue: BudgetWaiter[] = [];
+  /** How many requests have had to wait, since start. */
+  waited = 0;
 
-  constructor(readonly limit: number) {}
+  /** Bytes that may be held at once (tests lower it). */
+  constructor(public limit: number) {}
 
   /** Take `bytes` now if they fit and nobody is queued; false otherwise. */
   tryTake(bytes: number): boolean {
@@ -35,6 +38,7 @@ export class WriteBudget {
   wait(bytes: number, grant: () => void): BudgetWaiter {
     const w: BudgetWaiter = { bytes, grant, cancelled: false };
     this.queue.push(w);
+    this.waited++;
     return w;
   }
 
