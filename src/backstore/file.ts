@@ -1,7 +1,8 @@
 // File- and block-device-backed volumes on raw file descriptors.
 //
 // I/O is positional (pread/pwrite through libuv's thread pool), so independent commands
-// run in parallel on one fd. Reads loop on short reads and read zeros past EOF; writes
+// run in parallel on one fd. Small requests that cannot block run inline instead (see
+// INLINE_IO_MAX): on tmpfs, and reads that preadv2(RWF_NOWAIT) serves from the page cache. Reads loop on short reads and read zeros past EOF; writes
 // loop on short writes. flush() is fdatasync. Errors are the Node errors themselves, with
 // their `code` (EIO, ENOSPC, EROFS, ...), so the SCSI layer can map them to sense data.
 //
@@ -38,6 +39,18 @@ export interface FileBackstoreOptions {
 /** Largest single pread/pwrite we issue (Linux caps one call at 0x7ffff000 bytes anyway). */
 const MAX_IO = 0x4000_0000;
 
+/**
+ * Requests up to this size may run inline on the event loop when they cannot block: on a
+ * memory filesystem, or (reads) when preadv2(RWF_NOWAIT) finds the data in the page cache.
+ * Handing a 4 KiB copy to the thread pool costs far more (a thread wake-up and a wake-up
+ * of the loop back) than the copy itself; larger transfers still go to the pool, where
+ * they copy in parallel with the loop's network work.
+ */
+export const INLINE_IO_MAX = 128 * 1024;
+
+/** statfs f_type of filesystems whose files live in memory (tmpfs / shmem, ramfs). */
+const MEMORY_FS_TYPES = new Set([0x01021994, 0x858458f6]);
+
 export class FileBackstore implements Backstore {
   readonly path: string;
   readonly readonly: boolean;
@@ -51,6 +64,10 @@ export class FileBackstore implements Backstore {
   private closed = false;
   /** Set once fallocate said the filesystem / device cannot punch holes: write zeros. */
   private punchUnsupported = false;
+  /** The file lives in memory (tmpfs): small reads and writes run inline, they never block. */
+  private memoryFs = false;
+  /** preadv2(RWF_NOWAIT) is worth trying for small reads (cleared on EOPNOTSUPP). */
+  private tryNoWait = false;
 
   private constructor(p: string, fd: number, size: number, kind: 'file' | 'block', ro: boolean, notes: string[]) {
     this.path = p;
@@ -65,7 +82,25 @@ export class FileBackstore implements Backstore {
     return this._size;
   }
 
+  /** How small requests run: inline on a memory filesystem, inline on page-cache hits, or always in the pool. */
+  get inlineIo(): 'memory' | 'nowait-reads' | 'none' {
+    return this.memoryFs ? 'memory' : this.tryNoWait ? 'nowait-reads' : 'none';
+  }
+
   static async open(opts: FileBackstoreOptions): Promise<FileBackstore> {
+    const b = await FileBackstore.openFile(opts);
+    if (b.kind === 'file') {
+      try {
+        b.memoryFs = MEMORY_FS_TYPES.has(Number((await fs.promises.statfs(b.path)).type));
+      } catch {
+        // Unknown filesystem: treat as one that may block.
+      }
+    }
+    b.tryNoWait = !b.memoryFs && nativeFs() !== null;
+    return b;
+  }
+
+  private static async openFile(opts: FileBackstoreOptions): Promise<FileBackstore> {
     const p = opts.path;
     const bs = opts.blockSize;
     const notes: string[] = [];
@@ -177,11 +212,37 @@ export class FileBackstore implements Backstore {
 
   read(buf: Buffer, offset: number): Promise<void> {
     if (this.closed) return Promise.reject(ebadf(this.path));
+    const len = buf.length;
+    if (len <= INLINE_IO_MAX) {
+      if (this.memoryFs) {
+        try {
+          readFullySync(this.fd, buf, offset);
+          return RESOLVED;
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      }
+      if (this.tryNoWait) {
+        // Page-cache hit: done inline. Miss (or a short read): the rest goes to the pool.
+        const n = nativeFs()!.readNoWait(this.fd, buf, 0, len, offset);
+        if (n === len) return RESOLVED;
+        if (n === -2) this.tryNoWait = false;
+        if (n > 0) return readFully(this.fd, buf.subarray(n), offset + n);
+      }
+    }
     return readFully(this.fd, buf, offset);
   }
 
   write(buf: Buffer, offset: number): Promise<void> {
     if (this.closed) return Promise.reject(ebadf(this.path));
+    if (this.memoryFs && buf.length <= INLINE_IO_MAX) {
+      try {
+        writeFullySync(this.fd, buf, offset);
+        return RESOLVED;
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     return writeFully(this.fd, buf, offset);
   }
 
@@ -284,6 +345,37 @@ export async function readFully(fd: number, buf: Buffer, pos: number): Promise<v
     done += n;
   }
 }
+
+/** readFully() inline, for stores that cannot block (memory filesystems). */
+function readFullySync(fd: number, buf: Buffer, pos: number): void {
+  const len = buf.length;
+  let done = 0;
+  while (done < len) {
+    const n = fs.readSync(fd, buf, done, len - done, pos + done);
+    if (n === 0) {
+      buf.fill(0, done);
+      return;
+    }
+    done += n;
+  }
+}
+
+/** writeFully() inline, for stores that cannot block (memory filesystems). */
+function writeFullySync(fd: number, buf: Buffer, pos: number): void {
+  const len = buf.length;
+  let done = 0;
+  while (done < len) {
+    const n = fs.writeSync(fd, buf, done, len - done, pos + done);
+    if (n === 0) {
+      const err = new Error(`ENOSPC: short write (0 bytes) at offset ${pos + done}`) as NodeJS.ErrnoException;
+      err.code = 'ENOSPC';
+      throw err;
+    }
+    done += n;
+  }
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Write all of `buf` at `pos`, looping on short writes. */
 export async function writeFully(fd: number, buf: Buffer, pos: number): Promise<void> {

@@ -21,12 +21,20 @@ export interface NativeFs {
    * data (SEEK_DATA) at or after `offset` (ENXIO). Throws an errno error otherwise.
    */
   seek(fd: number, offset: number, whence: typeof SEEK_DATA | typeof SEEK_HOLE): number | null;
+  /**
+   * preadv2(2) with RWF_NOWAIT into buf[off, off + len) from `pos`: the bytes read (0 at
+   * EOF) when the data was in the page cache; -1 when reading would block (EAGAIN) or
+   * failed; -2 when the file does not support RWF_NOWAIT (EOPNOTSUPP: tmpfs, for one).
+   * Runs inline: it never waits for a disk.
+   */
+  readNoWait(fd: number, buf: Buffer, off: number, len: number, pos: number): number;
 }
 
 export const FALLOC_FL_KEEP_SIZE = 0x01;
 export const FALLOC_FL_PUNCH_HOLE = 0x02;
 export const SEEK_DATA = 3;
 export const SEEK_HOLE = 4;
+export const RWF_NOWAIT = 0x08;
 
 const ERRNO_NAMES: Record<number, string> = {
   1: 'EPERM',
@@ -62,6 +70,10 @@ function load(): NativeFs | null {
     const libc = koffi.load('libc.so.6');
     const fallocate = libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
     const lseek = libc.func('int64_t lseek(int fd, int64_t offset, int whence)');
+    koffi.struct('iscsi_target_iovec', { base: 'void *', len: 'size_t' });
+    const preadv2 = libc.func(
+      'int64_t preadv2(int fd, const iscsi_target_iovec *iov, int iovcnt, int64_t offset, int flags)',
+    );
     return {
       fallocate(fd, mode, offset, length) {
         return new Promise((resolve, reject) => {
@@ -78,6 +90,12 @@ function load(): NativeFs | null {
         const errno = koffi.errno();
         if (errno === 6) return null; // ENXIO: no data at or after offset
         throw errnoError(errno || 5, 'lseek');
+      },
+      readNoWait(fd, buf, off, len, pos) {
+        const target = off === 0 && len === buf.length ? buf : buf.subarray(off, off + len);
+        const n = Number(preadv2(fd, { base: target, len }, 1, pos, RWF_NOWAIT));
+        if (n >= 0) return n;
+        return koffi.errno() === 95 ? -2 : -1;
       },
     };
   } catch {

@@ -7,6 +7,8 @@ import type { Logger } from 'pino';
 import { executeScsi } from '../scsi/dispatch';
 import { fixedSense, SenseKey } from '../scsi/sense';
 import { ScsiStatus, type ScsiResult } from '../scsi/task';
+import { dataBuffers } from '../scsi/buffer-pool';
+import { writeBudget, type BudgetWaiter } from './write-budget';
 import { encodePdu } from './pdu/serializer';
 import { PduParser, PduError } from './pdu/parser';
 import { encodeTextKeys, parseTextKeys } from './pdu/text';
@@ -119,6 +121,7 @@ export class Connection {
     this.parser = new PduParser({
       pdu: (pdu, bhs) => this.onPdu(pdu, bhs),
       error: (err) => this.onParseError(err),
+      dataSink: (bhs, len) => this.dataOutSink(bhs, len),
     });
     this.parser.maxDataSegmentLength = 8192;
     socket.setNoDelay(true);
@@ -145,14 +148,38 @@ export class Connection {
     if (this.socket.destroyed || (this.closed && !evenIfClosing)) return;
     const parts = encodePdu(pdu, this.digests);
     const s = this.socket;
-    if (parts.length === 1) s.write(parts[0]);
-    else {
+    // Everything sent in one turn of the event loop leaves in one writev: the socket is
+    // corked at the first send and uncorked once the turn's callbacks and promise
+    // continuations have run (setImmediate), so 32 responses cost one syscall, not 32.
+    if (!this.batching) {
+      this.batching = true;
       s.cork();
-      for (const p of parts) s.write(p);
-      s.uncork();
+      setImmediate(this.flushBatch);
     }
+    for (let i = 0; i < parts.length; i++) s.write(parts[i]);
     if (s.writableLength > WRITE_HIGH_WATER) s.pause();
   }
+
+  private batching = false;
+  /** Pooled data buffers sent in the current batch, given back once the batch is written. */
+  private toRelease: Buffer[] = [];
+  /** Earlier batches' buffers, oldest first, waiting for their write to complete. */
+  private readonly releasing: Buffer[][] = [];
+  private readonly flushBatch = (): void => {
+    this.batching = false;
+    const s = this.socket;
+    if (this.toRelease.length > 0 && !s.destroyed && !s.writableEnded) {
+      // Write callbacks run in order: this empty write's callback means the batch is out.
+      this.releasing.push(this.toRelease);
+      this.toRelease = [];
+      s.write(EMPTY, this.batchWritten);
+    }
+    s.uncork();
+  };
+  private readonly batchWritten = (): void => {
+    const bufs = this.releasing.shift();
+    if (bufs) for (let i = 0; i < bufs.length; i++) dataBuffers.release(bufs[i]!);
+  };
 
   private takeStatSN(): number {
     const sn = this.statSN;
@@ -457,7 +484,8 @@ export class Connection {
 
   /** Does a command of ours wait for Data-Out from the initiator? */
   private waitingOnInitiator(): boolean {
-    for (const cmd of this.session?.tasks.values() ?? []) if (cmd.state === 'receiving') return true;
+    // (A WRITE waiting for room in the write budget has no buffer yet: nothing is owed.)
+    for (const cmd of this.session?.tasks.values() ?? []) if (cmd.state === 'receiving' && cmd.buffer !== null) return true;
     return false;
   }
 
@@ -560,14 +588,30 @@ export class Connection {
       void this.execute(cmd, true);
       return;
     }
+    cmd.unsolicitedEnd = p.initialR2T || pdu.final ? immLen : Math.min(p.firstBurstLength, edtl);
+    cmd.nextR2TOffset = cmd.unsolicitedEnd;
     if (immLen === edtl) {
       cmd.buffer = pdu.data; // all data came immediate: no copy
+    } else if (PLAIN_WRITES.has(pdu.cdb[0]!)) {
+      // Plain WRITEs lend their buffer from the pool (given back in execute()), within
+      // the process-wide write budget; other commands' parameter data may be kept by
+      // their handlers, so it is their own.
+      if (!writeBudget.tryTake(edtl)) {
+        if (cmd.unsolicitedEnd === immLen) {
+          // Nothing more comes before our R2T: wait for room, then ask for the data.
+          const imm = pdu.data;
+          this.deferred.set(cmd, writeBudget.wait(edtl, () => this.admitWrite(cmd, imm)));
+          return;
+        }
+        writeBudget.force(edtl); // unsolicited Data-Out is on its way: it must have a place
+      }
+      this.charged.set(cmd, edtl);
+      cmd.buffer = dataBuffers.take(edtl);
+      if (immLen > 0) pdu.data.copy(cmd.buffer, 0);
     } else {
       cmd.buffer = Buffer.allocUnsafe(edtl);
       if (immLen > 0) pdu.data.copy(cmd.buffer, 0);
     }
-    cmd.unsolicitedEnd = p.initialR2T || pdu.final ? immLen : Math.min(p.firstBurstLength, edtl);
-    cmd.nextR2TOffset = cmd.unsolicitedEnd;
     if (cmd.received >= edtl) {
       this.dataComplete(cmd);
       return;
@@ -612,6 +656,37 @@ export class Connection {
     };
   }
 
+  /** WRITEs charged to the write budget, and those waiting for room in it. */
+  private readonly charged = new Map<Command, number>();
+  private readonly deferred = new Map<Command, BudgetWaiter>();
+
+  /** The write budget granted room to a deferred WRITE: take its buffer and ask for its data. */
+  private admitWrite(cmd: Command, imm: Buffer): void {
+    this.deferred.delete(cmd);
+    if (this.closed || cmd.aborted || cmd.state !== 'receiving') {
+      writeBudget.give(cmd.expectedLength);
+      return;
+    }
+    this.charged.set(cmd, cmd.expectedLength);
+    cmd.buffer = dataBuffers.take(cmd.expectedLength);
+    if (imm.length > 0) imm.copy(cmd.buffer, 0);
+    this.sendR2Ts(cmd);
+  }
+
+  /** Give back what a command holds of the write budget (or stop waiting for it). */
+  private uncharge(cmd: Command): void {
+    const bytes = this.charged.get(cmd);
+    if (bytes !== undefined) {
+      this.charged.delete(cmd);
+      writeBudget.give(bytes);
+    }
+    const w = this.deferred.get(cmd);
+    if (w !== undefined) {
+      this.deferred.delete(cmd);
+      writeBudget.cancel(w);
+    }
+  }
+
   private sendR2Ts(cmd: Command): void {
     const p = this.session!.params;
     while (cmd.r2ts.size < p.maxOutstandingR2T && cmd.nextR2TOffset < cmd.expectedLength) {
@@ -634,6 +709,29 @@ export class Connection {
         data: EMPTY,
       });
     }
+  }
+
+  /**
+   * Where a Data-Out's payload that arrived in several socket chunks goes: straight into
+   * its command's buffer, when onDataOut() will accept it there (same checks, no side
+   * effects); otherwise null, and onDataOut() sorts it out as usual.
+   */
+  private dataOutSink(bhs: Buffer, len: number): Buffer | null {
+    if ((bhs[0]! & 0x3f) !== Op.DataOut || this.session === undefined) return null;
+    const cmd = this.session.tasks.get(bhs.readUInt32BE(16));
+    if (cmd === undefined || cmd.state !== 'receiving' || cmd.buffer === null) return null;
+    const ttt = bhs.readUInt32BE(20);
+    const dataSN = bhs.readUInt32BE(36);
+    const off = bhs.readUInt32BE(40);
+    if (ttt === RESERVED_TAG) {
+      if (off + len > cmd.unsolicitedEnd || dataSN !== cmd.unsolicitedDataSN) return null;
+    } else {
+      const r2t = cmd.r2ts.get(ttt);
+      if (r2t === undefined || off < r2t.offset || off + len > r2t.offset + r2t.length || dataSN !== r2t.nextDataSN) {
+        return null;
+      }
+    }
+    return cmd.buffer.subarray(off, off + len);
   }
 
   private onDataOut(pdu: DataOut, bhs: Buffer): void {
@@ -666,7 +764,9 @@ export class Connection {
       r2t.received += len;
       if (r2t.received >= r2t.length) cmd.r2ts.delete(pdu.ttt);
     }
-    if (cmd.buffer !== pdu.data) pdu.data.copy(cmd.buffer, off);
+    // Already in place when the parser assembled it there (dataOutSink).
+    const d = pdu.data;
+    if (d.buffer !== cmd.buffer.buffer || d.byteOffset !== cmd.buffer.byteOffset + off) d.copy(cmd.buffer, off);
     cmd.received += len;
     if (cmd.received >= cmd.expectedLength) {
       this.dataComplete(cmd);
@@ -687,6 +787,7 @@ export class Connection {
     cmd.state = 'done';
     cmd.r2ts.clear();
     this.release(cmd);
+    this.uncharge(cmd);
     session.tasks.delete(cmd.itt);
     if (!cmd.immediate) session.inFlight--;
     session.counters.errors++;
@@ -715,6 +816,8 @@ export class Connection {
     cmd.state = 'done';
     this.release(cmd);
     done();
+    if (cmd.buffer !== null) dataBuffers.release(cmd.buffer);
+    this.uncharge(cmd);
     const session = this.session!;
     if (session.tasks.get(cmd.itt) === cmd) session.tasks.delete(cmd.itt);
     if (cmd.aborted) return;
@@ -774,6 +877,7 @@ export class Connection {
         off += n;
       }
       if (len > 0) this.socket.uncork();
+      if (this.batching) this.toRelease.push(data);
       if (statusInData) return;
     } else {
       // What the command moved versus what the initiator expected.
@@ -817,6 +921,7 @@ export class Connection {
     if (cmd.state === 'receiving') {
       this.release(cmd);
       session.tasks.delete(cmd.itt);
+      this.uncharge(cmd);
       cmd.state = 'done';
       return Promise.resolve();
     }
@@ -1027,6 +1132,11 @@ export class Connection {
   private onClose(): void {
     clearTimeout(this.loginTimer);
     clearInterval(this.nopTimer);
+    // WRITEs that will never get their data give back their share of the write budget
+    // (executing ones do so when they finish).
+    for (const cmd of [...this.deferred.keys(), ...this.charged.keys()]) {
+      if (cmd.state === 'receiving') this.uncharge(cmd);
+    }
     if (this.closed && !this.session) {
       this.log.info('connection closed');
       return;
@@ -1045,6 +1155,8 @@ export class Connection {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** WRITE(6), WRITE(10), WRITE(12), WRITE(16): their Data-Out is only written to the medium. */
+const PLAIN_WRITES = new Set([0x0a, 0x2a, 0xaa, 0x8a]);
 
 /** CHECK CONDITION decided by the transport, before or instead of the SCSI core. */
 function transportFailure(key: SenseKey, asc: number, ascq: number): ScsiResult {

@@ -22,6 +22,7 @@
 
 import type { LogicalUnit } from './logical-unit';
 import { LIMITS } from './limits';
+import { dataBuffers } from './buffer-pool';
 import { physicalBlockExponent, provisioningOf, unmapLimits } from './provisioning';
 import {
   ASC,
@@ -127,7 +128,8 @@ async function doRead(lu: LogicalUnit, task: ScsiTask, lba: number, blocks: numb
   if (blocks === 0) return { status: ScsiStatus.Good, data: EMPTY };
   const bs = lu.blockSize;
   const len = blocks * bs;
-  const buf = Buffer.allocUnsafe(len);
+  // From the pool: the transport gives it back once the Data-In has been sent.
+  const buf = dataBuffers.take(len);
   // When the initiator expects less than the CDB asks for, only that much is sent: read
   // just the blocks that cover it (the rest of the buffer is never transferred).
   let readLen = len;

@@ -194,3 +194,38 @@ test('openBackstore: memory volumes, relative paths against baseDir, errors name
   await assert.rejects(openBackstore(vol({ name: 'nope', path: 'none.img' }), tmp), /volume nope: .*none\.img/);
   await assert.rejects(openBackstore(vol({ name: 'nopath' }), tmp), /nopath: no path configured/);
 });
+
+test('small I/O runs inline where it cannot block, and round-trips like pool I/O', async (t) => {
+  // Volumes on tmpfs run small requests inline; elsewhere reads try RWF_NOWAIT first.
+  const dirs: Array<[string, string]> = [[tmp, 'disk']];
+  if (fs.existsSync('/dev/shm')) dirs.push([fs.mkdtempSync(path.join('/dev/shm', 'backstore-test-')), 'memory']);
+  t.after(() => {
+    for (const [d] of dirs.slice(1)) fs.rmSync(d, { recursive: true, force: true });
+  });
+  for (const [dir, kind] of dirs) {
+    const p = path.join(dir, 'inline.img');
+    const s = await FileBackstore.open({ path: p, size: 4 * MiB, blockSize: 512, readonly: false });
+    try {
+      if (kind === 'memory') assert.equal(s.inlineIo, 'memory');
+      else assert.notEqual(s.inlineIo, 'memory');
+      for (const size of [512, 4096, 64 * 1024, 64 * 1024 + 512, 1 * MiB]) {
+        const data = Buffer.alloc(size);
+        for (let i = 0; i < size; i++) data[i] = (i * 13 + size) & 0xff;
+        const at = 3 * MiB - 512;
+        await s.write(data, at - (size > MiB / 2 ? MiB : 0));
+        const back = Buffer.alloc(size, 0xee);
+        await s.read(back, at - (size > MiB / 2 ? MiB : 0));
+        assert.deepEqual(back, data, `${kind}: ${size} bytes round-trip`);
+      }
+      // A small read that runs past the end of the file reads zeros there.
+      await s.write(Buffer.alloc(512, 0x5a), 4 * MiB - 512);
+      const tail = Buffer.alloc(4096, 0xee);
+      await s.read(tail, 4 * MiB - 512);
+      assert.ok(tail.subarray(0, 512).every((b) => b === 0x5a), `${kind}: last block`);
+      assert.ok(tail.subarray(512).every((b) => b === 0), `${kind}: zeros past EOF`);
+    } finally {
+      await s.close();
+    }
+    await assert.rejects(s.read(Buffer.alloc(512), 0), { code: 'EBADF' });
+  }
+});

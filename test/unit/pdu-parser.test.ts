@@ -272,3 +272,86 @@ test('many small PDUs across many chunks (chunk list compaction)', () => {
   assert.deepEqual(c2.pdus, [big]);
   assert.equal(crc32c(c2.pdus[0]!.data), crc32c(big.data));
 });
+
+// ---- data sink: a split data segment assembled straight into the caller's buffer
+
+function dataOut(itt: number, offset: number, data: Buffer): Pdu {
+  return {
+    op: Op.DataOut,
+    final: true,
+    lun: 0n,
+    itt,
+    ttt: 0x10,
+    expStatSN: 0,
+    dataSN: 0,
+    bufferOffset: offset,
+    data,
+  };
+}
+
+function sinkCollector(mode: DigestOptions, dest: Buffer) {
+  const pdus: Pdu[] = [];
+  const errors: string[] = [];
+  const asked: number[] = [];
+  const parser = new PduParser({
+    pdu: (p) => pdus.push(p),
+    error: (e) => errors.push(e.kind),
+    dataSink(bhs, len) {
+      asked.push(len);
+      if ((bhs[0]! & 0x3f) !== Op.DataOut) return null;
+      const off = bhs.readUInt32BE(40);
+      return dest.subarray(off, off + len);
+    },
+  });
+  parser.headerDigest = mode.headerDigest;
+  parser.dataDigest = mode.dataDigest;
+  return { parser, pdus, errors, asked };
+}
+
+for (const mode of [NONE, BOTH]) {
+  const name = mode.headerDigest ? 'with digests' : 'without digests';
+  test(`a Data-Out split across chunks lands in the sink, once; contiguous ones stay views (${name})`, () => {
+    const payload = Buffer.from(Array.from({ length: 1001 }, (_, i) => (i * 7) & 0xff)); // 1001: padded
+    const wire = stream([dataOut(5, 3000, payload), nop(9, Buffer.from('ping')), dataOut(5, 0, payload.subarray(0, 8))], mode);
+    const dest = Buffer.alloc(8192);
+    const c = sinkCollector(mode, dest);
+    // Split inside the first PDU's data segment; the rest arrives in one chunk.
+    c.parser.push(wire.subarray(0, 300));
+    assert.equal(c.pdus.length, 0);
+    c.parser.push(wire.subarray(300));
+    assert.deepEqual(c.errors, []);
+    assert.equal(c.pdus.length, 3);
+    const first = c.pdus[0]! as Pdu & { data: Buffer };
+    assert.deepEqual(first.data, payload);
+    assert.equal(first.data.buffer, dest.buffer, 'data assembled in the sink');
+    assert.equal(first.data.byteOffset, dest.byteOffset + 3000);
+    assert.deepEqual(dest.subarray(3000, 4001), payload);
+    assert.deepEqual(c.asked, [1001], 'the sink is asked only for the split PDU');
+    assert.deepEqual((c.pdus[1] as NopOut).data, Buffer.from('ping'));
+    assert.notEqual((c.pdus[2] as Pdu & { data: Buffer }).data.buffer, dest.buffer, 'contiguous data stays a view');
+    assert.equal(c.parser.pendingBytes, 0);
+  });
+}
+
+test('a corrupted data digest on a sunk Data-Out is reported and parsing goes on', () => {
+  const payload = Buffer.alloc(2000, 0x41);
+  const wire = Buffer.from(stream([dataOut(5, 0, payload), nop(9)], BOTH));
+  wire[48 + 4 + 1500] ^= 0xff; // inside the data segment
+  const c = sinkCollector(BOTH, Buffer.alloc(4096));
+  c.parser.push(wire.subarray(0, 700));
+  c.parser.push(wire.subarray(700));
+  assert.deepEqual(c.errors, ['data-digest']);
+  assert.equal(c.pdus.length, 1);
+  assert.equal(c.pdus[0]!.op, Op.NopOut);
+});
+
+test('a sink that declines (null) leaves assembly to the parser', () => {
+  const payload = Buffer.alloc(3000, 0x42);
+  const wire = stream([dataOut(5, 0, payload)], NONE);
+  const pdus: Pdu[] = [];
+  const parser = new PduParser({ pdu: (p) => pdus.push(p), error: () => assert.fail('no error'), dataSink: () => null });
+  parser.push(wire.subarray(0, 1000));
+  parser.push(wire.subarray(1000));
+  assert.equal(pdus.length, 1);
+  assert.deepEqual((pdus[0] as Pdu & { data: Buffer }).data, payload);
+});

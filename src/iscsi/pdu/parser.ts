@@ -62,6 +62,14 @@ export class PduError extends Error {
 export interface PduHandlers {
   pdu(p: Pdu, bhs: Buffer): void;
   error(e: PduError): void;
+  /**
+   * Optional: where a data segment that arrived split across chunks should be assembled
+   * (exactly `dataLength` bytes, e.g. the slice of a command's buffer a Data-Out fills),
+   * or null to let the parser assemble it in a frame of its own. Called only once the
+   * whole PDU is buffered and its header checked; the PDU's `data` is then that buffer,
+   * so its bytes are copied once, straight from the socket's chunks.
+   */
+  dataSink?(bhs: Buffer, dataLength: number): Buffer | null;
 }
 
 const DEFAULT_MAX_DATA_SEGMENT_LENGTH = 16 * 1024 * 1024;
@@ -165,6 +173,14 @@ export class PduParser {
       const total = dataStart + paddedData + (dd ? DIGEST_LENGTH : 0);
       if (this.buffered < total) return;
 
+      if (dataLength > 0 && this.handlers.dataSink !== undefined && !this.contiguous(total)) {
+        const sink = this.handlers.dataSink(this.bhs, dataLength);
+        if (sink !== null && sink.length === dataLength) {
+          if (!this.emitIntoSink(sink, headerEnd, dataStart, paddedData - dataLength, dd)) return;
+          continue;
+        }
+      }
+
       const frame = this.take(total);
       this.bhs = null;
       const bhs = frame.subarray(0, BHS_LENGTH);
@@ -190,6 +206,78 @@ export class PduParser {
         continue;
       }
       this.handlers.pdu(pdu, bhs);
+    }
+  }
+
+  /**
+   * Emit the buffered PDU with its data segment copied into `sink`; the header and the
+   * padding + digest are taken as usual. Returns false when parsing must stop.
+   */
+  private emitIntoSink(sink: Buffer, headerEnd: number, dataStart: number, pad: number, dd: boolean): boolean {
+    const head = this.take(dataStart);
+    this.bhs = null;
+    const bhs = head.subarray(0, BHS_LENGTH);
+    this.takeInto(sink);
+    const trailerLength = pad + (dd ? DIGEST_LENGTH : 0);
+    if (trailerLength > 0) {
+      const trailer = this.take(trailerLength);
+      if (dd) {
+        let crc = crc32c(sink);
+        if (pad > 0) crc = crc32c(trailer.subarray(0, pad), crc);
+        if (trailer.readUInt32LE(pad) !== crc) {
+          this.handlers.error(new PduError('data-digest', 'data digest mismatch', bhs));
+          return true;
+        }
+      }
+    }
+    let pdu: Pdu;
+    try {
+      pdu = decodePduParts(bhs, head.subarray(BHS_LENGTH, headerEnd), sink);
+    } catch (e) {
+      if (!(e instanceof PduError)) throw e;
+      if (e.fatal) {
+        this.fail(e);
+        return false;
+      }
+      this.handlers.error(e);
+      return true;
+    }
+    this.handlers.pdu(pdu, bhs);
+    return true;
+  }
+
+  /** Do the next `n` buffered bytes lie in one chunk? */
+  private contiguous(n: number): boolean {
+    return this.chunks[this.head]!.length - this.offset >= n;
+  }
+
+  /** Consume the next `dest.length` buffered bytes by copying them into `dest`. */
+  private takeInto(dest: Buffer): void {
+    const n = dest.length;
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[this.head]!;
+      const m = Math.min(c.length - this.offset, n - filled);
+      c.copy(dest, filled, this.offset, this.offset + m);
+      filled += m;
+      this.offset += m;
+      if (this.offset === c.length) {
+        this.head++;
+        this.offset = 0;
+      }
+    }
+    this.buffered -= n;
+    this.compact();
+  }
+
+  private compact(): void {
+    // Drop consumed chunks: reset when empty, compact when the dead prefix grows.
+    if (this.head === this.chunks.length) {
+      this.chunks = [];
+      this.head = 0;
+    } else if (this.head >= 64) {
+      this.chunks = this.chunks.slice(this.head);
+      this.head = 0;
     }
   }
 
@@ -248,14 +336,7 @@ export class PduParser {
       }
     }
     this.buffered -= n;
-    // Drop consumed chunks: reset when empty, compact when the dead prefix grows.
-    if (this.head === chunks.length) {
-      this.chunks = [];
-      this.head = 0;
-    } else if (this.head >= 64) {
-      this.chunks = chunks.slice(this.head);
-      this.head = 0;
-    }
+    this.compact();
     return out;
   }
 }

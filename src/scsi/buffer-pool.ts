@@ -1,0 +1,58 @@
+// Reusable data buffers for READ results and WRITE Data-Out, so steady-state I/O does not
+// allocate (and later garbage-collect) a fresh ArrayBuffer per command.
+//
+// Buffers come in power-of-two classes from 4 KiB to 1 MiB; larger requests get a
+// one-off allocation. take() lends a buffer, release() returns it once its last user is
+// done (the socket has sent the Data-In, the backstore has written the Data-Out). Only
+// buffers lent by take() and not yet released are accepted back (a WeakSet tells them
+// apart, so a lent buffer that is never released is simply collected). Idle buffers are
+// kept up to a byte budget, which bounds what the pool holds on to.
+
+const MIN_CLASS = 4096;
+const MAX_CLASS = 1024 * 1024;
+
+export class BufferPool {
+  private readonly free = new Map<number, ArrayBuffer[]>();
+  private readonly lent = new WeakSet<ArrayBuffer>();
+  private idle = 0;
+
+  constructor(readonly maxIdleBytes = 16 * 1024 * 1024) {}
+
+  /** A buffer of exactly `length` bytes (contents undefined). */
+  take(length: number): Buffer {
+    if (length > MAX_CLASS) return Buffer.allocUnsafeSlow(length);
+    const size = classOf(length);
+    const list = this.free.get(size);
+    let ab = list?.pop();
+    if (ab !== undefined) this.idle -= size;
+    else ab = Buffer.allocUnsafeSlow(size).buffer as ArrayBuffer;
+    this.lent.add(ab);
+    return Buffer.from(ab, 0, length);
+  }
+
+  /** Give back a buffer from take() (or any view of it). Anything else is ignored. */
+  release(buf: Buffer): void {
+    const ab = buf.buffer as ArrayBuffer;
+    if (!this.lent.delete(ab)) return;
+    const size = ab.byteLength;
+    if (this.idle + size > this.maxIdleBytes) return;
+    let list = this.free.get(size);
+    if (list === undefined) this.free.set(size, (list = []));
+    list.push(ab);
+    this.idle += size;
+  }
+
+  /** Bytes held by idle buffers. */
+  get idleBytes(): number {
+    return this.idle;
+  }
+}
+
+function classOf(length: number): number {
+  let size = MIN_CLASS;
+  while (size < length) size *= 2;
+  return size;
+}
+
+/** The process-wide pool for command data. */
+export const dataBuffers = new BufferPool();
