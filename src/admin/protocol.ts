@@ -22,7 +22,10 @@ export interface SessionStatus {
   commands: number;
   readBytes: number;
   writtenBytes: number;
+  /** Commands that ended other than GOOD, unit attentions not counted. */
   errors: number;
+  /** Unit attentions reported to this session (power on, capacity or LUN changes). */
+  unitAttentions: number;
 }
 
 export interface StatusReply {

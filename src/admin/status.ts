@@ -29,5 +29,6 @@ export function sessionStatus(s: Session, address: string): SessionStatus {
     readBytes: s.counters.readBytes,
     writtenBytes: s.counters.writtenBytes,
     errors: s.counters.errors,
+    unitAttentions: s.counters.unitAttentions,
   };
 }

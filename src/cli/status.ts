@@ -37,7 +37,7 @@ async function status(ctx: CliContext, o: Opts & { verbose?: boolean }): Promise
     return EXIT.OK;
   }
   out(ctx, table(
-    ['INITIATOR', 'ADDRESS', 'TARGET', 'LUNS', 'UPTIME', 'CMDS', 'READ', 'WRITTEN', 'ERRORS'],
+    ['INITIATOR', 'ADDRESS', 'TARGET', 'LUNS', 'UPTIME', 'CMDS', 'READ', 'WRITTEN', 'ERRORS', 'UAS'],
     r.sessions.map((s) => [
       s.initiator,
       s.address,
@@ -48,6 +48,7 @@ async function status(ctx: CliContext, o: Opts & { verbose?: boolean }): Promise
       formatSize(s.readBytes),
       formatSize(s.writtenBytes),
       String(s.errors),
+      String(s.unitAttentions),
     ]),
   ));
   if (o.verbose) {

@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { executeScsi } from '../scsi/dispatch';
-import { fixedSense, SenseKey } from '../scsi/sense';
+import { fixedSense, SenseKey, senseKeyOf } from '../scsi/sense';
 import { ScsiStatus, type ScsiResult } from '../scsi/task';
 import { dataBuffers } from '../scsi/buffer-pool';
 import { writeBudget, type BudgetWaiter } from './write-budget';
@@ -822,7 +822,10 @@ export class Connection {
     if (session.tasks.get(cmd.itt) === cmd) session.tasks.delete(cmd.itt);
     if (cmd.aborted) return;
     if (!cmd.immediate) session.inFlight--;
-    if (result.status !== ScsiStatus.Good) session.counters.errors++;
+    if (result.status !== ScsiStatus.Good) {
+      if (result.sense !== undefined && senseKeyOf(result.sense) === SenseKey.UnitAttention) session.counters.unitAttentions++;
+      else session.counters.errors++;
+    }
     this.host.commandDone?.(session, cmd, result.status, cmd.read && result.data ? Math.min(result.data.length, cmd.expectedLength) : 0);
     this.respond(cmd, result);
   }

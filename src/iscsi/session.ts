@@ -39,7 +39,10 @@ export interface SessionCounters {
   commands: number;
   readBytes: number;
   writtenBytes: number;
+  /** Commands that ended other than GOOD, except unit attentions. */
   errors: number;
+  /** Unit attentions reported (power on, capacity or LUN changes...): news, not failures. */
+  unitAttentions: number;
 }
 
 export class Session {
@@ -48,7 +51,7 @@ export class Session {
   inFlight = 0;
   readonly tasks = new Map<number, Command>();
   readonly createdAt = Date.now();
-  readonly counters: SessionCounters = { commands: 0, readBytes: 0, writtenBytes: 0, errors: 0 };
+  readonly counters: SessionCounters = { commands: 0, readBytes: 0, writtenBytes: 0, errors: 0, unitAttentions: 0 };
   closed = false;
 
   constructor(

@@ -210,6 +210,12 @@ function writeProgress(b: Buffer, at: number, progress: number): void {
   b.writeUInt16BE(Math.max(0, Math.min(0xffff, Math.floor(progress))), at + 1);
 }
 
+/** The sense key of sense data in either format (no allocation: for counters on the command path). */
+export function senseKeyOf(b: Buffer): number {
+  const code = b[0] & 0x7f;
+  return (code === 0x72 || code === 0x73 ? b[1] : b[2]) & 0x0f;
+}
+
 /** The sense key / ASC / ASCQ of sense data in either format (for tests and logs). */
 export function parseSense(b: Buffer): { key: number; asc: number; ascq: number; descriptor: boolean } {
   const code = b[0] & 0x7f;

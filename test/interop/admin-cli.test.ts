@@ -131,7 +131,7 @@ targets:
   test('status --json lists live sessions with their LUNs, parameters and I/O counters', async () => {
     const r = await cli(d, 'status', '--json');
     assert.equal(r.code, 0, r.stderr);
-    const st = JSON.parse(r.stdout) as { sessions: { initiator: string; target: string; luns: { lun: number; volume: string }[]; params: Record<string, unknown>; commands: number; readBytes: number; writtenBytes: number; address: string }[] };
+    const st = JSON.parse(r.stdout) as { sessions: { initiator: string; target: string; luns: { lun: number; volume: string }[]; params: Record<string, unknown>; commands: number; readBytes: number; writtenBytes: number; errors: number; unitAttentions: number; address: string }[] };
     const s = st.sessions.find((x) => x.initiator === A);
     assert.ok(s, r.stdout);
     assert.equal(s.target, SAN);
@@ -141,6 +141,9 @@ targets:
     assert.ok((s.params.MaxBurstLength as number) >= 512, JSON.stringify(s.params));
     assert.ok(s.commands >= 4);
     assert.ok(s.readBytes >= 4096 && s.writtenBytes >= 8192, JSON.stringify(s));
+    // The power-on unit attention is counted as news, not as a failed command.
+    assert.ok(s.unitAttentions >= 1, JSON.stringify(s));
+    assert.equal(s.errors, 0, JSON.stringify(s));
     const human = await cli(d, 'status');
     assert.match(human.stdout, new RegExp(`${A.replaceAll('.', '\\.')}\\s+\\S+\\s+${SAN.replaceAll('.', '\\.')}\\s+0=db-a`));
   });
