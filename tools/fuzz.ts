@@ -13,7 +13,8 @@ import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { Initiator } from '../src/initiator/initiator';
 import { padLength } from '../src/iscsi/pdu/serializer';
-import { startDaemon, type Daemon } from '../test/helpers/daemon';
+import { processRssMiB, startDaemon, type Daemon } from '../test/helpers/daemon';
+import { rng } from '../test/unit/pdu-fixtures';
 
 export const FUZZ_TARGET = 'iqn.2026-11.io.iscsi-target:fuzz';
 export const HEALTH_TARGET = 'iqn.2026-11.io.iscsi-target:health';
@@ -153,26 +154,13 @@ export async function record(port: number): Promise<Recording> {
   return { login: login!, ffp: ffp!, discoveryLogin: discoveryLogin!, discoveryFfp: discoveryFfp! };
 }
 
-/** xorshift32: reproducible runs from --seed. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
-
 const OPCODES = [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x1c, 0x1d, 0x1e, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x31, 0x32, 0x3c, 0x3f, 0x07, 0x2a];
 const EDGE32 = [0, 1, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff, 512, 4096, 262144, 0x01000000];
 
 export class Mutator {
   readonly rnd: () => number;
   constructor(seed: number) {
-    this.rnd = prng(seed);
+    this.rnd = rng(seed); // xorshift32: reproducible runs from --seed
   }
   int(n: number): number {
     return Math.floor(this.rnd() * n);
@@ -232,15 +220,6 @@ export class Mutator {
       default:
         return this.bytes(1 + this.int(this.rnd() < 0.9 ? 96 : 2000)); // garbage
     }
-  }
-}
-
-function daemonRssMiB(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Math.round(Number(m[1]) / 102.4) / 10 : NaN;
-  } catch {
-    return NaN;
   }
 }
 
@@ -359,7 +338,7 @@ export async function runFuzz(opts: FuzzOptions = {}): Promise<FuzzReport> {
     };
 
     const sample = () => {
-      const rss = daemonRssMiB(pid);
+      const rss = processRssMiB(pid);
       report.rssMiB.samples.push(rss);
       if (Number.isNaN(report.rssMiB.start)) report.rssMiB.start = rss;
       report.rssMiB.peak = Math.max(report.rssMiB.peak, rss);

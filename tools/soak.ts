@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Initiator } from '../src/initiator/initiator';
-import { startDaemon } from '../test/helpers/daemon';
+import { processRssMiB, startDaemon } from '../test/helpers/daemon';
 
 const IQN = 'iqn.2026-11.io.iscsi-target:soak';
 const BLOCK = 4096;
@@ -49,15 +49,6 @@ function blockContents(seed: number, block: number, out: Buffer, at: number): vo
   }
 }
 
-function daemonRssMiB(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Math.round(Number(m[1]) / 102.4) / 10 : NaN;
-  } catch {
-    return NaN;
-  }
-}
-
 export async function runSoak(opts: SoakOptions = {}): Promise<SoakReport> {
   const sessions = opts.sessions ?? 32;
   const seconds = opts.seconds ?? 60;
@@ -87,7 +78,7 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakReport> {
   let written = 0;
   let read = 0;
   const sample = () => {
-    const rss = daemonRssMiB(pid);
+    const rss = processRssMiB(pid);
     const t = Math.round((Date.now() - started) / 1000);
     report.rssMiB.samples.push([t, rss]);
     if (Number.isNaN(report.rssMiB.start)) report.rssMiB.start = rss;

@@ -21,6 +21,16 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** A process's resident set size in MiB (one decimal), NaN once it is gone. */
+export function processRssMiB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 102.4) / 10 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 export function which(tool: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 }
