@@ -16,7 +16,7 @@ export class BufferPool {
   private readonly lent = new WeakSet<ArrayBuffer>();
   private idle = 0;
 
-  constructor(readonly maxIdleBytes = 16 * 1024 * 1024) {}
+  constructor(readonly maxIdleBytes = 8 * 1024 * 1024) {}
 
   /** A buffer of exactly `length` bytes (contents undefined). */
   take(length: number): Buffer {
