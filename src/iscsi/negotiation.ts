@@ -60,7 +60,10 @@ export interface TargetLimits {
 export const DEFAULT_LIMITS: TargetLimits = {
   maxRecvDataSegmentLength: 262144,
   maxBurstLength: 16776192, // 16 MiB - 1 KiB: the largest multiple of 1 KiB below 2^24
-  firstBurstLength: 16776192,
+  // Unsolicited data must be taken whenever it comes, so every queued WRITE may hold this
+  // much before the write budget can say wait: 64 KiB keeps 8 sessions x QD32 under 16 MiB
+  // (at 256 KiB it was 64 MiB); the rest of a large WRITE comes on R2T.
+  firstBurstLength: 65536,
   maxOutstandingR2T: 16,
   initialR2T: false,
   immediateData: true,

@@ -74,5 +74,9 @@ export class WriteBudget {
   }
 }
 
-/** WRITE data buffered at once across all sessions (beyond what initiators send unasked). */
-export const writeBudget = new WriteBudget(32 * 1024 * 1024);
+/**
+ * WRITE data buffered at once across all sessions (beyond what initiators send unasked).
+ * 16 MiB keeps 16 one-MiB WRITEs in flight to the backstore, more than one QD8 session
+ * needs; 32 MiB cost RSS without adding throughput.
+ */
+export const writeBudget = new WriteBudget(16 * 1024 * 1024);

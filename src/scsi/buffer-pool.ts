@@ -16,7 +16,7 @@ export class BufferPool {
   private readonly lent = new WeakSet<ArrayBuffer>();
   private idle = 0;
 
-  constructor(readonly maxIdleBytes = 16 * 1024 * 1024) {}
+  constructor(readonly maxIdleBytes = 8 * 1024 * 1024) {}
 
   /** A buffer of exactly `length` bytes (contents undefined). */
   take(length: number): Buffer {
@@ -35,11 +35,26 @@ export class BufferPool {
     const ab = buf.buffer as ArrayBuffer;
     if (!this.lent.delete(ab)) return;
     const size = ab.byteLength;
-    if (this.idle + size > this.maxIdleBytes) return;
+    // Over the idle budget, buffers of other sizes make room: they are what an earlier
+    // workload left behind, and this one is what the current workload uses.
+    if (this.idle + size > this.maxIdleBytes && !this.evictOthers(size)) return;
     let list = this.free.get(size);
     if (list === undefined) this.free.set(size, (list = []));
     list.push(ab);
     this.idle += size;
+  }
+
+  /** Drop idle buffers not of class `size` until one of that class fits; false if it cannot. */
+  private evictOthers(size: number): boolean {
+    for (const [cls, list] of this.free) {
+      if (cls === size) continue;
+      while (list.length > 0 && this.idle + size > this.maxIdleBytes) {
+        list.pop();
+        this.idle -= cls;
+      }
+      if (this.idle + size <= this.maxIdleBytes) return true;
+    }
+    return false;
   }
 
   /** Bytes held by idle buffers. */

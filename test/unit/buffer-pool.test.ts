@@ -47,3 +47,17 @@ test('idle buffers are kept only up to the byte budget', () => {
   for (const b of bufs) pool.release(b);
   assert.equal(pool.idleBytes, 64 * 1024);
 });
+
+test('a full pool drops idle buffers of other sizes to keep the size now in use', () => {
+  const pool = new BufferPool(64 * 1024);
+  const small = Array.from({ length: 4 }, () => pool.take(16 * 1024));
+  for (const b of small) pool.release(b);
+  assert.equal(pool.idleBytes, 64 * 1024);
+  const big = [pool.take(32 * 1024), pool.take(32 * 1024)];
+  for (const b of big) pool.release(b);
+  assert.equal(pool.idleBytes, 64 * 1024);
+  // Both 32 KiB buffers are kept: taking them again reuses them (no 16 KiB one is left).
+  const again = pool.take(32 * 1024);
+  assert.ok(again.buffer === big[0]!.buffer || again.buffer === big[1]!.buffer);
+  assert.equal(pool.idleBytes, 32 * 1024);
+});
