@@ -2,6 +2,7 @@
 // TargetServer as a diff, and only then write it to the file. One change at a time.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, parseConfigDetailed, type ConfigIssue } from '../config/load';
 import type { Config } from '../config/model';
@@ -26,15 +27,19 @@ export class ConfigController {
     readonly server: TargetServer,
     readonly configFile: string,
     private readonly logger: Logger,
+    /** The daemon serves the built-in default: status answers, changes are refused. */
+    private readonly builtIn = false,
   ) {}
 
   /** Validate `text`, apply it, then write it to the config file. Refused whole on any error. */
   apply(text: string, baseSha256?: string): Promise<ControlReply> {
+    if (this.builtIn) return Promise.resolve(this.builtInRefusal());
     return this.serial(() => this.applyNow(text, { write: true, baseSha256 }));
   }
 
   /** Re-read the config file and apply it (SIGHUP, `reload`). */
   reload(): Promise<ControlReply> {
+    if (this.builtIn) return Promise.resolve(this.builtInRefusal());
     return this.serial(async () => {
       let text: string;
       try {
@@ -46,12 +51,21 @@ export class ConfigController {
     });
   }
 
+  private builtInRefusal(): ControlReply {
+    return {
+      ok: false,
+      message:
+        `this daemon serves the built-in default, not ${this.configFile}, so it takes no changes: ` +
+        'stop it, run the command again (it then writes that file), and start `iscsi-target serve`',
+    };
+  }
+
   status(): StatusReply {
     const s = this.server;
     return {
       ok: true,
       pid: process.pid,
-      config: this.configFile,
+      config: this.builtIn ? `(built-in default; no ${path.basename(this.configFile)})` : this.configFile,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       portals: s.addresses.map(formatPortal),
       volumes: [...s.units.values()].map((lu) => ({ name: lu.name, bytes: lu.backstore.size, path: lu.backstore.path })),

@@ -12,18 +12,19 @@ export interface AdminHandle {
   close(): Promise<void>;
 }
 
-export async function startAdmin(server: TargetServer, configFile: string | undefined, logger: Logger): Promise<AdminHandle> {
+/**
+ * `configFile` is the file the daemon serves; with `builtIn` it is the file the CLI commands
+ * would look for (./iscsi-target.yaml), so that `status` finds the daemon while changes are
+ * refused with an explanation instead of "no daemon is running".
+ */
+export async function startAdmin(server: TargetServer, configFile: string, logger: Logger, builtIn = false): Promise<AdminHandle> {
   const metrics = new TargetMetrics(server);
   const config = server.currentConfig;
   if (config.metrics) {
     server.observer = metrics;
     await metrics.listen(config.metrics.listen, logger);
   }
-  if (!configFile) {
-    logger.info('no config file: no control socket (volume, acl, ... commands edit a config file)');
-    return { close: () => metrics.close() };
-  }
-  const controller = new ConfigController(server, path.resolve(configFile), logger);
+  const controller = new ConfigController(server, path.resolve(configFile), logger, builtIn);
   controller.onMetricsChanged = async (next) => {
     if (next.metrics) {
       server.observer = metrics;
@@ -36,6 +37,10 @@ export async function startAdmin(server: TargetServer, configFile: string | unde
   const control = await startControlServer(controller, logger);
   logger.info({ socket: control.path }, 'control socket listening');
   const onHup = () => {
+    if (builtIn) {
+      logger.warn('SIGHUP: serving the built-in default, there is no config file to reload');
+      return;
+    }
     logger.info('SIGHUP: reloading the config');
     void controller.reload().then((r) => {
       if (!r.ok) {

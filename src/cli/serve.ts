@@ -145,7 +145,8 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
   if ('apply' in server) {
     const { startAdmin } = await import('../admin/daemon');
     try {
-      admin = await startAdmin(server as import('../iscsi/server').TargetServer, builtIn ? undefined : config.source, logger);
+      const file = builtIn ? path.join(ctx.cwd, DEFAULT_CONFIG_FILE) : config.source;
+      admin = await startAdmin(server as import('../iscsi/server').TargetServer, file, logger, builtIn);
     } catch (e) {
       logger.error(`could not start: ${(e as Error)?.message ?? String(e)}`);
       await server.stop().catch(() => undefined);

@@ -101,6 +101,28 @@ describe('ConfigController and the control socket', () => {
     ini.close();
   });
 
+  test('a daemon on the built-in default answers status and refuses changes, writing no file', async () => {
+    const other = path.join(dir, 'builtin', 'iscsi-target.yaml');
+    fs.mkdirSync(path.dirname(other));
+    const logger = pino({ level: 'silent' });
+    const ctl = await startControlServer(new ConfigController(server, other, logger, true), logger, env);
+    try {
+      const st = await controlRequest(other, { op: 'status' }, env);
+      assert.ok(st && st.ok && 'pid' in st, JSON.stringify(st));
+      assert.equal(st.pid, process.pid);
+      assert.match(st.config, /built-in default/);
+      const text = `portals: ["127.0.0.1:0"]\nvolumes:\n  m: { memory: true, size: 1MiB }\n`;
+      for (const req of [{ op: 'apply' as const, text }, { op: 'reload' as const }]) {
+        const r = await controlRequest(other, req, env);
+        assert.ok(r && !r.ok, JSON.stringify(r));
+        assert.match(r.message, /serves the built-in default/);
+      }
+      assert.equal(fs.existsSync(other), false);
+    } finally {
+      await ctl.close();
+    }
+  });
+
   test('malformed and unknown requests get an error answer', async () => {
     const ask = (line: string) =>
       new Promise<string>((resolve) => {
