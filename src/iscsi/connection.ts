@@ -128,7 +128,19 @@ export class Connection {
     socket.setKeepAlive(true, 30000);
     socket.on('data', (chunk: Buffer) => {
       this.lastHeard = Date.now();
-      this.parser.push(chunk);
+      if (this.batching) {
+        this.parser.push(chunk);
+        return;
+      }
+      // Answers made while parsing this chunk (inline commands) leave together when it
+      // is parsed, not a loop phase later; later completions batch via setImmediate.
+      this.inChunk = true;
+      try {
+        this.parser.push(chunk);
+      } finally {
+        this.inChunk = false;
+      }
+      if (this.batching) this.flushBatch();
     });
     socket.on('error', (err) => this.log.warn({ err: err.message }, 'socket error'));
     this.closedP = new Promise((r) => socket.once('close', () => r()));
@@ -154,13 +166,15 @@ export class Connection {
     if (!this.batching) {
       this.batching = true;
       s.cork();
-      setImmediate(this.flushBatch);
+      if (!this.inChunk) setImmediate(this.flushBatch);
     }
     for (let i = 0; i < parts.length; i++) s.write(parts[i]);
     if (s.writableLength > WRITE_HIGH_WATER) s.pause();
   }
 
   private batching = false;
+  /** Parsing a received chunk: the 'data' handler flushes the batch when done. */
+  private inChunk = false;
   /** Pooled data buffers sent in the current batch, given back once the batch is written. */
   private toRelease: Buffer[] = [];
   /** Earlier batches' buffers, oldest first, waiting for their write to complete. */
