@@ -10,6 +10,13 @@ export interface ExtentStatus {
   length: number;
 }
 
+/**
+ * What read() or write() returns when the I/O already completed before the call returned
+ * (small requests on a memory filesystem, page-cache hits): the SCSI core then answers the
+ * command in the same turn, without a promise hop per layer.
+ */
+export const DONE_INLINE: Promise<void> = Promise.resolve();
+
 export interface Backstore {
   /** Human-readable location: the file or device path, or "memory". */
   readonly path: string;

@@ -21,7 +21,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeZeros, type Backstore, type ExtentStatus } from './backstore';
+import { DONE_INLINE, writeZeros, type Backstore, type ExtentStatus } from './backstore';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, nativeFs, SEEK_DATA, SEEK_HOLE } from './native';
 
 export interface FileBackstoreOptions {
@@ -375,7 +375,7 @@ function writeFullySync(fd: number, buf: Buffer, pos: number): void {
   }
 }
 
-const RESOLVED: Promise<void> = Promise.resolve();
+const RESOLVED = DONE_INLINE;
 
 /** Write all of `buf` at `pos`, looping on short writes. */
 export async function writeFully(fd: number, buf: Buffer, pos: number): Promise<void> {

@@ -4,7 +4,7 @@
 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { executeScsi } from '../scsi/dispatch';
+import { startScsi } from '../scsi/dispatch';
 import { fixedSense, SenseKey, senseKeyOf } from '../scsi/sense';
 import { ScsiStatus, type ScsiResult } from '../scsi/task';
 import { dataBuffers } from '../scsi/buffer-pool';
@@ -128,7 +128,19 @@ export class Connection {
     socket.setKeepAlive(true, 30000);
     socket.on('data', (chunk: Buffer) => {
       this.lastHeard = Date.now();
-      this.parser.push(chunk);
+      if (this.batching) {
+        this.parser.push(chunk);
+        return;
+      }
+      // Answers made while parsing this chunk (inline commands) leave together when it
+      // is parsed, not a loop phase later; later completions batch via setImmediate.
+      this.inChunk = true;
+      try {
+        this.parser.push(chunk);
+      } finally {
+        this.inChunk = false;
+      }
+      if (this.batching) this.flushBatch();
     });
     socket.on('error', (err) => this.log.warn({ err: err.message }, 'socket error'));
     this.closedP = new Promise((r) => socket.once('close', () => r()));
@@ -154,13 +166,15 @@ export class Connection {
     if (!this.batching) {
       this.batching = true;
       s.cork();
-      setImmediate(this.flushBatch);
+      if (!this.inChunk) setImmediate(this.flushBatch);
     }
     for (let i = 0; i < parts.length; i++) s.write(parts[i]);
     if (s.writableLength > WRITE_HIGH_WATER) s.pause();
   }
 
   private batching = false;
+  /** Parsing a received chunk: the 'data' handler flushes the batch when done. */
+  private inChunk = false;
   /** Pooled data buffers sent in the current batch, given back once the batch is written. */
   private toRelease: Buffer[] = [];
   /** Earlier batches' buffers, oldest first, waiting for their write to complete. */
@@ -579,13 +593,13 @@ export class Connection {
 
     if (!pdu.write || edtl === 0) {
       if (pdu.write) cmd.task = { ...cmd.task, dataOut: Buffer.alloc(0) };
-      void this.execute(cmd);
+      this.execute(cmd);
       return;
     }
     if (edtl > MAX_COMMAND_BYTES) {
       // Too large to buffer: answer without taking the data (the initiator asked
       // more than VPD Block Limits allow).
-      void this.execute(cmd, true);
+      this.execute(cmd, true);
       return;
     }
     cmd.unsolicitedEnd = p.initialR2T || pdu.final ? immLen : Math.min(p.firstBurstLength, edtl);
@@ -797,25 +811,41 @@ export class Connection {
   private dataComplete(cmd: Command): void {
     cmd.task = { ...cmd.task, dataOut: cmd.buffer };
     this.session!.counters.writtenBytes += cmd.expectedLength;
-    void this.execute(cmd);
+    this.execute(cmd);
   }
 
-  private async execute(cmd: Command, tooLarge = false): Promise<void> {
+  private execute(cmd: Command, tooLarge = false): void {
     cmd.state = 'executing';
-    let result: ScsiResult;
-    let done!: () => void;
-    cmd.finished = new Promise((r) => (done = r));
+    let r: ScsiResult | Promise<ScsiResult>;
     try {
-      result = tooLarge
+      r = tooLarge
         ? transportFailure(SenseKey.IllegalRequest, 0x24, 0x00) // INVALID FIELD IN CDB
-        : await executeScsi(cmd.task, this.session!.luns);
+        : startScsi(cmd.task, this.session!.luns);
     } catch (err) {
-      this.log.error({ err, cdb: cmd.task.cdb.toString('hex') }, 'SCSI command failed unexpectedly');
-      result = transportFailure(SenseKey.HardwareError, 0x44, 0x00); // INTERNAL TARGET FAILURE
+      r = this.internalFailure(cmd, err);
     }
+    if (!(r instanceof Promise)) {
+      // Completed at once (inline I/O): answered in this turn; nobody can have waited on it.
+      this.finish(cmd, r);
+      return;
+    }
+    let done!: () => void;
+    cmd.finished = new Promise((res) => (done = res));
+    r.then(
+      (result) => this.finish(cmd, result, done),
+      (err: unknown) => this.finish(cmd, this.internalFailure(cmd, err), done),
+    );
+  }
+
+  private internalFailure(cmd: Command, err: unknown): ScsiResult {
+    this.log.error({ err, cdb: cmd.task.cdb.toString('hex') }, 'SCSI command failed unexpectedly');
+    return transportFailure(SenseKey.HardwareError, 0x44, 0x00); // INTERNAL TARGET FAILURE
+  }
+
+  private finish(cmd: Command, result: ScsiResult, done?: () => void): void {
     cmd.state = 'done';
     this.release(cmd);
-    done();
+    if (done !== undefined) done();
     if (cmd.buffer !== null) dataBuffers.release(cmd.buffer);
     this.uncharge(cmd);
     const session = this.session!;

@@ -22,11 +22,17 @@ const OP_REQUEST_SENSE = 0x03;
 const OP_REPORT_LUNS = 0xa0;
 
 export function executeScsi(task: ScsiTask, luns: ReadonlyMap<number, LogicalUnit>): Promise<ScsiResult> {
+  const r = startScsi(task, luns);
+  return r instanceof Promise ? r : Promise.resolve(r);
+}
+
+/** executeScsi(), answering synchronously when the command completes at once (the transport's hot path). */
+export function startScsi(task: ScsiTask, luns: ReadonlyMap<number, LogicalUnit>): ScsiResult | Promise<ScsiResult> {
   const op = task.cdb[0];
-  if (op === OP_REPORT_LUNS) return Promise.resolve(guard(() => reportLuns(task, luns)));
+  if (op === OP_REPORT_LUNS) return guard(() => reportLuns(task, luns));
   const lu = luns.get(task.lun);
-  if (lu !== undefined) return lu.execute(task);
-  return Promise.resolve(guard(() => unsupportedLun(task)));
+  if (lu !== undefined) return lu.start(task);
+  return guard(() => unsupportedLun(task));
 }
 
 function guard(fn: () => ScsiResult): ScsiResult {

@@ -346,6 +346,15 @@ export class LogicalUnit {
    * HEAD OF QUEUE runs at once. The order of execute() calls is the task set order.
    */
   execute(task: ScsiTask): Promise<ScsiResult> {
+    const r = this.start(task);
+    return r instanceof Promise ? r : Promise.resolve(r);
+  }
+
+  /**
+   * execute(), but a command that completes at once (an inline read or write, most
+   * non-I/O commands) answers synchronously: the transport's hot path at QD1.
+   */
+  start(task: ScsiTask): ScsiResult | Promise<ScsiResult> {
     const attr = task.attr;
     if (attr === ATTR_HEAD_OF_QUEUE) return this.run(task);
     if (attr === ATTR_ORDERED) return this.enqueueOrdered(task);
@@ -370,20 +379,28 @@ export class LogicalUnit {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  private async runCounted(task: ScsiTask): Promise<ScsiResult> {
+  private runCounted(task: ScsiTask): ScsiResult | Promise<ScsiResult> {
     this.inflight++;
-    try {
-      return await this.run(task);
-    } finally {
-      if (--this.inflight === 0 && this.drainWaiters.length > 0) {
-        const waiters = this.drainWaiters;
-        this.drainWaiters = [];
-        for (const w of waiters) w();
-      }
+    const r = this.run(task); // never throws: run() turns every error into a result
+    if (!(r instanceof Promise)) {
+      this.countedDone();
+      return r;
+    }
+    return r.then((res) => {
+      this.countedDone();
+      return res;
+    });
+  }
+
+  private countedDone(): void {
+    if (--this.inflight === 0 && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
     }
   }
 
-  private async run(task: ScsiTask): Promise<ScsiResult> {
+  private run(task: ScsiTask): ScsiResult | Promise<ScsiResult> {
     let spec: CommandSpec | undefined;
     try {
       const cdb = task.cdb;
@@ -420,7 +437,10 @@ export class LogicalUnit {
         if (this.mode.swp) throw checkCondition(SenseKey.DataProtect, ASC.SOFTWARE_WRITE_PROTECTED);
       }
       if (task.aborted) return { status: ScsiStatus.TaskAborted };
-      return await spec.handler(this, task);
+      const r = spec.handler(this, task);
+      if (!(r instanceof Promise)) return r;
+      const s = spec;
+      return r.catch((err: unknown) => this.errorResult(err, task, s));
     } catch (err) {
       return this.errorResult(err, task, spec);
     }

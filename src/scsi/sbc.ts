@@ -21,6 +21,8 @@
 // beyond any capacity we can have (< 2^53 bytes), so `lba + count > blocks` still holds.
 
 import type { LogicalUnit } from './logical-unit';
+import type { Release } from './range-lock';
+import { DONE_INLINE } from '../backstore/backstore';
 import { LIMITS } from './limits';
 import { dataBuffers } from './buffer-pool';
 import { physicalBlockExponent, provisioningOf, unmapLimits } from './provisioning';
@@ -93,26 +95,26 @@ export function readCapacity16(lu: LogicalUnit, task: ScsiTask): ScsiResult {
 
 // ================================================================== READ
 
-export function read6(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+export function read6(lu: LogicalUnit, task: ScsiTask): ScsiResult | Promise<ScsiResult> {
   const c = task.cdb;
   const lba = ((c[1] & 0x1f) << 16) | c.readUInt16BE(2);
   const blocks = c[4] === 0 ? 256 : c[4]; // READ(6): 0 means 256 blocks
   return doRead(lu, task, lba, blocks, 4);
 }
 
-export function read10(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+export function read10(lu: LogicalUnit, task: ScsiTask): ScsiResult | Promise<ScsiResult> {
   const c = task.cdb;
   checkNoProtection(c);
   return doRead(lu, task, c.readUInt32BE(2), c.readUInt16BE(7), 7);
 }
 
-export function read12(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+export function read12(lu: LogicalUnit, task: ScsiTask): ScsiResult | Promise<ScsiResult> {
   const c = task.cdb;
   checkNoProtection(c);
   return doRead(lu, task, c.readUInt32BE(2), c.readUInt32BE(6), 6);
 }
 
-export function read16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+export function read16(lu: LogicalUnit, task: ScsiTask): ScsiResult | Promise<ScsiResult> {
   const c = task.cdb;
   checkNoProtection(c);
   return doRead(lu, task, lba64(c, 2), c.readUInt32BE(10), 10);
@@ -122,7 +124,13 @@ export function read16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
  * Read `blocks` blocks at `lba` into one buffer of the transfer size. DPO and FUA need
  * nothing: we keep no cache of our own, and the page cache is coherent with the medium.
  */
-async function doRead(lu: LogicalUnit, task: ScsiTask, lba: number, blocks: number, lengthByte: number): Promise<ScsiResult> {
+function doRead(
+  lu: LogicalUnit,
+  task: ScsiTask,
+  lba: number,
+  blocks: number,
+  lengthByte: number,
+): ScsiResult | Promise<ScsiResult> {
   checkRange(lu, lba, blocks);
   checkTransferLength(lu, blocks, lengthByte);
   if (blocks === 0) return { status: ScsiStatus.Good, data: EMPTY };
@@ -137,44 +145,66 @@ async function doRead(lu: LogicalUnit, task: ScsiTask, lba: number, blocks: numb
     readLen = Math.ceil(task.expectedLength / bs) * bs;
     buf.fill(0, readLen);
   }
-  if (readLen > 0) {
-    // A shared hold: never waits for other reads or plain writes, only for an atomic one.
-    const held = lu.writeLock.acquire(lba, readLen / bs, false);
-    const release = typeof held === 'function' ? held : await held;
-    try {
-      await lu.backstore.read(readLen === len ? buf : buf.subarray(0, readLen), lba * bs);
-    } catch (err) {
-      throw lu.ioError(err, 'read', lba);
-    } finally {
-      release();
-    }
+  const result: ScsiResult = { status: ScsiStatus.Good, data: buf };
+  if (readLen === 0) return result;
+  const into = readLen === len ? buf : buf.subarray(0, readLen);
+  // A shared hold: never waits for other reads or plain writes, only for an atomic one.
+  const held = lu.writeLock.acquire(lba, readLen / bs, false);
+  if (typeof held !== 'function') return held.then((release) => settle(lu, startIo(lu, 'read', lba, release, into, lba * bs), release, 'read', lba, result));
+  const io = startIo(lu, 'read', lba, held, into, lba * bs);
+  if (io === DONE_INLINE) {
+    // Served inline (memory filesystem, page cache): answer in this turn, no promise hops.
+    held();
+    return result;
   }
-  return { status: ScsiStatus.Good, data: buf };
+  return settle(lu, io, held, 'read', lba, result);
+}
+
+/** Start a backstore request under a range hold; a synchronous throw releases the hold. */
+function startIo(lu: LogicalUnit, op: 'read' | 'write', lba: number, release: Release, buf: Buffer, at: number): Promise<void> {
+  try {
+    return op === 'read' ? lu.backstore.read(buf, at) : lu.backstore.write(buf, at);
+  } catch (err) {
+    release();
+    throw lu.ioError(err, op, lba);
+  }
+}
+
+/** Wait for a backstore request, release its range hold, and map its error to sense data. */
+async function settle<T>(lu: LogicalUnit, io: Promise<void>, release: Release, op: 'read' | 'write', lba: number, value: T): Promise<T> {
+  try {
+    await io;
+  } catch (err) {
+    throw lu.ioError(err, op, lba);
+  } finally {
+    release();
+  }
+  return value;
 }
 
 // ================================================================== WRITE
 
-export function write6(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+export function write6(lu: LogicalUnit, task: ScsiTask): ScsiResult | Promise<ScsiResult> {
   const c = task.cdb;
   const lba = ((c[1] & 0x1f) << 16) | c.readUInt16BE(2);
   const blocks = c[4] === 0 ? 256 : c[4]; // WRITE(6): 0 means 256 blocks
   return doWrite(lu, task, lba, blocks, false, 4);
 }
 
-export function write10(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+export function write10(lu: LogicalUnit, task: ScsiTask): ScsiResult | Promise<ScsiResult> {
   const c = task.cdb;
   checkNoProtection(c);
   return doWrite(lu, task, c.readUInt32BE(2), c.readUInt16BE(7), (c[1] & 0x08) !== 0, 7);
 }
 
-export function write12(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+export function write12(lu: LogicalUnit, task: ScsiTask): ScsiResult | Promise<ScsiResult> {
   const c = task.cdb;
   checkNoProtection(c);
   return doWrite(lu, task, c.readUInt32BE(2), c.readUInt32BE(6), (c[1] & 0x08) !== 0, 6);
 }
 
 /** WRITE(16): LBA in bytes 2..9, TRANSFER LENGTH in bytes 10..13, FUA in byte 1 bit 3. */
-export function write16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult> {
+export function write16(lu: LogicalUnit, task: ScsiTask): ScsiResult | Promise<ScsiResult> {
   const c = task.cdb;
   checkNoProtection(c);
   return doWrite(lu, task, lba64(c, 2), c.readUInt32BE(10), (c[1] & 0x08) !== 0, 10);
@@ -194,35 +224,44 @@ function wholeBlocks(lu: LogicalUnit, task: ScsiTask, blocks: number): Buffer {
  * Write the Data-Out at `lba` straight from the task's buffer. With FUA, or with the
  * write cache disabled (WCE = 0), the data is made durable (fdatasync) before status.
  */
-async function doWrite(
+function doWrite(
   lu: LogicalUnit,
   task: ScsiTask,
   lba: number,
   blocks: number,
   fua: boolean,
   lengthByte: number,
-): Promise<ScsiResult> {
+): ScsiResult | Promise<ScsiResult> {
   checkRange(lu, lba, blocks);
   checkTransferLength(lu, blocks, lengthByte);
   const result: ScsiResult = { status: ScsiStatus.Good, dataOutLength: blocks * lu.blockSize };
   const data = wholeBlocks(lu, task, blocks);
-  if (data.length > 0) await writeBlocks(lu, lba, data, fua);
-  return result;
+  if (data.length === 0) return result;
+  const pending = writeBlocks(lu, lba, data, fua);
+  return pending === undefined ? result : pending.then(() => result);
 }
 
-/** Write whole blocks under a shared range hold (so COMPARE AND WRITE stays atomic). */
-async function writeBlocks(lu: LogicalUnit, lba: number, data: Buffer, fua: boolean): Promise<void> {
+/**
+ * Write whole blocks under a shared range hold (so COMPARE AND WRITE stays atomic).
+ * Returns undefined when the write completed inline and needs no flush.
+ */
+function writeBlocks(lu: LogicalUnit, lba: number, data: Buffer, fua: boolean): Promise<void> | undefined {
   const count = data.length / lu.blockSize;
+  const at = lba * lu.blockSize;
+  const sync = fua || !lu.writeCacheEnabled;
   const held = lu.writeLock.acquire(lba, count, false);
-  const release = typeof held === 'function' ? held : await held;
-  try {
-    await lu.backstore.write(data, lba * lu.blockSize);
-  } catch (err) {
-    throw lu.ioError(err, 'write', lba);
-  } finally {
-    release();
+  if (typeof held !== 'function') {
+    return held
+      .then((release) => settle(lu, startIo(lu, 'write', lba, release, data, at), release, 'write', lba, undefined))
+      .then(() => (sync ? flush(lu) : undefined));
   }
-  if (fua || !lu.writeCacheEnabled) await flush(lu);
+  const io = startIo(lu, 'write', lba, held, data, at);
+  if (io === DONE_INLINE) {
+    held();
+    return sync ? flush(lu) : undefined;
+  }
+  const written = settle(lu, io, held, 'write', lba, undefined);
+  return sync ? written.then(() => flush(lu)) : written;
 }
 
 async function flush(lu: LogicalUnit): Promise<void> {
