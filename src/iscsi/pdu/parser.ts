@@ -310,30 +310,17 @@ export class PduParser {
 
   /** Consume the next `n` buffered bytes: a view when in one chunk, else one copy. */
   private take(n: number): Buffer {
-    const chunks = this.chunks;
-    const first = chunks[this.head]!;
-    let out: Buffer;
-    if (first.length - this.offset >= n) {
-      out = first.subarray(this.offset, this.offset + n);
-      this.offset += n;
-      if (this.offset === first.length) {
-        this.head++;
-        this.offset = 0;
-      }
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let filled = 0;
-      while (filled < n) {
-        const c = chunks[this.head]!;
-        const m = Math.min(c.length - this.offset, n - filled);
-        c.copy(out, filled, this.offset, this.offset + m);
-        filled += m;
-        this.offset += m;
-        if (this.offset === c.length) {
-          this.head++;
-          this.offset = 0;
-        }
-      }
+    const first = this.chunks[this.head]!;
+    if (first.length - this.offset < n) {
+      const out = Buffer.allocUnsafe(n);
+      this.takeInto(out);
+      return out;
+    }
+    const out = first.subarray(this.offset, this.offset + n);
+    this.offset += n;
+    if (this.offset === first.length) {
+      this.head++;
+      this.offset = 0;
     }
     this.buffered -= n;
     this.compact();
