@@ -2,9 +2,8 @@
 // (test/helpers/daemon.ts picks a new port and removes its folder on stop).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
-import { BIN } from '../test/helpers/daemon';
+import { BIN, canConnect } from '../test/helpers/daemon';
 
 export class E2eTarget {
   private proc?: ChildProcess;
@@ -66,12 +65,3 @@ export class E2eTarget {
   }
 }
 
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
-}
