@@ -2,6 +2,8 @@
 // only: no SCSI, no iSCSI. Errors are thrown as Node errors with their `code`
 // (EIO, ENOSPC, ...); the SCSI core maps them to sense data.
 
+import type { MappedView } from './file-mapping';
+
 /** What mapStatus() reports about the bytes from an offset on. */
 export interface ExtentStatus {
   /** True when the range is allocated (holds data); false when it is a hole. */
@@ -25,6 +27,14 @@ export interface Backstore {
   readonly readonly: boolean;
   /** Fill `buf` completely from byte `offset`. Short reads past EOF read zeros. */
   read(buf: Buffer, offset: number): Promise<void>;
+  /**
+   * Only on stores whose medium is memory (a file on tmpfs): a read-only view of
+   * [offset, offset + length) over the store's own pages, for a READ to send without
+   * copying it first, or null when that range must be read with read(). Writes to the
+   * range wait until the view is released, so `release` must be called once the bytes
+   * have been sent (or will never be).
+   */
+  readView?(offset: number, length: number): MappedView | null;
   /** Write all of `buf` at byte `offset`. */
   write(buf: Buffer, offset: number): Promise<void>;
   /**

@@ -2,7 +2,9 @@
 //
 // I/O is positional (pread/pwrite through libuv's thread pool), so independent commands
 // run in parallel on one fd. Small requests that cannot block run inline instead (see
-// INLINE_IO_MAX): on tmpfs, and reads that preadv2(RWF_NOWAIT) serves from the page cache. Reads loop on short reads and read zeros past EOF; writes
+// INLINE_IO_MAX): on tmpfs, and reads that preadv2(RWF_NOWAIT) serves from the page cache.
+// Large reads on tmpfs are not copied at all: READ sends a view of the file's pages
+// (readView, file-mapping.ts). Reads loop on short reads and read zeros past EOF; writes
 // loop on short writes. flush() is fdatasync. Errors are the Node errors themselves, with
 // their `code` (EIO, ENOSPC, EROFS, ...), so the SCSI layer can map them to sense data.
 //
@@ -22,6 +24,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DONE_INLINE, writeZeros, type Backstore, type ExtentStatus } from './backstore';
+import { FileMapping, type MappedView } from './file-mapping';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, nativeFs, SEEK_DATA, SEEK_HOLE } from './native';
 
 export interface FileBackstoreOptions {
@@ -48,6 +51,13 @@ const MAX_IO = 0x4000_0000;
  */
 export const INLINE_IO_MAX = 128 * 1024;
 
+/**
+ * Reads at least this large on a memory filesystem are sent from a view of the file's
+ * pages (file-mapping.ts) rather than copied into a buffer first. Below it the copy is
+ * cheaper than the view's bookkeeping.
+ */
+export const MAPPED_READ_MIN = 64 * 1024;
+
 /** statfs f_type of filesystems whose files live in memory (tmpfs / shmem, ramfs). */
 const MEMORY_FS_TYPES = new Set([0x01021994, 0x858458f6]);
 
@@ -68,6 +78,8 @@ export class FileBackstore implements Backstore {
   private memoryFs = false;
   /** preadv2(RWF_NOWAIT) is worth trying for small reads (cleared on EOPNOTSUPP). */
   private tryNoWait = false;
+  /** The file's pages, mapped read-only, on a memory filesystem (see readView). */
+  private mapping: FileMapping | null = null;
 
   private constructor(p: string, fd: number, size: number, kind: 'file' | 'block', ro: boolean, notes: string[]) {
     this.path = p;
@@ -97,6 +109,8 @@ export class FileBackstore implements Backstore {
       }
     }
     b.tryNoWait = !b.memoryFs && nativeFs() !== null;
+    const native = nativeFs();
+    if (b.memoryFs && native !== null && b._size > 0) b.mapping = FileMapping.create(native, b.fd, b._size);
     return b;
   }
 
@@ -233,8 +247,21 @@ export class FileBackstore implements Backstore {
     return readFully(this.fd, buf, offset);
   }
 
+  /**
+   * A view of the file's own pages for a large read on a memory filesystem, when the
+   * range holds data all through (see FileMapping.view). Null: use read().
+   */
+  readView(offset: number, length: number): MappedView | null {
+    const mapping = this.mapping;
+    if (mapping === null || this.closed || length < MAPPED_READ_MIN) return null;
+    return mapping.view(offset, length);
+  }
+
   write(buf: Buffer, offset: number): Promise<void> {
     if (this.closed) return Promise.reject(ebadf(this.path));
+    // A READ still sending these blocks from the mapping gets them as they were.
+    const mapping = this.mapping;
+    if (mapping !== null && mapping.busy(offset, buf.length)) return mapping.whenClear(offset, buf.length).then(() => this.write(buf, offset));
     if (this.memoryFs && buf.length <= INLINE_IO_MAX) {
       try {
         writeFullySync(this.fd, buf, offset);
@@ -254,6 +281,20 @@ export class FileBackstore implements Backstore {
     if (this.closed) throw ebadf(this.path);
     if (length <= 0) return;
     if (this.readonly) throw erofs(this.path);
+    const mapping = this.mapping;
+    if (mapping === null) return this.deallocate(offset, length);
+    // A READ still sending these blocks from the mapping gets them as they were; and the
+    // blocks must be checked for holes again (during the punch too) before a view.
+    await mapping.whenClear(offset, length);
+    mapping.forget(offset, length);
+    try {
+      await this.deallocate(offset, length);
+    } finally {
+      mapping.forget(offset, length);
+    }
+  }
+
+  private async deallocate(offset: number, length: number): Promise<void> {
     const native = nativeFs();
     if (native !== null && !this.punchUnsupported) {
       try {
@@ -304,6 +345,7 @@ export class FileBackstore implements Backstore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.mapping?.close();
     await closeFd(this.fd);
   }
 
@@ -315,6 +357,10 @@ export class FileBackstore implements Backstore {
     if (size === this._size) return;
     await ftruncate(this.fd, size);
     this._size = size;
+    if (this.mapping !== null && !this.mapping.grow(size)) {
+      this.mapping.close();
+      this.mapping = null;
+    }
   }
 }
 

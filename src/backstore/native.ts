@@ -7,6 +7,9 @@
 //       unmap), or refuses with EOPNOTSUPP when the device cannot do that without writing.
 //   lseek(fd, off, SEEK_DATA / SEEK_HOLE)
 //       finds the allocated extents of a sparse file (honest GET LBA STATUS).
+//   mmap(PROT_READ, MAP_SHARED) / madvise(MADV_DONTNEED) / munmap
+//       a read-only view of a memory-filesystem volume's pages, so large READs go to the
+//       socket with one copy instead of two (see file-mapping.ts).
 //
 // fallocate runs on koffi's worker threads (it can take a while on large extents); lseek
 // is cheap and runs inline. When koffi or libc cannot be loaded (another OS, a missing
@@ -28,6 +31,26 @@ export interface NativeFs {
    * Runs inline: it never waits for a disk.
    */
   readNoWait(fd: number, buf: Buffer, off: number, len: number, pos: number): number;
+  /**
+   * mmap(NULL, length, PROT_READ, MAP_SHARED, fd, offset): a Buffer over the file's own
+   * pages (no copy), or null when the kernel refuses. The Buffer must not be touched after
+   * `unmap()`. `dropPages()` is madvise(MADV_DONTNEED): it only unmaps our page-table
+   * entries (the data stays in the file; the next access maps it again), which keeps
+   * pages we read once out of the process's RSS.
+   */
+  mapShared(fd: number, offset: number, length: number): SharedMapping | null;
+}
+
+export interface SharedMapping {
+  buffer: Buffer;
+  /**
+   * mincore(2): every page of [offset, offset + length) of the mapping is in memory. On
+   * a memory filesystem a page that is not is a hole (or swapped out): touching it
+   * through the mapping would allocate it.
+   */
+  resident(offset: number, length: number): boolean;
+  dropPages(): void;
+  unmap(): void;
 }
 
 export const FALLOC_FL_KEEP_SIZE = 0x01;
@@ -35,6 +58,10 @@ export const FALLOC_FL_PUNCH_HOLE = 0x02;
 export const SEEK_DATA = 3;
 export const SEEK_HOLE = 4;
 export const RWF_NOWAIT = 0x08;
+const PROT_READ = 0x1;
+const MAP_SHARED = 0x01;
+const MADV_DONTNEED = 4;
+const MAP_FAILED = 0xffff_ffff_ffff_ffffn; // (void *) -1
 
 const ERRNO_NAMES: Record<number, string> = {
   1: 'EPERM',
@@ -74,6 +101,12 @@ function load(): NativeFs | null {
     const preadv2 = libc.func(
       'int64_t preadv2(int fd, const iscsi_target_iovec *iov, int iovcnt, int64_t offset, int flags)',
     );
+    const mmap = libc.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)');
+    const madvise = libc.func('int madvise(void *addr, size_t len, int advice)');
+    const munmap = libc.func('int munmap(void *addr, size_t len)');
+    const mincore = libc.func('int mincore(uintptr_t addr, size_t len, uint8_t *vec)');
+    const PAGE = 4096;
+    let vec = Buffer.alloc(64);
     return {
       fallocate(fd, mode, offset, length) {
         return new Promise((resolve, reject) => {
@@ -96,6 +129,31 @@ function load(): NativeFs | null {
         const n = Number(preadv2(fd, { base: target, len }, 1, pos, RWF_NOWAIT));
         if (n >= 0) return n;
         return koffi.errno() === 95 ? -2 : -1;
+      },
+      mapShared(fd, offset, length) {
+        const ptr: unknown = mmap(null, length, PROT_READ, MAP_SHARED, fd, offset);
+        if (ptr === null || koffi.address(ptr) === MAP_FAILED) return null;
+        let mapped = true;
+        const base = Number(koffi.address(ptr));
+        return {
+          buffer: Buffer.from(koffi.view(ptr, length), 0, length),
+          resident(offset, len) {
+            if (!mapped) return false;
+            const first = offset - (offset % PAGE);
+            const pages = Math.ceil((offset + len - first) / PAGE);
+            if (vec.length < pages) vec = Buffer.alloc(pages);
+            if (mincore(base + first, pages * PAGE, vec) !== 0) return false;
+            for (let i = 0; i < pages; i++) if ((vec[i]! & 1) === 0) return false;
+            return true;
+          },
+          dropPages() {
+            if (mapped) madvise(ptr, length, MADV_DONTNEED);
+          },
+          unmap() {
+            if (mapped) munmap(ptr, length);
+            mapped = false;
+          },
+        };
       },
     };
   } catch {

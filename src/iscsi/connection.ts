@@ -175,24 +175,31 @@ export class Connection {
   private batching = false;
   /** Parsing a received chunk: the 'data' handler flushes the batch when done. */
   private inChunk = false;
-  /** Pooled data buffers sent in the current batch, given back once the batch is written. */
-  private toRelease: Buffer[] = [];
-  /** Earlier batches' buffers, oldest first, waiting for their write to complete. */
-  private readonly releasing: Buffer[][] = [];
+  /**
+   * Read data sent in the current batch, let go once the batch is written: pooled buffers
+   * go back to the pool; views of a volume's pages (ScsiResult.release) are released.
+   */
+  private toRelease: Sent[] = [];
+  /** Earlier batches' data, oldest first, waiting for their write to complete. */
+  private releasing: Sent[][] = [];
   private readonly flushBatch = (): void => {
     this.batching = false;
     const s = this.socket;
-    if (this.toRelease.length > 0 && !s.destroyed && !s.writableEnded) {
-      // Write callbacks run in order: this empty write's callback means the batch is out.
-      this.releasing.push(this.toRelease);
+    if (this.toRelease.length > 0) {
+      if (!s.destroyed && !s.writableEnded) {
+        // Write callbacks run in order: this empty write's callback means the batch is out.
+        this.releasing.push(this.toRelease);
+        s.write(EMPTY, this.batchWritten);
+      } else {
+        letGo(this.toRelease);
+      }
       this.toRelease = [];
-      s.write(EMPTY, this.batchWritten);
     }
     s.uncork();
   };
   private readonly batchWritten = (): void => {
-    const bufs = this.releasing.shift();
-    if (bufs) for (let i = 0; i < bufs.length; i++) dataBuffers.release(bufs[i]!);
+    const sent = this.releasing.shift();
+    if (sent) letGo(sent);
   };
 
   private takeStatSN(): number {
@@ -569,6 +576,7 @@ export class Connection {
         dataOut: null,
         attr: pdu.attr,
         aborted: false,
+        sendsViews: true,
       },
       buffer: null,
       received: immLen,
@@ -850,7 +858,10 @@ export class Connection {
     this.uncharge(cmd);
     const session = this.session!;
     if (session.tasks.get(cmd.itt) === cmd) session.tasks.delete(cmd.itt);
-    if (cmd.aborted) return;
+    if (cmd.aborted) {
+      if (result.data) letGo1(result.release ?? result.data);
+      return;
+    }
     if (!cmd.immediate) session.inFlight--;
     if (result.status !== ScsiStatus.Good) {
       if (result.sense !== undefined && senseKeyOf(result.sense) === SenseKey.UnitAttention) session.counters.unitAttentions++;
@@ -910,9 +921,12 @@ export class Connection {
         off += n;
       }
       if (len > 0) this.socket.uncork();
-      if (this.batching) this.toRelease.push(data);
+      const sent = result.release ?? data;
+      if (this.batching) this.toRelease.push(sent);
+      else letGo1(sent); // nothing was written: the socket is gone
       if (statusInData) return;
     } else {
+      if (data) letGo1(result.release ?? data); // data the initiator did not ask to read
       // What the command moved versus what the initiator expected.
       const moved = data && data.length > 0 ? data.length : (result.dataOutLength ?? 0);
       if (moved > edtl) {
@@ -1165,6 +1179,12 @@ export class Connection {
   private onClose(): void {
     clearTimeout(this.loginTimer);
     clearInterval(this.nopTimer);
+    // Data still queued will never be written; write callbacks that come later find
+    // nothing left to let go.
+    for (const sent of this.releasing) letGo(sent);
+    this.releasing = [];
+    letGo(this.toRelease);
+    this.toRelease = [];
     // WRITEs that will never get their data give back their share of the write budget
     // (executing ones do so when they finish).
     for (const cmd of [...this.deferred.keys(), ...this.charged.keys()]) {
@@ -1188,6 +1208,18 @@ export class Connection {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** Read data handed to the socket: a pooled buffer, or the release of a view of a volume. */
+type Sent = Buffer | (() => void);
+
+function letGo1(sent: Sent): void {
+  if (typeof sent === 'function') sent();
+  else dataBuffers.release(sent);
+}
+
+function letGo(sent: Sent[]): void {
+  for (let i = 0; i < sent.length; i++) letGo1(sent[i]!);
+}
 /** WRITE(6), WRITE(10), WRITE(12), WRITE(16): their Data-Out is only written to the medium. */
 const PLAIN_WRITES = new Set([0x0a, 0x2a, 0xaa, 0x8a]);
 

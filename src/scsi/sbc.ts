@@ -136,6 +136,10 @@ function doRead(
   if (blocks === 0) return { status: ScsiStatus.Good, data: EMPTY };
   const bs = lu.blockSize;
   const len = blocks * bs;
+  if (task.sendsViews === true && task.expectedLength >= len && lu.backstore.readView !== undefined) {
+    const view = mappedRead(lu, lba, blocks, len);
+    if (view !== null) return view;
+  }
   // From the pool: the transport gives it back once the Data-In has been sent.
   const buf = dataBuffers.take(len);
   // When the initiator expects less than the CDB asks for, only that much is sent: read
@@ -158,6 +162,40 @@ function doRead(
     return result;
   }
   return settle(lu, io, held, 'read', lba, result);
+}
+
+/**
+ * A large read on a memory filesystem: the data is a view of the volume's pages, sent
+ * without a copy into a buffer first; null when the store wants a plain read. The shared
+ * range hold is kept until the transport releases the view, so an atomic write (COMPARE
+ * AND WRITE, ORWRITE) cannot change the blocks under a READ still being sent.
+ */
+function mappedRead(lu: LogicalUnit, lba: number, blocks: number, len: number): ScsiResult | null {
+  const held = lu.writeLock.acquire(lba, blocks, false);
+  if (typeof held !== 'function') {
+    // An atomic write holds part of the range: wait for it the ordinary way.
+    void held.then((release) => release());
+    return null;
+  }
+  let view;
+  try {
+    view = lu.backstore.readView!(lba * lu.blockSize, len);
+  } catch {
+    view = null; // the hole check failed: read() reports the error properly
+  }
+  if (view === null) {
+    held();
+    return null;
+  }
+  const release = view.release;
+  return {
+    status: ScsiStatus.Good,
+    data: view.data,
+    release: () => {
+      release();
+      held();
+    },
+  };
 }
 
 /** Start a backstore request under a range hold; a synchronous throw releases the hold. */

@@ -49,6 +49,11 @@ export interface ScsiTask {
   readonly attr: number;
   /** Set by the transport when the task is aborted by a TMF; handlers may check it. */
   aborted: boolean;
+  /**
+   * The caller calls ScsiResult.release once the data is sent (the iSCSI transport does),
+   * so a large READ may answer with a view of the volume's own pages instead of a copy.
+   */
+  readonly sendsViews?: boolean;
 }
 
 export interface ScsiResult {
@@ -61,6 +66,13 @@ export interface ScsiResult {
    * and reports the difference as residual overflow/underflow.
    */
   data?: Buffer;
+  /**
+   * Set when `data` is a view of the volume's own pages (a large READ on a memory
+   * filesystem): the transport calls it once those bytes have been handed to the socket,
+   * or will never be. Writes to the blocks wait until then. Otherwise `data` may be a
+   * pooled buffer, which the transport gives back to the pool itself.
+   */
+  release?: () => void;
   /**
    * For commands whose CDB names a Data-Out length (WRITE, VERIFY with BYTCHK, MODE
    * SELECT, ...): that length in bytes, so the transport can report a residual when
