@@ -8,7 +8,7 @@ import { startScsi } from '../scsi/dispatch';
 import { fixedSense, SenseKey, senseKeyOf } from '../scsi/sense';
 import { ScsiStatus, type ScsiResult } from '../scsi/task';
 import { dataBuffers } from '../scsi/buffer-pool';
-import { writeBudget, type BudgetWaiter } from './write-budget';
+import { readBudget, writeBudget, type BudgetWaiter } from './data-budget';
 import { encodePdu } from './pdu/serializer';
 import { PduParser, PduError } from './pdu/parser';
 import { encodeTextKeys, parseTextKeys } from './pdu/text';
@@ -180,26 +180,30 @@ export class Connection {
    * go back to the pool; views of a volume's pages (ScsiResult.release) are released.
    */
   private toRelease: Sent[] = [];
-  /** Earlier batches' data, oldest first, waiting for their write to complete. */
-  private releasing: Sent[][] = [];
+  /** Read-budget bytes of the READs answered in the current batch, given back likewise. */
+  private toGive = 0;
+  /** Earlier batches' data and read-budget bytes, oldest first, waiting for their write. */
+  private releasing: Batch[] = [];
   private readonly flushBatch = (): void => {
     this.batching = false;
     const s = this.socket;
-    if (this.toRelease.length > 0) {
+    if (this.toRelease.length > 0 || this.toGive > 0) {
+      const batch: Batch = { sent: this.toRelease, bytes: this.toGive };
+      this.toRelease = [];
+      this.toGive = 0;
       if (!s.destroyed && !s.writableEnded) {
         // Write callbacks run in order: this empty write's callback means the batch is out.
-        this.releasing.push(this.toRelease);
+        this.releasing.push(batch);
         s.write(EMPTY, this.batchWritten);
       } else {
-        letGo(this.toRelease);
+        giveBack(batch);
       }
-      this.toRelease = [];
     }
     s.uncork();
   };
   private readonly batchWritten = (): void => {
-    const sent = this.releasing.shift();
-    if (sent) letGo(sent);
+    const batch = this.releasing.shift();
+    if (batch) giveBack(batch);
   };
 
   private takeStatSN(): number {
@@ -507,7 +511,8 @@ export class Connection {
   private waitingOnInitiator(): boolean {
     // (A WRITE waiting for room in the write budget has no buffer yet: nothing is owed.)
     for (const cmd of this.session?.tasks.values() ?? []) if (cmd.state === 'receiving' && cmd.buffer !== null) return true;
-    return false;
+    // Nor is one that leaves READ data unread: it holds room in the read budget.
+    return this.readCharged.size > 0 && this.socket.writableLength > 0;
   }
 
   private onNopOut(pdu: NopOut): void {
@@ -601,6 +606,7 @@ export class Connection {
 
     if (!pdu.write || edtl === 0) {
       if (pdu.write) cmd.task = { ...cmd.task, dataOut: Buffer.alloc(0) };
+      else if (edtl > 0 && PLAIN_READS.has(pdu.cdb[0]!) && !this.chargeRead(cmd)) return;
       this.execute(cmd);
       return;
     }
@@ -620,8 +626,14 @@ export class Connection {
       // their handlers, so it is their own.
       if (!writeBudget.tryTake(edtl)) {
         if (cmd.unsolicitedEnd === immLen) {
-          // Nothing more comes before our R2T: wait for room, then ask for the data.
-          const imm = pdu.data;
+          // Nothing more comes before our R2T: wait for room, then ask for the data. The
+          // immediate data waits in a pooled copy (see detach()).
+          let imm = pdu.data;
+          if (immLen > 0) {
+            imm = dataBuffers.take(immLen);
+            pdu.data.copy(imm, 0);
+          }
+          detach(cmd);
           this.deferred.set(cmd, writeBudget.wait(edtl, () => this.admitWrite(cmd, imm)));
           return;
         }
@@ -687,16 +699,58 @@ export class Connection {
     this.deferred.delete(cmd);
     if (this.closed || cmd.aborted || cmd.state !== 'receiving') {
       writeBudget.give(cmd.expectedLength);
+      dataBuffers.release(imm);
       return;
     }
     this.charged.set(cmd, cmd.expectedLength);
     cmd.buffer = dataBuffers.take(cmd.expectedLength);
     if (imm.length > 0) imm.copy(cmd.buffer, 0);
+    dataBuffers.release(imm);
     this.sendR2Ts(cmd);
+  }
+
+  /** READs charged to the read budget (until their Data-In is out), and those waiting for room. */
+  private readonly readCharged = new Map<Command, number>();
+  private readonly readDeferred = new Map<Command, BudgetWaiter>();
+
+  /** Charge a plain READ to the read budget; false when it must wait (it then runs once granted). */
+  private chargeRead(cmd: Command): boolean {
+    const bytes = cmd.expectedLength;
+    if (readBudget.tryTake(bytes)) {
+      this.readCharged.set(cmd, bytes);
+      return true;
+    }
+    detach(cmd);
+    this.readDeferred.set(
+      cmd,
+      readBudget.wait(bytes, () => {
+        this.readDeferred.delete(cmd);
+        if (this.closed || cmd.aborted || cmd.state !== 'receiving') {
+          readBudget.give(bytes);
+          return;
+        }
+        this.readCharged.set(cmd, bytes);
+        this.execute(cmd);
+      }),
+    );
+    return false;
+  }
+
+  /** The read-budget bytes a command holds, now no longer charged to it (0 if none). */
+  private takeReadCharge(cmd: Command): number {
+    const bytes = this.readCharged.get(cmd);
+    if (bytes === undefined) return 0;
+    this.readCharged.delete(cmd);
+    return bytes;
   }
 
   /** Give back what a command holds of the write budget (or stop waiting for it). */
   private uncharge(cmd: Command): void {
+    const r = this.readDeferred.get(cmd);
+    if (r !== undefined) {
+      this.readDeferred.delete(cmd);
+      readBudget.cancel(r);
+    }
     const bytes = this.charged.get(cmd);
     if (bytes !== undefined) {
       this.charged.delete(cmd);
@@ -859,7 +913,8 @@ export class Connection {
     const session = this.session!;
     if (session.tasks.get(cmd.itt) === cmd) session.tasks.delete(cmd.itt);
     if (cmd.aborted) {
-      if (result.data) letGo1(result.release ?? result.data);
+      readBudget.give(this.takeReadCharge(cmd));
+      if (result.data !== undefined) letGo1(result.release ?? result.data); // never sent
       return;
     }
     if (!cmd.immediate) session.inFlight--;
@@ -873,6 +928,8 @@ export class Connection {
 
   private respond(cmd: Command, result: ScsiResult): void {
     const session = this.session!;
+    // A READ's share of the read budget comes back once its Data-In is out (or now, if none).
+    const readBytes = this.takeReadCharge(cmd);
     const edtl = cmd.expectedLength;
     const data = result.data;
     let residual = 0;
@@ -922,11 +979,17 @@ export class Connection {
       }
       if (len > 0) this.socket.uncork();
       const sent = result.release ?? data;
-      if (this.batching) this.toRelease.push(sent);
-      else letGo1(sent); // nothing was written: the socket is gone
+      if (this.batching) {
+        this.toRelease.push(sent);
+        this.toGive += readBytes;
+      } else {
+        letGo1(sent); // nothing was written: the socket is gone
+        if (readBytes > 0) readBudget.give(readBytes);
+      }
       if (statusInData) return;
     } else {
       if (data) letGo1(result.release ?? data); // data the initiator did not ask to read
+      if (readBytes > 0) readBudget.give(readBytes);
       // What the command moved versus what the initiator expected.
       const moved = data && data.length > 0 ? data.length : (result.dataOutLength ?? 0);
       if (moved > edtl) {
@@ -1179,15 +1242,16 @@ export class Connection {
   private onClose(): void {
     clearTimeout(this.loginTimer);
     clearInterval(this.nopTimer);
-    // Data still queued will never be written; write callbacks that come later find
-    // nothing left to let go.
-    for (const sent of this.releasing) letGo(sent);
+    // Data still queued will never be written: its buffers, views and read budget are let
+    // go now; write callbacks that come later find nothing left.
+    for (const batch of this.releasing) giveBack(batch);
     this.releasing = [];
-    letGo(this.toRelease);
+    giveBack({ sent: this.toRelease, bytes: this.toGive });
     this.toRelease = [];
+    this.toGive = 0;
     // WRITEs that will never get their data give back their share of the write budget
     // (executing ones do so when they finish).
-    for (const cmd of [...this.deferred.keys(), ...this.charged.keys()]) {
+    for (const cmd of [...this.deferred.keys(), ...this.charged.keys(), ...this.readDeferred.keys()]) {
       if (cmd.state === 'receiving') this.uncharge(cmd);
     }
     if (this.closed && !this.session) {
@@ -1208,6 +1272,10 @@ export class Connection {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** WRITE(6), WRITE(10), WRITE(12), WRITE(16): their Data-Out is only written to the medium. */
+const PLAIN_WRITES = new Set([0x0a, 0x2a, 0xaa, 0x8a]);
+/** READ(6), READ(10), READ(12), READ(16): their data is what the read budget bounds. */
+const PLAIN_READS = new Set([0x08, 0x28, 0xa8, 0x88]);
 
 /** Read data handed to the socket: a pooled buffer, or the release of a view of a volume. */
 type Sent = Buffer | (() => void);
@@ -1217,11 +1285,26 @@ function letGo1(sent: Sent): void {
   else dataBuffers.release(sent);
 }
 
-function letGo(sent: Sent[]): void {
-  for (let i = 0; i < sent.length; i++) letGo1(sent[i]!);
+/** A batch of answers handed to the socket: their read data, and their READs' read-budget bytes. */
+interface Batch {
+  sent: Sent[];
+  bytes: number;
 }
-/** WRITE(6), WRITE(10), WRITE(12), WRITE(16): their Data-Out is only written to the medium. */
-const PLAIN_WRITES = new Set([0x0a, 0x2a, 0xaa, 0x8a]);
+
+/**
+ * A command about to wait (for room in a data budget) stops pointing into the socket
+ * chunk it arrived in: its CDB is a view of that chunk (up to 64 KiB), and hundreds of
+ * waiting commands would otherwise keep hundreds of chunks alive.
+ */
+function detach(cmd: Command): void {
+  cmd.task = { ...cmd.task, cdb: Buffer.from(cmd.task.cdb) };
+}
+
+/** A written batch's data let go (buffers to the pool, views released), its READs' bytes back to the read budget. */
+function giveBack(batch: Batch): void {
+  for (let i = 0; i < batch.sent.length; i++) letGo1(batch.sent[i]!);
+  if (batch.bytes > 0) readBudget.give(batch.bytes);
+}
 
 /** CHECK CONDITION decided by the transport, before or instead of the SCSI core. */
 function transportFailure(key: SenseKey, asc: number, ascq: number): ScsiResult {

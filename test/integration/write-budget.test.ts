@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Initiator } from '../../src/initiator/initiator';
-import { writeBudget } from '../../src/iscsi/write-budget';
+import { writeBudget } from '../../src/iscsi/data-budget';
 import { startTarget, TARGET, type TestTarget } from '../helpers/target';
 
 let t: TestTarget;

@@ -1,11 +1,15 @@
-// A process-wide budget for WRITE data held in memory between its arrival and the
-// backstore write, so many sessions with deep queues of large writes cannot make the
-// daemon's memory grow without bound.
+// Process-wide budgets for command data held in memory, so many sessions with deep
+// queues of large transfers cannot make the daemon's memory grow without bound: whatever
+// the number of sessions, their queue depth or the transfer size, READ data between the
+// backstore read and the socket taking it, and WRITE data between its arrival and the
+// backstore write, stay within these byte counts (and the data-buffer pool, sized to
+// them, recycles the buffers instead of leaving them to the garbage collector).
 //
-// The lever is the R2T: data the initiator may send unasked (immediate, unsolicited) has
-// to be taken, but data it sends only when asked waits until there is room. A command
-// that must wait queues here, in arrival order, and its R2Ts go out once its bytes are
-// granted. One command is always admitted when nothing else is held, however large.
+// WRITE's lever is the R2T: data the initiator may send unasked (immediate, unsolicited)
+// has to be taken, but data it sends only when asked waits until there is room. READ's
+// is simply to start the read later. A command that must wait queues here, in arrival
+// order, and goes on once its bytes are granted. One command is always admitted when
+// nothing else is held, however large.
 
 export interface BudgetWaiter {
   readonly bytes: number;
@@ -13,7 +17,7 @@ export interface BudgetWaiter {
   cancelled: boolean;
 }
 
-export class WriteBudget {
+export class DataBudget {
   private used = 0;
   private readonly queue: BudgetWaiter[] = [];
   /** How many requests have had to wait, since start. */
@@ -79,4 +83,11 @@ export class WriteBudget {
  * 16 MiB keeps 16 one-MiB WRITEs in flight to the backstore, more than one QD8 session
  * needs; 32 MiB cost RSS without adding throughput.
  */
-export const writeBudget = new WriteBudget(16 * 1024 * 1024);
+export const writeBudget = new DataBudget(16 * 1024 * 1024);
+
+/**
+ * READ data (plain READs) read and not yet handed to the socket, across all sessions.
+ * 16 MiB is 128 KiB READs at QD128 over any number of sessions, or 2 MiB queued for each
+ * of 8 sockets, which keeps loopback busy.
+ */
+export const readBudget = new DataBudget(16 * 1024 * 1024);

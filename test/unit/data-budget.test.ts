@@ -1,12 +1,12 @@
-// The process-wide write budget: room is granted in arrival order, one command always
+// The process-wide data budgets: room is granted in arrival order, one command always
 // fits when nothing is held, forced data counts, and cancelled waiters are skipped.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WriteBudget } from '../../src/iscsi/write-budget';
+import { DataBudget } from '../../src/iscsi/data-budget';
 
 test('takes while there is room, then queues and grants in arrival order as room comes back', () => {
-  const b = new WriteBudget(100);
+  const b = new DataBudget(100);
   assert.equal(b.tryTake(60), true);
   assert.equal(b.tryTake(60), false, 'over the limit');
   const granted: string[] = [];
@@ -20,7 +20,7 @@ test('takes while there is room, then queues and grants in arrival order as room
 });
 
 test('one request larger than the whole budget is admitted when nothing else is held', () => {
-  const b = new WriteBudget(100);
+  const b = new DataBudget(100);
   assert.equal(b.tryTake(500), true);
   assert.equal(b.tryTake(1), false);
   let granted = false;
@@ -31,7 +31,7 @@ test('one request larger than the whole budget is admitted when nothing else is 
 });
 
 test('forced bytes count against the budget; cancelled waiters are skipped', () => {
-  const b = new WriteBudget(100);
+  const b = new DataBudget(100);
   b.force(90);
   const order: string[] = [];
   const w = b.wait(50, () => order.push('cancelled one'));
