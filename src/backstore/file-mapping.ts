@@ -35,7 +35,7 @@ const WINDOW_BYTES = 1024 * 1024 * 1024;
  * unmap (hole punch) of it.
  */
 const CHUNK_BYTES = 64 * 1024;
-const DROP_EVERY = 32 * 1024 * 1024;
+const DROP_EVERY = 8 * 1024 * 1024;
 
 interface Window {
   start: number;
