@@ -126,22 +126,8 @@ export class Connection {
     this.parser.maxDataSegmentLength = 8192;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30000);
-    socket.on('data', (chunk: Buffer) => {
-      this.lastHeard = Date.now();
-      if (this.batching) {
-        this.parser.push(chunk);
-        return;
-      }
-      // Answers made while parsing this chunk (inline commands) leave together when it
-      // is parsed, not a loop phase later; later completions batch via setImmediate.
-      this.inChunk = true;
-      try {
-        this.parser.push(chunk);
-      } finally {
-        this.inChunk = false;
-      }
-      if (this.batching) this.flushBatch();
-    });
+    // (A socket the server adopted for its own read buffers calls receive() directly.)
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (err) => this.log.warn({ err: err.message }, 'socket error'));
     this.closedP = new Promise((r) => socket.once('close', () => r()));
     socket.on('close', () => this.onClose());
@@ -152,6 +138,24 @@ export class Connection {
     }, host.timeouts.loginMs);
     this.loginTimer.unref();
     this.log.info('connection accepted');
+  }
+
+  /** Bytes received from the initiator (never modified afterwards: PDUs keep views of them). */
+  receive(chunk: Buffer): void {
+    this.lastHeard = Date.now();
+    if (this.batching) {
+      this.parser.push(chunk);
+      return;
+    }
+    // Answers made while parsing this chunk (inline commands) leave together when it
+    // is parsed, not a loop phase later; later completions batch via setImmediate.
+    this.inChunk = true;
+    try {
+      this.parser.push(chunk);
+    } finally {
+      this.inChunk = false;
+    }
+    if (this.batching) this.flushBatch();
   }
 
   // ---------------------------------------------------------------- output
