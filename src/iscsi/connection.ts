@@ -643,7 +643,7 @@ export class Connection {
       unsolicitedEnd: 0,
       nextR2TOffset: 0,
       r2tSN: 0,
-      r2ts: new Map(),
+      r2ts: NO_R2TS, // its own map once it sends an R2T
       unsolicitedDataSN: 0,
       state: 'receiving',
       aborted: false,
@@ -771,6 +771,7 @@ export class Connection {
 
   private sendR2Ts(cmd: Command): void {
     const p = this.session!.params;
+    if (cmd.r2ts === NO_R2TS) cmd.r2ts = new Map();
     while (cmd.r2ts.size < p.maxOutstandingR2T && cmd.nextR2TOffset < cmd.expectedLength) {
       const offset = cmd.nextR2TOffset;
       const length = Math.min(p.maxBurstLength, cmd.expectedLength - offset);
@@ -877,7 +878,8 @@ export class Connection {
   }
 
   private dataComplete(cmd: Command): void {
-    cmd.task = { ...cmd.task, dataOut: cmd.buffer };
+    // (Not yet seen by the SCSI core: set in place rather than copying the task.)
+    (cmd.task as { dataOut: Buffer | null }).dataOut = cmd.buffer;
     this.session!.counters.writtenBytes += cmd.expectedLength;
     this.execute(cmd);
   }
@@ -1259,6 +1261,8 @@ export class Connection {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** R2Ts of a command that has sent none (most never do): shared, never written to. */
+const NO_R2TS: Command['r2ts'] = new Map();
 /** PDUs with at most this much data are copied into the output buffer (see send()). */
 const SMALL_PDU_DATA = 16 * 1024;
 /** Size of one output buffer (room for many small PDUs). */
