@@ -219,9 +219,14 @@ export class Connection {
     const full = this.out;
     const s = this.socket;
     if (full.length > 0 && this.outPos > this.outStart && !s.destroyed && !s.writableEnded) {
+      // The batch continues in the next buffer: its pieces still leave in one writev.
+      if (!this.corked) {
+        this.corked = true;
+        s.cork();
+      }
       // Writes complete in order: once this last one has, the whole buffer may be reused.
       s.write(full.subarray(this.outStart, this.outPos), () => {
-        if (this.spareOut.length < 2) this.spareOut.push(full);
+        if (this.spareOut.length === 0) this.spareOut.push(full);
       });
     }
     this.out = this.spareOut.pop() ?? Buffer.allocUnsafeSlow(OUT_BUFFER_BYTES);
@@ -1266,7 +1271,7 @@ const NO_R2TS: Command['r2ts'] = new Map();
 /** PDUs with at most this much data are copied into the output buffer (see send()). */
 const SMALL_PDU_DATA = 16 * 1024;
 /** Size of one output buffer (room for many small PDUs). */
-const OUT_BUFFER_BYTES = 256 * 1024;
+const OUT_BUFFER_BYTES = 64 * 1024;
 /** WRITE(6), WRITE(10), WRITE(12), WRITE(16): their Data-Out is only written to the medium. */
 const PLAIN_WRITES = new Set([0x0a, 0x2a, 0xaa, 0x8a]);
 
