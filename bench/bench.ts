@@ -47,7 +47,7 @@ export const WORKLOADS: Workload[] = [
   { id: 'write-1m-qd8', title: '1 MiB write, QD8', client: 'qemu-img', size: 1 << 20, depth: 8, write: true, count: 2500 },
 ];
 
-type TargetName = 'ours' | 'tgt';
+type TargetName = 'ours' | 'tgt' | 'base';
 
 interface Options {
   quick: boolean;
@@ -61,6 +61,8 @@ interface Options {
   targets: TargetName[];
   /** bin/iscsi-target to run as "ours" (another build, for before/after comparisons). */
   oursBin: string;
+  /** Another build run as a third target, "base", in the same rotation (same-run A/B). */
+  baseBin?: string;
 }
 
 export interface Sample {
@@ -87,6 +89,9 @@ export interface Row {
   tgt?: Aggregate;
   /** ours / tgt of the median IOPS. */
   ratio?: number;
+  /** --base-bin: that build's figures, and ours / base. */
+  base?: Aggregate;
+  baseRatio?: number;
 }
 
 export interface Aggregate {
@@ -110,6 +115,8 @@ const USAGE = `usage: npm run bench -- [options]
                         each target and report its peak RSS
   --only ours|tgt       run one target only (no ratios)
   --ours-bin PATH        run another build's bin/iscsi-target as "ours" (before/after runs)
+  --base-bin PATH       also run this build's bin/iscsi-target as a third target, "base",
+                        in the same rotation (before/after in one run; adds ours/base)
   --save-latest         also write bench/latest.json and bench/latest.svg (for the README)
 `;
 
@@ -175,6 +182,9 @@ function parseArgs(argv: string[]): Options {
       case '--ours-bin':
         o.oursBin = path.resolve(val());
         break;
+      case '--base-bin':
+        o.baseBin = path.resolve(val());
+        break;
       case '--save-latest':
         o.saveLatest = true;
         break;
@@ -187,6 +197,7 @@ function parseArgs(argv: string[]): Options {
         throw new Error(`unknown option ${a}\n${USAGE}`);
     }
   }
+  if (o.baseBin !== undefined) o.targets = [...o.targets, 'base'];
   if (o.repeat === 0) o.repeat = o.quick ? 1 : 3;
   if (o.seconds === 0) o.seconds = o.quick ? 1 : 3;
   return o;
@@ -301,9 +312,15 @@ async function waitListening(proc: ChildProcess, port: number, out: () => string
   }
 }
 
-async function startOurs(bin: string, dir: string, volume: string, volumeBytes: number): Promise<RunningTarget> {
+async function startOurs(
+  bin: string,
+  dir: string,
+  volume: string,
+  volumeBytes: number,
+  name: 'ours' | 'base' = 'ours',
+): Promise<RunningTarget> {
   const port = await freePort();
-  const configFile = path.join(dir, 'iscsi-target.yaml');
+  const configFile = path.join(dir, `iscsi-target-${name}.yaml`);
   fs.writeFileSync(
     configFile,
     [
@@ -330,7 +347,7 @@ async function startOurs(bin: string, dir: string, volume: string, volumeBytes: 
   proc.stdout!.on('data', keep);
   proc.stderr!.on('data', keep);
   await waitListening(proc, port, () => out, 'iscsi-target');
-  return { name: 'ours', proc, port, iqn: OUR_IQN, lun: 0, output: () => out, stop: () => stopProc(proc) };
+  return { name, proc, port, iqn: OUR_IQN, lun: 0, output: () => out, stop: () => stopProc(proc) };
 }
 
 /** A tgtadm control port whose socket is not in use (a system tgtd keeps its own). */
@@ -560,6 +577,9 @@ export function buildRows(samples: Sample[], workloads: Workload[], digests: boo
       if (ours) row.ours = ours;
       if (tgt) row.tgt = tgt;
       if (ours && tgt && tgt.iops > 0) row.ratio = round(ours.iops / tgt.iops, 2);
+      const base = aggregate(of('base'));
+      if (base) row.base = base;
+      if (ours && base && base.iops > 0) row.baseRatio = round(ours.iops / base.iops, 2);
       rows.push(row);
     }
   }
@@ -589,6 +609,13 @@ export function formatTable(rows: Row[]): string {
       r.tgt ? r.tgt.cpuUsPerIo.toFixed(1) : '-',
     ];
   });
+  if (rows.some((r) => r.base)) {
+    header.push('base', 'ours/base', 'CPU µs/IO base');
+    rows.forEach((r, i) => {
+      const w = WORKLOADS.find((x) => x.id === r.workload)!;
+      lines[i]!.push(fmtRate(r.base, w), r.baseRatio !== undefined ? `${r.baseRatio.toFixed(2)}×` : '-', r.base ? r.base.cpuUsPerIo.toFixed(1) : '-');
+    });
+  }
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const fmt = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |';
   return [fmt(header), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...lines.map(fmt)].join('\n');
@@ -635,10 +662,11 @@ async function main(): Promise<number> {
     for (const name of o.targets) {
       const vol = path.join(dir, `${name}.img`);
       makeVolume(vol, volumeBytes);
-      const t = name === 'ours' ? await startOurs(o.oursBin, dir, vol, volumeBytes) : await startTgt(vol);
+      const t =
+        name === 'tgt' ? await startTgt(vol) : await startOurs(name === 'base' ? o.baseBin! : o.oursBin, dir, vol, volumeBytes, name);
       targets.push(t);
       started[name] = t;
-      log(`bench: ${name === 'ours' ? 'iscsi-target' : 'tgtd'} listening on 127.0.0.1:${t.port} (pid ${t.proc.pid})`);
+      log(`bench: ${name === 'tgt' ? 'tgtd' : name === 'base' ? 'iscsi-target (base)' : 'iscsi-target'} listening on 127.0.0.1:${t.port} (pid ${t.proc.pid})`);
     }
 
     // First, while the targets are fresh: VmHWM is a peak over the process's life.
@@ -718,6 +746,7 @@ async function main(): Promise<number> {
         digests: o.digests.map((d) => (d ? 'crc32c' : 'none')),
         workloads: o.workloads.map((w) => w.id),
         oursBin: path.relative(ROOT, o.oursBin) || o.oursBin,
+        ...(o.baseBin !== undefined ? { baseBin: path.relative(ROOT, o.baseBin) || o.baseBin } : {}),
       },
     };
     const result = { ...meta, rows, samples, memory };

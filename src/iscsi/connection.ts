@@ -9,7 +9,7 @@ import { fixedSense, SenseKey, senseKeyOf } from '../scsi/sense';
 import { ScsiStatus, type ScsiResult } from '../scsi/task';
 import { dataBuffers } from '../scsi/buffer-pool';
 import { readBudget, writeBudget, type BudgetWaiter } from './data-budget';
-import { encodePdu } from './pdu/serializer';
+import { encodePdu, encodePduInto } from './pdu/serializer';
 import { PduParser, PduError } from './pdu/parser';
 import { encodeTextKeys, parseTextKeys } from './pdu/text';
 import {
@@ -126,22 +126,8 @@ export class Connection {
     this.parser.maxDataSegmentLength = 8192;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30000);
-    socket.on('data', (chunk: Buffer) => {
-      this.lastHeard = Date.now();
-      if (this.batching) {
-        this.parser.push(chunk);
-        return;
-      }
-      // Answers made while parsing this chunk (inline commands) leave together when it
-      // is parsed, not a loop phase later; later completions batch via setImmediate.
-      this.inChunk = true;
-      try {
-        this.parser.push(chunk);
-      } finally {
-        this.inChunk = false;
-      }
-      if (this.batching) this.flushBatch();
-    });
+    // (A socket the server adopted for its own read buffers calls receive() directly.)
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (err) => this.log.warn({ err: err.message }, 'socket error'));
     this.closedP = new Promise((r) => socket.once('close', () => r()));
     socket.on('close', () => this.onClose());
@@ -154,22 +140,104 @@ export class Connection {
     this.log.info('connection accepted');
   }
 
+  /** Bytes received from the initiator (never modified afterwards: PDUs keep views of them). */
+  receive(chunk: Buffer): void {
+    this.lastHeard = Date.now();
+    if (this.batching) {
+      this.parser.push(chunk);
+      return;
+    }
+    // Answers made while parsing this chunk (inline commands) leave together when it
+    // is parsed, not a loop phase later; later completions batch via setImmediate.
+    this.inChunk = true;
+    try {
+      this.parser.push(chunk);
+    } finally {
+      this.inChunk = false;
+    }
+    if (this.batching) this.flushBatch();
+  }
+
   // ---------------------------------------------------------------- output
 
-  send(pdu: TargetPdu, evenIfClosing = false): void {
-    if (this.socket.destroyed || (this.closed && !evenIfClosing)) return;
-    const parts = encodePdu(pdu, this.digests);
-    const s = this.socket;
-    // Everything sent in one turn of the event loop leaves in one writev: the socket is
-    // corked at the first send and uncorked once the turn's callbacks and promise
-    // continuations have run (setImmediate), so 32 responses cost one syscall, not 32.
+  /**
+   * Queue a PDU for sending. Returns true when its bytes were copied (its data buffer may
+   * be reused at once), false when it goes out by reference or not at all.
+   */
+  send(pdu: TargetPdu, evenIfClosing = false): boolean {
+    if (this.socket.destroyed || (this.closed && !evenIfClosing)) return false;
+    // Everything sent in one turn of the event loop leaves together, once the turn's
+    // callbacks and promise continuations have run (setImmediate), or at the end of the
+    // received chunk being parsed: 32 responses cost one syscall, not 32.
     if (!this.batching) {
       this.batching = true;
-      s.cork();
       if (!this.inChunk) setImmediate(this.flushBatch);
     }
+    // Small PDUs are encoded whole into the output buffer, and a batch of them leaves
+    // in one write: cheaper than a writev entry per header and data segment.
+    let end = encodePduInto(pdu, this.digests, this.out, this.outPos);
+    if (end < 0 && pdu.data.length <= SMALL_PDU_DATA) {
+      this.nextOut();
+      end = encodePduInto(pdu, this.digests, this.out, this.outPos);
+    }
+    if (end >= 0) {
+      this.outPos = end;
+      return true;
+    }
+    // Large data goes out by reference: header and data in one corked writev.
+    const s = this.socket;
+    this.writeOut();
+    if (!this.corked) {
+      this.corked = true;
+      s.cork();
+    }
+    const parts = encodePdu(pdu, this.digests);
     for (let i = 0; i < parts.length; i++) s.write(parts[i]);
     if (s.writableLength > WRITE_HIGH_WATER) s.pause();
+    return false;
+  }
+
+  /** Output buffer small PDUs are encoded into; [outStart, outPos) is not written yet. */
+  private out: Buffer = EMPTY;
+  private outStart = 0;
+  private outPos = 0;
+  /** Output buffers whose bytes have all been written, for reuse. */
+  private readonly spareOut: Buffer[] = [];
+  /** The socket was corked for large PDUs in the current batch. */
+  private corked = false;
+
+  /** Hand the encoded, unwritten bytes to the socket. */
+  private writeOut(): void {
+    if (this.outPos === this.outStart) return;
+    const s = this.socket;
+    if (!s.destroyed && !s.writableEnded) s.write(this.out.subarray(this.outStart, this.outPos));
+    this.outStart = this.outPos;
+  }
+
+  /** Write out the current output buffer and switch to a fresh one. */
+  private nextOut(): void {
+    const full = this.out;
+    const s = this.socket;
+    if (full.length > 0 && this.outPos > this.outStart && !s.destroyed && !s.writableEnded) {
+      // The batch continues in the next buffer: its pieces still leave in one writev.
+      if (!this.corked) {
+        this.corked = true;
+        s.cork();
+      }
+      // Writes complete in order: once this last one has, the whole buffer may be reused.
+      s.write(full.subarray(this.outStart, this.outPos), () => {
+        if (this.spareOut.length === 0) this.spareOut.push(full);
+      });
+    }
+    this.out = this.spareOut.pop() ?? Buffer.allocUnsafeSlow(OUT_BUFFER_BYTES);
+    this.outStart = 0;
+    this.outPos = 0;
+  }
+
+  /** End the socket once everything queued is written. */
+  private endSocket(): void {
+    this.writeOut();
+    this.socket.end();
   }
 
   private batching = false;
@@ -187,6 +255,7 @@ export class Connection {
   private readonly flushBatch = (): void => {
     this.batching = false;
     const s = this.socket;
+    this.writeOut();
     if (this.toRelease.length > 0 || this.toGive > 0) {
       const batch: Batch = { sent: this.toRelease, bytes: this.toGive };
       this.toRelease = [];
@@ -199,7 +268,11 @@ export class Connection {
         giveBack(batch);
       }
     }
-    s.uncork();
+    if (this.corked) {
+      this.corked = false;
+      s.uncork();
+    }
+    if (s.writableLength > WRITE_HIGH_WATER) s.pause();
   };
   private readonly batchWritten = (): void => {
     const batch = this.releasing.shift();
@@ -256,7 +329,7 @@ export class Connection {
     if (this.session && !this.closed && this.logoutRequested) {
       this.sendAsync(2, this.session.cid, this.session.params.defaultTime2Wait, this.session.params.defaultTime2Retain);
     }
-    this.socket.end();
+    this.endSocket();
     setTimeout(() => this.destroy(), 200).unref();
   }
 
@@ -280,7 +353,7 @@ export class Connection {
   private rejectAndClose(bhs: Buffer, reason: number): void {
     this.reject(bhs, reason);
     this.closed = true;
-    this.socket.end();
+    this.endSocket();
     setTimeout(() => this.destroy(), 1000).unref();
   }
 
@@ -426,7 +499,7 @@ export class Connection {
       );
       const answer = () => {
         for (const res of step.responses) this.send(res, true);
-        this.socket.end();
+        this.endSocket();
       };
       if (delayMs > 0) setTimeout(answer, delayMs).unref();
       else answer();
@@ -588,7 +661,7 @@ export class Connection {
       unsolicitedEnd: 0,
       nextR2TOffset: 0,
       r2tSN: 0,
-      r2ts: new Map(),
+      r2ts: NO_R2TS, // its own map once it sends an R2T
       unsolicitedDataSN: 0,
       state: 'receiving',
       aborted: false,
@@ -765,6 +838,7 @@ export class Connection {
 
   private sendR2Ts(cmd: Command): void {
     const p = this.session!.params;
+    if (cmd.r2ts === NO_R2TS) cmd.r2ts = new Map();
     while (cmd.r2ts.size < p.maxOutstandingR2T && cmd.nextR2TOffset < cmd.expectedLength) {
       const offset = cmd.nextR2TOffset;
       const length = Math.min(p.maxBurstLength, cmd.expectedLength - offset);
@@ -871,7 +945,8 @@ export class Connection {
   }
 
   private dataComplete(cmd: Command): void {
-    cmd.task = { ...cmd.task, dataOut: cmd.buffer };
+    // (Not yet seen by the SCSI core: set in place rather than copying the task.)
+    (cmd.task as { dataOut: Buffer | null }).dataOut = cmd.buffer;
     this.session!.counters.writtenBytes += cmd.expectedLength;
     this.execute(cmd);
   }
@@ -952,6 +1027,7 @@ export class Connection {
       const burst = session.params.maxBurstLength;
       session.counters.readBytes += len;
       if (len > 0) this.socket.cork();
+      let copied = true;
       for (let off = 0; off < len; ) {
         const n = Math.min(seg, len - off, burst - (off % burst));
         const last = off + n >= len;
@@ -974,12 +1050,16 @@ export class Connection {
           residualCount: last && statusInData ? residual : 0,
           data: data.subarray(off, off + n),
         };
-        this.send(pdu);
+        if (!this.send(pdu)) copied = false;
         off += n;
       }
       if (len > 0) this.socket.uncork();
       const sent = result.release ?? data;
-      if (this.batching) {
+      if (copied) {
+        // Copied whole into the output buffer: the data (and its read budget) is free at once.
+        letGo1(sent);
+        if (readBytes > 0) readBudget.give(readBytes);
+      } else if (this.batching) {
         this.toRelease.push(sent);
         this.toGive += readBytes;
       } else {
@@ -1107,7 +1187,7 @@ export class Connection {
     });
     if (pdu.func === 7 && response === TmfResponse.Complete) {
       // Cold reset ends every connection of the target, ours too, once the response is out.
-      this.socket.end();
+      this.endSocket();
     }
   }
 
@@ -1233,7 +1313,7 @@ export class Connection {
     });
     if (response === 0) {
       this.log.info({ reason: pdu.reason === 0 ? 'close session' : 'close connection' }, 'logout');
-      this.socket.end();
+      this.endSocket();
     }
   }
 
@@ -1272,6 +1352,12 @@ export class Connection {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** R2Ts of a command that has sent none (most never do): shared, never written to. */
+const NO_R2TS: Command['r2ts'] = new Map();
+/** PDUs with at most this much data are copied into the output buffer (see send()). */
+const SMALL_PDU_DATA = 16 * 1024;
+/** Size of one output buffer (room for many small PDUs). */
+const OUT_BUFFER_BYTES = 64 * 1024;
 /** WRITE(6), WRITE(10), WRITE(12), WRITE(16): their Data-Out is only written to the medium. */
 const PLAIN_WRITES = new Set([0x0a, 0x2a, 0xaa, 0x8a]);
 /** READ(6), READ(10), READ(12), READ(16): their data is what the read budget bounds. */

@@ -13,6 +13,7 @@ import { LogicalUnit } from '../scsi/logical-unit';
 import { ASC } from '../scsi/sense';
 import type { ItNexus } from '../scsi/task';
 import { Connection, ConnectionHost, TmfResponse } from './connection';
+import { adoptAccepted } from './socket-reads';
 import type { ChapCredentialsPair, LoginOutcome } from './login';
 import { DEFAULT_LIMITS, TargetLimits } from './negotiation';
 import { Session } from './session';
@@ -138,7 +139,8 @@ export class TargetServer implements ConnectionHost {
   private listen(host: string, port: number): Promise<void> {
     const key = formatPortal({ host, port }).toLowerCase();
     return new Promise((resolve, reject) => {
-      const srv = net.createServer((socket) => this.accept(socket));
+      // Paused: accept() takes the connection over before anything is read (socket-reads.ts).
+      const srv = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
       const onError = (err: NodeJS.ErrnoException) => {
         reject(new Error(`cannot listen on ${fmtAddr(host, port)}: ${err.code ?? err.message}`));
       };
@@ -166,9 +168,10 @@ export class TargetServer implements ConnectionHost {
       this.refuseConnection(socket);
       return;
     }
-    const conn = new Connection(socket, this, this.nextConnId++);
+    const adopted = adoptAccepted(socket, (chunk) => conn.receive(chunk));
+    const conn: Connection = new Connection(adopted, this, this.nextConnId++);
     this.connections.add(conn);
-    socket.on('close', () => this.connections.delete(conn));
+    adopted.on('close', () => this.connections.delete(conn));
   }
 
   private lastRefusalLog = 0;
@@ -200,7 +203,8 @@ export class TargetServer implements ConnectionHost {
     // In-flight commands get a bounded time to finish and answer.
     await Promise.race([Promise.all(running), delay(10000)]);
     for (const conn of this.connections) conn.dropAfterLogoutRequest();
-    await Promise.all(closed);
+    // (The listeners do not count adopted connections: wait for those as well.)
+    await Promise.all([...closed, ...[...this.connections].map((c) => c.closedP)]);
     for (const lu of this.units.values()) {
       try {
         await lu.close();

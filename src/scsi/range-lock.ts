@@ -12,8 +12,16 @@ interface Hold {
   start: number;
   end: number; // exclusive
   exclusive: boolean;
-  done: Promise<void>;
-  release: () => void;
+  released: boolean;
+  /** Settles on release; made only when a later hold has to wait for this one. */
+  done: Promise<void> | null;
+  resolve: (() => void) | null;
+}
+
+/** The promise a waiter waits on: settled when `h` is released. */
+function doneOf(h: Hold): Promise<void> {
+  if (h.done === null) h.done = new Promise<void>((r) => (h.resolve = r));
+  return h.done;
 }
 
 export type Release = () => void;
@@ -28,15 +36,13 @@ export class RangeLock {
    */
   acquire(start: number, count: number, exclusive: boolean): Promise<Release> | Release {
     const end = start + count;
-    let release!: () => void;
-    const done = new Promise<void>((r) => (release = r));
-    const hold: Hold = { start, end, exclusive, done, release };
+    const hold: Hold = { start, end, exclusive, released: false, done: null, resolve: null };
 
     let waitFor: Promise<void>[] | null = null;
     if (count > 0 && (exclusive || this.exclusiveCount > 0)) {
       for (const h of this.holds) {
         if ((exclusive || h.exclusive) && h.start < end && start < h.end) {
-          (waitFor ??= []).push(h.done);
+          (waitFor ??= []).push(doneOf(h));
         }
       }
     }
@@ -44,9 +50,11 @@ export class RangeLock {
     if (exclusive) this.exclusiveCount++;
 
     const unlock: Release = () => {
-      if (!this.holds.delete(hold)) return;
+      if (hold.released) return;
+      hold.released = true;
+      this.holds.delete(hold);
       if (hold.exclusive) this.exclusiveCount--;
-      hold.release();
+      if (hold.resolve !== null) hold.resolve();
     };
     if (waitFor === null) return unlock;
     return Promise.all(waitFor).then(() => unlock);

@@ -375,6 +375,33 @@ export function encodePdu(pdu: Pdu, opts: DigestOptions): Buffer[] {
   return [header, data, trailer];
 }
 
+/**
+ * Encode one PDU whole (header, data segment, padding, digests) into `out` from `pos`:
+ * small PDUs go out in one piece with the others of their batch instead of as separate
+ * writev entries. Returns the end position, or -1 when it does not fit (nothing written).
+ */
+export function encodePduInto(pdu: Pdu, opts: DigestOptions, out: Buffer, pos: number): number {
+  const data = dataSegmentOf(pdu);
+  const dataLength = data.length;
+  const ahsLength = pdu.op === Op.ScsiCommand ? commandAhsLength(pdu) : 0;
+  const headerLength = BHS_LENGTH + ahsLength;
+  const dataStart = pos + headerLength + (opts.headerDigest ? DIGEST_LENGTH : 0);
+  const pad = padLength(dataLength);
+  const end = dataStart + (dataLength === 0 ? 0 : dataLength + pad + (opts.dataDigest ? DIGEST_LENGTH : 0));
+  if (end > out.length) return -1;
+  out.fill(0, pos, pos + headerLength);
+  const header = out.subarray(pos, pos + headerLength);
+  encodeBhsInto(pdu, header, dataLength, ahsLength);
+  if (ahsLength > 0) writeCommandAhs(pdu as ScsiCommand, header, BHS_LENGTH);
+  if (opts.headerDigest) out.writeUInt32LE(crc32c(header), pos + headerLength);
+  if (dataLength === 0) return end;
+  data.copy(out, dataStart);
+  const dataEnd = dataStart + dataLength;
+  if (pad > 0) out.fill(0, dataEnd, dataEnd + pad);
+  if (opts.dataDigest) out.writeUInt32LE(crc32c(out.subarray(dataStart, dataEnd + pad)), dataEnd + pad);
+  return end;
+}
+
 /** encodePdu() concatenated into one buffer (login phase, tests). */
 export function encodePduToBuffer(pdu: Pdu, opts: DigestOptions): Buffer {
   const parts = encodePdu(pdu, opts);
