@@ -26,6 +26,8 @@ export interface SessionStatus {
   errors: number;
   /** Unit attentions reported to this session (power on, capacity or LUN changes). */
   unitAttentions: number;
+  /** Socket reads that busy polling did (limits.busyPoll) instead of the event loop. */
+  polledReads: number;
 }
 
 export interface StatusReply {

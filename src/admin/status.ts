@@ -30,5 +30,6 @@ export function sessionStatus(s: Session, address: string): SessionStatus {
     writtenBytes: s.counters.writtenBytes,
     errors: s.counters.errors,
     unitAttentions: s.counters.unitAttentions,
+    polledReads: s.counters.polledReads,
   };
 }

@@ -4,7 +4,7 @@
 // A write maps the granules it touches; unmap() zeros the range and unmaps the granules it
 // covers completely (a partly covered granule keeps its other bytes, so stays mapped).
 
-import type { Backstore, ExtentStatus } from './backstore';
+import { DONE_INLINE, type Backstore, type ExtentStatus } from './backstore';
 
 export interface MemoryBackstoreOptions {
   readonly?: boolean;
@@ -37,7 +37,18 @@ export class MemoryBackstore implements Backstore {
     return this.buf.length;
   }
 
-  async read(buf: Buffer, offset: number): Promise<void> {
+  // read() and write() are done when they return (DONE_INLINE): the SCSI core then answers
+  // in the same turn, with no promise hop.
+  read(buf: Buffer, offset: number): Promise<void> {
+    try {
+      this.readNow(buf, offset);
+      return DONE_INLINE;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private readNow(buf: Buffer, offset: number): void {
     this.checkOpen();
     checkRange(offset, buf.length);
     const end = Math.min(offset + buf.length, this.buf.length);
@@ -46,7 +57,16 @@ export class MemoryBackstore implements Backstore {
     if (n < buf.length) buf.fill(0, n);
   }
 
-  async write(buf: Buffer, offset: number): Promise<void> {
+  write(buf: Buffer, offset: number): Promise<void> {
+    try {
+      this.writeNow(buf, offset);
+      return DONE_INLINE;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private writeNow(buf: Buffer, offset: number): void {
     this.checkOpen();
     checkRange(offset, buf.length);
     if (this.readonly) throw errno('EROFS', `memory volume is read-only`);

@@ -718,7 +718,7 @@ function parseLuns(
 }
 
 /** `limits:` keys: [name, kind, lowest, highest]. Times are seconds (fractions allowed). */
-const LIMIT_KEYS: Record<string, { kind: 'count' | 'seconds' | 'bytes' | 'bool'; lo: number; hi: number }> = {
+const LIMIT_KEYS: Record<string, { kind: 'count' | 'seconds' | 'bytes' | 'bool' | 'micros'; lo: number; hi: number }> = {
   maxConnections: { kind: 'count', lo: 1, hi: 65535 },
   maxSessions: { kind: 'count', lo: 1, hi: 65535 },
   loginTimeout: { kind: 'seconds', lo: 1, hi: 3600 },
@@ -729,6 +729,7 @@ const LIMIT_KEYS: Record<string, { kind: 'count' | 'seconds' | 'bytes' | 'bool';
   maxImmediateCommands: { kind: 'count', lo: 1, hi: 1024 },
   connectionBuffer: { kind: 'bytes', lo: 1024 * 1024, hi: 64 * 1024 * 1024 * 1024 },
   shutdownGrace: { kind: 'seconds', lo: 0, hi: 600 },
+  busyPoll: { kind: 'micros', lo: 0, hi: 1000 },
 };
 export const LIMITS_KEYS = Object.keys(LIMIT_KEYS);
 
@@ -757,13 +758,14 @@ function parseLimits(c: Checker, e: Entry): LimitsConfig | undefined {
     } else if (typeof v === 'number' && Number.isFinite(v) && (spec.kind === 'seconds' || Number.isInteger(v))) {
       n = v;
     } else {
-      const what = spec.kind === 'seconds' ? 'a number of seconds' : 'a whole number';
+      const what = spec.kind === 'seconds' ? 'a number of seconds' : spec.kind === 'micros' ? 'a whole number of microseconds' : 'a whole number';
       c.error(le.value ?? le.keyNode, le.key, `must be ${what}, not ${describe(le.value)}`);
       continue;
     }
     if (n < spec.lo || n > spec.hi) {
       const fmt = (x: number) => (spec.kind === 'bytes' ? formatSize(x) : String(x));
-      c.error(le.value, le.key, `must be between ${fmt(spec.lo)} and ${fmt(spec.hi)}${spec.kind === 'seconds' ? ' seconds' : ''}, not ${fmt(n)}`);
+      const unit = spec.kind === 'seconds' ? ' seconds' : spec.kind === 'micros' ? ' microseconds' : '';
+      c.error(le.value, le.key, `must be between ${fmt(spec.lo)} and ${fmt(spec.hi)}${unit}, not ${fmt(n)}`);
       continue;
     }
     switch (le.name) {
@@ -772,6 +774,7 @@ function parseLimits(c: Checker, e: Entry): LimitsConfig | undefined {
       case 'nopTimeout': out.nopTimeoutMs = Math.round(n * 1000); break;
       case 'connectionBuffer': out.connectionBufferBytes = n; break;
       case 'shutdownGrace': out.shutdownGraceMs = Math.round(n * 1000); break;
+      case 'busyPoll': out.busyPollUs = n; break;
       default: (out as unknown as Record<string, number>)[le.name] = n;
     }
   }

@@ -97,6 +97,8 @@ export interface LimitsConfig {
   connectionBufferBytes: number;
   /** On shutdown, how long initiators get to log out after the Async Message asking them to. */
   shutdownGraceMs: number;
+  /** How long to keep reading an idle connection for its next command before sleeping (µs; 0: never). */
+  busyPollUs: number;
 }
 
 export const LIMIT_DEFAULTS: LimitsConfig = {
@@ -110,4 +112,5 @@ export const LIMIT_DEFAULTS: LimitsConfig = {
   maxImmediateCommands: 16,
   connectionBufferBytes: 256 * 1024 * 1024,
   shutdownGraceMs: 5000,
+  busyPollUs: 50,
 };

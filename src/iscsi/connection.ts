@@ -10,6 +10,7 @@ import { ScsiStatus, type ScsiResult } from '../scsi/task';
 import { dataBuffers } from '../scsi/buffer-pool';
 import { readBudget, writeBudget, type BudgetWaiter } from './data-budget';
 import { encodePdu, encodePduInto } from './pdu/serializer';
+import { MAX_MISSES, MAX_ROUNDS, noteReceive, pollRoom, pollTaken, receivingAlone, recvNow, SKIP_CHUNKS } from './busy-poll';
 import { PduParser, PduError } from './pdu/parser';
 import { encodeTextKeys, parseTextKeys } from './pdu/text';
 import {
@@ -117,6 +118,7 @@ export class Connection {
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
     this.log = host.logger.child({ conn: id, peer: this.remote });
     this.bounds = host.bounds ?? LIMIT_DEFAULTS;
+    this.pollNs = this.bounds.busyPollUs * 1000;
     this.login = new LoginPhase(host, () => host.allocateTsih());
     this.parser = new PduParser({
       pdu: (pdu, bhs) => this.onPdu(pdu, bhs),
@@ -150,12 +152,72 @@ export class Connection {
     // Answers made while parsing this chunk (inline commands) leave together when it
     // is parsed, not a loop phase later; later completions batch via setImmediate.
     this.inChunk = true;
+    this.chunkCommands = 0;
     try {
       this.parser.push(chunk);
     } finally {
       this.inChunk = false;
     }
     if (this.batching) this.flushBatch();
+    if (this.pollNs > 0) {
+      noteReceive(this, performance.now());
+      // Several commands at once: the initiator keeps a queue, and the event loop's reads
+      // batch its commands better than polling would (see busy-poll.ts).
+      if (this.chunkCommands > 1) this.pollSkip = SKIP_CHUNKS;
+      else if (this.pollSkip > 0) this.pollSkip--;
+      if (!this.polling) this.poll();
+    }
+  }
+
+  // ---------------------------------------------------------------- busy polling
+
+  /** limits.busyPoll in nanoseconds (0: off). */
+  private readonly pollNs: number;
+  private polling = false;
+  /** Poll windows the initiator missed in a row. */
+  private pollMisses = 0;
+  /** Received chunks to let pass before polling again (after MAX_MISSES misses, or a queue). */
+  private pollSkip = 0;
+  /** SCSI commands in the chunk being parsed. */
+  private chunkCommands = 0;
+
+  /** Read the initiator's next command(s) straight from the socket for a while (busy-poll.ts). */
+  private poll(): void {
+    if (this.pollSkip > 0) return;
+    const now = performance.now();
+    const session = this.session;
+    const s = this.socket;
+    if (session === undefined || this.closed || !receivingAlone(this, now)) return;
+    if (session.tasks.size > 0 || s.writableLength > 0 || s.isPaused()) return;
+    const fd = (s as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+    const recv = recvNow();
+    if (typeof fd !== 'number' || fd < 0 || recv === null) return;
+    this.polling = true;
+    try {
+      let rounds = 0;
+      let deadline = now + this.pollNs / 1e6;
+      while (rounds < MAX_ROUNDS) {
+        const room = pollRoom();
+        const n = recv(fd, room, room.length);
+        if (n > 0) {
+          rounds++;
+          this.pollMisses = 0;
+          session.counters.polledReads++;
+          this.receive(pollTaken(n));
+          if (this.closed || session.tasks.size > 0 || s.writableLength > 0 || s.isPaused()) return;
+          deadline = performance.now() + this.pollNs / 1e6;
+        } else if (n === 0 || performance.now() > deadline) {
+          // EOF (libuv sees it too) or nothing within the window.
+          if (n !== 0 && ++this.pollMisses >= MAX_MISSES) {
+            this.pollMisses = 0;
+            this.pollSkip = SKIP_CHUNKS;
+          }
+          return;
+        }
+      }
+    } finally {
+      this.polling = false;
+    }
   }
 
   // ---------------------------------------------------------------- output
@@ -676,6 +738,8 @@ export class Connection {
     this.hold(cmd);
     if (!pdu.immediate) session.inFlight++;
     session.tasks.set(cmd.itt, cmd);
+    this.chunkCommands++;
+    if (session.tasks.size > 1) this.chunkCommands++; // another one is still running: a queue
 
     if (!pdu.write || edtl === 0) {
       if (pdu.write) cmd.task = { ...cmd.task, dataOut: Buffer.alloc(0) };

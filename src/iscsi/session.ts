@@ -43,6 +43,8 @@ export interface SessionCounters {
   errors: number;
   /** Unit attentions reported (power on, capacity or LUN changes...): news, not failures. */
   unitAttentions: number;
+  /** Socket reads done by busy polling (busy-poll.ts) rather than by the event loop. */
+  polledReads: number;
 }
 
 export class Session {
@@ -51,7 +53,7 @@ export class Session {
   inFlight = 0;
   readonly tasks = new Map<number, Command>();
   readonly createdAt = Date.now();
-  readonly counters: SessionCounters = { commands: 0, readBytes: 0, writtenBytes: 0, errors: 0, unitAttentions: 0 };
+  readonly counters: SessionCounters = { commands: 0, readBytes: 0, writtenBytes: 0, errors: 0, unitAttentions: 0, polledReads: 0 };
   closed = false;
 
   constructor(

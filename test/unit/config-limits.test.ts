@@ -43,3 +43,22 @@ test('limits: bad values and unknown keys are errors with file:line and key', ()
     assert.match(msgs[4]!, /^11:limits\.dropIdlePeers: must be true or false/);
   }
 });
+
+test('limits.busyPoll: whole microseconds from 0 (off) to 1000, default 50', () => {
+  assert.equal(LIMIT_DEFAULTS.busyPollUs, 50);
+  assert.equal(parseConfig(base + 'limits:\n  busyPoll: 0\n', 'c.yaml').limits?.busyPollUs, 0);
+  assert.equal(parseConfig(base + 'limits:\n  busyPoll: 200\n', 'c.yaml').limits?.busyPollUs, 200);
+  for (const [bad, why] of [
+    ['1001', /^7:limits\.busyPoll: must be between 0 and 1000 microseconds, not 1001/],
+    ['2.5', /^7:limits\.busyPoll: must be a whole number of microseconds/],
+    ['fast', /^7:limits\.busyPoll: must be a whole number of microseconds/],
+  ] as const) {
+    try {
+      parseConfig(base + `limits:\n  busyPoll: ${bad}\n`, 'c.yaml');
+      assert.fail(`busyPoll: ${bad} should be refused`);
+    } catch (e) {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.match(`${e.errors[0]!.line}:${e.errors[0]!.key}: ${e.errors[0]!.message}`, why);
+    }
+  }
+});
