@@ -59,7 +59,16 @@ interface Waiter {
   start: number;
   end: number;
   resolve: () => void;
+  timer: NodeJS.Timeout;
 }
+
+/**
+ * A write waits at most this long for a view to be released. A peer that stops reading
+ * its socket is dropped well before (limits.nopInterval + nopTimeout, which releases its
+ * views); a view still pending after this long was lost by a bug, and a write that waited
+ * for it forever would hang its initiator: it goes ahead, with a warning.
+ */
+export const viewWait = { maxMs: 60_000 };
 
 export class FileMapping {
   private windows: (Window | null)[] = [];
@@ -167,7 +176,20 @@ export class FileMapping {
   /** Resolves once no pending view overlaps [offset, offset + length). */
   whenClear(offset: number, length: number): Promise<void> {
     if (!this.busy(offset, length)) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ start: offset, end: offset + length, resolve }));
+    return new Promise((resolve) => {
+      const w: Waiter = {
+        start: offset,
+        end: offset + length,
+        resolve,
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          process.emitWarning(`a write to bytes ${offset}+${length} waited ${viewWait.maxMs / 1000} s for a READ's view of them; going ahead`, 'MappedReadWarning');
+          resolve();
+        }, viewWait.maxMs),
+      };
+      w.timer.unref();
+      this.waiters.push(w);
+    });
   }
 
   private overlaps(start: number, end: number): boolean {
@@ -179,7 +201,10 @@ export class FileMapping {
     const still: Waiter[] = [];
     for (const w of this.waiters) {
       if (this.overlaps(w.start, w.end)) still.push(w);
-      else w.resolve();
+      else {
+        clearTimeout(w.timer);
+        w.resolve();
+      }
     }
     this.waiters = still;
   }

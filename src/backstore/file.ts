@@ -261,7 +261,12 @@ export class FileBackstore implements Backstore {
     if (this.closed) return Promise.reject(ebadf(this.path));
     // A READ still sending these blocks from the mapping gets them as they were.
     const mapping = this.mapping;
-    if (mapping !== null && mapping.busy(offset, buf.length)) return mapping.whenClear(offset, buf.length).then(() => this.write(buf, offset));
+    if (mapping !== null && mapping.busy(offset, buf.length)) return mapping.whenClear(offset, buf.length).then(() => this.writeNow(buf, offset));
+    return this.writeNow(buf, offset);
+  }
+
+  private writeNow(buf: Buffer, offset: number): Promise<void> {
+    if (this.closed) return Promise.reject(ebadf(this.path));
     if (this.memoryFs && buf.length <= INLINE_IO_MAX) {
       try {
         writeFullySync(this.fd, buf, offset);

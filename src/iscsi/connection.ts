@@ -128,7 +128,6 @@ export class Connection {
     this.parser.maxDataSegmentLength = 8192;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30000);
-    // (A socket the server adopted for its own read buffers calls receive() directly.)
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (err) => this.log.warn({ err: err.message }, 'socket error'));
     this.closedP = new Promise((r) => socket.once('close', () => r()));
@@ -288,10 +287,12 @@ export class Connection {
       }
       // Writes complete in order: once this last one has, the whole buffer may be reused.
       s.write(full.subarray(this.outStart, this.outPos), () => {
-        if (this.spareOut.length === 0) this.spareOut.push(full);
+        if (this.spareOut.length === 0 && full.length === OUT_BUFFER_BYTES) this.spareOut.push(full);
       });
     }
-    this.out = this.spareOut.pop() ?? Buffer.allocUnsafeSlow(OUT_BUFFER_BYTES);
+    // A connection starts with a small buffer: many never send more than a login answer or
+    // a Reject (thousands of those at once under a flood cost little); busy ones move to full size.
+    this.out = this.spareOut.pop() ?? Buffer.allocUnsafeSlow(full.length === 0 ? FIRST_OUT_BUFFER_BYTES : OUT_BUFFER_BYTES);
     this.outStart = 0;
     this.outPos = 0;
   }
@@ -1422,6 +1423,7 @@ const NO_R2TS: Command['r2ts'] = new Map();
 const SMALL_PDU_DATA = 16 * 1024;
 /** Size of one output buffer (room for many small PDUs). */
 const OUT_BUFFER_BYTES = 64 * 1024;
+const FIRST_OUT_BUFFER_BYTES = 4 * 1024;
 /** WRITE(6), WRITE(10), WRITE(12), WRITE(16): their Data-Out is only written to the medium. */
 const PLAIN_WRITES = new Set([0x0a, 0x2a, 0xaa, 0x8a]);
 /** READ(6), READ(10), READ(12), READ(16): their data is what the read budget bounds. */

@@ -13,7 +13,6 @@ import { LogicalUnit } from '../scsi/logical-unit';
 import { ASC } from '../scsi/sense';
 import type { ItNexus } from '../scsi/task';
 import { Connection, ConnectionHost, TmfResponse } from './connection';
-import { adoptAccepted } from './socket-reads';
 import type { ChapCredentialsPair, LoginOutcome } from './login';
 import { DEFAULT_LIMITS, TargetLimits } from './negotiation';
 import { Session } from './session';
@@ -140,7 +139,7 @@ export class TargetServer implements ConnectionHost {
     const key = formatPortal({ host, port }).toLowerCase();
     return new Promise((resolve, reject) => {
       // Paused: accept() takes the connection over before anything is read (socket-reads.ts).
-      const srv = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
+      const srv = net.createServer((socket) => this.accept(socket));
       const onError = (err: NodeJS.ErrnoException) => {
         reject(new Error(`cannot listen on ${fmtAddr(host, port)}: ${err.code ?? err.message}`));
       };
@@ -168,10 +167,9 @@ export class TargetServer implements ConnectionHost {
       this.refuseConnection(socket);
       return;
     }
-    const adopted = adoptAccepted(socket, (chunk) => conn.receive(chunk));
-    const conn: Connection = new Connection(adopted, this, this.nextConnId++);
+    const conn = new Connection(socket, this, this.nextConnId++);
     this.connections.add(conn);
-    adopted.on('close', () => this.connections.delete(conn));
+    socket.on('close', () => this.connections.delete(conn));
   }
 
   private lastRefusalLog = 0;
@@ -203,7 +201,6 @@ export class TargetServer implements ConnectionHost {
     // In-flight commands get a bounded time to finish and answer.
     await Promise.race([Promise.all(running), delay(10000)]);
     for (const conn of this.connections) conn.dropAfterLogoutRequest();
-    // (The listeners do not count adopted connections: wait for those as well.)
     await Promise.all([...closed, ...[...this.connections].map((c) => c.closedP)]);
     for (const lu of this.units.values()) {
       try {

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FileBackstore, MAPPED_READ_MIN } from '../../src/backstore/file';
 import { nativeFs } from '../../src/backstore/native';
+import { viewWait } from '../../src/backstore/file-mapping';
 
 const SHM = '/dev/shm';
 const haveShm = fs.existsSync(SHM) && nativeFs() !== null;
@@ -133,5 +134,33 @@ test('not on tmpfs: no views (reads from disk are copied)', async () => {
     await store.close();
   } finally {
     fs.rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test('a view never released does not hang writes for ever: they go ahead after viewWait.maxMs, with a warning', { skip: !haveShm && 'no /dev/shm' }, async () => {
+  const { store } = await filled('d.img', MiB);
+  const saved = viewWait.maxMs;
+  viewWait.maxMs = 100;
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  try {
+    const lost = store.readView(0, LEN);
+    assert.ok(lost !== null);
+    const write = store.write(Buffer.alloc(4096, 0xcc), 4096);
+    assert.equal(await settlesSoon(write), false, 'waits at first');
+    const alive = setInterval(() => undefined, 10); // the wait's own timer does not hold the process
+    await write; // after about 100 ms
+    clearInterval(alive);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0]!, /^MappedReadWarning: a write to bytes 4096\+4096 waited 0.1 s/);
+    const back = Buffer.alloc(4096);
+    await store.read(back, 4096);
+    assert.ok(back.equals(Buffer.alloc(4096, 0xcc)));
+  } finally {
+    viewWait.maxMs = saved;
+    process.off('warning', onWarning);
+    await store.close();
   }
 });
