@@ -6,9 +6,8 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { requireTools, startDaemon, type Daemon } from '../helpers/daemon';
+import { requireTools, runAsync, startDaemon, type Daemon } from '../helpers/daemon';
 
 const IQN = 'iqn.2026-11.io.iscsi-target:memory';
 const SESSIONS = 8;
@@ -16,20 +15,6 @@ const DEPTH = 32;
 const LIMIT_MIB = 200;
 const skip = requireTools(['iscsi-perf', 'qemu-img']);
 
-function runAsync(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (c) => (out += c));
-    p.stderr.on('data', (c) => (out += c));
-    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('error', reject);
-    p.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
-}
 
 function peakRssMiB(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
