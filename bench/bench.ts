@@ -501,7 +501,9 @@ async function memoryCheck(t: RunningTarget, seconds: number, quick: boolean): P
     writes.push(runClient('qemu-img', ['bench', '-w', '-d', '32', '-s', '1M', '-c', String(count), '-t', 'none', '--image-opts', opts], 300_000));
   }
   for (const r of await Promise.all(writes)) {
-    if (r.code !== 0 || !/Run completed/.test(r.out)) throw new Error(`memory check: qemu-img failed:\n${r.out.slice(-2000)}`);
+    if (r.code !== 0 || !/Run completed/.test(r.out)) {
+      throw new Error(`memory check: qemu-img failed:\n${r.out.slice(-2000)}\n--- ${t.name} output (last lines):\n${t.output().slice(-3000)}`);
+    }
   }
   const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
   return {

@@ -186,7 +186,7 @@ export class Connection {
     const now = performance.now();
     const session = this.session;
     const s = this.socket;
-    if (session === undefined || this.closed || !receivingAlone(this, now)) return;
+    if (session === undefined || this.closed || s.destroyed || !receivingAlone(this, now)) return;
     if (session.tasks.size > 0 || s.writableLength > 0 || s.isPaused()) return;
     const fd = (s as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
     const recv = recvNow();
@@ -203,7 +203,7 @@ export class Connection {
           this.pollMisses = 0;
           session.counters.polledReads++;
           this.receive(pollTaken(n));
-          if (this.closed || session.tasks.size > 0 || s.writableLength > 0 || s.isPaused()) return;
+          if (this.closed || s.destroyed || session.tasks.size > 0 || s.writableLength > 0 || s.isPaused()) return;
           deadline = performance.now() + this.pollNs / 1e6;
         } else if (n === 0 || performance.now() > deadline) {
           // EOF (libuv sees it too) or nothing within the window.

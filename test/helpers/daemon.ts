@@ -124,8 +124,10 @@ export function runAsync(cmd: string, args: string[], timeoutMs: number): Promis
     p.stderr.on('data', (c) => (out += c));
     const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
     p.on('error', reject);
-    p.on('exit', (code) => {
+    p.on('exit', (code, signal) => {
       clearTimeout(timer);
+      // Say how it ended when it printed nothing itself (killed, or crashed with buffered output).
+      if (code !== 0 && out === '') out = `(no output; ${signal ? `killed by ${signal}` : `exit code ${code}`})`;
       resolve({ code, out });
     });
   });
