@@ -1,6 +1,7 @@
 // The control socket's messages: one JSON object per line each way, one request per connection.
 import type { ConfigIssue } from '../config/load';
 import type { ApplyReport } from '../iscsi/server';
+import type { SessionCounters } from '../iscsi/session';
 
 export type ControlRequest =
   /** Validate, apply and (only then) write this config text. `baseSha256`: the file the edit started from. */
@@ -9,7 +10,8 @@ export type ControlRequest =
   | { op: 'reload' }
   | { op: 'status' };
 
-export interface SessionStatus {
+/** A session as `status` reports it; the I/O counters are the session's own (SessionCounters). */
+export interface SessionStatus extends SessionCounters {
   tsih: number;
   type: 'Normal' | 'Discovery';
   initiator: string;
@@ -19,15 +21,6 @@ export interface SessionStatus {
   params: Record<string, string | number | boolean>;
   startedAt: string;
   uptimeSeconds: number;
-  commands: number;
-  readBytes: number;
-  writtenBytes: number;
-  /** Commands that ended other than GOOD, unit attentions not counted. */
-  errors: number;
-  /** Unit attentions reported to this session (power on, capacity or LUN changes). */
-  unitAttentions: number;
-  /** Socket reads that busy polling did (limits.busyPoll) instead of the event loop. */
-  polledReads: number;
 }
 
 export interface StatusReply {

@@ -25,11 +25,6 @@ export function sessionStatus(s: Session, address: string): SessionStatus {
     },
     startedAt: new Date(s.createdAt).toISOString(),
     uptimeSeconds: Math.round((Date.now() - s.createdAt) / 1000),
-    commands: s.counters.commands,
-    readBytes: s.counters.readBytes,
-    writtenBytes: s.counters.writtenBytes,
-    errors: s.counters.errors,
-    unitAttentions: s.counters.unitAttentions,
-    polledReads: s.counters.polledReads,
+    ...s.counters,
   };
 }
