@@ -713,6 +713,7 @@ export class Connection {
         cdb: pdu.cdb,
         lun,
         nexus: session.nexus,
+        luns: session.luns,
         expectedLength: edtl,
         dataOut: null,
         attr: pdu.attr,
@@ -1022,7 +1023,7 @@ export class Connection {
     try {
       r = tooLarge
         ? transportFailure(SenseKey.IllegalRequest, 0x24, 0x00) // INVALID FIELD IN CDB
-        : startScsi(cmd.task, this.session!.luns);
+        : startScsi(cmd.task);
     } catch (err) {
       r = this.internalFailure(cmd, err);
     }

@@ -1,5 +1,5 @@
-// The SCSI core's entry point for the transport: one task, the LUN map the I_T nexus
-// sees, one result. REPORT LUNS is answered here from the map (it is addressed to the
+// The SCSI core's entry point for the transport: one task (which carries the LUN map its
+// I_T nexus sees), one result. REPORT LUNS is answered here from the map (it is addressed to the
 // target, whatever LUN it names); anything for a LUN in the map goes to its LogicalUnit;
 // a LUN not in the map gets what SPC-4 says an unsupported logical unit answers.
 
@@ -21,16 +21,16 @@ const OP_INQUIRY = 0x12;
 const OP_REQUEST_SENSE = 0x03;
 const OP_REPORT_LUNS = 0xa0;
 
-export function executeScsi(task: ScsiTask, luns: ReadonlyMap<number, LogicalUnit>): Promise<ScsiResult> {
-  const r = startScsi(task, luns);
+export function executeScsi(task: ScsiTask): Promise<ScsiResult> {
+  const r = startScsi(task);
   return r instanceof Promise ? r : Promise.resolve(r);
 }
 
 /** executeScsi(), answering synchronously when the command completes at once (the transport's hot path). */
-export function startScsi(task: ScsiTask, luns: ReadonlyMap<number, LogicalUnit>): ScsiResult | Promise<ScsiResult> {
+export function startScsi(task: ScsiTask): ScsiResult | Promise<ScsiResult> {
   const op = task.cdb[0];
-  if (op === OP_REPORT_LUNS) return guard(() => reportLuns(task, luns));
-  const lu = luns.get(task.lun);
+  if (op === OP_REPORT_LUNS) return guard(() => reportLuns(task));
+  const lu = task.luns.get(task.lun);
   if (lu !== undefined) return lu.start(task);
   return guard(() => unsupportedLun(task));
 }
@@ -61,8 +61,9 @@ export function encodeLunField(lun: number): Buffer {
  * REPORT LUNS: SELECT REPORT 00h (all LUNs the nexus may address) and 02h (all) list the
  * map, 01h (well-known LUs only) an empty list; anything else is INVALID FIELD IN CDB.
  */
-export function reportLuns(task: ScsiTask, luns: ReadonlyMap<number, LogicalUnit>): ScsiResult {
+export function reportLuns(task: ScsiTask): ScsiResult {
   const c = task.cdb;
+  const luns = task.luns;
   if ((c[11] & 0x04) !== 0) throw invalidFieldInCdb(11, 2); // NACA
   const select = c[2];
   const alloc = c.readUInt32BE(6);

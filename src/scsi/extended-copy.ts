@@ -9,9 +9,10 @@
 //   Segment descriptor 02h (block device to block device), DC honoured, CAT ignored (every
 //     segment is whole blocks, so there is never a residue).
 //
-// A CSCD is resolved through LogicalUnit.findCopyTarget(): the receiving logical unit
-// itself, or another open one the same initiator has addressed (so EXTENDED COPY never
-// reaches a volume the initiator's access control does not give it).
+// A CSCD resolves only to a logical unit in the requesting I_T nexus's own LUN map
+// (ScsiTask.luns): the receiving unit, or another unit this session can address. Any other
+// designator, whatever volume it names, is COPY TARGET DEVICE NOT REACHABLE: designators
+// are derived data, not secrets, so they are never an authority on their own.
 //
 // The whole parameter list is checked before a block moves: lengths (PARAMETER LIST
 // LENGTH ERROR), descriptor counts (TOO MANY TARGET/SEGMENT DESCRIPTORS), descriptor type
@@ -212,7 +213,7 @@ export async function extendedCopy(lu: LogicalUnit, task: ScsiTask): Promise<Scs
     if (hit !== undefined) return hit;
     const d = cscds[index];
     if (d === undefined) throw copyAborted(XASC.COPY_TARGET_DEVICE_NOT_REACHABLE);
-    const target = resolveCscd(lu, p, d.at, task.nexus);
+    const target = resolveCscd(p, d.at, task.luns);
     resolved.set(index, target);
     return target;
   };
@@ -270,8 +271,11 @@ export async function extendedCopy(lu: LogicalUnit, task: ScsiTask): Promise<Scs
   }
 }
 
-/** A CSCD identification descriptor (E4h) to the logical unit its NAA designator names. */
-function resolveCscd(lu: LogicalUnit, p: Buffer, at: number, nexus: ItNexus): LogicalUnit {
+/**
+ * A CSCD identification descriptor (E4h) to the logical unit its NAA designator names,
+ * looked up in the requester's LUN map only.
+ */
+function resolveCscd(p: Buffer, at: number, luns: ReadonlyMap<number, LogicalUnit>): LogicalUnit {
   const peripheralType = p[at + 1] & 0x1f;
   const codeSet = p[at + 4] & 0x0f;
   const association = (p[at + 5] >> 4) & 0x03;
@@ -280,12 +284,18 @@ function resolveCscd(lu: LogicalUnit, p: Buffer, at: number, nexus: ItNexus): Lo
   if (peripheralType !== 0x00 || codeSet !== 0x01 || association !== 0 || designatorType !== 0x03 || length > 20) {
     throw copyAborted(XASC.COPY_TARGET_DEVICE_NOT_REACHABLE);
   }
-  const target = lu.findCopyTarget(p.subarray(at + 8, at + 8 + length), nexus);
+  const target = reachableUnit(luns, p.subarray(at + 8, at + 8 + length));
   if (target === undefined) throw copyAborted(XASC.COPY_TARGET_DEVICE_NOT_REACHABLE);
   // Block device type specific parameters: PAD/CAT byte 28, DISK BLOCK LENGTH 29..31.
   const diskBlockLength = p.readUIntBE(at + 29, 3);
   if (diskBlockLength !== target.blockSize) throw invalidFieldInParameterList(at + 29);
   return target;
+}
+
+/** The unit of `luns` whose NAA designator is `designator`, if any. */
+function reachableUnit(luns: ReadonlyMap<number, LogicalUnit>, designator: Buffer): LogicalUnit | undefined {
+  for (const lu of luns.values()) if (lu.naa.equals(designator)) return lu;
+  return undefined;
 }
 
 /**

@@ -98,13 +98,6 @@ export class LogicalUnit {
   readonly copyManager = new CopyManagerState();
 
   /**
-   * Every open logical unit by its NAA designator (hex), so that EXTENDED COPY can find the
-   * copy source or destination a CSCD descriptor names (findCopyTarget). Filled by the
-   * constructor, emptied by close(); a later unit with the same designator replaces an
-   * earlier one.
-   */
-  private static readonly byNaa = new Map<string, LogicalUnit>();
-  /**
    * PREEMPT AND ABORT preempted these I_T nexuses (ids as in ItNexus.id): the transport
    * must abort every task they have in this LU's task set, as CLEAR TASK SET would
    * (SAM-5 §5.6; SPC-4 §5.12.11.4.5). The iSCSI layer sets this; unset, the preempted
@@ -159,7 +152,6 @@ export class LogicalUnit {
       },
       opts.statePath,
     );
-    LogicalUnit.byNaa.set(this.naa.toString('hex'), this);
   }
 
   // ---------------------------------------------------------------- state accessors
@@ -303,22 +295,6 @@ export class LogicalUnit {
   }
 
   // ---------------------------------------------------------------- EXTENDED COPY hooks
-
-  /**
-   * The logical unit an EXTENDED COPY CSCD descriptor names by NAA designator: this one, or
-   * another open unit that the same initiator (by iSCSI name, on any session) has sent a
-   * command to, which it can only have done through a LUN mapping its access control
-   * allows. Anything else is unreachable to the copy.
-   */
-  findCopyTarget(designator: Buffer, nexus: ItNexus): LogicalUnit | undefined {
-    if (designator.equals(this.naa)) return this;
-    const lu = LogicalUnit.byNaa.get(designator.toString('hex'));
-    if (lu === undefined || lu.closed) return undefined;
-    for (const s of lu.nexuses.values()) {
-      if (s.nexus.initiatorName === nexus.initiatorName) return lu;
-    }
-    return undefined;
-  }
 
   /**
    * An EXTENDED COPY another unit received wants to write here: null if the command would
@@ -495,7 +471,6 @@ export class LogicalUnit {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (LogicalUnit.byNaa.get(this.naa.toString('hex')) === this) LogicalUnit.byNaa.delete(this.naa.toString('hex'));
     await this.sanitize.cancel();
     await this.drained();
     if (this.gate) await this.gate;

@@ -2,6 +2,8 @@
 // the transport (src/iscsi) builds a ScsiTask from a SCSI Command PDU plus its
 // Data-Out, and turns a ScsiResult into Data-In / SCSI Response PDUs.
 
+import type { LogicalUnit } from './logical-unit';
+
 /** An I_T nexus: one initiator port (name + ISID) talking to one target port. */
 export interface ItNexus {
   /** Stable key for per-nexus state (unit attentions, reservations). */
@@ -38,6 +40,13 @@ export interface ScsiTask {
   /** Decoded LUN number (flat or peripheral addressing). */
   readonly lun: number;
   readonly nexus: ItNexus;
+  /**
+   * The LUN map of the I_T nexus: every logical unit this initiator may address through
+   * this session, and nothing else. The command's own LU is looked up in it, and anything
+   * a command reaches beyond that LU (EXTENDED COPY's source and destination) must be in
+   * it too: a designator is an address, never an authority.
+   */
+  readonly luns: ReadonlyMap<number, LogicalUnit>;
   /** Expected Data Transfer Length the initiator announced. */
   readonly expectedLength: number;
   /**

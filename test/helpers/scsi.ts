@@ -110,6 +110,7 @@ export async function setup(
   return { lu, store, luns, bs, blocks };
 }
 
+/** A task on LUN 0 (its LUN map is set by executeOn). */
 export function task(
   cdb: number[],
   opts: { expected?: number; dataOut?: Buffer | null; attr?: number; nexus?: ItNexus } = {},
@@ -120,6 +121,7 @@ export function task(
     cdb: b,
     lun: 0,
     nexus: opts.nexus ?? NEXUS,
+    luns: NO_LUNS,
     expectedLength: opts.expected ?? opts.dataOut?.length ?? 1 << 24,
     dataOut: opts.dataOut ?? null,
     attr: opts.attr ?? 1,
@@ -127,12 +129,23 @@ export function task(
   };
 }
 
+const NO_LUNS: ReadonlyMap<number, LogicalUnit> = new Map();
+
+/**
+ * Run `t` as sent on an I_T nexus whose LUN map is `luns` (set on the task itself, so a
+ * test that sets t.aborted later still reaches the running task).
+ */
+export function executeOn(luns: ReadonlyMap<number, LogicalUnit>, t: ScsiTask): Promise<ScsiResult> {
+  (t as { luns: ReadonlyMap<number, LogicalUnit> }).luns = luns;
+  return executeScsi(t);
+}
+
 export function run(
   luns: ReadonlyMap<number, LogicalUnit>,
   cdb: number[],
   opts: Parameters<typeof task>[1] = {},
 ): Promise<ScsiResult> {
-  return executeScsi(task(cdb, opts), luns);
+  return executeOn(luns, task(cdb, opts));
 }
 
 export function expectGood(r: ScsiResult): void {
@@ -205,4 +218,43 @@ export function lbaStatus(r: ScsiResult): Array<[number, number, number]> {
     out.push([Number(d.readBigUInt64BE(at)), d.readUInt32BE(at + 8), d[at + 12] & 0x0f]);
   }
   return out;
+}
+
+/** An EXTENDED COPY CSCD identification descriptor (E4h) naming `lu` by its NAA designator, as libiscsi builds it. */
+export function cscd(lu: { naa: Buffer; blockSize: number }, opts: { type?: number; byte1?: number; blockSize?: number } = {}): Buffer {
+  const d = Buffer.alloc(32);
+  d[0] = opts.type ?? 0xe4;
+  d[1] = opts.byte1 ?? 0;
+  d[4] = 0x01; // binary
+  d[5] = 0x03; // association LU, NAA
+  d[7] = lu.naa.length;
+  lu.naa.copy(d, 8);
+  d.writeUIntBE(opts.blockSize ?? lu.blockSize, 29, 3);
+  return d;
+}
+
+/** An EXTENDED COPY block-to-block segment descriptor (02h). */
+export function b2b(src: number, dst: number, blocks: number, srcLba: number | bigint, dstLba: number | bigint, dc = false) {
+  const d = Buffer.alloc(28);
+  d[0] = 0x02;
+  d[1] = dc ? 0x02 : 0;
+  d.writeUInt16BE(0x18, 2);
+  d.writeUInt16BE(src, 4);
+  d.writeUInt16BE(dst, 6);
+  d.writeUInt16BE(blocks, 10);
+  d.writeBigUInt64BE(BigInt(srcLba), 12);
+  d.writeBigUInt64BE(BigInt(dstLba), 20);
+  return d;
+}
+
+/** An EXTENDED COPY (LID1) parameter list: header, CSCD descriptors, segment descriptors. */
+export function paramList(cscds: Buffer[], segs: Buffer[], opts: { listId?: number; usage?: number } = {}): Buffer {
+  const h = Buffer.alloc(16);
+  const c = Buffer.concat(cscds);
+  const s = Buffer.concat(segs);
+  h[0] = opts.listId ?? 1;
+  h[1] = (opts.usage ?? 0x02) << 3;
+  h.writeUInt16BE(c.length, 2);
+  h.writeUInt32BE(s.length, 8);
+  return Buffer.concat([h, c, s]);
 }

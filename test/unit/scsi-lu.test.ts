@@ -5,11 +5,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Backstore } from '../../src/backstore/backstore';
 import { MemoryBackstore } from '../../src/backstore/memory';
-import { executeScsi } from '../../src/scsi/dispatch';
 import { LogicalUnit } from '../../src/scsi/logical-unit';
 import { RangeLock } from '../../src/scsi/range-lock';
 import { buildSense, descriptorSense, fixedSense, parseSense, SenseKey } from '../../src/scsi/sense';
 import { ScsiStatus, type ItNexus, type ScsiResult, type ScsiTask } from '../../src/scsi/task';
+import { executeOn } from '../helpers/scsi';
 
 // ---- helpers (kept local: each test file stands alone)
 
@@ -85,6 +85,7 @@ function task(cdb: number[], opts: { nexus?: ItNexus; dataOut?: Buffer; attr?: n
     dataOut: opts.dataOut ?? null,
     attr: opts.attr ?? SIMPLE,
     aborted: false,
+    luns: new Map(),
   };
 }
 
@@ -105,7 +106,7 @@ function makeLu(store: Backstore = new MemoryBackstore(1024 * 512), extra: Parti
 
 async function clearUa(luns: ReadonlyMap<number, LogicalUnit>, n: ItNexus): Promise<void> {
   for (let i = 0; i < 20; i++) {
-    const r = await executeScsi(task(TUR, { nexus: n }), luns);
+    const r = await executeOn(luns, task(TUR, { nexus: n }));
     if (r.status === ScsiStatus.Good) return;
   }
   assert.fail('unit attention did not clear');
@@ -118,12 +119,12 @@ test('SIMPLE tasks run concurrently', async () => {
   const { luns } = makeLu(store);
   await clearUa(luns, A);
   store.holdWrites = true;
-  const w1 = executeScsi(task(write10(1), { dataOut: Buffer.alloc(512, 1) }), luns);
-  const w2 = executeScsi(task(write10(2), { dataOut: Buffer.alloc(512, 2) }), luns);
+  const w1 = executeOn(luns, task(write10(1), { dataOut: Buffer.alloc(512, 1) }));
+  const w2 = executeOn(luns, task(write10(2), { dataOut: Buffer.alloc(512, 2) }));
   await new Promise((r) => setImmediate(r));
   assert.equal(store.pendingWrites, 2, 'both writes reached the store at once');
   // A read is not held up by the writes either.
-  const r = await executeScsi(task(read10(9)), luns);
+  const r = await executeOn(luns, task(read10(9)));
   assert.equal(r.status, ScsiStatus.Good);
   store.releaseWrites();
   assert.equal((await w1).status, ScsiStatus.Good);
@@ -135,9 +136,9 @@ test('an ORDERED task waits for earlier SIMPLE tasks, and later tasks wait for i
   const { luns } = makeLu(store);
   await clearUa(luns, A);
   store.holdWrites = true;
-  const w1 = executeScsi(task(write10(1), { dataOut: Buffer.alloc(512, 0xaa) }), luns);
-  const ordered = executeScsi(task(read10(1), { attr: ORDERED }), luns);
-  const after = executeScsi(task(read10(7)), luns);
+  const w1 = executeOn(luns, task(write10(1), { dataOut: Buffer.alloc(512, 0xaa) }));
+  const ordered = executeOn(luns, task(read10(1), { attr: ORDERED }));
+  const after = executeOn(luns, task(read10(7)));
   await new Promise((r) => setTimeout(r, 10));
   assert.deepEqual(store.events, [], 'neither the ORDERED read nor the later read ran');
   store.releaseWrites();
@@ -154,11 +155,11 @@ test('consecutive ORDERED tasks and the SIMPLE tasks between them keep their ord
   await clearUa(luns, A);
   store.holdWrites = true;
   const t = [
-    executeScsi(task(write10(1), { dataOut: Buffer.alloc(512) }), luns),
-    executeScsi(task(read10(2), { attr: ORDERED }), luns),
-    executeScsi(task(read10(3)), luns),
-    executeScsi(task(read10(4), { attr: ORDERED }), luns),
-    executeScsi(task(read10(5)), luns),
+    executeOn(luns, task(write10(1), { dataOut: Buffer.alloc(512) })),
+    executeOn(luns, task(read10(2), { attr: ORDERED })),
+    executeOn(luns, task(read10(3))),
+    executeOn(luns, task(read10(4), { attr: ORDERED })),
+    executeOn(luns, task(read10(5))),
   ];
   await new Promise((r) => setTimeout(r, 5));
   store.releaseWrites();
@@ -171,9 +172,9 @@ test('HEAD OF QUEUE runs at once, even while an ORDERED task waits', async () =>
   const { luns } = makeLu(store);
   await clearUa(luns, A);
   store.holdWrites = true;
-  const w = executeScsi(task(write10(1), { dataOut: Buffer.alloc(512) }), luns);
-  const o = executeScsi(task(read10(2), { attr: ORDERED }), luns);
-  const h = await executeScsi(task(read10(3), { attr: HEAD_OF_QUEUE }), luns);
+  const w = executeOn(luns, task(write10(1), { dataOut: Buffer.alloc(512) }));
+  const o = executeOn(luns, task(read10(2), { attr: ORDERED }));
+  const h = await executeOn(luns, task(read10(3), { attr: HEAD_OF_QUEUE }));
   assert.equal(h.status, ScsiStatus.Good);
   assert.deepEqual(store.events, ['read 3']);
   store.releaseWrites();
@@ -186,7 +187,7 @@ test('an aborted task is not executed', async () => {
   await clearUa(luns, A);
   const t = task(write10(1), { dataOut: Buffer.alloc(512) });
   t.aborted = true;
-  assert.equal((await executeScsi(t, luns)).status, ScsiStatus.TaskAborted);
+  assert.equal((await executeOn(luns, t)).status, ScsiStatus.TaskAborted);
   assert.deepEqual(store.events, []);
 });
 
@@ -196,14 +197,14 @@ test('LUN reset: BUS DEVICE RESET FUNCTION OCCURRED (29/03) for every nexus, res
   const { lu, luns } = makeLu();
   await clearUa(luns, A);
   await clearUa(luns, B);
-  assert.equal((await executeScsi(task([0x16], { nexus: A }), luns)).status, ScsiStatus.Good);
-  assert.equal((await executeScsi(task(TUR, { nexus: B }), luns)).status, ScsiStatus.ReservationConflict);
+  assert.equal((await executeOn(luns, task([0x16], { nexus: A }))).status, ScsiStatus.Good);
+  assert.equal((await executeOn(luns, task(TUR, { nexus: B }))).status, ScsiStatus.ReservationConflict);
   lu.reset('lun', A);
-  expectSense(await executeScsi(task(TUR, { nexus: A }), luns), 0x06, 0x29, 0x03);
-  expectSense(await executeScsi(task(TUR, { nexus: B }), luns), 0x06, 0x29, 0x03);
-  assert.equal((await executeScsi(task(TUR, { nexus: A }), luns)).status, ScsiStatus.Good);
+  expectSense(await executeOn(luns, task(TUR, { nexus: A })), 0x06, 0x29, 0x03);
+  expectSense(await executeOn(luns, task(TUR, { nexus: B })), 0x06, 0x29, 0x03);
+  assert.equal((await executeOn(luns, task(TUR, { nexus: A }))).status, ScsiStatus.Good);
   // B can reserve now.
-  assert.equal((await executeScsi(task([0x16], { nexus: B }), luns)).status, ScsiStatus.Good);
+  assert.equal((await executeOn(luns, task([0x16], { nexus: B }))).status, ScsiStatus.Good);
 });
 
 test('target warm reset -> 29/00, cold reset -> 29/01; mode pages back to defaults', async () => {
@@ -212,12 +213,12 @@ test('target warm reset -> 29/00, cold reset -> 29/01; mode pages back to defaul
   lu.setModeValues({ wce: false, dSense: true, swp: true }, A);
   lu.reset('warm');
   assert.deepEqual(lu.modeValues, { wce: true, dSense: false, swp: false });
-  const r = await executeScsi(task(TUR), luns);
+  const r = await executeOn(luns, task(TUR));
   expectSense(r, 0x06, 0x29, 0x00);
   assert.equal(r.sense![0], 0x70);
   lu.reset('cold');
-  expectSense(await executeScsi(task(TUR), luns), 0x06, 0x29, 0x01);
-  assert.equal((await executeScsi(task(TUR), luns)).status, ScsiStatus.Good);
+  expectSense(await executeOn(luns, task(TUR)), 0x06, 0x29, 0x01);
+  assert.equal((await executeOn(luns, task(TUR))).status, ScsiStatus.Good);
 });
 
 test('a newer reset supersedes older unit attentions', async () => {
@@ -225,50 +226,50 @@ test('a newer reset supersedes older unit attentions', async () => {
   await clearUa(luns, A);
   lu.capacityChanged();
   lu.reset('lun');
-  expectSense(await executeScsi(task(TUR), luns), 0x06, 0x29, 0x03);
-  assert.equal((await executeScsi(task(TUR), luns)).status, ScsiStatus.Good);
+  expectSense(await executeOn(luns, task(TUR)), 0x06, 0x29, 0x03);
+  assert.equal((await executeOn(luns, task(TUR))).status, ScsiStatus.Good);
   lu.reset('lun');
   lu.capacityChanged();
-  expectSense(await executeScsi(task(TUR), luns), 0x06, 0x29, 0x03);
-  expectSense(await executeScsi(task(TUR), luns), 0x06, 0x2a, 0x09);
-  assert.equal((await executeScsi(task(TUR), luns)).status, ScsiStatus.Good);
+  expectSense(await executeOn(luns, task(TUR)), 0x06, 0x29, 0x03);
+  expectSense(await executeOn(luns, task(TUR)), 0x06, 0x2a, 0x09);
+  assert.equal((await executeOn(luns, task(TUR))).status, ScsiStatus.Good);
 });
 
 test('INQUIRY does not report or clear a unit attention', async () => {
   const { luns } = makeLu();
   for (let i = 0; i < 3; i++) {
-    assert.equal((await executeScsi(task([0x12, 0, 0, 0, 36, 0]), luns)).status, ScsiStatus.Good);
+    assert.equal((await executeOn(luns, task([0x12, 0, 0, 0, 36, 0]))).status, ScsiStatus.Good);
   }
-  expectSense(await executeScsi(task(TUR), luns), 0x06, 0x29, 0x00);
+  expectSense(await executeOn(luns, task(TUR)), 0x06, 0x29, 0x00);
 });
 
 test('nexus loss releases the reservation; the returning nexus is new (29/00) by default', async () => {
   const { lu, luns } = makeLu();
   await clearUa(luns, A);
   await clearUa(luns, B);
-  assert.equal((await executeScsi(task([0x16], { nexus: A }), luns)).status, ScsiStatus.Good);
+  assert.equal((await executeOn(luns, task([0x16], { nexus: A }))).status, ScsiStatus.Good);
   lu.nexusLost(A);
   assert.equal(lu.reservationHolder, null);
-  assert.equal((await executeScsi(task([0x16], { nexus: B }), luns)).status, ScsiStatus.Good);
-  expectSense(await executeScsi(task(TUR, { nexus: A }), luns), 0x06, 0x29, 0x00);
+  assert.equal((await executeOn(luns, task([0x16], { nexus: B }))).status, ScsiStatus.Good);
+  expectSense(await executeOn(luns, task(TUR, { nexus: A })), 0x06, 0x29, 0x00);
   // The other nexus's state is untouched.
-  assert.equal((await executeScsi(task(TUR, { nexus: B }), luns)).status, ScsiStatus.Good);
+  assert.equal((await executeOn(luns, task(TUR, { nexus: B }))).status, ScsiStatus.Good);
 });
 
 test('with nexusLossUnitAttention, the returning nexus gets I_T NEXUS LOSS OCCURRED (29/07)', async () => {
   const { lu, luns } = makeLu(undefined, { nexusLossUnitAttention: true });
   await clearUa(luns, A);
   lu.nexusLost(A);
-  expectSense(await executeScsi(task(TUR, { nexus: A }), luns), 0x06, 0x29, 0x07);
-  assert.equal((await executeScsi(task(TUR, { nexus: A }), luns)).status, ScsiStatus.Good);
+  expectSense(await executeOn(luns, task(TUR, { nexus: A })), 0x06, 0x29, 0x07);
+  assert.equal((await executeOn(luns, task(TUR, { nexus: A }))).status, ScsiStatus.Good);
   // A nexus never seen before still gets 29/00.
-  expectSense(await executeScsi(task(TUR, { nexus: B }), luns), 0x06, 0x29, 0x00);
+  expectSense(await executeOn(luns, task(TUR, { nexus: B })), 0x06, 0x29, 0x00);
 });
 
 test('unit attentions use the current sense format (D_SENSE)', async () => {
   const { lu, luns } = makeLu();
   lu.setModeValues({ ...lu.modeValues, dSense: true }, A);
-  const r = await executeScsi(task(TUR), luns);
+  const r = await executeOn(luns, task(TUR));
   expectSense(r, 0x06, 0x29, 0x00);
   assert.equal(r.sense![0], 0x72);
 });
@@ -280,7 +281,7 @@ test('close() waits for running tasks, flushes and closes the store', async () =
   const { lu, luns } = makeLu(store);
   await clearUa(luns, A);
   store.holdWrites = true;
-  const w = executeScsi(task(write10(1), { dataOut: Buffer.alloc(512) }), luns);
+  const w = executeOn(luns, task(write10(1), { dataOut: Buffer.alloc(512) }));
   const closing = lu.close();
   await new Promise((r) => setTimeout(r, 5));
   assert.deepEqual(store.events, []);

@@ -9,11 +9,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MemoryBackstore } from '../../src/backstore/memory';
-import { executeScsi } from '../../src/scsi/dispatch';
 import { LogicalUnit } from '../../src/scsi/logical-unit';
 import { iscsiTransportId, parseIscsiTransportId, PrIn, PrOut, PrType } from '../../src/scsi/persistent-reservations';
 import { parseSense, SenseKey } from '../../src/scsi/sense';
 import { ScsiStatus, type ItNexus, type ScsiResult, type ScsiTask } from '../../src/scsi/task';
+import { executeOn } from '../helpers/scsi';
 
 // ---- helpers (kept local: each test file stands alone)
 
@@ -43,6 +43,7 @@ function task(cdb: number[], n: ItNexus, dataOut?: Buffer): ScsiTask {
     dataOut: dataOut ?? null,
     attr: 1,
     aborted: false,
+    luns: new Map(),
   };
 }
 
@@ -64,7 +65,7 @@ const READ10 = [0x28, 0, 0, 0, 0, 1, 0, 0, 1, 0];
 const WRITE10 = [0x2a, 0, 0, 0, 0, 1, 0, 0, 1, 0];
 
 function run(luns: Luns, cdb: number[], n: ItNexus, dataOut?: Buffer): Promise<ScsiResult> {
-  return executeScsi(task(cdb, n, dataOut), luns);
+  return executeOn(luns, task(cdb, n, dataOut));
 }
 
 /** TEST UNIT READY until GOOD; returns the unit attentions seen, as "2a/04" strings. */

@@ -5,11 +5,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { executeScsi } from '../../src/scsi/dispatch';
 import { parseSense } from '../../src/scsi/sense';
 import { ScsiStatus, type ScsiResult } from '../../src/scsi/task';
 import {
   CDB,
+  executeOn,
   expectGood,
   expectSense,
   lbaStatus,
@@ -178,7 +178,7 @@ test('SANITIZE without IMMED waits for the end; aborted meanwhile it stops waiti
   store.delayWrite = 15;
   const list = overwriteList(Buffer.from([0x77]));
   const t = task(CDB.sanitize(OVERWRITE, list.length), { dataOut: list });
-  const pending = executeScsi(t, luns);
+  const pending = executeOn(luns, t);
   await sleep(30);
   t.aborted = true; // ABORT TASK
   const r = await pending;

@@ -4,10 +4,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryBackstore } from '../../src/backstore/memory';
 import { COMMANDS } from '../../src/scsi/commands';
-import { executeScsi } from '../../src/scsi/dispatch';
 import { LogicalUnit, deriveIdentifiers } from '../../src/scsi/logical-unit';
 import { parseSense } from '../../src/scsi/sense';
 import { ScsiStatus, type ItNexus, type ScsiResult, type ScsiTask } from '../../src/scsi/task';
+import { executeOn } from '../helpers/scsi';
 
 // ---- helpers (kept local: each test file stands alone)
 
@@ -38,11 +38,12 @@ function task(cdb: number[], opts: { lun?: number; expected?: number; dataOut?: 
     dataOut: opts.dataOut ?? null,
     attr: opts.attr ?? 1,
     aborted: false,
+    luns: new Map(),
   };
 }
 
 async function run(luns: ReadonlyMap<number, LogicalUnit>, cdb: number[], opts: Parameters<typeof task>[1] = {}): Promise<ScsiResult> {
-  return executeScsi(task(cdb, opts), luns);
+  return executeOn(luns, task(cdb, opts));
 }
 
 /** A fresh LU with the power-on unit attention already consumed. */

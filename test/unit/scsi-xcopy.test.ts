@@ -5,12 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryBackstore } from '../../src/backstore/memory';
-import { executeScsi } from '../../src/scsi/dispatch';
 import { XCOPY_LIMITS } from '../../src/scsi/extended-copy';
 import { LogicalUnit } from '../../src/scsi/logical-unit';
 import { parseSense } from '../../src/scsi/sense';
 import { ScsiStatus, type ItNexus, type ScsiResult } from '../../src/scsi/task';
-import { be32, CDB, expectGood, expectSense, nexus, pattern, sleep, task, TestStore } from '../helpers/scsi';
+import { b2b, be32, CDB, cscd, executeOn, expectGood, expectSense, nexus, paramList, pattern, sleep, task, TestStore } from '../helpers/scsi';
 
 const BLOCKS = 8192;
 let serial = 0;
@@ -35,44 +34,7 @@ function exec(
   cdb: number[],
   opts: Parameters<typeof task>[1] = {},
 ): Promise<ScsiResult> {
-  return executeScsi({ ...task(cdb, opts), lun }, luns);
-}
-
-/** A CSCD identification descriptor (E4h) naming `lu` by its NAA designator, as libiscsi builds it. */
-function cscd(lu: LogicalUnit, opts: { type?: number; byte1?: number; blockSize?: number } = {}): Buffer {
-  const d = Buffer.alloc(32);
-  d[0] = opts.type ?? 0xe4;
-  d[1] = opts.byte1 ?? 0;
-  d[4] = 0x01; // binary
-  d[5] = 0x03; // association LU, NAA
-  d[7] = lu.naa.length;
-  lu.naa.copy(d, 8);
-  d.writeUIntBE(opts.blockSize ?? lu.blockSize, 29, 3);
-  return d;
-}
-
-function b2b(src: number, dst: number, blocks: number, srcLba: number | bigint, dstLba: number | bigint, dc = false) {
-  const d = Buffer.alloc(28);
-  d[0] = 0x02;
-  d[1] = dc ? 0x02 : 0;
-  d.writeUInt16BE(0x18, 2);
-  d.writeUInt16BE(src, 4);
-  d.writeUInt16BE(dst, 6);
-  d.writeUInt16BE(blocks, 10);
-  d.writeBigUInt64BE(BigInt(srcLba), 12);
-  d.writeBigUInt64BE(BigInt(dstLba), 20);
-  return d;
-}
-
-function paramList(cscds: Buffer[], segs: Buffer[], opts: { listId?: number; usage?: number } = {}): Buffer {
-  const h = Buffer.alloc(16);
-  const c = Buffer.concat(cscds);
-  const s = Buffer.concat(segs);
-  h[0] = opts.listId ?? 1;
-  h[1] = (opts.usage ?? 0x02) << 3;
-  h.writeUInt16BE(c.length, 2);
-  h.writeUInt32BE(s.length, 8);
-  return Buffer.concat([h, c, s]);
+  return executeOn(luns, { ...task(cdb, opts), lun });
 }
 
 const xcopyCdb = (len: number) => [0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, ...be32(len), 0, 0];
@@ -204,12 +166,18 @@ test('EXTENDED COPY: obsolete LU ID TYPE / NUL ignored; bad CSCD index, unknown 
   assert.equal((b.backstore as TestStore).writes + (a.backstore as TestStore).writes, writes, 'nothing written');
 });
 
-test('EXTENDED COPY: a unit the initiator never addressed is unreachable; write protected destinations get DATA PROTECT', async () => {
+test('EXTENDED COPY: a unit outside the LUN map is unreachable whoever addressed it; write protected destinations get DATA PROTECT', async () => {
   const { a, b, luns } = await twoUnits({ readonlyB: true });
-  const other: ItNexus = { ...nexus(7), id: 'iqn.2026-01.test:other,i,0x400001370007', initiatorName: 'iqn.2026-01.test:other' };
-  await exec(luns, 0, [0x00], { nexus: other }); // `other` knows a only
+  // The same initiator (same nexus even) has used b through a session whose map has it;
+  // through a session whose map holds only a, b's designator reaches nothing, either way.
+  await exec(luns, 1, [0x00]);
+  const onlyA = new Map([[0, a]]) as ReadonlyMap<number, LogicalUnit>;
   const list = paramList([cscd(a), cscd(b)], [b2b(1, 0, 16, 0, 0)]);
-  expectSense(await xcopy(luns, 0, list, { nexus: other }), 0x0a, 0x0d, 0x02);
+  expectSense(await xcopy(onlyA, 0, list), 0x0a, 0x0d, 0x02);
+  expectSense(await xcopy(onlyA, 0, paramList([cscd(a), cscd(b)], [b2b(0, 1, 16, 0, 0)])), 0x0a, 0x0d, 0x02);
+  const other: ItNexus = { ...nexus(7), id: 'iqn.2026-01.test:other,i,0x400001370007', initiatorName: 'iqn.2026-01.test:other' };
+  await exec(onlyA, 0, [0x00], { nexus: other });
+  expectSense(await xcopy(onlyA, 0, list, { nexus: other }), 0x0a, 0x0d, 0x02);
   expectGood(await xcopy(luns, 0, list)); // from the read-only unit is fine
   expectSense(await xcopy(luns, 0, paramList([cscd(a), cscd(b)], [b2b(0, 1, 16, 0, 0)])), 0x07, 0x27, 0x00);
   expectSense(await xcopy(luns, 1, list), 0x07, 0x27, 0x00); // sent to the read-only unit: a write
