@@ -12,13 +12,16 @@ export interface Access {
   luns: Map<number, string>;
   /** The matching ACL entry (absent for open targets or when not allowed). */
   acl?: AclConfig;
+  /** May it send TARGET WARM/COLD RESET (the ACL's allowTargetReset, else the target's)? */
+  allowTargetReset: boolean;
 }
 
 export function resolveAccess(target: TargetConfig, initiatorName: string): Access {
-  if (target.acls.length === 0) return { allowed: true, luns: target.luns };
+  const targetReset = target.allowTargetReset ?? false;
+  if (target.acls.length === 0) return { allowed: true, luns: target.luns, allowTargetReset: targetReset };
   const acl = target.acls.find((a) => sameIscsiName(a.initiator, initiatorName));
-  if (!acl) return { allowed: false, luns: new Map() };
-  return { allowed: true, luns: acl.luns ?? target.luns, acl };
+  if (!acl) return { allowed: false, luns: new Map(), allowTargetReset: false };
+  return { allowed: true, luns: acl.luns ?? target.luns, acl, allowTargetReset: acl.allowTargetReset ?? targetReset };
 }
 
 /** The target named `iqn` (case-insensitive), if any. */

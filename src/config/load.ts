@@ -79,8 +79,8 @@ export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'li
 export const METRICS_KEYS = ['listen'] as const;
 export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'physicalBlockSize', 'encryption', 'memory', 'shared'] as const;
 export const DISCOVERY_KEYS = ['chap', 'mutual'] as const;
-export const TARGET_KEYS = ['iqn', 'luns', 'acls'] as const;
-export const ACL_KEYS = ['initiator', 'luns', 'chap', 'mutual'] as const;
+export const TARGET_KEYS = ['iqn', 'luns', 'acls', 'allowTargetReset'] as const;
+export const ACL_KEYS = ['initiator', 'luns', 'chap', 'mutual', 'allowTargetReset'] as const;
 export const CHAP_KEYS = ['user', 'secret'] as const;
 
 export const DEFAULT_PORTAL: Portal = { host: '0.0.0.0', port: 3260 };
@@ -843,6 +843,7 @@ function parseAcl(
   let mutual: ChapCredentials | undefined;
   let chapE: Entry | undefined;
   let mutualE: Entry | undefined;
+  let allowTargetReset: boolean | undefined;
   for (const e of c.entries(am, key, ACL_KEYS)) {
     switch (e.name) {
       case 'initiator': {
@@ -866,6 +867,9 @@ function parseAcl(
         mutualE = e;
         mutual = parseChap(c, e);
         break;
+      case 'allowTargetReset':
+        allowTargetReset = c.bool(e);
+        break;
     }
   }
   if (initiatorNode === undefined) c.error(am, key, 'an acl needs an initiator (its iSCSI name, e.g. iqn.1994-05.com.redhat:host-a)');
@@ -880,6 +884,7 @@ function parseAcl(
   if (lunsGiven && luns) acl.luns = luns;
   if (chap) acl.chap = chap;
   if (mutual) acl.mutual = mutual;
+  if (allowTargetReset !== undefined) acl.allowTargetReset = allowTargetReset;
   return { acl, initiator, initiatorNode, lunsGiven };
 }
 
@@ -896,6 +901,7 @@ function parseTarget(
   const acls: AclConfig[] = [];
   const aclLocs: { node: unknown; key: string; lunsGiven: boolean }[] = [];
   let sawIqn = false;
+  let allowTargetReset: boolean | undefined;
   for (const e of c.entries(tm, key, TARGET_KEYS)) {
     switch (e.name) {
       case 'iqn': {
@@ -910,6 +916,9 @@ function parseTarget(
       }
       case 'luns':
         luns = parseLuns(c, e, declaredVolumes);
+        break;
+      case 'allowTargetReset':
+        allowTargetReset = c.bool(e);
         break;
       case 'acls': {
         if (c.isEmpty(e.value)) break;
@@ -941,7 +950,9 @@ function parseTarget(
   }
   if (!sawIqn) c.error(tm, key, 'a target needs an iqn (e.g. iqn.2026-11.com.example:storage)');
   if (c.errors.length > before || iqn === undefined || luns === undefined) return { iqn, iqnNode, acls: aclLocs };
-  return { target: { iqn, luns, acls }, iqn, iqnNode, acls: aclLocs };
+  const target: TargetConfig = { iqn, luns, acls };
+  if (allowTargetReset !== undefined) target.allowTargetReset = allowTargetReset;
+  return { target, iqn, iqnNode, acls: aclLocs };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -48,6 +48,12 @@ export interface AclConfig {
   chap?: ChapCredentials;
   /** Mutual CHAP: the target's own credentials toward this initiator. */
   mutual?: ChapCredentials;
+  /**
+   * May this initiator send TARGET WARM RESET / TARGET COLD RESET? Absent: the target's
+   * setting, else no (refused with "function authorization failed", as LIO does). Even when
+   * allowed, a reset reaches only this initiator's own LUs and sessions.
+   */
+  allowTargetReset?: boolean;
 }
 
 export interface TargetConfig {
@@ -56,6 +62,8 @@ export interface TargetConfig {
   luns: Map<number, string>;
   /** Absent or empty: every initiator may log in. */
   acls: AclConfig[];
+  /** Target resets for every initiator of this target (an ACL's own setting wins). Default false. */
+  allowTargetReset?: boolean;
 }
 
 export interface Config {

@@ -494,38 +494,51 @@ export class TargetServer implements ConnectionHost {
     return out;
   }
 
+  /**
+   * CLEAR TASK SET and LOGICAL UNIT RESET on one LU of the session's map, TARGET WARM RESET
+   * and TARGET COLD RESET on all of them (RFC 7143 §11.5.1 scopes a target reset to the LUs
+   * the issuing initiator knows; nothing else of the target is touched). Target resets are
+   * refused with "function authorization failed" unless the initiator's ACL (or its target)
+   * sets allowTargetReset, as LIO refuses them unless the node ACL allows them.
+   */
   async taskManagement(session: Session, func: number, lun: number): Promise<number> {
-    const targetName = session.targetName;
-    const affected: LogicalUnit[] =
-      func === 4 || func === 5
-        ? [session.luns.get(lun)!]
-        : this.unitsOfTarget(targetName);
+    const targetReset = func === 6 || func === 7;
+    if (targetReset && !this.mayResetTarget(session)) {
+      this.logger.warn(
+        { tsih: session.tsih, initiator: session.initiatorName, target: session.targetName, func },
+        'target reset refused: the ACL does not set allowTargetReset',
+      );
+      return TmfResponse.AuthorizationFailed;
+    }
+    const affected = new Set<LogicalUnit>(targetReset ? session.luns.values() : [session.luns.get(lun)!]);
     const waits: Promise<void>[] = [];
     for (const [s, conn] of this.sessions) {
       for (const cmd of [...s.tasks.values()]) {
         const lu = s.luns.get(cmd.lun);
-        if (lu && affected.includes(lu)) waits.push(conn.abort(cmd));
+        if (lu !== undefined && affected.has(lu)) waits.push(conn.abort(cmd));
       }
     }
     await Promise.all(waits);
     const kind = func === 4 ? undefined : func === 5 ? 'lun' : func === 6 ? 'warm' : 'cold';
     if (kind) for (const lu of affected) lu.reset(kind, session.nexus);
     if (func === 7) {
-      // Cold reset: every other session of this target ends now; ours after its response.
-      for (const [s, conn] of this.sessions) {
-        if (s !== session && s.targetName === targetName) conn.destroy();
+      // Cold reset: the initiator's other sessions of this target end now, its own after the
+      // response. Other initiators' sessions stay (their shared LUs report the reset).
+      const me = session.initiatorName.toLowerCase();
+      for (const [s, conn] of [...this.sessions]) {
+        if (s !== session && s.targetName === session.targetName && s.initiatorName.toLowerCase() === me) {
+          this.closeSession(s);
+          conn.destroy();
+        }
       }
     }
     return TmfResponse.Complete;
   }
 
-  /** Every logical unit a target exports, through its own LUN map or any ACL's. */
-  private unitsOfTarget(targetName: string | undefined): LogicalUnit[] {
-    const t = targetName ? this.targets.get(targetName.toLowerCase()) : undefined;
-    if (!t) return [];
-    const names = new Set<string>(t.luns.values());
-    for (const acl of t.acls) for (const v of acl.luns?.values() ?? []) names.add(v);
-    return [...names].map((n) => this.units.get(n)).filter((lu): lu is LogicalUnit => !!lu);
+  /** Does the session's initiator have allowTargetReset (its ACL's, else its target's)? */
+  private mayResetTarget(session: Session): boolean {
+    const t = session.targetName ? this.targets.get(session.targetName.toLowerCase()) : undefined;
+    return t !== undefined && resolveAccess(t, session.initiatorName).allowTargetReset;
   }
 }
 
