@@ -930,23 +930,17 @@ export class Connection {
   /**
    * Where a Data-Out's payload that arrived in several socket chunks goes: straight into
    * its command's buffer, when onDataOut() will accept it there (same checks, no side
-   * effects); otherwise null, and onDataOut() sorts it out as usual.
+   * effects); otherwise null, and onDataOut() sorts it out as usual. Bytes placed here
+   * count as received only once onDataOut() has accepted the whole PDU (a bad data digest
+   * leaves them uncounted, to be overwritten).
    */
   private dataOutSink(bhs: Buffer, len: number): Buffer | null {
     if ((bhs[0]! & 0x3f) !== Op.DataOut || this.session === undefined) return null;
     const cmd = this.session.tasks.get(bhs.readUInt32BE(16));
     if (cmd === undefined || cmd.state !== 'receiving' || cmd.buffer === null) return null;
-    const ttt = bhs.readUInt32BE(20);
-    const dataSN = bhs.readUInt32BE(36);
     const off = bhs.readUInt32BE(40);
-    if (ttt === RESERVED_TAG) {
-      if (off + len > cmd.unsolicitedEnd || dataSN !== cmd.unsolicitedDataSN) return null;
-    } else {
-      const r2t = cmd.r2ts.get(ttt);
-      if (r2t === undefined || off < r2t.offset || off + len > r2t.offset + r2t.length || dataSN !== r2t.nextDataSN) {
-        return null;
-      }
-    }
+    const final = (bhs[1]! & 0x80) !== 0;
+    if (dataOutProblem(cmd, bhs.readUInt32BE(20), bhs.readUInt32BE(36), off, len, final) !== undefined) return null;
     return cmd.buffer.subarray(off, off + len);
   }
 
@@ -960,31 +954,28 @@ export class Connection {
     }
     const len = pdu.data.length;
     const off = pdu.bufferOffset;
-    if (pdu.ttt === RESERVED_TAG) {
-      if (off + len > cmd.unsolicitedEnd || pdu.dataSN !== cmd.unsolicitedDataSN) {
-        this.protocolFailure(cmd, bhs, 'unsolicited Data-Out outside the first burst or out of sequence');
-        return;
-      }
-      cmd.unsolicitedDataSN++;
-    } else {
-      const r2t = cmd.r2ts.get(pdu.ttt);
-      if (!r2t) {
-        this.reject(bhs, RejectReason.InvalidPduField);
-        return;
-      }
-      if (off < r2t.offset || off + len > r2t.offset + r2t.length || pdu.dataSN !== r2t.nextDataSN) {
-        this.protocolFailure(cmd, bhs, 'Data-Out outside its R2T or DataSN out of sequence');
-        return;
-      }
-      r2t.nextDataSN++;
-      r2t.received += len;
-      if (r2t.received >= r2t.length) cmd.r2ts.delete(pdu.ttt);
+    const problem = dataOutProblem(cmd, pdu.ttt, pdu.dataSN, off, len, pdu.final);
+    if (problem === 'unknown-ttt') {
+      this.reject(bhs, RejectReason.InvalidPduField);
+      return;
+    }
+    if (problem !== undefined) {
+      this.protocolFailure(cmd, bhs, `Data-Out refused: ${problem} (offset ${off}, length ${len}, expected offset ${cmd.received})`);
+      return;
     }
     // Already in place when the parser assembled it there (dataOutSink).
     const d = pdu.data;
     if (d.buffer !== cmd.buffer.buffer || d.byteOffset !== cmd.buffer.byteOffset + off) d.copy(cmd.buffer, off);
     cmd.received += len;
-    if (cmd.received >= cmd.expectedLength) {
+    if (pdu.ttt === RESERVED_TAG) {
+      cmd.unsolicitedDataSN++;
+    } else {
+      const r2t = cmd.r2ts.get(pdu.ttt)!;
+      r2t.nextDataSN++;
+      r2t.received += len;
+      if (r2t.received === r2t.length) cmd.r2ts.delete(pdu.ttt);
+    }
+    if (cmd.received === cmd.expectedLength) {
       this.dataComplete(cmd);
     } else if (pdu.ttt !== RESERVED_TAG) {
       this.sendR2Ts(cmd);
@@ -1011,6 +1002,12 @@ export class Connection {
   }
 
   private dataComplete(cmd: Command): void {
+    if (cmd.received !== cmd.expectedLength || cmd.buffer === null || cmd.buffer.length !== cmd.expectedLength) {
+      // Second wall: a buffer is handed to the SCSI core only when every byte of it came
+      // from this command (pooled buffers hold other commands' data until overwritten).
+      this.finish(cmd, this.internalFailure(cmd, new Error(`Data-Out incomplete: ${cmd.received} of ${cmd.expectedLength} bytes`)));
+      return;
+    }
     // (Not yet seen by the SCSI core: set in place rather than copying the task.)
     (cmd.task as { dataOut: Buffer | null }).dataOut = cmd.buffer;
     this.session!.counters.writtenBytes += cmd.expectedLength;
@@ -1457,6 +1454,34 @@ function detach(cmd: Command): void {
 function giveBack(batch: Batch): void {
   for (let i = 0; i < batch.sent.length; i++) letGo1(batch.sent[i]!);
   if (batch.bytes > 0) readBudget.give(batch.bytes);
+}
+
+/**
+ * What is wrong with a Data-Out PDU for `cmd` (undefined: nothing). DataPDUInOrder=Yes and
+ * DataSequenceInOrder=Yes (all we negotiate) make the rules exact: each PDU starts where
+ * the data received so far ends; it stays inside the unsolicited burst (TTT ffffffffh) or
+ * inside the R2T whose TTT it carries; DataSN counts up from 0 in each sequence; and the F
+ * bit is set on the PDU that ends the sequence, and only there (RFC 7143 §11.7.1, §13.19,
+ * §13.20). So a command's data is complete exactly when every byte arrived once.
+ */
+function dataOutProblem(cmd: Command, ttt: number, dataSN: number, off: number, len: number, final: boolean): string | undefined {
+  let end: number;
+  let sn: number;
+  if (ttt === RESERVED_TAG) {
+    end = cmd.unsolicitedEnd;
+    sn = cmd.unsolicitedDataSN;
+  } else {
+    const r2t = cmd.r2ts.get(ttt);
+    if (r2t === undefined) return 'unknown-ttt';
+    if (off < r2t.offset) return 'offset before its R2T';
+    end = r2t.offset + r2t.length;
+    sn = r2t.nextDataSN;
+  }
+  if (off !== cmd.received) return off < cmd.received ? 'offset overlaps data already received' : 'offset leaves a gap';
+  if (off + len > end) return ttt === RESERVED_TAG ? 'data beyond the unsolicited burst' : 'data beyond its R2T';
+  if (dataSN !== sn) return 'DataSN out of sequence';
+  if (final !== (off + len === end)) return final ? 'F bit before the end of the sequence' : 'no F bit at the end of the sequence';
+  return undefined;
 }
 
 /** CHECK CONDITION decided by the transport, before or instead of the SCSI core. */

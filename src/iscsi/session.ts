@@ -19,6 +19,11 @@ export interface Command {
   task: ScsiTask;
   /** Data-Out assembly (write commands). */
   buffer: Buffer | null;
+  /**
+   * Bytes of `buffer` received, which is also the offset the next Data-Out must carry: we
+   * negotiate DataPDUInOrder=Yes and DataSequenceInOrder=Yes, so data arrives in order,
+   * without gaps or overlap, and [0, received) is exactly what the initiator sent.
+   */
   received: number;
   /** End of the unsolicited burst (immediate data + unsolicited Data-Out). */
   unsolicitedEnd: number;
