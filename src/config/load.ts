@@ -725,6 +725,7 @@ const LIMIT_KEYS: Record<string, { kind: 'count' | 'seconds' | 'bytes' | 'bool' 
   nopInterval: { kind: 'seconds', lo: 0, hi: 3600 },
   nopTimeout: { kind: 'seconds', lo: 1, hi: 3600 },
   dropIdlePeers: { kind: 'bool', lo: 0, hi: 1 },
+  stallTimeout: { kind: 'seconds', lo: 1, hi: 600 },
   queueDepth: { kind: 'count', lo: 1, hi: 65536 },
   maxImmediateCommands: { kind: 'count', lo: 1, hi: 1024 },
   connectionBuffer: { kind: 'bytes', lo: 1024 * 1024, hi: 64 * 1024 * 1024 * 1024 },
@@ -772,6 +773,7 @@ function parseLimits(c: Checker, e: Entry): LimitsConfig | undefined {
       case 'loginTimeout': out.loginTimeoutMs = Math.round(n * 1000); break;
       case 'nopInterval': out.nopIntervalMs = Math.round(n * 1000); break;
       case 'nopTimeout': out.nopTimeoutMs = Math.round(n * 1000); break;
+      case 'stallTimeout': out.stallTimeoutMs = Math.round(n * 1000); break;
       case 'connectionBuffer': out.connectionBufferBytes = n; break;
       case 'shutdownGrace': out.shutdownGraceMs = Math.round(n * 1000); break;
       case 'busyPoll': out.busyPollUs = n; break;

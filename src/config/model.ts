@@ -97,6 +97,11 @@ export interface LimitsConfig {
   nopTimeoutMs: number;
   /** Also drop idle peers that do not answer pings (off: synchronous initiators never answer while idle). */
   dropIdlePeers: boolean;
+  /**
+   * A connection that owes the target Data-Out, or leaves its READ data unread, and makes no
+   * progress for this long is closed: the data budgets it holds are shared by every host.
+   */
+  stallTimeoutMs: number;
   /** The CmdSN window: commands queued per session (MaxCmdSN - ExpCmdSN + 1). */
   queueDepth: number;
   /** Immediate (I bit) SCSI commands running at once per session, beyond the window. */
@@ -116,6 +121,7 @@ export const LIMIT_DEFAULTS: LimitsConfig = {
   nopIntervalMs: 10000,
   nopTimeoutMs: 30000,
   dropIdlePeers: false,
+  stallTimeoutMs: 5000,
   queueDepth: 128,
   maxImmediateCommands: 16,
   connectionBufferBytes: 256 * 1024 * 1024,

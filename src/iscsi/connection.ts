@@ -97,6 +97,11 @@ export class Connection {
   private textInBytes = 0;
   private loginTimer?: NodeJS.Timeout;
   private nopTimer?: NodeJS.Timeout;
+  /** Data-Out PDUs accepted and batches of read data written: the initiator moving. */
+  private progress = 0;
+  private stallMark = 0;
+  private stallSince = 0;
+  private stallQueued = 0;
   private pingTtt = 0;
   private pingSentAt = 0;
   private lastHeard = Date.now();
@@ -338,6 +343,7 @@ export class Connection {
     if (s.writableLength > WRITE_HIGH_WATER) s.pause();
   };
   private readonly batchWritten = (): void => {
+    this.progress++;
     const batch = this.releasing.shift();
     if (batch) giveBack(batch);
   };
@@ -608,11 +614,23 @@ export class Connection {
 
   // ---------------------------------------------------------------- NOP
 
+  /**
+   * The connection's clock, once logged in: NOP-In pings (limits.nopInterval, nopTimeout)
+   * and the stall check (limits.stallTimeout).
+   */
   private startPings(): void {
     const { nopIntervalMs, nopTimeoutMs } = this.host.timeouts;
-    if (nopIntervalMs <= 0) return;
+    const stallMs = this.bounds.stallTimeoutMs;
+    this.stallSince = Date.now();
+    const tick = Math.min(nopIntervalMs > 0 ? nopIntervalMs : 1000, nopTimeoutMs, Math.max(50, stallMs / 4), 1000);
     this.nopTimer = setInterval(() => {
       const now = Date.now();
+      if (this.stalled(now, stallMs)) {
+        this.log.warn({ seconds: stallMs / 1000 }, 'initiator stalled: it owes Data-Out or leaves its READ data unread, with no progress; closing');
+        this.destroy();
+        return;
+      }
+      if (nopIntervalMs <= 0) return;
       if (this.pingTtt !== 0 && now - this.pingSentAt > nopTimeoutMs && now - this.lastHeard > nopTimeoutMs) {
         // Synchronous initiators (libiscsi's tools) read their socket only while they
         // wait for a command, so an idle one that does not answer is not dead: only a
@@ -639,16 +657,37 @@ export class Connection {
           data: EMPTY,
         });
       }
-    }, Math.min(nopIntervalMs, nopTimeoutMs, 1000));
+    }, tick);
     this.nopTimer.unref();
   }
 
-  /** Does a command of ours wait for Data-Out from the initiator? */
+  /**
+   * Has the initiator owed us something (Data-Out, or reading its READ data) without any
+   * progress for `ms`? What it holds meanwhile (write and read budget) is every host's, so
+   * a peer that sits on it is closed, whatever else it keeps sending (NOP-Outs do not count).
+   */
+  private stalled(now: number, ms: number): boolean {
+    // Queued output that shrank since the last look is a reading peer too (a slow link
+    // may take longer than one batch per tick).
+    const queued = this.socket.writableLength;
+    const draining = queued < this.stallQueued;
+    this.stallQueued = queued;
+    if (draining || this.progress !== this.stallMark || !this.waitingOnInitiator()) {
+      this.stallMark = this.progress;
+      this.stallSince = now;
+      return false;
+    }
+    return now - this.stallSince >= ms;
+  }
+
+  /** Do we wait on the initiator: for Data-Out, or for it to read the READ data we sent? */
   private waitingOnInitiator(): boolean {
     // (A WRITE waiting for room in the write budget has no buffer yet: nothing is owed.)
     for (const cmd of this.session?.tasks.values() ?? []) if (cmd.state === 'receiving' && cmd.buffer !== null) return true;
-    // Nor is one that leaves READ data unread: it holds room in the read budget.
-    return this.readCharged.size > 0 && this.socket.writableLength > 0;
+    // READ data handed to the socket and not yet written holds its buffers and its room in
+    // the read budget, in batches waiting for their write (answered READs) or still
+    // charged to the command.
+    return this.releasing.length > 0 || (this.readCharged.size > 0 && this.socket.writableLength > 0);
   }
 
   private onNopOut(pdu: NopOut): void {
@@ -963,6 +1002,7 @@ export class Connection {
       this.protocolFailure(cmd, bhs, `Data-Out refused: ${problem} (offset ${off}, length ${len}, expected offset ${cmd.received})`);
       return;
     }
+    this.progress++;
     // Already in place when the parser assembled it there (dataOutSink).
     const d = pdu.data;
     if (d.buffer !== cmd.buffer.buffer || d.byteOffset !== cmd.buffer.byteOffset + off) d.copy(cmd.buffer, off);
