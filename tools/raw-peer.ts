@@ -12,6 +12,8 @@ export class RawPeer {
   readonly received: Pdu[] = [];
   /** Raw BHS of every received PDU, in order (to check Reject payloads byte for byte). */
   readonly receivedBhs: Buffer[] = [];
+  /** Every byte the target sent, as received (padding and digests included). */
+  readonly receivedBytes: Buffer[] = [];
   closed = false;
   /** Resolves when the target closes (or resets) the connection. */
   readonly closedP: Promise<void>;
@@ -29,7 +31,10 @@ export class RawPeer {
         this.parserBroken = true;
       },
     });
-    socket.on('data', (c: Buffer) => parser.push(c));
+    socket.on('data', (c: Buffer) => {
+      this.receivedBytes.push(c);
+      parser.push(c);
+    });
     socket.on('error', () => undefined);
     this.closedP = new Promise((r) =>
       socket.on('close', () => {
@@ -95,12 +100,15 @@ export class RawPeer {
 
   /**
    * A plain login (no CHAP) in two PDUs; resolves with the final Login Response. Offers
-   * no digests, the given MaxRecvDataSegmentLength, ImmediateData and InitialR2T=Yes.
+   * no digests, MaxRecvDataSegmentLength 262144, ImmediateData and InitialR2T=Yes;
+   * `operational` replaces any of those keys (or adds others), `extraKeys` are appended.
    */
   async login(opts: {
     initiatorName: string;
     targetName?: string;
     isid?: Buffer;
+    tsih?: number;
+    operational?: Array<[string, string]>;
     extraKeys?: Array<[string, string]>;
   }): Promise<{ ok: boolean; statusClass: number; statusDetail: number; keys: Map<string, string>; cmdSN: number }> {
     const isid = opts.isid ?? Buffer.from([0x80, 0, 0, 0, 0, 1]);
@@ -121,7 +129,7 @@ export class RawPeer {
         versionMax: 0,
         versionMin: 0,
         isid,
-        tsih: 0,
+        tsih: opts.tsih ?? 0,
         itt: 1,
         cid: 0,
         cmdSN: 1,
@@ -134,15 +142,16 @@ export class RawPeer {
     };
     let r = await step(0, 1, sec);
     if (r.statusClass !== 0) return { ok: false, statusClass: r.statusClass, statusDetail: r.statusDetail, keys: new Map(), cmdSN: 1 };
-    r = await step(1, 3, [
+    const operational = new Map<string, string>([
       ['HeaderDigest', 'None'],
       ['DataDigest', 'None'],
       ['MaxRecvDataSegmentLength', '262144'],
       ['InitialR2T', 'Yes'],
       ['ImmediateData', 'Yes'],
       ['ErrorRecoveryLevel', '0'],
-      ...(opts.extraKeys ?? []),
+      ...(opts.operational ?? []),
     ]);
+    r = await step(1, 3, [...operational, ...(opts.extraKeys ?? [])]);
     return {
       ok: r.statusClass === 0 && r.transit,
       statusClass: r.statusClass,

@@ -557,6 +557,7 @@ volumes:
 targets:
   - iqn: ${TARGET_IQN}
     luns: { 0: thin, 1: golden, 2: thin512e, 3: sealed }
+    allowTargetReset: true   # the suite's Reserve6 and Sanitize tests send TARGET WARM/COLD RESET
 `);
     const daemon = d;
     process.once('exit', () => {
