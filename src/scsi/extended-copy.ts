@@ -236,7 +236,10 @@ export async function extendedCopy(lu: LogicalUnit, task: ScsiTask): Promise<Scs
     }
     segments.push({ at, src, dst, srcLba: Number(srcLba), dstLba: Number(dstLba), bytes });
   }
+  // The receiving unit passed the command table's checks for EXTENDED COPY (a write);
+  // any other unit is checked as that nexus's READ (source) or write (destination) would be.
   for (const s of segments) {
+    if (s.src !== lu) checkSource(s.src, task);
     if (s.dst !== lu) checkDestination(s.dst, task);
   }
 
@@ -306,7 +309,17 @@ function reachableUnit(luns: ReadonlyMap<number, LogicalUnit>, designator: Buffe
 function checkDestination(dst: LogicalUnit, task: ScsiTask): void {
   if (dst.readonly) throw checkCondition(SenseKey.DataProtect, ASC.WRITE_PROTECTED);
   if (dst.writeProtected) throw checkCondition(SenseKey.DataProtect, ASC.SOFTWARE_WRITE_PROTECTED);
-  const conflict = dst.copyAdmission(task);
+  const conflict = dst.copyAdmission(task, 'destination');
+  if (conflict !== null) throw conflict;
+}
+
+/**
+ * Checks for a source other than the receiving logical unit: reservations held by another
+ * I_T nexus (an exclusive-access persistent reservation, an SPC-2 RESERVE) and a SANITIZE in
+ * progress, as a READ from this I_T nexus would meet them.
+ */
+function checkSource(src: LogicalUnit, task: ScsiTask): void {
+  const conflict = src.copyAdmission(task, 'source');
   if (conflict !== null) throw conflict;
 }
 

@@ -62,6 +62,9 @@ export interface LogicalUnitOptions {
   statePath?: string;
 }
 
+/** A READ(16), for judging an EXTENDED COPY source as a read from the requesting nexus. */
+const READ16_CDB = Buffer.from([0x88, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
+
 /** iSCSI task attributes as carried in the SCSI Command PDU (RFC 7143 §11.3.1). */
 const ATTR_ORDERED = 2;
 const ATTR_HEAD_OF_QUEUE = 3;
@@ -297,18 +300,20 @@ export class LogicalUnit {
   // ---------------------------------------------------------------- EXTENDED COPY hooks
 
   /**
-   * An EXTENDED COPY another unit received wants to write here: null if the command would
-   * get through this unit's SANITIZE and reservation checks from that I_T nexus, else the
-   * error to end the copy with (a reservation conflict is COPY ABORTED, COPY TARGET DEVICE
-   * NOT REACHABLE). Write protection is checked by the caller.
+   * An EXTENDED COPY another unit received reads from here (`source`) or writes here
+   * (`destination`): null if that I_T nexus would get through this unit's SANITIZE and
+   * reservation checks with a READ (source) or with the copy command itself (destination),
+   * else the error to end the copy with (a reservation conflict is COPY ABORTED, COPY
+   * TARGET DEVICE NOT REACHABLE). Write protection is checked by the caller.
    */
-  copyAdmission(task: ScsiTask): CheckCondition | null {
-    const spec = lookupCommand(task.cdb);
+  copyAdmission(task: ScsiTask, role: 'source' | 'destination'): CheckCondition | null {
+    const cdb = role === 'source' ? READ16_CDB : task.cdb;
+    const spec = lookupCommand(cdb);
     if (spec === undefined || spec === BAD_SERVICE_ACTION) return null;
     const sanitizing = this.sanitize.admission(spec);
     if (sanitizing !== null) return new CheckCondition(sanitizing);
     const reserved = this.reservedBy !== null && this.reservedBy !== task.nexus.id;
-    if (reserved || this.pr.conflicts(task.nexus, spec, task.cdb)) {
+    if (reserved || this.pr.conflicts(task.nexus, spec, cdb)) {
       return checkCondition(SenseKey.CopyAborted, { asc: 0x0d, ascq: 0x02 });
     }
     return null;

@@ -269,3 +269,35 @@ test('REPORT SUPPORTED OPERATION CODES lists EXTENDED COPY and RECEIVE COPY RESU
   const { COMMANDS } = await import('../../src/scsi/commands');
   assert.equal(COMMANDS.find((c) => c.opcode === 0x83)!.writesMedium, true);
 });
+
+test('EXTENDED COPY meets a reservation held by another I_T nexus on its source (as a READ would) and its destination (as a write)', async () => {
+  const { a, b, luns } = await twoUnits();
+  const holder = nexus(5);
+  await exec(luns, 1, [0x00], { nexus: holder }); // the holder's power-on unit attention
+  await writeBlocks(luns, 1, 0, pattern(8192, 3));
+  const fromB = paramList([cscd(a), cscd(b)], [b2b(1, 0, 16, 0, 0)]);
+  const toB = paramList([cscd(a), cscd(b)], [b2b(0, 1, 16, 0, 64)]);
+  // SPC-2 RESERVE on b by another nexus: neither a READ nor a write of b gets through.
+  expectGood(await exec(luns, 1, [0x16, 0, 0, 0, 0, 0], { nexus: holder }));
+  assert.equal((await exec(luns, 1, CDB.read16(0, 16))).status, ScsiStatus.ReservationConflict);
+  expectSense(await xcopy(luns, 0, fromB), 0x0a, 0x0d, 0x02);
+  expectSense(await xcopy(luns, 0, toB), 0x0a, 0x0d, 0x02);
+  expectGood(await exec(luns, 1, [0x17, 0, 0, 0, 0, 0], { nexus: holder }));
+  // A persistent reservation, Exclusive Access, held by another nexus on b: reads conflict too.
+  const pr = (sa: number, type: number, key: bigint, sark: bigint) => {
+    const p = Buffer.alloc(24);
+    p.writeBigUInt64BE(key, 0);
+    p.writeBigUInt64BE(sark, 8);
+    return exec(luns, 1, [0x5f, sa, type, 0, 0, 0, 0, 0, 24, 0], { nexus: holder, dataOut: p });
+  };
+  expectGood(await pr(0x00, 0, 0n, 0x77n)); // REGISTER
+  expectGood(await pr(0x01, 0x03, 0x77n, 0n)); // RESERVE, Exclusive Access
+  assert.equal((await exec(luns, 1, CDB.read16(0, 16))).status, ScsiStatus.ReservationConflict);
+  expectSense(await xcopy(luns, 0, fromB), 0x0a, 0x0d, 0x02);
+  expectSense(await xcopy(luns, 0, toB), 0x0a, 0x0d, 0x02);
+  // Write Exclusive: reading b is allowed, so copying from it is too; writing it is not.
+  expectGood(await pr(0x02, 0x03, 0x77n, 0n)); // RELEASE
+  expectGood(await pr(0x01, 0x01, 0x77n, 0n)); // RESERVE, Write Exclusive
+  expectGood(await xcopy(luns, 0, fromB));
+  expectSense(await xcopy(luns, 0, toB), 0x0a, 0x0d, 0x02);
+});
