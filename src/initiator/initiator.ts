@@ -17,7 +17,7 @@ import {
 import { encodePdu } from '../iscsi/pdu/serializer';
 import { PduParser } from '../iscsi/pdu/parser';
 import { encodeTextKeys, parseTextKeys } from '../iscsi/pdu/text';
-import { encodeLun } from '../iscsi/lun';
+import { encodeLun } from '../scsi/lun';
 import { CHAP_ALGORITHMS, chapResponse, decodeBinary, encodeHex } from '../iscsi/chap';
 
 export interface InitiatorOptions {

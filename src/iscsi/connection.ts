@@ -32,7 +32,7 @@ import {
 import { LoginHost, LoginOutcome, LoginPhase } from './login';
 import { negotiateKeys } from './negotiation';
 import type { Command, Session } from './session';
-import { decodeLun } from './lun';
+import { decodeLun } from '../scsi/lun';
 import { TextSplitter } from './text-exchange';
 import { LIMIT_DEFAULTS, type LimitsConfig } from '../config/model';
 

@@ -14,6 +14,7 @@ import {
   SenseKey,
   type SenseSpec,
 } from './sense';
+import { writeLunField } from './lun';
 import { standardInquiryData, truncate } from './spc';
 import { ScsiStatus, type ScsiResult, type ScsiTask } from './task';
 
@@ -44,19 +45,6 @@ function guard(fn: () => ScsiResult): ScsiResult {
   }
 }
 
-/** The 8-byte LUN field for a LUN number (SAM-5 §4.7): peripheral below 256, else flat space. */
-export function encodeLunField(lun: number): Buffer {
-  const b = Buffer.alloc(8);
-  if (lun < 256) {
-    b[0] = 0x00;
-    b[1] = lun;
-  } else {
-    b[0] = 0x40 | ((lun >> 8) & 0x3f);
-    b[1] = lun & 0xff;
-  }
-  return b;
-}
-
 /**
  * REPORT LUNS: SELECT REPORT 00h (all LUNs the nexus may address) and 02h (all) list the
  * map, 01h (well-known LUs only) an empty list; anything else is INVALID FIELD IN CDB.
@@ -77,7 +65,7 @@ export function reportLuns(task: ScsiTask): ScsiResult {
   }
   const b = Buffer.alloc(8 + 8 * list.length);
   b.writeUInt32BE(8 * list.length, 0);
-  list.forEach((lun, i) => encodeLunField(lun).copy(b, 8 + 8 * i));
+  list.forEach((lun, i) => writeLunField(b, lun, 8 + 8 * i));
   return { status: ScsiStatus.Good, data: truncate(b, alloc) };
 }
 

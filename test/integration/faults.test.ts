@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Initiator, ScsiError, senseOf } from '../../src/initiator/initiator';
 import { Op, TaskAttr, type R2T } from '../../src/iscsi/pdu/messages';
-import { encodeLun } from '../../src/iscsi/lun';
+import { encodeLun } from '../../src/scsi/lun';
 import { RawPeer } from '../../tools/raw-peer';
 import { fileVolume, startTarget, memoryVolume, TARGET, type TestTarget } from '../helpers/target';
 

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { Initiator } from '../../src/initiator/initiator';
 import { Op, RESERVED_TAG, TaskAttr, type InitiatorPdu, type Reject } from '../../src/iscsi/pdu/messages';
 import { encodePduToBuffer } from '../../src/iscsi/pdu/serializer';
-import { encodeLun } from '../../src/iscsi/lun';
+import { encodeLun } from '../../src/scsi/lun';
 import { RawPeer, rssMiB } from '../../tools/raw-peer';
 import { startTarget, memoryVolume, TARGET, type TestTarget } from '../helpers/target';
 

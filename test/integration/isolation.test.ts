@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Initiator, senseOf, type CommandResult } from '../../src/initiator/initiator';
 import { Op, RESERVED_TAG, TaskAttr, type DataOut, type Pdu, type R2T, type Reject, type ScsiResponse } from '../../src/iscsi/pdu/messages';
-import { encodeLun } from '../../src/iscsi/lun';
+import { encodeLun } from '../../src/scsi/lun';
 import { deriveIdentifiers } from '../../src/scsi/logical-unit';
 import { PrIn, PrOut, PrType } from '../../src/scsi/persistent-reservations';
 import { dataBuffers } from '../../src/scsi/buffer-pool';

@@ -3,7 +3,7 @@
 // Every PDU carries the fields of its Basic Header Segment by name, plus `data`
 // (the data segment, unpadded, without digest). Numbers are unsigned 32-bit
 // values unless noted. The LUN field travels as the raw 8-byte value (`lun`,
-// a bigint) because its encoding is SAM's; `src/iscsi/lun.ts` decodes it.
+// a bigint) because its encoding is SAM's; `src/scsi/lun.ts` decodes it.
 
 export const enum Op {
   NopOut = 0x00,
