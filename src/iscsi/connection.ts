@@ -33,6 +33,7 @@ import { LoginHost, LoginOutcome, LoginPhase } from './login';
 import { negotiateKeys } from './negotiation';
 import type { Command, Session } from './session';
 import { decodeLun } from '../scsi/lun';
+import { TmfFunction, TmfResponse } from '../scsi/task-management';
 import { TextSplitter } from './text-exchange';
 import { LIMIT_DEFAULTS, type LimitsConfig } from '../config/model';
 
@@ -45,8 +46,8 @@ export interface ConnectionHost extends LoginHost {
   closeSession(session: Session): void;
   /** SendTargets answer for this initiator: 'All', a target name, or '' (this session's target). */
   sendTargets(initiatorName: string, value: string, session: Session, localAddress: string): Array<[string, string]>;
-  /** Task management functions that reach beyond this session. Returns the TMF response code. */
-  taskManagement(session: Session, func: number, lun: number): Promise<number>;
+  /** A task management function of this session (src/scsi/task-management.ts). */
+  taskManagement(session: Session, func: number, lun: number, refTaskTag: number): Promise<TmfResponse>;
   /** Count a failed login from this address; returns how long to hold the answer back (ms). */
   loginFailed(address: string): number;
   loginSucceeded(address: string): void;
@@ -66,17 +67,6 @@ const WRITE_HIGH_WATER = 16 * 1024 * 1024;
 const MAX_TEXT_BYTES = 64 * 1024;
 /** Long Text Responses kept for the initiator to fetch; older ones are dropped. */
 const MAX_TEXT_SPLITTERS = 4;
-
-export const enum TmfResponse {
-  Complete = 0,
-  TaskDoesNotExist = 1,
-  LunDoesNotExist = 2,
-  TaskStillAllegiant = 3,
-  ReassignmentNotSupported = 4,
-  NotSupported = 5,
-  AuthorizationFailed = 6,
-  Rejected = 255,
-}
 
 export class Connection {
   log: Logger;
@@ -1221,63 +1211,13 @@ export class Connection {
     return cmd.finished ?? Promise.resolve();
   }
 
-  /** Abort every task of this session on `lun` (or all LUNs when lun < 0). */
-  async abortTasks(lun: number): Promise<void> {
-    const waits: Promise<void>[] = [];
-    for (const cmd of [...this.session!.tasks.values()]) {
-      if (lun < 0 || cmd.lun === lun) waits.push(this.abort(cmd));
-    }
-    await Promise.all(waits);
-  }
-
   // ---------------------------------------------------------------- task management
 
   private async onTaskMgmt(pdu: TaskMgmtRequest): Promise<void> {
     const session = this.session!;
     const lun = decodeLun(pdu.lun);
-    let response: number;
-    const lunKnown = session.luns.has(lun);
-    if (session.type === 'Discovery') {
-      response = TmfResponse.NotSupported;
-    } else {
-      switch (pdu.func) {
-        case 1: {
-          // ABORT TASK
-          const cmd = session.tasks.get(pdu.refTaskTag);
-          if (!lunKnown) response = TmfResponse.LunDoesNotExist;
-          else if (cmd && cmd.lun === lun) {
-            await this.abort(cmd);
-            response = TmfResponse.Complete;
-          } else {
-            response = TmfResponse.TaskDoesNotExist;
-          }
-          break;
-        }
-        case 2: // ABORT TASK SET
-          if (!lunKnown) response = TmfResponse.LunDoesNotExist;
-          else {
-            await this.abortTasks(lun);
-            response = TmfResponse.Complete;
-          }
-          break;
-        case 3: // CLEAR ACA: we never establish ACA (NACA=0 only)
-          response = TmfResponse.NotSupported;
-          break;
-        case 4: // CLEAR TASK SET
-        case 5: // LOGICAL UNIT RESET
-          response = lunKnown ? await this.host.taskManagement(session, pdu.func, lun) : TmfResponse.LunDoesNotExist;
-          break;
-        case 6: // TARGET WARM RESET
-        case 7: // TARGET COLD RESET
-          response = await this.host.taskManagement(session, pdu.func, lun);
-          break;
-        case 8: // TASK REASSIGN: needs ERL 2
-          response = TmfResponse.ReassignmentNotSupported;
-          break;
-        default:
-          response = TmfResponse.NotSupported;
-      }
-    }
+    const response =
+      session.type === 'Discovery' ? TmfResponse.NotSupported : await this.host.taskManagement(session, pdu.func, lun, pdu.refTaskTag);
     this.log.info({ func: pdu.func, lun, response }, 'task management');
     this.send({
       op: Op.TaskMgmtResponse,
@@ -1288,8 +1228,8 @@ export class Connection {
       maxCmdSN: this.maxCmdSN,
       data: EMPTY,
     });
-    if (pdu.func === 7 && response === TmfResponse.Complete) {
-      // Cold reset ends every connection of the target, ours too, once the response is out.
+    if (pdu.func === TmfFunction.TargetColdReset && response === TmfResponse.Complete) {
+      // A cold reset ends the issuing initiator's connections, this one once the response is out.
       this.endSocket();
     }
   }

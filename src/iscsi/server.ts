@@ -12,7 +12,8 @@ import { FileBackstore } from '../backstore/file';
 import { LogicalUnit } from '../scsi/logical-unit';
 import { ASC } from '../scsi/sense';
 import type { ItNexus } from '../scsi/task';
-import { Connection, ConnectionHost, TmfResponse } from './connection';
+import { Connection, ConnectionHost } from './connection';
+import { performTmf, TmfResponse } from '../scsi/task-management';
 import type { ChapCredentialsPair, LoginOutcome } from './login';
 import { DEFAULT_LIMITS, TargetLimits } from './negotiation';
 import { Session } from './session';
@@ -495,44 +496,50 @@ export class TargetServer implements ConnectionHost {
   }
 
   /**
-   * CLEAR TASK SET and LOGICAL UNIT RESET on one LU of the session's map, TARGET WARM RESET
-   * and TARGET COLD RESET on all of them (RFC 7143 §11.5.1 scopes a target reset to the LUs
-   * the issuing initiator knows; nothing else of the target is touched). Target resets are
-   * refused with "function authorization failed" unless the initiator's ACL (or its target)
-   * sets allowTargetReset, as LIO refuses them unless the node ACL allows them.
+   * A task management function from `session` (src/scsi/task-management.ts has the
+   * semantics): its scope is the session's own tasks and LUN map, and the tasks of any
+   * session on those LUs for the functions that clear a task set.
    */
-  async taskManagement(session: Session, func: number, lun: number): Promise<number> {
-    const targetReset = func === 6 || func === 7;
-    if (targetReset && !this.mayResetTarget(session)) {
-      this.logger.warn(
-        { tsih: session.tsih, initiator: session.initiatorName, target: session.targetName, func },
-        'target reset refused: the ACL does not set allowTargetReset',
-      );
-      return TmfResponse.AuthorizationFailed;
-    }
-    const affected = new Set<LogicalUnit>(targetReset ? session.luns.values() : [session.luns.get(lun)!]);
-    const waits: Promise<void>[] = [];
-    for (const [s, conn] of this.sessions) {
-      for (const cmd of [...s.tasks.values()]) {
-        const lu = s.luns.get(cmd.lun);
-        if (lu !== undefined && affected.has(lu)) waits.push(conn.abort(cmd));
-      }
-    }
-    await Promise.all(waits);
-    const kind = func === 4 ? undefined : func === 5 ? 'lun' : func === 6 ? 'warm' : 'cold';
-    if (kind) for (const lu of affected) lu.reset(kind, session.nexus);
-    if (func === 7) {
-      // Cold reset: the initiator's other sessions of this target end now, its own after the
-      // response. Other initiators' sessions stay (their shared LUs report the reset).
-      const me = session.initiatorName.toLowerCase();
-      for (const [s, conn] of [...this.sessions]) {
-        if (s !== session && s.targetName === session.targetName && s.initiatorName.toLowerCase() === me) {
-          this.closeSession(s);
-          conn.destroy();
+  taskManagement(session: Session, func: number, lun: number, refTaskTag: number): Promise<TmfResponse> {
+    const conn = this.sessions.get(session);
+    return performTmf(func, lun, refTaskTag, {
+      nexus: session.nexus,
+      luns: session.luns,
+      mayResetTarget: this.mayResetTarget(session),
+      abortTask: async (tag, l) => {
+        const cmd = session.tasks.get(tag);
+        if (cmd === undefined || cmd.lun !== l || conn === undefined) return false;
+        await conn.abort(cmd);
+        return true;
+      },
+      abortOwnTasks: async (l) => {
+        if (conn === undefined) return;
+        await Promise.all([...session.tasks.values()].filter((cmd) => cmd.lun === l).map((cmd) => conn.abort(cmd)));
+      },
+      abortAllTasks: async (lus) => {
+        const waits: Promise<void>[] = [];
+        for (const [s, c] of this.sessions) {
+          for (const cmd of [...s.tasks.values()]) {
+            const lu = s.luns.get(cmd.lun);
+            if (lu !== undefined && lus.has(lu)) waits.push(c.abort(cmd));
+          }
         }
-      }
-    }
-    return TmfResponse.Complete;
+        await Promise.all(waits);
+      },
+      endInitiatorSessions: () => {
+        // Other initiators' sessions stay (their shared LUs report the reset); the issuing
+        // session ends once its response is out (the connection does that).
+        const me = session.initiatorName.toLowerCase();
+        for (const [s, c] of [...this.sessions]) {
+          if (s !== session && s.targetName === session.targetName && s.initiatorName.toLowerCase() === me) {
+            this.closeSession(s);
+            c.destroy();
+          }
+        }
+      },
+      refused: (why) =>
+        this.logger.warn({ tsih: session.tsih, initiator: session.initiatorName, target: session.targetName, func }, `task management refused: ${why}`),
+    });
   }
 
   /** Does the session's initiator have allowTargetReset (its ACL's, else its target's)? */
