@@ -4,8 +4,9 @@
 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { classifyCdb, DataPhase } from '../scsi/commands';
 import { startScsi } from '../scsi/dispatch';
-import { fixedSense, SenseKey, senseKeyOf } from '../scsi/sense';
+import { ASC, fixedSense, SenseKey, senseKeyOf, type Asc } from '../scsi/sense';
 import { ScsiStatus, type ScsiResult } from '../scsi/task';
 import { dataBuffers } from '../scsi/buffer-pool';
 import { readBudget, writeBudget, type BudgetWaiter } from './data-budget';
@@ -774,7 +775,7 @@ export class Connection {
 
     if (!pdu.write || edtl === 0) {
       if (pdu.write) cmd.task = { ...cmd.task, dataOut: Buffer.alloc(0) };
-      else if (edtl > 0 && PLAIN_READS.has(pdu.cdb[0]!) && !this.chargeRead(cmd)) return;
+      else if (edtl > 0 && classifyCdb(pdu.cdb) === DataPhase.MediumRead && !this.chargeRead(cmd)) return;
       this.execute(cmd);
       return;
     }
@@ -788,8 +789,8 @@ export class Connection {
     cmd.nextR2TOffset = cmd.unsolicitedEnd;
     if (immLen === edtl) {
       cmd.buffer = pdu.data; // all data came immediate: no copy
-    } else if (PLAIN_WRITES.has(pdu.cdb[0]!)) {
-      // Plain WRITEs lend their buffer from the pool (given back in execute()), within
+    } else if (classifyCdb(pdu.cdb) === DataPhase.MediumWrite) {
+      // Medium WRITEs lend their buffer from the pool (given back in execute()), within
       // the process-wide write budget; other commands' parameter data may be kept by
       // their handlers, so it is their own.
       if (!writeBudget.tryTake(edtl)) {
@@ -1028,7 +1029,7 @@ export class Connection {
     session.tasks.delete(cmd.itt);
     if (!cmd.immediate) session.inFlight--;
     session.counters.errors++;
-    this.respond(cmd, transportFailure(SenseKey.AbortedCommand, 0x4b, 0x00)); // DATA PHASE ERROR
+    this.respond(cmd, transportFailure(SenseKey.AbortedCommand, ASC.DATA_PHASE_ERROR));
   }
 
   private dataComplete(cmd: Command): void {
@@ -1049,7 +1050,7 @@ export class Connection {
     let r: ScsiResult | Promise<ScsiResult>;
     try {
       r = tooLarge
-        ? transportFailure(SenseKey.IllegalRequest, 0x24, 0x00) // INVALID FIELD IN CDB
+        ? transportFailure(SenseKey.IllegalRequest, ASC.INVALID_FIELD_IN_CDB)
         : startScsi(cmd.task);
     } catch (err) {
       r = this.internalFailure(cmd, err);
@@ -1069,7 +1070,7 @@ export class Connection {
 
   private internalFailure(cmd: Command, err: unknown): ScsiResult {
     this.log.error({ err, cdb: cmd.task.cdb.toString('hex') }, 'SCSI command failed unexpectedly');
-    return transportFailure(SenseKey.HardwareError, 0x44, 0x00); // INTERNAL TARGET FAILURE
+    return transportFailure(SenseKey.HardwareError, ASC.INTERNAL_TARGET_FAILURE);
   }
 
   private finish(cmd: Command, result: ScsiResult, done?: () => void): void {
@@ -1402,10 +1403,6 @@ const SMALL_PDU_DATA = 16 * 1024;
 /** Size of one output buffer (room for many small PDUs). */
 const OUT_BUFFER_BYTES = 64 * 1024;
 const FIRST_OUT_BUFFER_BYTES = 4 * 1024;
-/** WRITE(6), WRITE(10), WRITE(12), WRITE(16): their Data-Out is only written to the medium. */
-const PLAIN_WRITES = new Set([0x0a, 0x2a, 0xaa, 0x8a]);
-/** READ(6), READ(10), READ(12), READ(16): their data is what the read budget bounds. */
-const PLAIN_READS = new Set([0x08, 0x28, 0xa8, 0x88]);
 
 /** Read data handed to the socket: a pooled buffer, or the release of a view of a volume. */
 type Sent = Buffer | (() => void);
@@ -1465,6 +1462,6 @@ function dataOutProblem(cmd: Command, ttt: number, dataSN: number, off: number, 
 }
 
 /** CHECK CONDITION decided by the transport, before or instead of the SCSI core. */
-function transportFailure(key: SenseKey, asc: number, ascq: number): ScsiResult {
-  return { status: ScsiStatus.CheckCondition, sense: fixedSense({ key, asc, ascq }) };
+function transportFailure(key: SenseKey, code: Asc): ScsiResult {
+  return { status: ScsiStatus.CheckCondition, sense: fixedSense({ key, asc: code.asc, ascq: code.ascq }) };
 }

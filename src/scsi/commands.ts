@@ -57,6 +57,22 @@ export interface CommandSpec {
   readonly usage: readonly number[];
   /** Recommended command timeout in seconds (REPORT SUPPORTED OPERATION CODES, RCTD). */
   readonly timeout: number;
+  /**
+   * Its data is medium data (READ, WRITE): exactly the transfer length, read or written
+   * and let go when the command ends, never kept by the handler. The transport may then
+   * lend it a pooled buffer and charge it to the shared data budgets (classifyCdb).
+   */
+  readonly mediumData?: boolean;
+}
+
+/** How the transport carries a command's data (from the table's direction and mediumData). */
+export const enum DataPhase {
+  /** Any other command: the transport gives it a buffer of its own, which the handler may keep. */
+  Other = 0,
+  /** A medium read (READ 6/10/12/16): its Data-In counts against the read budget. */
+  MediumRead = 1,
+  /** A medium write (WRITE 6/10/12/16): its Data-Out may go in a pooled buffer, within the write budget. */
+  MediumWrite = 2,
 }
 
 /** Returned by lookupCommand for a known opcode with an unknown service action. */
@@ -169,9 +185,9 @@ const ENTRIES: Entry[] = [
     handler: spc.reportSupportedTaskManagementFunctions, usage: [0xa3, 0x0d, 0x80, 0, 0, 0, ...LBA4, 0, C] },
 
   // ---- SBC-3 (sbc.ts)
-  { opcode: 0x08, name: 'READ(6)', cdbLength: 6, direction: Read, handler: sbc.read6,
+  { opcode: 0x08, name: 'READ(6)', cdbLength: 6, direction: Read, handler: sbc.read6, mediumData: true,
     usage: [0x08, 0x1f, 0xff, 0xff, 0xff, C] },
-  { opcode: 0x0a, name: 'WRITE(6)', cdbLength: 6, direction: Write, handler: sbc.write6, writesMedium: true,
+  { opcode: 0x0a, name: 'WRITE(6)', cdbLength: 6, direction: Write, handler: sbc.write6, writesMedium: true, mediumData: true,
     usage: [0x0a, 0x1f, 0xff, 0xff, 0xff, C] },
   { opcode: 0x1b, name: 'START STOP UNIT', cdbLength: 6, direction: None, handler: sbc.startStopUnit,
     allowedUnderPersistentReservation: PR_START_ONLY, usage: [0x1b, 0x01, 0, 0x0f, 0xf7, C] },
@@ -180,9 +196,9 @@ const ENTRIES: Entry[] = [
     usage: [0x1e, 0, 0, 0, 0x03, C] },
   { opcode: 0x25, name: 'READ CAPACITY(10)', cdbLength: 10, direction: Read, handler: sbc.readCapacity10,
     allowedUnderPersistentReservation: PR_ALLOWED, usage: [0x25, 0, ...LBA4, 0, 0, 0x01, C] },
-  { opcode: 0x28, name: 'READ(10)', cdbLength: 10, direction: Read, handler: sbc.read10,
+  { opcode: 0x28, name: 'READ(10)', cdbLength: 10, direction: Read, handler: sbc.read10, mediumData: true,
     usage: [0x28, 0xfa, ...LBA4, 0x3f, 0xff, 0xff, C] },
-  { opcode: 0x2a, name: 'WRITE(10)', cdbLength: 10, direction: Write, handler: sbc.write10, writesMedium: true,
+  { opcode: 0x2a, name: 'WRITE(10)', cdbLength: 10, direction: Write, handler: sbc.write10, writesMedium: true, mediumData: true,
     usage: [0x2a, 0xfa, ...LBA4, 0x3f, 0xff, 0xff, C] },
   { opcode: 0x2e, name: 'WRITE AND VERIFY(10)', cdbLength: 10, direction: Write, handler: sbc.writeAndVerify10,
     writesMedium: true, usage: [0x2e, 0xf2, ...LBA4, 0x3f, 0xff, 0xff, C] },
@@ -212,11 +228,11 @@ const ENTRIES: Entry[] = [
   { opcode: 0x48, sa: 0x1f, name: 'SANITIZE (EXIT FAILURE MODE)', cdbLength: 10, direction: None,
     handler: sanitize.sanitizeExitFailureMode, writesMedium: true,
     usage: [0x48, 0xa0 | 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
-  { opcode: 0x88, name: 'READ(16)', cdbLength: 16, direction: Read, handler: sbc.read16,
+  { opcode: 0x88, name: 'READ(16)', cdbLength: 16, direction: Read, handler: sbc.read16, mediumData: true,
     usage: [0x88, 0xfa, ...LBA8, ...LBA4, 0x3f, C] },
   { opcode: 0x89, name: 'COMPARE AND WRITE', cdbLength: 16, direction: Write, handler: sbc.compareAndWrite,
     writesMedium: true, usage: [0x89, 0xfa, ...LBA8, 0, 0, 0, 0xff, 0x3f, C] },
-  { opcode: 0x8a, name: 'WRITE(16)', cdbLength: 16, direction: Write, handler: sbc.write16, writesMedium: true,
+  { opcode: 0x8a, name: 'WRITE(16)', cdbLength: 16, direction: Write, handler: sbc.write16, writesMedium: true, mediumData: true,
     usage: [0x8a, 0xfa, ...LBA8, ...LBA4, 0x3f, C] },
   { opcode: 0x8b, name: 'ORWRITE(16)', cdbLength: 16, direction: Write, handler: sbc.orWrite16, writesMedium: true,
     usage: [0x8b, 0xfa, ...LBA8, ...LBA4, 0x3f, C] },
@@ -236,9 +252,9 @@ const ENTRIES: Entry[] = [
     usage: [0x9e, 0x12, ...LBA8, ...LBA4, 0, C] },
   { opcode: 0x9c, name: 'WRITE ATOMIC(16)', cdbLength: 16, direction: Write, handler: sbc.writeAtomic16,
     writesMedium: true, usage: [0x9c, 0xf8, ...LBA8, 0xff, 0xff, 0xff, 0xff, 0x3f, C] },
-  { opcode: 0xa8, name: 'READ(12)', cdbLength: 12, direction: Read, handler: sbc.read12,
+  { opcode: 0xa8, name: 'READ(12)', cdbLength: 12, direction: Read, handler: sbc.read12, mediumData: true,
     usage: [0xa8, 0xfa, ...LBA4, ...LBA4, 0x3f, C] },
-  { opcode: 0xaa, name: 'WRITE(12)', cdbLength: 12, direction: Write, handler: sbc.write12, writesMedium: true,
+  { opcode: 0xaa, name: 'WRITE(12)', cdbLength: 12, direction: Write, handler: sbc.write12, writesMedium: true, mediumData: true,
     usage: [0xaa, 0xfa, ...LBA4, ...LBA4, 0x3f, C] },
   { opcode: 0xb7, name: 'READ DEFECT DATA(12)', cdbLength: 12, direction: Read, handler: sbc.readDefectData12,
     usage: [0xb7, 0x1f, 0, 0, 0, 0, ...LBA4, 0, C] },
@@ -282,6 +298,13 @@ export function lookupCommand(cdb: Buffer): CommandSpec | typeof BAD_SERVICE_ACT
   const slot = BY_OPCODE[cdb[0]];
   if (slot === undefined || !(slot instanceof Map)) return slot;
   return slot.get(cdb[1] & 0x1f) ?? BAD_SERVICE_ACTION;
+}
+
+/** The data phase of the command a CDB names (DataPhase.Other for unknown commands). */
+export function classifyCdb(cdb: Buffer): DataPhase {
+  const spec = lookupCommand(cdb);
+  if (spec === undefined || spec === BAD_SERVICE_ACTION || spec.mediumData !== true) return DataPhase.Other;
+  return spec.direction === DataDirection.Read ? DataPhase.MediumRead : DataPhase.MediumWrite;
 }
 
 /** For REPORT SUPPORTED OPERATION CODES: the entry (or SA map) for an opcode. */

@@ -3,7 +3,6 @@
 // target, whatever LUN it names); anything for a LUN in the map goes to its LogicalUnit;
 // a LUN not in the map gets what SPC-4 says an unsupported logical unit answers.
 
-import type { LogicalUnit } from './logical-unit';
 import {
   ASC,
   buildSense,

@@ -65,16 +65,6 @@ const CSCD_IDENTIFICATION = 0xe4;
 const SEGMENT_BLOCK_TO_BLOCK = 0x02;
 const B2B_DESCRIPTOR_LENGTH = 0x18; // bytes after the first four
 
-const a = (asc: number, ascq: number): Asc => Object.freeze({ asc, ascq });
-const XASC = {
-  OPERATION_IN_PROGRESS: a(0x00, 0x16),
-  COPY_TARGET_DEVICE_NOT_REACHABLE: a(0x0d, 0x02),
-  TOO_MANY_TARGET_DESCRIPTORS: a(0x26, 0x06),
-  UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE: a(0x26, 0x07),
-  TOO_MANY_SEGMENT_DESCRIPTORS: a(0x26, 0x08),
-  UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE: a(0x26, 0x09),
-  INSUFFICIENT_RESOURCES: a(0x55, 0x03),
-} as const;
 
 /** What a copy left for RECEIVE COPY RESULTS (list id usage 00b). */
 interface HeldResult {
@@ -185,21 +175,21 @@ export async function extendedCopy(lu: LogicalUnit, task: ScsiTask): Promise<Scs
     at += size;
   }
   if (cscds.length > XCOPY_LIMITS.maxCscdDescriptors) {
-    throw checkCondition(SenseKey.IllegalRequest, XASC.TOO_MANY_TARGET_DESCRIPTORS, { field: { cd: false, byte: 2 } });
+    throw checkCondition(SenseKey.IllegalRequest, ASC.TOO_MANY_TARGET_DESCRIPTORS, { field: { cd: false, byte: 2 } });
   }
   if (segAts.length > XCOPY_LIMITS.maxSegmentDescriptors) {
-    throw checkCondition(SenseKey.IllegalRequest, XASC.TOO_MANY_SEGMENT_DESCRIPTORS, { field: { cd: false, byte: 8 } });
+    throw checkCondition(SenseKey.IllegalRequest, ASC.TOO_MANY_SEGMENT_DESCRIPTORS, { field: { cd: false, byte: 8 } });
   }
   for (const d of cscds) {
     if (d.type !== CSCD_IDENTIFICATION) {
-      throw checkCondition(SenseKey.IllegalRequest, XASC.UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE, {
+      throw checkCondition(SenseKey.IllegalRequest, ASC.UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE, {
         field: { cd: false, byte: d.at },
       });
     }
   }
   for (const at of segAts) {
     if (p[at] !== SEGMENT_BLOCK_TO_BLOCK) {
-      throw checkCondition(SenseKey.IllegalRequest, XASC.UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE, {
+      throw checkCondition(SenseKey.IllegalRequest, ASC.UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE, {
         field: { cd: false, byte: at },
       });
     }
@@ -212,7 +202,7 @@ export async function extendedCopy(lu: LogicalUnit, task: ScsiTask): Promise<Scs
     const hit = resolved.get(index);
     if (hit !== undefined) return hit;
     const d = cscds[index];
-    if (d === undefined) throw copyAborted(XASC.COPY_TARGET_DEVICE_NOT_REACHABLE);
+    if (d === undefined) throw copyAborted(ASC.COPY_TARGET_DEVICE_NOT_REACHABLE);
     const target = resolveCscd(p, d.at, task.luns);
     resolved.set(index, target);
     return target;
@@ -246,9 +236,9 @@ export async function extendedCopy(lu: LogicalUnit, task: ScsiTask): Promise<Scs
   // Copy.
   const manager = lu.copyManager;
   const prior = usage === 0x00 ? manager.get(task.nexus, listId) : undefined;
-  if (prior?.state === 'running') throw checkCondition(SenseKey.IllegalRequest, XASC.OPERATION_IN_PROGRESS);
+  if (prior?.state === 'running') throw checkCondition(SenseKey.IllegalRequest, ASC.OPERATION_IN_PROGRESS);
   if (manager.running >= XCOPY_LIMITS.maxConcurrentCopies) {
-    throw checkCondition(SenseKey.IllegalRequest, XASC.INSUFFICIENT_RESOURCES);
+    throw checkCondition(SenseKey.IllegalRequest, ASC.INSUFFICIENT_RESOURCES);
   }
   const held: HeldResult = { state: 'running', segmentsProcessed: 0, bytesTransferred: 0 };
   if (usage === 0x00) manager.hold(task.nexus, listId, held);
@@ -285,10 +275,10 @@ function resolveCscd(p: Buffer, at: number, luns: ReadonlyMap<number, LogicalUni
   const designatorType = p[at + 5] & 0x0f;
   const length = p[at + 7];
   if (peripheralType !== 0x00 || codeSet !== 0x01 || association !== 0 || designatorType !== 0x03 || length > 20) {
-    throw copyAborted(XASC.COPY_TARGET_DEVICE_NOT_REACHABLE);
+    throw copyAborted(ASC.COPY_TARGET_DEVICE_NOT_REACHABLE);
   }
   const target = reachableUnit(luns, p.subarray(at + 8, at + 8 + length));
-  if (target === undefined) throw copyAborted(XASC.COPY_TARGET_DEVICE_NOT_REACHABLE);
+  if (target === undefined) throw copyAborted(ASC.COPY_TARGET_DEVICE_NOT_REACHABLE);
   // Block device type specific parameters: PAD/CAT byte 28, DISK BLOCK LENGTH 29..31.
   const diskBlockLength = p.readUIntBE(at + 29, 3);
   if (diskBlockLength !== target.blockSize) throw invalidFieldInParameterList(at + 29);
@@ -406,7 +396,7 @@ export function receiveCopyResults(lu: LogicalUnit, task: ScsiTask): ScsiResult 
     } else if (sa === SA_RECEIVE_DATA) {
       data = Buffer.alloc(4); // no supported segment descriptor holds data
     } else if (sa === SA_FAILED_SEGMENT_DETAILS) {
-      if (held.state === 'running') throw checkCondition(SenseKey.IllegalRequest, XASC.OPERATION_IN_PROGRESS);
+      if (held.state === 'running') throw checkCondition(SenseKey.IllegalRequest, ASC.OPERATION_IN_PROGRESS);
       data = failedSegmentDetails(held, lu.descriptorSense);
       lu.copyManager.discard(task.nexus, listId);
     } else {

@@ -314,7 +314,7 @@ export class LogicalUnit {
     if (sanitizing !== null) return new CheckCondition(sanitizing);
     const reserved = this.reservedBy !== null && this.reservedBy !== task.nexus.id;
     if (reserved || this.pr.conflicts(task.nexus, spec, cdb)) {
-      return checkCondition(SenseKey.CopyAborted, { asc: 0x0d, ascq: 0x02 });
+      return checkCondition(SenseKey.CopyAborted, ASC.COPY_TARGET_DEVICE_NOT_REACHABLE);
     }
     return null;
   }
