@@ -52,6 +52,17 @@ export interface Backstore {
    * before can be read back (SANITIZE CRYPTOGRAPHIC ERASE). Absent: no crypto erase.
    */
   cryptoErase?(): Promise<void>;
+  /**
+   * Only on stores that can grow while open (a regular file, and layers over one): extend
+   * to `size` bytes, sparsely; never shrinks. Absent: the size is fixed (block devices,
+   * memory volumes).
+   */
+  readonly grow?: (size: number) => Promise<void>;
+  /**
+   * The regular file behind the store, under any layers: state that belongs to the volume
+   * is kept beside it (persistent reservations with APTPL). Absent: no such file.
+   */
+  readonly file?: string;
   /** Make every completed write durable (fdatasync). */
   flush(): Promise<void>;
   close(): Promise<void>;

@@ -49,6 +49,8 @@ export class EncryptedBackstore implements Backstore {
   readonly keyFile: string | undefined;
   /** The store's own allocation map: ciphertext and plaintext are mapped alike. */
   readonly mapStatus?: (offset: number, length: number) => Promise<ExtentStatus>;
+  /** Growing adds unallocated blocks, which read as zeros like every unmapped block. */
+  readonly grow?: (size: number) => Promise<void>;
   private key: Buffer;
   private readonly zeroBlock: Buffer;
 
@@ -62,10 +64,21 @@ export class EncryptedBackstore implements Backstore {
     this.zeroBlock = Buffer.alloc(opts.blockSize);
     const map = inner.mapStatus;
     if (map) this.mapStatus = (offset, length) => map.call(inner, offset, length);
+    const grow = inner.grow;
+    if (grow) {
+      this.grow = (size) => {
+        if (size % this.blockSize !== 0) return Promise.reject(new Error(`encrypted volume: ${size} bytes is not a whole number of blocks`));
+        return grow(size);
+      };
+    }
   }
 
   get path(): string {
     return this.inner.path;
+  }
+
+  get file(): string | undefined {
+    return this.inner.file;
   }
 
   get size(): number {

@@ -69,6 +69,9 @@ export class FileBackstore implements Backstore {
   readonly notes: string[];
   /** This open created the file (it held no data before). */
   created = false;
+  /** Regular files grow (Backstore.grow); a block device's size is the device's. */
+  readonly grow?: (size: number) => Promise<void>;
+  readonly file?: string;
   private _size: number;
   private fd: number;
   private closed = false;
@@ -88,6 +91,10 @@ export class FileBackstore implements Backstore {
     this.kind = kind;
     this.readonly = ro;
     this.notes = notes;
+    if (kind === 'file') {
+      this.file = p;
+      this.grow = (size) => this.growFile(size);
+    }
   }
 
   get size(): number {
@@ -355,9 +362,8 @@ export class FileBackstore implements Backstore {
   }
 
   /** Grow a regular file (sparsely) to `size` bytes: `volume resize` on a running target. */
-  async grow(size: number): Promise<void> {
+  private async growFile(size: number): Promise<void> {
     if (this.closed) throw ebadf(this.path);
-    if (this.kind !== 'file') throw new Error(`${this.path} is a block device: its size is the device's`);
     if (size < this._size) throw new Error(`${this.path}: shrinking from ${this._size} to ${size} bytes would lose data`);
     if (size === this._size) return;
     await ftruncate(this.fd, size);

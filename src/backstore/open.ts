@@ -97,9 +97,3 @@ async function isEmpty(store: Backstore): Promise<boolean> {
   const s = await store.mapStatus(0, store.size);
   return !s.mapped && s.length >= store.size;
 }
-
-/** The volume file behind a store (under any encryption), if it is a regular file. */
-export function volumeFile(store: Backstore): string | undefined {
-  const base = store instanceof EncryptedBackstore ? store.inner : store;
-  return base instanceof FileBackstore && base.kind === 'file' ? base.path : undefined;
-}

@@ -28,7 +28,7 @@
 //     and other connections are served.
 //
 // The bytes are read with recv(MSG_DONTWAIT) on the socket's descriptor (through koffi),
-// into slabs that, as in socket-reads.ts, are never reused, so the parser may keep views.
+// into slabs that are never reused, so the parser may keep views of what it read.
 // libuv never sees them: it reads only when the socket is readable again, and everything
 // we took is gone from the socket by then, in order.
 

@@ -192,8 +192,6 @@ export const LOGIN_KEYS = new Set([
   'SendTargets',
 ]);
 
-export class NegotiationError extends Error {}
-
 const NUMERIC = /^(0|[1-9][0-9]*|0x[0-9a-fA-F]+)$/;
 
 function parseNumber(v: string): number | undefined {

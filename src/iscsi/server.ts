@@ -7,8 +7,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { LIMIT_DEFAULTS, type Config, type LimitsConfig, type TargetConfig } from '../config/model';
 import { resolveAccess } from '../acl/access';
-import { openBackstore, volumeFile } from '../backstore/open';
-import { FileBackstore } from '../backstore/file';
+import { openBackstore } from '../backstore/open';
+import type { Backstore } from '../backstore/backstore';
 import { LogicalUnit } from '../scsi/logical-unit';
 import { ASC } from '../scsi/sense';
 import type { ItNexus } from '../scsi/task';
@@ -115,7 +115,7 @@ export class TargetServer implements ConnectionHost {
       logger: this.logger.child({ volume: vol.name }),
       // Persistent reservations with APTPL live next to a volume file; block devices
       // and memory volumes keep them in memory only.
-      statePath: volumeFile(store) !== undefined ? `${volumeFile(store)}.pr.json` : undefined,
+      statePath: store.file !== undefined ? `${store.file}.pr.json` : undefined,
     });
     lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
     this.logger.info(
@@ -139,7 +139,6 @@ export class TargetServer implements ConnectionHost {
   private listen(host: string, port: number): Promise<void> {
     const key = formatPortal({ host, port }).toLowerCase();
     return new Promise((resolve, reject) => {
-      // Paused: accept() takes the connection over before anything is read (socket-reads.ts).
       const srv = net.createServer((socket) => this.accept(socket));
       const onError = (err: NodeJS.ErrnoException) => {
         reject(new Error(`cannot listen on ${fmtAddr(host, port)}: ${err.code ?? err.message}`));
@@ -256,7 +255,7 @@ export class TargetServer implements ConnectionHost {
         l.srv.close();
       }
     };
-    const grows: { lu: LogicalUnit; store: FileBackstore; size: number }[] = [];
+    const grows: { lu: LogicalUnit; grow: NonNullable<Backstore['grow']>; from: number; size: number }[] = [];
     try {
       for (const name of diff.volumes.added) {
         const lu = await this.openUnitFrom(next, name);
@@ -267,9 +266,9 @@ export class TargetServer implements ConnectionHost {
         const lu = this.units.get(r.name);
         const store = lu?.backstore;
         if (!lu || !store || store.size === r.size) continue;
-        if (!(store instanceof FileBackstore) || store.kind !== 'file') throw new Error(`volume ${r.name}: only file volumes can grow while the target runs`);
+        if (store.grow === undefined) throw new Error(`volume ${r.name}: ${store.path} cannot grow while the target runs (a block device or memory volume keeps its size)`);
         if (r.size < store.size) throw new Error(`volume ${r.name}: the file is ${store.size} bytes, larger than ${r.size}; shrinking would lose data`);
-        grows.push({ lu, store, size: r.size });
+        grows.push({ lu, grow: store.grow, from: store.size, size: r.size });
       }
       for (const p of diff.portals.added) {
         await this.listen(p.host, p.port);
@@ -278,9 +277,8 @@ export class TargetServer implements ConnectionHost {
       }
       // Growing is the last step that can fail; a grown file is harmless if a later step were to.
       for (const g of grows) {
-        const from = g.store.size;
-        await g.store.grow(g.size);
-        report.resized.push({ name: g.lu.name, from, to: g.size });
+        await g.grow(g.size);
+        report.resized.push({ name: g.lu.name, from: g.from, to: g.size });
       }
     } catch (err) {
       await undo();

@@ -42,11 +42,6 @@ import {
 } from './sense';
 import { ScsiStatus, type ScsiResult, type ScsiTask } from './task';
 
-export const SANITIZE_OVERWRITE = 0x01;
-export const SANITIZE_BLOCK_ERASE = 0x02;
-export const SANITIZE_CRYPTO_ERASE = 0x03;
-export const SANITIZE_EXIT_FAILURE_MODE = 0x1f;
-
 /** Default pace of an OVERWRITE, in bytes per second (0 = as fast as the store goes). */
 export const DEFAULT_SANITIZE_BYTES_PER_SECOND = 128 * 1024 * 1024;
 const CHUNK_BYTES = 1024 * 1024;

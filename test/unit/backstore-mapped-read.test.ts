@@ -109,7 +109,7 @@ test('a grown volume maps its new blocks; a view outlives close until released',
   const { store, data } = await filled('c.img', 3 * MiB);
   const v = store.readView(2 * MiB, LEN)!;
   assert.ok(v !== null);
-  await store.grow(8 * MiB);
+  await store.grow!(8 * MiB);
   const more = randomBytes(LEN);
   await store.write(more, 6 * MiB);
   const w = store.readView(6 * MiB, LEN);
