@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Op, type Pdu } from '../../src/iscsi/pdu/messages';
 import { encodePduToBuffer, type DigestOptions } from '../../src/iscsi/pdu/serializer';
-import { decodePdu, PduError } from '../../src/iscsi/pdu/parser';
+import { decodePdu, PduError } from '../../src/iscsi/pdu/decoder';
 import { collector, expectedDecode } from './pdu-fixtures';
 
 const u8 = fc.integer({ min: 0, max: 0xff });

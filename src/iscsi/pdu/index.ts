@@ -4,3 +4,4 @@ export * from './digest';
 export * from './text';
 export * from './serializer';
 export * from './parser';
+export * from './decoder';
