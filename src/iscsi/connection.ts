@@ -1,22 +1,21 @@
-// One TCP connection: framing, the login phase, then the full-feature phase
-// (RFC 7143 §4-§11): CmdSN ordering, SCSI commands with their Data-Out/R2T and
-// Data-In, NOP, Text, Task Management and Logout.
+// One iSCSI connection (one per session: MaxConnections=1). Its phase is a union: login,
+// then full feature, then closing. In the full-feature phase it orders non-immediate PDUs
+// by CmdSN and handles NOP, Text, Task Management and Logout itself; SCSI commands and
+// their data go to the session's CommandFlow (command-flow.ts), and bytes in and out go
+// through the PduChannel (pdu-channel.ts).
 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { classifyCdb, DataPhase } from '../scsi/commands';
-import { startScsi } from '../scsi/dispatch';
-import { ASC, fixedSense, SenseKey, senseKeyOf, type Asc } from '../scsi/sense';
-import { ScsiStatus, type ScsiResult } from '../scsi/task';
-import { dataBuffers } from '../scsi/buffer-pool';
-import { readBudget, writeBudget, type BudgetWaiter } from './data-budget';
-import { encodePdu, encodePduInto } from './pdu/serializer';
-import { MAX_MISSES, MAX_ROUNDS, noteReceive, pollRoom, pollTaken, receivingAlone, recvNow, SKIP_CHUNKS } from './busy-poll';
-import { PduParser, PduError } from './pdu/parser';
-import { encodeTextKeys, parseTextKeys } from './pdu/text';
+import { LIMIT_DEFAULTS, type LimitsConfig } from '../config/model';
+import { decodeLun } from '../scsi/lun';
+import { TmfFunction, TmfResponse } from '../scsi/task-management';
+import { CommandFlow } from './command-flow';
+import { Liveness } from './liveness';
+import { LoginHost, LoginOutcome, LoginPhase, loginSummary } from './login';
+import { negotiateKeys } from './negotiation';
+import { PduChannel, type Sent } from './pdu-channel';
+import type { PduError } from './pdu/parser';
 import {
-  DataIn,
-  DataOut,
   InitiatorPdu,
   LoginRequest,
   LogoutRequest,
@@ -25,18 +24,12 @@ import {
   Pdu,
   RESERVED_TAG,
   RejectReason,
-  ScsiCommand,
   TargetPdu,
   TaskMgmtRequest,
   TextRequest,
 } from './pdu/messages';
-import { LoginHost, LoginOutcome, LoginPhase } from './login';
-import { negotiateKeys } from './negotiation';
 import type { Command, Session } from './session';
-import { decodeLun } from '../scsi/lun';
-import { TmfFunction, TmfResponse } from '../scsi/task-management';
-import { TextSplitter } from './text-exchange';
-import { LIMIT_DEFAULTS, type LimitsConfig } from '../config/model';
+import { TextExchange } from './text-exchange';
 
 /** What a connection needs from the server beyond login checks. */
 export interface ConnectionHost extends LoginHost {
@@ -60,49 +53,31 @@ export interface ConnectionHost extends LoginHost {
   readonly bounds?: LimitsConfig;
 }
 
-/** Largest Expected Data Transfer Length we buffer for one command. */
-export const MAX_COMMAND_BYTES = 32 * 1024 * 1024;
-/** Stop reading from a peer that does not read its responses past this much queued output. */
-const WRITE_HIGH_WATER = 16 * 1024 * 1024;
-/** Text Request data a peer may continue (C bit) before it is rejected. */
-const MAX_TEXT_BYTES = 64 * 1024;
-/** Long Text Responses kept for the initiator to fetch; older ones are dropped. */
-const MAX_TEXT_SPLITTERS = 4;
+export { MAX_COMMAND_BYTES } from './command-flow';
+
+/** Where a connection is in its life. */
+type Phase =
+  | { readonly kind: 'login'; readonly login: LoginPhase }
+  | { readonly kind: 'full'; readonly session: Session; readonly flow: CommandFlow; readonly text: TextExchange }
+  /** Ending (failed login, logout, a fatal protocol error): PDUs are ignored; commands still running retire. */
+  | { readonly kind: 'closing'; readonly session?: Session; readonly flow?: CommandFlow };
+
+type FullFeature = Extract<Phase, { kind: 'full' }>;
+
+const EMPTY = Buffer.alloc(0);
 
 export class Connection {
   log: Logger;
-  readonly remote: string;
-  private readonly parser: PduParser;
-  private login?: LoginPhase;
-  session?: Session;
+  private phase: Phase;
+  private readonly channel: PduChannel;
   private statSN = 0;
-  private digests = { headerDigest: false, dataDigest: false };
   private nextTtt = 1;
-  private closed = false;
-  private loggingOut = false;
   /** Non-immediate PDUs that arrived ahead of a CmdSN gap. */
   private readonly pending = new Map<number, { pdu: InitiatorPdu; bhs: Buffer }>();
-  /** Long Text Responses being delivered, by Target Transfer Tag. */
-  private readonly textOut = new Map<number, TextSplitter>();
-  private textIn: Buffer[] = [];
-  private textInBytes = 0;
   private loginTimer?: NodeJS.Timeout;
-  private nopTimer?: NodeJS.Timeout;
-  /** Data-Out PDUs accepted and batches of read data written: the initiator moving. */
-  private progress = 0;
-  private stallMark = 0;
-  private stallSince = 0;
-  private stallQueued = 0;
-  private pingTtt = 0;
-  private pingSentAt = 0;
-  private lastHeard = Date.now();
-  /** Bytes each admitted SCSI command holds against this connection's budget. */
-  private readonly held = new Map<Command, number>();
-  private heldBytes = 0;
-  private immediateRunning = 0;
+  private liveness?: Liveness;
   private readonly bounds: LimitsConfig;
-  /** Settles when the socket has closed. */
-  readonly closedP: Promise<void>;
+  private loggingOut = false;
   private logoutRequested = false;
   private badPdus = 0;
 
@@ -111,24 +86,24 @@ export class Connection {
     private readonly host: ConnectionHost,
     readonly id: number,
   ) {
-    this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
-    this.log = host.logger.child({ conn: id, peer: this.remote });
     this.bounds = host.bounds ?? LIMIT_DEFAULTS;
-    this.pollNs = this.bounds.busyPollUs * 1000;
-    this.login = new LoginPhase(host, () => host.allocateTsih());
-    this.parser = new PduParser({
-      pdu: (pdu, bhs) => this.onPdu(pdu, bhs),
-      error: (err) => this.onParseError(err),
-      dataSink: (bhs, len) => this.dataOutSink(bhs, len),
-    });
-    this.parser.maxDataSegmentLength = 8192;
-    socket.setNoDelay(true);
-    socket.setKeepAlive(true, 30000);
-    socket.on('data', (chunk: Buffer) => this.receive(chunk));
-    socket.on('error', (err) => this.log.warn({ err: err.message }, 'socket error'));
-    this.closedP = new Promise((r) => socket.once('close', () => r()));
-    socket.on('close', () => this.onClose());
-    socket.on('drain', () => socket.resume());
+    this.log = host.logger.child({ conn: id, peer: `${socket.remoteAddress}:${socket.remotePort}` });
+    this.phase = { kind: 'login', login: new LoginPhase(host, () => host.allocateTsih()) };
+    this.channel = new PduChannel(
+      socket,
+      {
+        pdu: (pdu, bhs) => this.onPdu(pdu, bhs),
+        parseError: (err) => this.onParseError(err),
+        dataSink: (bhs, len) => (this.phase.kind === 'full' && (bhs[0]! & 0x3f) === Op.DataOut ? this.phase.flow.dataOutSink(bhs, len) : null),
+        idle: () => this.phase.kind === 'full' && this.phase.session.tasks.size === 0,
+        polled: () => {
+          if (this.phase.kind === 'full') this.phase.session.counters.polledReads++;
+        },
+        closed: () => this.onClose(),
+      },
+      this.bounds.busyPollUs,
+      () => this.log,
+    );
     this.loginTimer = setTimeout(() => {
       this.log.warn('login not completed in time; closing');
       this.destroy();
@@ -137,207 +112,43 @@ export class Connection {
     this.log.info('connection accepted');
   }
 
-  /** Bytes received from the initiator (never modified afterwards: PDUs keep views of them). */
-  receive(chunk: Buffer): void {
-    this.lastHeard = Date.now();
-    if (this.batching) {
-      this.parser.push(chunk);
-      return;
-    }
-    // Answers made while parsing this chunk (inline commands) leave together when it
-    // is parsed, not a loop phase later; later completions batch via setImmediate.
-    this.inChunk = true;
-    this.chunkCommands = 0;
-    try {
-      this.parser.push(chunk);
-    } finally {
-      this.inChunk = false;
-    }
-    if (this.batching) this.flushBatch();
-    if (this.pollNs > 0) {
-      noteReceive(this, performance.now());
-      // Several commands at once: the initiator keeps a queue, and the event loop's reads
-      // batch its commands better than polling would (see busy-poll.ts).
-      if (this.chunkCommands > 1) this.pollSkip = SKIP_CHUNKS;
-      else if (this.pollSkip > 0) this.pollSkip--;
-      if (!this.polling) this.poll();
-    }
+  get remote(): string {
+    return this.channel.remote;
   }
 
-  // ---------------------------------------------------------------- busy polling
+  /** Settles when the socket has closed. */
+  get closedP(): Promise<void> {
+    return this.channel.closedP;
+  }
 
-  /** limits.busyPoll in nanoseconds (0: off). */
-  private readonly pollNs: number;
-  private polling = false;
-  /** Poll windows the initiator missed in a row. */
-  private pollMisses = 0;
-  /** Received chunks to let pass before polling again (after MAX_MISSES misses, or a queue). */
-  private pollSkip = 0;
-  /** SCSI commands in the chunk being parsed. */
-  private chunkCommands = 0;
+  /** The session, once logged in. */
+  get session(): Session | undefined {
+    return this.phase.kind === 'login' ? undefined : this.phase.session;
+  }
 
-  /** Read the initiator's next command(s) straight from the socket for a while (busy-poll.ts). */
-  private poll(): void {
-    if (this.pollSkip > 0) return;
-    const now = performance.now();
-    const session = this.session;
-    const s = this.socket;
-    if (session === undefined || this.closed || s.destroyed || !receivingAlone(this, now)) return;
-    if (session.tasks.size > 0 || s.writableLength > 0 || s.isPaused()) return;
-    const fd = (s as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
-    const recv = recvNow();
-    if (typeof fd !== 'number' || fd < 0 || recv === null) return;
-    this.polling = true;
-    try {
-      let rounds = 0;
-      let deadline = now + this.pollNs / 1e6;
-      while (rounds < MAX_ROUNDS) {
-        const room = pollRoom();
-        const n = recv(fd, room, room.length);
-        if (n > 0) {
-          rounds++;
-          this.pollMisses = 0;
-          session.counters.polledReads++;
-          this.receive(pollTaken(n));
-          if (this.closed || s.destroyed || session.tasks.size > 0 || s.writableLength > 0 || s.isPaused()) return;
-          deadline = performance.now() + this.pollNs / 1e6;
-        } else if (n === 0 || performance.now() > deadline) {
-          // EOF (libuv sees it too) or nothing within the window.
-          if (n !== 0 && ++this.pollMisses >= MAX_MISSES) {
-            this.pollMisses = 0;
-            this.pollSkip = SKIP_CHUNKS;
-          }
-          return;
-        }
-      }
-    } finally {
-      this.polling = false;
-    }
+  /** Bytes received from the initiator (tests feed chunks by hand). */
+  receive(chunk: Buffer): void {
+    this.channel.receive(chunk);
+  }
+
+  /** Data and commands this connection holds now (for tests and metrics). */
+  get usage(): { bytes: number; commands: number; immediate: number; pendingPdus: number; parserBytes: number } {
+    const flow = this.phase.kind === 'login' ? undefined : this.phase.flow;
+    const u = flow?.usage ?? { bytes: 0, commands: 0, immediate: 0 };
+    return { ...u, pendingPdus: this.pending.size, parserBytes: this.channel.parserBytes };
+  }
+
+  /** Mark a command of this session aborted: it gets no response; resolves once it has stopped running. */
+  abort(cmd: Command): Promise<void> {
+    const flow = this.phase.kind === 'login' ? undefined : this.phase.flow;
+    return flow ? flow.abort(cmd) : Promise.resolve();
   }
 
   // ---------------------------------------------------------------- output
 
-  /**
-   * Queue a PDU for sending. Returns true when its bytes were copied (its data buffer may
-   * be reused at once), false when it goes out by reference or not at all.
-   */
-  send(pdu: TargetPdu, evenIfClosing = false): boolean {
-    if (this.socket.destroyed || (this.closed && !evenIfClosing)) return false;
-    // Everything sent in one turn of the event loop leaves together, once the turn's
-    // callbacks and promise continuations have run (setImmediate), or at the end of the
-    // received chunk being parsed: 32 responses cost one syscall, not 32.
-    if (!this.batching) {
-      this.batching = true;
-      if (!this.inChunk) setImmediate(this.flushBatch);
-    }
-    // Small PDUs are encoded whole into the output buffer, and a batch of them leaves
-    // in one write: cheaper than a writev entry per header and data segment.
-    let end = encodePduInto(pdu, this.digests, this.out, this.outPos);
-    if (end < 0 && pdu.data.length <= SMALL_PDU_DATA) {
-      this.nextOut();
-      end = encodePduInto(pdu, this.digests, this.out, this.outPos);
-    }
-    if (end >= 0) {
-      this.outPos = end;
-      return true;
-    }
-    // Large data goes out by reference: header and data in one corked writev.
-    const s = this.socket;
-    this.writeOut();
-    if (!this.corked) {
-      this.corked = true;
-      s.cork();
-    }
-    const parts = encodePdu(pdu, this.digests);
-    for (let i = 0; i < parts.length; i++) s.write(parts[i]);
-    if (s.writableLength > WRITE_HIGH_WATER) s.pause();
-    return false;
+  private send(pdu: TargetPdu, evenIfClosing = false): boolean {
+    return this.channel.send(pdu, evenIfClosing);
   }
-
-  /** Output buffer small PDUs are encoded into; [outStart, outPos) is not written yet. */
-  private out: Buffer = EMPTY;
-  private outStart = 0;
-  private outPos = 0;
-  /** Output buffers whose bytes have all been written, for reuse. */
-  private readonly spareOut: Buffer[] = [];
-  /** The socket was corked for large PDUs in the current batch. */
-  private corked = false;
-
-  /** Hand the encoded, unwritten bytes to the socket. */
-  private writeOut(): void {
-    if (this.outPos === this.outStart) return;
-    const s = this.socket;
-    if (!s.destroyed && !s.writableEnded) s.write(this.out.subarray(this.outStart, this.outPos));
-    this.outStart = this.outPos;
-  }
-
-  /** Write out the current output buffer and switch to a fresh one. */
-  private nextOut(): void {
-    const full = this.out;
-    const s = this.socket;
-    if (full.length > 0 && this.outPos > this.outStart && !s.destroyed && !s.writableEnded) {
-      // The batch continues in the next buffer: its pieces still leave in one writev.
-      if (!this.corked) {
-        this.corked = true;
-        s.cork();
-      }
-      // Writes complete in order: once this last one has, the whole buffer may be reused.
-      s.write(full.subarray(this.outStart, this.outPos), () => {
-        if (this.spareOut.length === 0 && full.length === OUT_BUFFER_BYTES) this.spareOut.push(full);
-      });
-    }
-    // A connection starts with a small buffer: many never send more than a login answer or
-    // a Reject (thousands of those at once under a flood cost little); busy ones move to full size.
-    this.out = this.spareOut.pop() ?? Buffer.allocUnsafeSlow(full.length === 0 ? FIRST_OUT_BUFFER_BYTES : OUT_BUFFER_BYTES);
-    this.outStart = 0;
-    this.outPos = 0;
-  }
-
-  /** End the socket once everything queued is written. */
-  private endSocket(): void {
-    this.writeOut();
-    this.socket.end();
-  }
-
-  private batching = false;
-  /** Parsing a received chunk: the 'data' handler flushes the batch when done. */
-  private inChunk = false;
-  /**
-   * Read data sent in the current batch, let go once the batch is written: pooled buffers
-   * go back to the pool; views of a volume's pages (ScsiResult.release) are released.
-   */
-  private toRelease: Sent[] = [];
-  /** Read-budget bytes of the READs answered in the current batch, given back likewise. */
-  private toGive = 0;
-  /** Earlier batches' data and read-budget bytes, oldest first, waiting for their write. */
-  private releasing: Batch[] = [];
-  private readonly flushBatch = (): void => {
-    this.batching = false;
-    const s = this.socket;
-    this.writeOut();
-    if (this.toRelease.length > 0 || this.toGive > 0) {
-      const batch: Batch = { sent: this.toRelease, bytes: this.toGive };
-      this.toRelease = [];
-      this.toGive = 0;
-      if (!s.destroyed && !s.writableEnded) {
-        // Write callbacks run in order: this empty write's callback means the batch is out.
-        this.releasing.push(batch);
-        s.write(EMPTY, this.batchWritten);
-      } else {
-        giveBack(batch);
-      }
-    }
-    if (this.corked) {
-      this.corked = false;
-      s.uncork();
-    }
-    if (s.writableLength > WRITE_HIGH_WATER) s.pause();
-  };
-  private readonly batchWritten = (): void => {
-    this.progress++;
-    const batch = this.releasing.shift();
-    if (batch) giveBack(batch);
-  };
 
   private takeStatSN(): number {
     const sn = this.statSN;
@@ -346,11 +157,17 @@ export class Connection {
   }
 
   private get expCmdSN(): number {
-    return this.session ? this.session.expCmdSN : 0;
+    return this.session?.expCmdSN ?? 0;
   }
 
   private get maxCmdSN(): number {
-    return this.session ? this.session.maxCmdSN : 0;
+    return this.session?.maxCmdSN ?? 0;
+  }
+
+  private allocTtt(): number {
+    const t = this.nextTtt;
+    this.nextTtt = this.nextTtt >= 0x7fffffff ? 1 : this.nextTtt + 1;
+    return t;
   }
 
   reject(bhs: Buffer, reason: number): void {
@@ -365,14 +182,20 @@ export class Connection {
     });
   }
 
+  /** End the connection: no more PDUs are taken; commands still running retire as they finish. */
+  private toClosing(): void {
+    const p = this.phase;
+    this.phase = p.kind === 'full' ? { kind: 'closing', session: p.session, flow: p.flow } : p.kind === 'closing' ? p : { kind: 'closing' };
+    this.channel.closing = true;
+  }
+
   /**
    * Shutdown: ask the initiator to log out within `seconds` (Async Message, AsyncEvent 1,
    * RFC 7143 §11.9.1). A connection still in login, or a Discovery session, just closes.
    * Resolves when the connection is gone.
    */
   requestLogout(seconds: number): Promise<void> {
-    const session = this.session;
-    if (!session || session.type === 'Discovery' || this.closed) {
+    if (this.phase.kind !== 'full' || this.phase.session.type === 'Discovery') {
       this.destroy();
       return this.closedP;
     }
@@ -386,10 +209,11 @@ export class Connection {
 
   /** The initiator did not log out in time: say the connection is dropped (AsyncEvent 2), then close. */
   dropAfterLogoutRequest(): void {
-    if (this.session && !this.closed && this.logoutRequested) {
-      this.sendAsync(2, this.session.cid, this.session.params.defaultTime2Wait, this.session.params.defaultTime2Retain);
+    if (this.phase.kind === 'full' && this.logoutRequested) {
+      const { cid, params } = this.phase.session;
+      this.sendAsync(2, cid, params.defaultTime2Wait, params.defaultTime2Retain);
     }
-    this.endSocket();
+    this.channel.endSocket();
     setTimeout(() => this.destroy(), 200).unref();
   }
 
@@ -412,14 +236,14 @@ export class Connection {
   /** Reject a PDU, then close once the Reject is written (bounded by a second). */
   private rejectAndClose(bhs: Buffer, reason: number): void {
     this.reject(bhs, reason);
-    this.closed = true;
-    this.endSocket();
+    this.toClosing();
+    this.channel.endSocket();
     setTimeout(() => this.destroy(), 1000).unref();
   }
 
   /** Close the connection now (no logout). */
   destroy(): void {
-    if (!this.socket.destroyed) this.socket.destroy();
+    this.channel.destroy();
   }
 
   // ---------------------------------------------------------------- input
@@ -428,14 +252,15 @@ export class Connection {
     // A peer repeating bad PDUs on one connection must not flood the log.
     if (++this.badPdus <= 10) this.log.warn({ kind: err.kind, fatal: err.fatal }, `bad PDU: ${err.message}`);
     else if (this.badPdus === 11) this.log.warn('more bad PDUs from this peer; not logging each one');
-    if (err.kind === 'data-too-long' && this.session && err.bhs) {
+    const loggedIn = this.phase.kind === 'full';
+    if (err.kind === 'data-too-long' && loggedIn && err.bhs) {
       // More data than our MaxRecvDataSegmentLength: a protocol error (RFC 7143 §11.17.1,
       // as LIO answers it). Its data is never buffered, so the stream cannot be resynced:
       // say why, then close.
       this.rejectAndClose(err.bhs, RejectReason.ProtocolError);
       return;
     }
-    if (err.fatal || !this.session) {
+    if (err.fatal || !loggedIn) {
       this.destroy();
       return;
     }
@@ -445,14 +270,15 @@ export class Connection {
   }
 
   private onPdu(pdu: Pdu, bhs: Buffer): void {
-    if (this.closed) return;
+    const phase = this.phase;
+    if (phase.kind === 'closing') return;
     if (bhs[4] !== 0 && pdu.op !== Op.ScsiCommand) {
       // Only a SCSI Command carries AHS (RFC 7143 §11.2.1.2): anything else is garbage framing.
       this.log.warn({ op: pdu.op, totalAhsLength: bhs[4] }, 'AHS on a PDU that carries none; closing');
       this.destroy();
       return;
     }
-    if (this.login) {
+    if (phase.kind === 'login') {
       if (pdu.op !== Op.LoginRequest) {
         // Anything but a Login Request before login completes is a protocol error:
         // RFC 7143 §6.3 has the target drop the connection.
@@ -460,20 +286,12 @@ export class Connection {
         this.destroy();
         return;
       }
-      this.onLogin(pdu);
+      this.onLogin(phase.login, pdu);
       return;
     }
-    const session = this.session!;
     switch (pdu.op) {
       case Op.DataOut:
-        this.onDataOut(pdu, bhs);
-        return;
-      case Op.Snack:
-        // ERL 0: no SNACK support (RFC 7143 §11.16).
-        this.reject(bhs, RejectReason.ProtocolError);
-        return;
-      case Op.LoginRequest:
-        this.reject(bhs, RejectReason.ProtocolError);
+        phase.flow.onDataOut(pdu, bhs);
         return;
       case Op.NopOut:
       case Op.ScsiCommand:
@@ -482,23 +300,23 @@ export class Connection {
       case Op.LogoutRequest:
         break;
       default:
+        // SNACK needs ERL 1 (RFC 7143 §11.16); a Login Request has no place here; the
+        // rest are the target's own opcodes.
         this.reject(bhs, RejectReason.ProtocolError);
         return;
     }
-    if (pdu.immediate) {
-      this.dispatch(pdu, bhs);
+    // Immediate PDUs, and a NOP-Out answering our ping (it carries no CmdSN of its own),
+    // are not ordered.
+    if (pdu.immediate || (pdu.op === Op.NopOut && pdu.itt === RESERVED_TAG)) {
+      this.dispatch(phase, pdu, bhs);
       return;
     }
-    // A NOP-Out answering our ping carries no CmdSN of its own to order by.
-    if (pdu.op === Op.NopOut && pdu.itt === RESERVED_TAG) {
-      this.dispatch(pdu, bhs);
-      return;
-    }
+    const session = phase.session;
     switch (session.classify(pdu.cmdSN)) {
       case 'now':
         session.expCmdSN = (session.expCmdSN + 1) >>> 0;
-        this.dispatch(pdu, bhs);
-        this.drainPending();
+        this.dispatch(phase, pdu, bhs);
+        this.drainPending(phase);
         return;
       case 'later':
         this.pending.set(pdu.cmdSN, { pdu, bhs: Buffer.from(bhs) });
@@ -510,33 +328,34 @@ export class Connection {
     }
   }
 
-  private drainPending(): void {
-    const session = this.session!;
-    while (this.pending.size > 0) {
+  private drainPending(phase: FullFeature): void {
+    const session = phase.session;
+    while (this.pending.size > 0 && this.phase === phase) {
       const next = this.pending.get(session.expCmdSN);
       if (!next) return;
       this.pending.delete(session.expCmdSN);
       session.expCmdSN = (session.expCmdSN + 1) >>> 0;
-      this.dispatch(next.pdu, next.bhs);
+      this.dispatch(phase, next.pdu, next.bhs);
     }
   }
 
-  private dispatch(pdu: InitiatorPdu, bhs: Buffer): void {
+  private dispatch(phase: FullFeature, pdu: InitiatorPdu, bhs: Buffer): void {
     switch (pdu.op) {
       case Op.ScsiCommand:
-        this.onCommand(pdu, bhs);
+        if (phase.session.type === 'Discovery') this.reject(bhs, RejectReason.ProtocolError);
+        else phase.flow.onCommand(pdu, bhs);
         return;
       case Op.NopOut:
         this.onNopOut(pdu);
         return;
       case Op.TaskMgmtRequest:
-        void this.onTaskMgmt(pdu);
+        void this.onTaskMgmt(phase.session, pdu);
         return;
       case Op.TextRequest:
-        this.onText(pdu, bhs);
+        this.onText(phase, pdu, bhs);
         return;
       case Op.LogoutRequest:
-        void this.onLogout(pdu, bhs);
+        void this.onLogout(phase, pdu, bhs);
         return;
       default:
         this.reject(bhs, RejectReason.ProtocolError);
@@ -545,12 +364,11 @@ export class Connection {
 
   // ---------------------------------------------------------------- login
 
-  private onLogin(req: LoginRequest): void {
-    const step = this.login!.handle(req);
+  private onLogin(login: LoginPhase, req: LoginRequest): void {
+    const step = login.handle(req);
     if (step.failed) {
       const f = step.failed;
-      this.login = undefined;
-      this.closed = true;
+      this.toClosing();
       // Repeated failures from one address are answered ever more slowly.
       const delayMs = this.host.loginFailed(this.socket.remoteAddress ?? '');
       this.log.warn(
@@ -559,7 +377,7 @@ export class Connection {
       );
       const answer = () => {
         for (const res of step.responses) this.send(res, true);
-        this.endSocket();
+        this.channel.endSocket();
       };
       if (delayMs > 0) setTimeout(answer, delayMs).unref();
       else answer();
@@ -568,122 +386,88 @@ export class Connection {
     for (const res of step.responses) this.send(res);
     if (!step.outcome) return;
     const o = step.outcome;
-    this.login = undefined;
     clearTimeout(this.loginTimer);
     this.statSN = (o.statSN + 1) >>> 0;
-    this.digests = { headerDigest: o.params.headerDigest, dataDigest: o.params.dataDigest };
-    this.parser.headerDigest = o.params.headerDigest;
-    this.parser.dataDigest = o.params.dataDigest;
-    this.parser.maxDataSegmentLength = o.params.maxRecvDataSegmentLength;
-    this.host.loginSucceeded(this.socket.remoteAddress ?? '');
-    this.session = this.host.openSession(o, this);
     const p = o.params;
-    this.log = this.log.child({ tsih: this.session.tsih });
-    this.log.info(
+    this.channel.configure({ headerDigest: p.headerDigest, dataDigest: p.dataDigest, maxRecvDataSegmentLength: p.maxRecvDataSegmentLength });
+    this.host.loginSucceeded(this.socket.remoteAddress ?? '');
+    const session = this.host.openSession(o, this);
+    this.log = this.log.child({ tsih: session.tsih });
+    this.phase = {
+      kind: 'full',
+      session,
+      flow: this.newFlow(session),
+      text: new TextExchange(
+        () => this.allocTtt(),
+        (pairs) => this.textAnswers(session, pairs),
+      ),
+    };
+    this.log.info(loginSummary(o), 'login complete');
+    this.startLiveness(this.phase.flow);
+  }
+
+  private newFlow(session: Session): CommandFlow {
+    const channel = this.channel;
+    const host = this.host;
+    return new CommandFlow(
+      session,
       {
-        initiator: o.initiatorName,
-        target: o.targetName,
-        type: o.sessionType,
-        isid: o.isid.toString('hex'),
-        params: {
-          HeaderDigest: p.headerDigest ? 'CRC32C' : 'None',
-          DataDigest: p.dataDigest ? 'CRC32C' : 'None',
-          InitialR2T: p.initialR2T,
-          ImmediateData: p.immediateData,
-          MaxRecvDataSegmentLength: p.maxRecvDataSegmentLength,
-          InitiatorMaxRecvDataSegmentLength: p.maxSendDataSegmentLength,
-          MaxBurstLength: p.maxBurstLength,
-          FirstBurstLength: p.firstBurstLength,
-          MaxOutstandingR2T: p.maxOutstandingR2T,
-          ErrorRecoveryLevel: p.errorRecoveryLevel,
+        log: this.log,
+        send: (pdu) => channel.send(pdu),
+        afterWrite: (sent: Sent, readBytes: number, copied: boolean) => channel.afterWrite(sent, readBytes, copied),
+        cork: () => channel.cork(),
+        uncork: () => channel.uncork(),
+        reject: (bhs, reason) => this.reject(bhs, reason),
+        takeStatSN: () => this.takeStatSN(),
+        peekStatSN: () => this.statSN,
+        allocTtt: () => this.allocTtt(),
+        get gone() {
+          return channel.closing || channel.socket.destroyed;
         },
+        noteCommand: (queued) => channel.noteCommand(queued),
+        commandDone: host.commandDone ? (cmd, status, bytes) => host.commandDone!(session, cmd, status, bytes) : undefined,
       },
-      'login complete',
+      this.bounds,
     );
-    this.startPings();
   }
 
-  // ---------------------------------------------------------------- NOP
+  // ---------------------------------------------------------------- NOP and liveness
 
-  /**
-   * The connection's clock, once logged in: NOP-In pings (limits.nopInterval, nopTimeout)
-   * and the stall check (limits.stallTimeout).
-   */
-  private startPings(): void {
-    const { nopIntervalMs, nopTimeoutMs } = this.host.timeouts;
-    const stallMs = this.bounds.stallTimeoutMs;
-    this.stallSince = Date.now();
-    const tick = Math.min(nopIntervalMs > 0 ? nopIntervalMs : 1000, nopTimeoutMs, Math.max(50, stallMs / 4), 1000);
-    this.nopTimer = setInterval(() => {
-      const now = Date.now();
-      if (this.stalled(now, stallMs)) {
-        this.log.warn({ seconds: stallMs / 1000 }, 'initiator stalled: it owes Data-Out or leaves its READ data unread, with no progress; closing');
-        this.destroy();
-        return;
-      }
-      if (nopIntervalMs <= 0) return;
-      if (this.pingTtt !== 0 && now - this.pingSentAt > nopTimeoutMs && now - this.lastHeard > nopTimeoutMs) {
-        // Synchronous initiators (libiscsi's tools) read their socket only while they
-        // wait for a command, so an idle one that does not answer is not dead: only a
-        // peer we are waiting on (Data-Out owed) is dropped. TCP keepalive catches the
-        // idle dead ones.
-        if (this.bounds.dropIdlePeers || this.waitingOnInitiator()) {
-          this.log.warn('initiator did not answer NOP-In ping; closing');
-          this.destroy();
-          return;
-        }
-        this.pingTtt = 0;
-      }
-      if (this.pingTtt === 0 && now - this.lastHeard >= nopIntervalMs) {
-        this.pingTtt = this.allocTtt();
-        this.pingSentAt = now;
-        this.send({
-          op: Op.NopIn,
-          lun: 0n,
-          itt: RESERVED_TAG,
-          ttt: this.pingTtt,
-          statSN: this.statSN, // not advanced (RFC 7143 §11.19)
-          expCmdSN: this.expCmdSN,
-          maxCmdSN: this.maxCmdSN,
-          data: EMPTY,
-        });
-      }
-    }, tick);
-    this.nopTimer.unref();
-  }
-
-  /**
-   * Has the initiator owed us something (Data-Out, or reading its READ data) without any
-   * progress for `ms`? What it holds meanwhile (write and read budget) is every host's, so
-   * a peer that sits on it is closed, whatever else it keeps sending (NOP-Outs do not count).
-   */
-  private stalled(now: number, ms: number): boolean {
-    // Queued output that shrank since the last look is a reading peer too (a slow link
-    // may take longer than one batch per tick).
-    const queued = this.socket.writableLength;
-    const draining = queued < this.stallQueued;
-    this.stallQueued = queued;
-    if (draining || this.progress !== this.stallMark || !this.waitingOnInitiator()) {
-      this.stallMark = this.progress;
-      this.stallSince = now;
-      return false;
-    }
-    return now - this.stallSince >= ms;
-  }
-
-  /** Do we wait on the initiator: for Data-Out, or for it to read the READ data we sent? */
-  private waitingOnInitiator(): boolean {
-    // (A WRITE waiting for room in the write budget has no buffer yet: nothing is owed.)
-    for (const cmd of this.session?.tasks.values() ?? []) if (cmd.state === 'receiving' && cmd.buffer !== null) return true;
-    // READ data handed to the socket and not yet written holds its buffers and its room in
-    // the read budget, in batches waiting for their write (answered READs) or still
-    // charged to the command.
-    return this.releasing.length > 0 || (this.readCharged.size > 0 && this.socket.writableLength > 0);
+  /** The NOP-In pings and the stall check of a logged-in session (liveness.ts). */
+  private startLiveness(flow: CommandFlow): void {
+    const channel = this.channel;
+    this.liveness = new Liveness(
+      {
+        log: this.log,
+        lastHeard: () => channel.lastHeard,
+        // READ data handed to the socket and not yet written holds its buffers and its room
+        // in the read budget, in batches waiting for their write or still charged to the command.
+        waitingOnPeer: () => channel.holdsUnwrittenData || flow.owesUs(channel.queuedBytes),
+        progress: () => flow.progress + channel.written,
+        queuedBytes: () => channel.queuedBytes,
+        ping: (ttt) =>
+          this.send({
+            op: Op.NopIn,
+            lun: 0n,
+            itt: RESERVED_TAG,
+            ttt,
+            statSN: this.statSN, // not advanced (RFC 7143 §11.19)
+            expCmdSN: this.expCmdSN,
+            maxCmdSN: this.maxCmdSN,
+            data: EMPTY,
+          }),
+        allocTtt: () => this.allocTtt(),
+        drop: () => this.destroy(),
+      },
+      this.host.timeouts,
+      this.bounds,
+    );
+    this.liveness.start();
   }
 
   private onNopOut(pdu: NopOut): void {
     if (pdu.itt === RESERVED_TAG) {
-      if (pdu.ttt !== RESERVED_TAG && pdu.ttt === this.pingTtt) this.pingTtt = 0;
+      if (pdu.ttt !== RESERVED_TAG) this.liveness?.answered(pdu.ttt);
       return;
     }
     this.send({
@@ -698,524 +482,9 @@ export class Connection {
     });
   }
 
-  private allocTtt(): number {
-    const t = this.nextTtt;
-    this.nextTtt = this.nextTtt >= 0x7fffffff ? 1 : this.nextTtt + 1;
-    return t;
-  }
-
-  // ---------------------------------------------------------------- SCSI commands
-
-  private onCommand(pdu: ScsiCommand, bhs: Buffer): void {
-    const session = this.session!;
-    if (session.type === 'Discovery') {
-      this.reject(bhs, RejectReason.ProtocolError);
-      return;
-    }
-    if (session.tasks.has(pdu.itt)) {
-      this.reject(bhs, RejectReason.TaskInProgress);
-      return;
-    }
-    const p = session.params;
-    const immLen = pdu.data.length;
-    if (immLen > 0 && (!pdu.write || !p.immediateData || immLen > p.firstBurstLength || immLen > pdu.expectedDataLength)) {
-      this.reject(bhs, RejectReason.ProtocolError);
-      return;
-    }
-    const refusal = this.admit(pdu);
-    if (refusal === 'reject') {
-      this.reject(bhs, RejectReason.ImmediateCommandReject);
-      return;
-    }
-    session.counters.commands++;
-    const edtl = pdu.expectedDataLength;
-    const lun = decodeLun(pdu.lun);
-    const cmd: Command = {
-      itt: pdu.itt,
-      cmdSN: pdu.cmdSN,
-      immediate: pdu.immediate,
-      lun,
-      lunRaw: pdu.lun,
-      expectedLength: edtl,
-      read: pdu.read,
-      write: pdu.write,
-      task: {
-        cdb: pdu.cdb,
-        lun,
-        nexus: session.nexus,
-        luns: session.luns,
-        expectedLength: edtl,
-        dataOut: null,
-        attr: pdu.attr,
-        aborted: false,
-        sendsViews: true,
-      },
-      buffer: null,
-      received: immLen,
-      unsolicitedEnd: 0,
-      nextR2TOffset: 0,
-      r2tSN: 0,
-      r2ts: NO_R2TS, // its own map once it sends an R2T
-      unsolicitedDataSN: 0,
-      state: 'receiving',
-      aborted: false,
-      startedAt: process.hrtime.bigint(),
-    };
-    if (refusal === 'busy') {
-      // Over this connection's data budget: TASK SET FULL, and the initiator retries later.
-      // Unsolicited Data-Out that follows finds no waiting task and is discarded.
-      this.respond(cmd, { status: ScsiStatus.TaskSetFull });
-      return;
-    }
-    this.hold(cmd);
-    if (!pdu.immediate) session.inFlight++;
-    session.tasks.set(cmd.itt, cmd);
-    this.chunkCommands++;
-    if (session.tasks.size > 1) this.chunkCommands++; // another one is still running: a queue
-
-    if (!pdu.write || edtl === 0) {
-      if (pdu.write) cmd.task = { ...cmd.task, dataOut: Buffer.alloc(0) };
-      else if (edtl > 0 && classifyCdb(pdu.cdb) === DataPhase.MediumRead && !this.chargeRead(cmd)) return;
-      this.execute(cmd);
-      return;
-    }
-    if (edtl > MAX_COMMAND_BYTES) {
-      // Too large to buffer: answer without taking the data (the initiator asked
-      // more than VPD Block Limits allow).
-      this.execute(cmd, true);
-      return;
-    }
-    cmd.unsolicitedEnd = p.initialR2T || pdu.final ? immLen : Math.min(p.firstBurstLength, edtl);
-    cmd.nextR2TOffset = cmd.unsolicitedEnd;
-    if (immLen === edtl) {
-      cmd.buffer = pdu.data; // all data came immediate: no copy
-    } else if (classifyCdb(pdu.cdb) === DataPhase.MediumWrite) {
-      // Medium WRITEs lend their buffer from the pool (given back in execute()), within
-      // the process-wide write budget; other commands' parameter data may be kept by
-      // their handlers, so it is their own.
-      if (!writeBudget.tryTake(edtl)) {
-        if (cmd.unsolicitedEnd === immLen) {
-          // Nothing more comes before our R2T: wait for room, then ask for the data. The
-          // immediate data waits in a pooled copy (see detach()).
-          let imm = pdu.data;
-          if (immLen > 0) {
-            imm = dataBuffers.take(immLen);
-            pdu.data.copy(imm, 0);
-          }
-          detach(cmd);
-          this.deferred.set(cmd, writeBudget.wait(edtl, () => this.admitWrite(cmd, imm)));
-          return;
-        }
-        writeBudget.force(edtl); // unsolicited Data-Out is on its way: it must have a place
-      }
-      this.charged.set(cmd, edtl);
-      cmd.buffer = dataBuffers.take(edtl);
-      if (immLen > 0) pdu.data.copy(cmd.buffer, 0);
-    } else {
-      cmd.buffer = Buffer.allocUnsafe(edtl);
-      if (immLen > 0) pdu.data.copy(cmd.buffer, 0);
-    }
-    if (cmd.received >= edtl) {
-      this.dataComplete(cmd);
-      return;
-    }
-    this.sendR2Ts(cmd);
-  }
-
-  /**
-   * Bounds on a new SCSI command: 'reject' when too many immediate commands run (they
-   * bypass the CmdSN window; Reject reason 0x06 lets the initiator resend), 'busy' when its
-   * data would push this connection past its buffer budget (one command is always admitted).
-   */
-  private admit(pdu: ScsiCommand): 'ok' | 'reject' | 'busy' {
-    if (pdu.immediate && this.immediateRunning >= this.bounds.maxImmediateCommands) return 'reject';
-    const bytes = pdu.expectedDataLength;
-    if (this.heldBytes > 0 && this.heldBytes + bytes > this.bounds.connectionBufferBytes) return 'busy';
-    return 'ok';
-  }
-
-  private hold(cmd: Command): void {
-    this.held.set(cmd, cmd.expectedLength);
-    this.heldBytes += cmd.expectedLength;
-    if (cmd.immediate) this.immediateRunning++;
-  }
-
-  private release(cmd: Command): void {
-    const bytes = this.held.get(cmd);
-    if (bytes === undefined) return;
-    this.held.delete(cmd);
-    this.heldBytes -= bytes;
-    if (cmd.immediate) this.immediateRunning--;
-  }
-
-  /** Data and commands this connection holds now (for tests and metrics). */
-  get usage(): { bytes: number; commands: number; immediate: number; pendingPdus: number; parserBytes: number } {
-    return {
-      bytes: this.heldBytes,
-      commands: this.held.size,
-      immediate: this.immediateRunning,
-      pendingPdus: this.pending.size,
-      parserBytes: this.parser.pendingBytes,
-    };
-  }
-
-  /** WRITEs charged to the write budget, and those waiting for room in it. */
-  private readonly charged = new Map<Command, number>();
-  private readonly deferred = new Map<Command, BudgetWaiter>();
-
-  /** The write budget granted room to a deferred WRITE: take its buffer and ask for its data. */
-  private admitWrite(cmd: Command, imm: Buffer): void {
-    this.deferred.delete(cmd);
-    if (this.closed || cmd.aborted || cmd.state !== 'receiving') {
-      writeBudget.give(cmd.expectedLength);
-      dataBuffers.release(imm);
-      return;
-    }
-    this.charged.set(cmd, cmd.expectedLength);
-    cmd.buffer = dataBuffers.take(cmd.expectedLength);
-    if (imm.length > 0) imm.copy(cmd.buffer, 0);
-    dataBuffers.release(imm);
-    this.sendR2Ts(cmd);
-  }
-
-  /** READs charged to the read budget (until their Data-In is out), and those waiting for room. */
-  private readonly readCharged = new Map<Command, number>();
-  private readonly readDeferred = new Map<Command, BudgetWaiter>();
-
-  /** Charge a plain READ to the read budget; false when it must wait (it then runs once granted). */
-  private chargeRead(cmd: Command): boolean {
-    const bytes = cmd.expectedLength;
-    if (readBudget.tryTake(bytes)) {
-      this.readCharged.set(cmd, bytes);
-      return true;
-    }
-    detach(cmd);
-    this.readDeferred.set(
-      cmd,
-      readBudget.wait(bytes, () => {
-        this.readDeferred.delete(cmd);
-        if (this.closed || cmd.aborted || cmd.state !== 'receiving') {
-          readBudget.give(bytes);
-          return;
-        }
-        this.readCharged.set(cmd, bytes);
-        this.execute(cmd);
-      }),
-    );
-    return false;
-  }
-
-  /** The read-budget bytes a command holds, now no longer charged to it (0 if none). */
-  private takeReadCharge(cmd: Command): number {
-    const bytes = this.readCharged.get(cmd);
-    if (bytes === undefined) return 0;
-    this.readCharged.delete(cmd);
-    return bytes;
-  }
-
-  /** Give back what a command holds of the write budget (or stop waiting for it). */
-  private uncharge(cmd: Command): void {
-    const r = this.readDeferred.get(cmd);
-    if (r !== undefined) {
-      this.readDeferred.delete(cmd);
-      readBudget.cancel(r);
-    }
-    const bytes = this.charged.get(cmd);
-    if (bytes !== undefined) {
-      this.charged.delete(cmd);
-      writeBudget.give(bytes);
-    }
-    const w = this.deferred.get(cmd);
-    if (w !== undefined) {
-      this.deferred.delete(cmd);
-      writeBudget.cancel(w);
-    }
-  }
-
-  private sendR2Ts(cmd: Command): void {
-    const p = this.session!.params;
-    if (cmd.r2ts === NO_R2TS) cmd.r2ts = new Map();
-    while (cmd.r2ts.size < p.maxOutstandingR2T && cmd.nextR2TOffset < cmd.expectedLength) {
-      const offset = cmd.nextR2TOffset;
-      const length = Math.min(p.maxBurstLength, cmd.expectedLength - offset);
-      const ttt = this.allocTtt();
-      cmd.r2ts.set(ttt, { offset, length, received: 0, nextDataSN: 0 });
-      cmd.nextR2TOffset += length;
-      this.send({
-        op: Op.R2T,
-        lun: cmd.lunRaw,
-        itt: cmd.itt,
-        ttt,
-        statSN: this.statSN,
-        expCmdSN: this.expCmdSN,
-        maxCmdSN: this.maxCmdSN,
-        r2tSN: cmd.r2tSN++,
-        bufferOffset: offset,
-        desiredLength: length,
-        data: EMPTY,
-      });
-    }
-  }
-
-  /**
-   * Where a Data-Out's payload that arrived in several socket chunks goes: straight into
-   * its command's buffer, when onDataOut() will accept it there (same checks, no side
-   * effects); otherwise null, and onDataOut() sorts it out as usual. Bytes placed here
-   * count as received only once onDataOut() has accepted the whole PDU (a bad data digest
-   * leaves them uncounted, to be overwritten).
-   */
-  private dataOutSink(bhs: Buffer, len: number): Buffer | null {
-    if ((bhs[0]! & 0x3f) !== Op.DataOut || this.session === undefined) return null;
-    const cmd = this.session.tasks.get(bhs.readUInt32BE(16));
-    if (cmd === undefined || cmd.state !== 'receiving' || cmd.buffer === null) return null;
-    const off = bhs.readUInt32BE(40);
-    const final = (bhs[1]! & 0x80) !== 0;
-    if (dataOutProblem(cmd, bhs.readUInt32BE(20), bhs.readUInt32BE(36), off, len, final) !== undefined) return null;
-    return cmd.buffer.subarray(off, off + len);
-  }
-
-  private onDataOut(pdu: DataOut, bhs: Buffer): void {
-    const session = this.session!;
-    const cmd = session.tasks.get(pdu.itt);
-    if (!cmd || cmd.state !== 'receiving' || !cmd.buffer) {
-      // Data for an aborted or finished task: discard (RFC 7143 §4.2.3.x).
-      this.log.debug({ itt: pdu.itt }, 'Data-Out for no waiting task; discarded');
-      return;
-    }
-    const len = pdu.data.length;
-    const off = pdu.bufferOffset;
-    const problem = dataOutProblem(cmd, pdu.ttt, pdu.dataSN, off, len, pdu.final);
-    if (problem === 'unknown-ttt') {
-      this.reject(bhs, RejectReason.InvalidPduField);
-      return;
-    }
-    if (problem !== undefined) {
-      this.protocolFailure(cmd, bhs, `Data-Out refused: ${problem} (offset ${off}, length ${len}, expected offset ${cmd.received})`);
-      return;
-    }
-    this.progress++;
-    // Already in place when the parser assembled it there (dataOutSink).
-    const d = pdu.data;
-    if (d.buffer !== cmd.buffer.buffer || d.byteOffset !== cmd.buffer.byteOffset + off) d.copy(cmd.buffer, off);
-    cmd.received += len;
-    if (pdu.ttt === RESERVED_TAG) {
-      cmd.unsolicitedDataSN++;
-    } else {
-      const r2t = cmd.r2ts.get(pdu.ttt)!;
-      r2t.nextDataSN++;
-      r2t.received += len;
-      if (r2t.received === r2t.length) cmd.r2ts.delete(pdu.ttt);
-    }
-    if (cmd.received === cmd.expectedLength) {
-      this.dataComplete(cmd);
-    } else if (pdu.ttt !== RESERVED_TAG) {
-      this.sendR2Ts(cmd);
-    }
-  }
-
-  /**
-   * A Data-Out PDU broke the sequence rules (offset or DataSN): reject it and end
-   * its command with CHECK CONDITION, so the initiator learns at once instead of
-   * timing out; later Data-Out for the task is discarded.
-   */
-  private protocolFailure(cmd: Command, bhs: Buffer, why: string): void {
-    this.log.warn({ itt: cmd.itt }, why);
-    this.reject(bhs, RejectReason.ProtocolError);
-    const session = this.session!;
-    cmd.state = 'done';
-    cmd.r2ts.clear();
-    this.release(cmd);
-    this.uncharge(cmd);
-    session.tasks.delete(cmd.itt);
-    if (!cmd.immediate) session.inFlight--;
-    session.counters.errors++;
-    this.respond(cmd, transportFailure(SenseKey.AbortedCommand, ASC.DATA_PHASE_ERROR));
-  }
-
-  private dataComplete(cmd: Command): void {
-    if (cmd.received !== cmd.expectedLength || cmd.buffer === null || cmd.buffer.length !== cmd.expectedLength) {
-      // Second wall: a buffer is handed to the SCSI core only when every byte of it came
-      // from this command (pooled buffers hold other commands' data until overwritten).
-      this.finish(cmd, this.internalFailure(cmd, new Error(`Data-Out incomplete: ${cmd.received} of ${cmd.expectedLength} bytes`)));
-      return;
-    }
-    // (Not yet seen by the SCSI core: set in place rather than copying the task.)
-    (cmd.task as { dataOut: Buffer | null }).dataOut = cmd.buffer;
-    this.session!.counters.writtenBytes += cmd.expectedLength;
-    this.execute(cmd);
-  }
-
-  private execute(cmd: Command, tooLarge = false): void {
-    cmd.state = 'executing';
-    let r: ScsiResult | Promise<ScsiResult>;
-    try {
-      r = tooLarge
-        ? transportFailure(SenseKey.IllegalRequest, ASC.INVALID_FIELD_IN_CDB)
-        : startScsi(cmd.task);
-    } catch (err) {
-      r = this.internalFailure(cmd, err);
-    }
-    if (!(r instanceof Promise)) {
-      // Completed at once (inline I/O): answered in this turn; nobody can have waited on it.
-      this.finish(cmd, r);
-      return;
-    }
-    let done!: () => void;
-    cmd.finished = new Promise((res) => (done = res));
-    r.then(
-      (result) => this.finish(cmd, result, done),
-      (err: unknown) => this.finish(cmd, this.internalFailure(cmd, err), done),
-    );
-  }
-
-  private internalFailure(cmd: Command, err: unknown): ScsiResult {
-    this.log.error({ err, cdb: cmd.task.cdb.toString('hex') }, 'SCSI command failed unexpectedly');
-    return transportFailure(SenseKey.HardwareError, ASC.INTERNAL_TARGET_FAILURE);
-  }
-
-  private finish(cmd: Command, result: ScsiResult, done?: () => void): void {
-    cmd.state = 'done';
-    this.release(cmd);
-    if (done !== undefined) done();
-    if (cmd.buffer !== null) dataBuffers.release(cmd.buffer);
-    this.uncharge(cmd);
-    const session = this.session!;
-    if (session.tasks.get(cmd.itt) === cmd) session.tasks.delete(cmd.itt);
-    if (cmd.aborted) {
-      readBudget.give(this.takeReadCharge(cmd));
-      if (result.data !== undefined) letGo1(result.release ?? result.data); // never sent
-      return;
-    }
-    if (!cmd.immediate) session.inFlight--;
-    if (result.status !== ScsiStatus.Good) {
-      if (result.sense !== undefined && senseKeyOf(result.sense) === SenseKey.UnitAttention) session.counters.unitAttentions++;
-      else session.counters.errors++;
-    }
-    this.host.commandDone?.(session, cmd, result.status, cmd.read && result.data ? Math.min(result.data.length, cmd.expectedLength) : 0);
-    this.respond(cmd, result);
-  }
-
-  private respond(cmd: Command, result: ScsiResult): void {
-    const session = this.session!;
-    // A READ's share of the read budget comes back once its Data-In is out (or now, if none).
-    const readBytes = this.takeReadCharge(cmd);
-    const edtl = cmd.expectedLength;
-    const data = result.data;
-    let residual = 0;
-    let overflow = false;
-    let underflow = false;
-    let dataSN = 0;
-
-    if (data && data.length > 0 && cmd.read) {
-      const len = Math.min(data.length, edtl);
-      if (data.length > edtl) {
-        overflow = true;
-        residual = data.length - edtl;
-      } else if (data.length < edtl) {
-        underflow = true;
-        residual = edtl - data.length;
-      }
-      const statusInData =
-        len > 0 && !result.sense && (result.status === ScsiStatus.Good || result.status === ScsiStatus.ConditionMet);
-      const seg = session.params.maxSendDataSegmentLength;
-      const burst = session.params.maxBurstLength;
-      session.counters.readBytes += len;
-      if (len > 0) this.socket.cork();
-      let copied = true;
-      for (let off = 0; off < len; ) {
-        const n = Math.min(seg, len - off, burst - (off % burst));
-        const last = off + n >= len;
-        const pdu: DataIn = {
-          op: Op.DataIn,
-          final: last || (off + n) % burst === 0,
-          ack: false,
-          overflow: last && statusInData && overflow,
-          underflow: last && statusInData && underflow,
-          hasStatus: last && statusInData,
-          status: last && statusInData ? result.status : 0,
-          lun: cmd.lunRaw,
-          itt: cmd.itt,
-          ttt: RESERVED_TAG,
-          statSN: last && statusInData ? this.takeStatSN() : 0,
-          expCmdSN: this.expCmdSN,
-          maxCmdSN: this.maxCmdSN,
-          dataSN: dataSN++,
-          bufferOffset: off,
-          residualCount: last && statusInData ? residual : 0,
-          data: data.subarray(off, off + n),
-        };
-        if (!this.send(pdu)) copied = false;
-        off += n;
-      }
-      if (len > 0) this.socket.uncork();
-      const sent = result.release ?? data;
-      if (copied) {
-        // Copied whole into the output buffer: the data (and its read budget) is free at once.
-        letGo1(sent);
-        if (readBytes > 0) readBudget.give(readBytes);
-      } else if (this.batching) {
-        this.toRelease.push(sent);
-        this.toGive += readBytes;
-      } else {
-        letGo1(sent); // nothing was written: the socket is gone
-        if (readBytes > 0) readBudget.give(readBytes);
-      }
-      if (statusInData) return;
-    } else {
-      if (data) letGo1(result.release ?? data); // data the initiator did not ask to read
-      if (readBytes > 0) readBudget.give(readBytes);
-      // What the command moved versus what the initiator expected.
-      const moved = data && data.length > 0 ? data.length : (result.dataOutLength ?? 0);
-      if (moved > edtl) {
-        overflow = true;
-        residual = moved - edtl;
-      } else if (moved < edtl) {
-        underflow = true;
-        residual = edtl - moved;
-      }
-    }
-    this.send({
-      op: Op.ScsiResponse,
-      bidiOverflow: false,
-      bidiUnderflow: false,
-      overflow,
-      underflow,
-      response: 0,
-      status: result.status,
-      itt: cmd.itt,
-      snackTag: 0,
-      statSN: this.takeStatSN(),
-      expCmdSN: this.expCmdSN,
-      maxCmdSN: this.maxCmdSN,
-      expDataSN: dataSN,
-      bidiResidualCount: 0,
-      residualCount: residual,
-      sense: result.sense,
-      data: EMPTY,
-    });
-  }
-
-  /** Mark a command aborted: it gets no response; resolves once it has stopped running. */
-  abort(cmd: Command): Promise<void> {
-    const session = this.session!;
-    if (cmd.aborted) return cmd.finished ?? Promise.resolve();
-    cmd.aborted = true;
-    cmd.task.aborted = true;
-    if (!cmd.immediate) session.inFlight--;
-    if (cmd.state === 'receiving') {
-      this.release(cmd);
-      session.tasks.delete(cmd.itt);
-      this.uncharge(cmd);
-      cmd.state = 'done';
-      return Promise.resolve();
-    }
-    return cmd.finished ?? Promise.resolve();
-  }
-
   // ---------------------------------------------------------------- task management
 
-  private async onTaskMgmt(pdu: TaskMgmtRequest): Promise<void> {
-    const session = this.session!;
+  private async onTaskMgmt(session: Session, pdu: TaskMgmtRequest): Promise<void> {
     const lun = decodeLun(pdu.lun);
     const response =
       session.type === 'Discovery' ? TmfResponse.NotSupported : await this.host.taskManagement(session, pdu.func, lun, pdu.refTaskTag);
@@ -1231,103 +500,47 @@ export class Connection {
     });
     if (pdu.func === TmfFunction.TargetColdReset && response === TmfResponse.Complete) {
       // A cold reset ends the issuing initiator's connections, this one once the response is out.
-      this.endSocket();
+      this.channel.endSocket();
     }
   }
 
   // ---------------------------------------------------------------- text
 
-  private onText(pdu: TextRequest, bhs: Buffer): void {
-    const session = this.session!;
-    if (pdu.ttt !== RESERVED_TAG) {
-      const splitter = this.textOut.get(pdu.ttt);
-      if (!splitter) {
-        this.reject(bhs, RejectReason.InvalidPduField);
-        return;
-      }
-      this.sendTextPiece(pdu, splitter, pdu.ttt);
+  private onText(phase: FullFeature, pdu: TextRequest, bhs: Buffer): void {
+    const a = phase.text.request(pdu, phase.session.params.maxSendDataSegmentLength);
+    if ('reject' in a) {
+      this.reject(bhs, a.reject);
       return;
-    }
-    this.textIn.push(pdu.data);
-    this.textInBytes += pdu.data.length;
-    if (this.textInBytes > MAX_TEXT_BYTES) {
-      this.textIn = [];
-      this.textInBytes = 0;
-      this.reject(bhs, RejectReason.ProtocolError);
-      return;
-    }
-    if (pdu.cont) {
-      // More text follows: acknowledge with an empty response carrying a TTT.
-      this.send({
-        op: Op.TextResponse,
-        final: false,
-        cont: false,
-        lun: pdu.lun,
-        itt: pdu.itt,
-        ttt: this.allocTtt(),
-        statSN: this.takeStatSN(),
-        expCmdSN: this.expCmdSN,
-        maxCmdSN: this.maxCmdSN,
-        data: EMPTY,
-      });
-      return;
-    }
-    const text = this.textIn.length === 1 ? this.textIn[0] : Buffer.concat(this.textIn);
-    this.textIn = [];
-    this.textInBytes = 0;
-    let pairs: Array<[string, string]>;
-    try {
-      pairs = parseTextKeys(text);
-    } catch {
-      this.reject(bhs, RejectReason.ProtocolError);
-      return;
-    }
-    const answers: Array<[string, string]> = [];
-    for (const [k, v] of pairs) {
-      if (k === 'SendTargets') {
-        answers.push(...this.host.sendTargets(session.initiatorName, v, session, this.socket.localAddress ?? ''));
-      }
-    }
-    answers.push(
-      ...negotiateKeys(
-        pairs.filter(([k]) => k !== 'SendTargets'),
-        session.params,
-        { sessionType: session.type, phase: 'full-feature', limits: this.host.limits },
-      ),
-    );
-    // The initiator may have changed its MaxRecvDataSegmentLength.
-    const splitter = new TextSplitter(encodeTextKeys(answers), session.params.maxSendDataSegmentLength);
-    this.sendTextPiece(pdu, splitter, RESERVED_TAG);
-  }
-
-  private sendTextPiece(pdu: TextRequest, splitter: TextSplitter, ttt: number): void {
-    const piece = splitter.next();
-    let tag = RESERVED_TAG;
-    if (ttt !== RESERVED_TAG) this.textOut.delete(ttt);
-    if (!splitter.done) {
-      tag = this.allocTtt();
-      // An initiator that never fetches the rest must not pile these up: drop the oldest.
-      if (this.textOut.size >= MAX_TEXT_SPLITTERS) this.textOut.delete(this.textOut.keys().next().value!);
-      this.textOut.set(tag, splitter);
     }
     this.send({
       op: Op.TextResponse,
-      final: splitter.done,
-      cont: !splitter.done,
+      final: a.final,
+      cont: a.cont,
       lun: pdu.lun,
       itt: pdu.itt,
-      ttt: tag,
+      ttt: a.ttt,
       statSN: this.takeStatSN(),
       expCmdSN: this.expCmdSN,
       maxCmdSN: this.maxCmdSN,
-      data: piece,
+      data: a.data,
     });
+  }
+
+  /** A complete Text Request's answer: SendTargets, then any keys renegotiated in full feature. */
+  private textAnswers(session: Session, pairs: Array<[string, string]>): Array<[string, string]> {
+    const answers: Array<[string, string]> = [];
+    for (const [k, v] of pairs) {
+      if (k === 'SendTargets') answers.push(...this.host.sendTargets(session.initiatorName, v, session, this.socket.localAddress ?? ''));
+    }
+    const others = pairs.filter(([k]) => k !== 'SendTargets');
+    answers.push(...negotiateKeys(others, session.params, { sessionType: session.type, phase: 'full-feature', limits: this.host.limits }));
+    return answers;
   }
 
   // ---------------------------------------------------------------- logout
 
-  private async onLogout(pdu: LogoutRequest, bhs: Buffer): Promise<void> {
-    const session = this.session!;
+  private async onLogout(phase: FullFeature, pdu: LogoutRequest, bhs: Buffer): Promise<void> {
+    const session = phase.session;
     let response = 0;
     if (pdu.reason === 2) response = 2; // connection recovery is not supported (ERL < 2)
     else if (pdu.reason === 1 && pdu.cid !== session.cid) response = 1; // CID not found
@@ -1338,8 +551,7 @@ export class Connection {
     if (response === 0) {
       this.loggingOut = true;
       // Let running commands finish and answer before the session goes.
-      const running = [...session.tasks.values()].map((c) => c.finished).filter((f): f is Promise<void> => !!f);
-      await Promise.all(running);
+      await Promise.all(phase.flow.running());
       // The nexus ends before the initiator hears so: a RESERVE it held is gone by the
       // time its next session (or another initiator) sends a command.
       this.host.closeSession(session);
@@ -1357,7 +569,8 @@ export class Connection {
     });
     if (response === 0) {
       this.log.info({ reason: pdu.reason === 0 ? 'close session' : 'close connection' }, 'logout');
-      this.endSocket();
+      this.toClosing();
+      this.channel.endSocket();
     }
   }
 
@@ -1365,103 +578,12 @@ export class Connection {
 
   private onClose(): void {
     clearTimeout(this.loginTimer);
-    clearInterval(this.nopTimer);
-    // Data still queued will never be written: its buffers, views and read budget are let
-    // go now; write callbacks that come later find nothing left.
-    for (const batch of this.releasing) giveBack(batch);
-    this.releasing = [];
-    giveBack({ sent: this.toRelease, bytes: this.toGive });
-    this.toRelease = [];
-    this.toGive = 0;
-    // WRITEs that will never get their data give back their share of the write budget
-    // (executing ones do so when they finish).
-    for (const cmd of [...this.deferred.keys(), ...this.charged.keys(), ...this.readDeferred.keys()]) {
-      if (cmd.state === 'receiving') this.uncharge(cmd);
-    }
-    if (this.closed && !this.session) {
-      this.log.info('connection closed');
-      return;
-    }
-    this.closed = true;
-    const session = this.session;
-    if (session) {
-      for (const cmd of session.tasks.values()) {
-        cmd.aborted = true;
-        cmd.task.aborted = true;
-      }
-      this.host.closeSession(session);
-    }
+    this.liveness?.stop();
+    const p = this.phase;
+    this.toClosing();
+    const session = p.kind === 'login' ? undefined : p.session;
+    if (p.kind !== 'login' && p.flow) p.flow.connectionLost();
+    if (session) this.host.closeSession(session);
     this.log.info(this.loggingOut ? 'session logged out' : 'connection closed');
   }
-}
-
-const EMPTY = Buffer.alloc(0);
-/** R2Ts of a command that has sent none (most never do): shared, never written to. */
-const NO_R2TS: Command['r2ts'] = new Map();
-/** PDUs with at most this much data are copied into the output buffer (see send()). */
-const SMALL_PDU_DATA = 16 * 1024;
-/** Size of one output buffer (room for many small PDUs). */
-const OUT_BUFFER_BYTES = 64 * 1024;
-const FIRST_OUT_BUFFER_BYTES = 4 * 1024;
-
-/** Read data handed to the socket: a pooled buffer, or the release of a view of a volume. */
-type Sent = Buffer | (() => void);
-
-function letGo1(sent: Sent): void {
-  if (typeof sent === 'function') sent();
-  else dataBuffers.release(sent);
-}
-
-/** A batch of answers handed to the socket: their read data, and their READs' read-budget bytes. */
-interface Batch {
-  sent: Sent[];
-  bytes: number;
-}
-
-/**
- * A command about to wait (for room in a data budget) stops pointing into the socket
- * chunk it arrived in: its CDB is a view of that chunk (up to 64 KiB), and hundreds of
- * waiting commands would otherwise keep hundreds of chunks alive.
- */
-function detach(cmd: Command): void {
-  cmd.task = { ...cmd.task, cdb: Buffer.from(cmd.task.cdb) };
-}
-
-/** A written batch's data let go (buffers to the pool, views released), its READs' bytes back to the read budget. */
-function giveBack(batch: Batch): void {
-  for (let i = 0; i < batch.sent.length; i++) letGo1(batch.sent[i]!);
-  if (batch.bytes > 0) readBudget.give(batch.bytes);
-}
-
-/**
- * What is wrong with a Data-Out PDU for `cmd` (undefined: nothing). DataPDUInOrder=Yes and
- * DataSequenceInOrder=Yes (all we negotiate) make the rules exact: each PDU starts where
- * the data received so far ends; it stays inside the unsolicited burst (TTT ffffffffh) or
- * inside the R2T whose TTT it carries; DataSN counts up from 0 in each sequence; and the F
- * bit is set on the PDU that ends the sequence, and only there (RFC 7143 §11.7.1, §13.19,
- * §13.20). So a command's data is complete exactly when every byte arrived once.
- */
-function dataOutProblem(cmd: Command, ttt: number, dataSN: number, off: number, len: number, final: boolean): string | undefined {
-  let end: number;
-  let sn: number;
-  if (ttt === RESERVED_TAG) {
-    end = cmd.unsolicitedEnd;
-    sn = cmd.unsolicitedDataSN;
-  } else {
-    const r2t = cmd.r2ts.get(ttt);
-    if (r2t === undefined) return 'unknown-ttt';
-    if (off < r2t.offset) return 'offset before its R2T';
-    end = r2t.offset + r2t.length;
-    sn = r2t.nextDataSN;
-  }
-  if (off !== cmd.received) return off < cmd.received ? 'offset overlaps data already received' : 'offset leaves a gap';
-  if (off + len > end) return ttt === RESERVED_TAG ? 'data beyond the unsolicited burst' : 'data beyond its R2T';
-  if (dataSN !== sn) return 'DataSN out of sequence';
-  if (final !== (off + len === end)) return final ? 'F bit before the end of the sequence' : 'no F bit at the end of the sequence';
-  return undefined;
-}
-
-/** CHECK CONDITION decided by the transport, before or instead of the SCSI core. */
-function transportFailure(key: SenseKey, code: Asc): ScsiResult {
-  return { status: ScsiStatus.CheckCondition, sense: fixedSense({ key, asc: code.asc, ascq: code.ascq }) };
 }

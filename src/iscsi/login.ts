@@ -398,3 +398,26 @@ export class LoginPhase {
     };
   }
 }
+
+/** What a completed login is logged with: who, to what, and the negotiated parameters. */
+export function loginSummary(o: LoginOutcome): Record<string, unknown> {
+  const p = o.params;
+  return {
+    initiator: o.initiatorName,
+    target: o.targetName,
+    type: o.sessionType,
+    isid: o.isid.toString('hex'),
+    params: {
+      HeaderDigest: p.headerDigest ? 'CRC32C' : 'None',
+      DataDigest: p.dataDigest ? 'CRC32C' : 'None',
+      InitialR2T: p.initialR2T,
+      ImmediateData: p.immediateData,
+      MaxRecvDataSegmentLength: p.maxRecvDataSegmentLength,
+      InitiatorMaxRecvDataSegmentLength: p.maxSendDataSegmentLength,
+      MaxBurstLength: p.maxBurstLength,
+      FirstBurstLength: p.firstBurstLength,
+      MaxOutstandingR2T: p.maxOutstandingR2T,
+      ErrorRecoveryLevel: p.errorRecoveryLevel,
+    },
+  };
+}

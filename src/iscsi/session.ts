@@ -11,6 +11,8 @@ export interface Command {
   itt: number;
   cmdSN: number;
   immediate: boolean;
+  /** A non-immediate command not yet answered or aborted: it takes a slot of the CmdSN window. */
+  inWindow: boolean;
   lun: number;
   lunRaw: bigint;
   expectedLength: number;
