@@ -2,7 +2,6 @@
 // result, then hand it to the running daemon (which applies it as a diff and writes the file
 // only on success) or, with no daemon, write the file atomically ourselves.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Document } from 'yaml';
 import { writeFileAtomic } from '../admin/atomic-write';
 import { EditError, keepLayout, openDocument } from '../admin/config-edit';
@@ -11,12 +10,12 @@ import { sha256 } from '../admin/controller';
 import type { ApplyReply, ControlReply } from '../admin/protocol';
 import { ConfigError, formatIssue, parseConfigDetailed, type ConfigIssue } from '../config/load';
 import type { Config } from '../config/model';
-import { DEFAULT_CONFIG_FILE, EXIT, err, out, type CliContext } from './context';
+import { EXIT, configFileFor, err, out, type CliContext } from './context';
 import type { ConfigOptions, JsonOptions } from './options';
 
 /** The config file an editing command works on (created when missing). */
 export function editTarget(ctx: CliContext, opts: ConfigOptions): string {
-  return path.resolve(ctx.cwd, opts.config ?? DEFAULT_CONFIG_FILE);
+  return configFileFor(ctx, opts.config);
 }
 
 export function readText(file: string): string {

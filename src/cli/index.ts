@@ -7,9 +7,9 @@
 // exit code through setExit, and write through ctx (src/cli/context.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { registerConfigCommands } from './config-cmd';
-import { EXIT, defaultContext, type CliContext } from './context';
+import { CONFIG_ENV, DEFAULT_CONFIG_FILE, EXIT, SYSTEM_CONFIG_FILE, defaultContext, type CliContext } from './context';
 import { registerServe } from './serve';
 import { registerVolume } from './volume';
 import { registerTarget } from './target';
@@ -43,7 +43,11 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
   program
     .name('iscsi-target')
     .description('An iSCSI target (RFC 7143): file- and block-device-backed SCSI disks over TCP')
-    .version(version(), '-V, --version')
+    .version(version(), '-v, --version')
+    // Options before the command are the program's (--config, -v), after it the command's
+    // own: `status -v` is verbose, `-v` alone the version.
+    .enablePositionalOptions()
+    .addOption(new Option('-c, --config <file>', `config file (default: $${CONFIG_ENV}, else ./${DEFAULT_CONFIG_FILE}, else ${SYSTEM_CONFIG_FILE} for an installed program)`))
     .showHelpAfterError('(run iscsi-target --help for usage)')
     .configureOutput({
       writeOut: (s) => ctx.stdout.write(s),
@@ -51,6 +55,11 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     })
     .exitOverride();
   for (const register of COMMANDS) register(program, ctx, setExit);
+  // --config before the command counts as if given after it (the command's own wins).
+  program.hook('preAction', (root, action) => {
+    const global = root.opts<{ config?: string }>().config;
+    if (global !== undefined && action.opts<{ config?: string }>().config === undefined) action.setOptionValue('config', global);
+  });
   return program;
 }
 
@@ -58,6 +67,8 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
 export async function main(argv: string[] = process.argv, ctx: CliContext = defaultContext()): Promise<number> {
   let code: number = EXIT.OK;
   const program = buildProgram(ctx, (c) => (code = c));
+  // -V was the version flag before -v; it still is.
+  if (argv[2] === '-V') argv = [...argv.slice(0, 2), '--version', ...argv.slice(3)];
   try {
     await program.parseAsync(argv);
   } catch (e) {
