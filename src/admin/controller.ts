@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { ConfigError, parseConfigDetailed, type ConfigIssue } from '../config/load';
 import type { Config } from '../config/model';
 import { formatPortal } from '../config/portal';
+import { formatWwn } from '../config/identity';
 import type { TargetServer } from '../iscsi/server';
 import { prepareAtomicWrite } from './atomic-write';
 import { diffConfig, diffIsEmpty, sessionVerdict } from './diff';
@@ -68,7 +69,7 @@ export class ConfigController {
       config: this.builtIn ? `(built-in default; no ${path.basename(this.configFile)})` : this.configFile,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       portals: s.addresses.map(formatPortal),
-      volumes: [...s.units.values()].map((lu) => ({ name: lu.name, bytes: lu.backstore.size, path: lu.backstore.path })),
+      volumes: [...s.units.values()].map((lu) => ({ name: lu.name, bytes: lu.backstore.size, path: lu.backstore.path, serial: lu.serial, wwn: formatWwn(lu.naa) })),
       sessions: [...s.sessions].map(([session, conn]) => sessionStatus(session, conn.remote)),
     };
   }

@@ -29,7 +29,8 @@ export interface StatusReply {
   config: string;
   uptimeSeconds: number;
   portals: string[];
-  volumes: { name: string; bytes: number; path: string }[];
+  /** Open volumes, with the identity hosts see (serial, wwn "naa.<hex>"). */
+  volumes: { name: string; bytes: number; path: string; serial: string; wwn: string }[];
   sessions: SessionStatus[];
 }
 

@@ -25,6 +25,7 @@ import { LIMIT_DEFAULTS, type LimitsConfig } from './model';
 import { iscsiNameProblem, normalizeIscsiName } from './names';
 import { formatPortal, isWildcardHost, parsePortal } from './portal';
 import { formatSize, tryParseSize } from './size';
+import { formatWwn, parseWwn, serialProblem } from './identity';
 
 /** One located problem in a config file. `line`/`col` are 1-based; 0 when not tied to a place. */
 export interface ConfigIssue {
@@ -77,7 +78,7 @@ export interface ParsedConfig {
 
 export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'limits', 'metrics'] as const;
 export const METRICS_KEYS = ['listen'] as const;
-export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'physicalBlockSize', 'encryption', 'memory', 'shared'] as const;
+export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'physicalBlockSize', 'encryption', 'memory', 'shared', 'serial', 'wwn'] as const;
 export const DISCOVERY_KEYS = ['chap', 'mutual'] as const;
 export const TARGET_KEYS = ['iqn', 'luns', 'acls'] as const;
 export const ACL_KEYS = ['initiator', 'luns', 'chap', 'mutual'] as const;
@@ -397,6 +398,18 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
       }
     }
   }
+  // Two volumes with one identity look like two paths to one disk (dm-multipath).
+  const identities = new Map<string, string>();
+  for (const [name, v] of config.volumes) {
+    for (const [what, value] of [['serial', v.serial], ['wwn', v.wwn]] as const) {
+      if (value === undefined) continue;
+      const k = `${what} ${value}`;
+      const other = identities.get(k);
+      const loc = volumeLocs.get(name)!;
+      if (other !== undefined) c.error(loc.node, joinKey(loc.key, what), `volume ${name} has the ${what} of volume ${other}; hosts would take the two for one disk`);
+      else identities.set(k, name);
+    }
+  }
   // Names declared under volumes, even those with errors, so that targets do not also
   // complain that they are undefined.
   const declaredVolumes = new Set<string>();
@@ -659,6 +672,23 @@ function parseVolume(
       case 'shared': {
         const b = c.bool(e);
         if (b !== undefined) vol.shared = b;
+        break;
+      }
+      case 'serial': {
+        // A number in YAML (serial: 1234) is meant as its digits.
+        const v = isScalar(e.value) && typeof e.value.value === 'number' && Number.isInteger(e.value.value) ? String(e.value.source ?? e.value.value) : c.string(e, 'serial');
+        if (v === undefined) break;
+        const problem = serialProblem(v);
+        if (problem) c.error(e.value, e.key, problem);
+        else vol.serial = v;
+        break;
+      }
+      case 'wwn': {
+        const v = c.string(e, 'wwn');
+        if (v === undefined) break;
+        const naa = parseWwn(v);
+        if (!Buffer.isBuffer(naa)) c.error(e.value, e.key, naa.error);
+        else vol.wwn = formatWwn(naa);
         break;
       }
     }

@@ -10,6 +10,7 @@ import { resolveAccess } from '../acl/access';
 import { openBackstore, volumeFile } from '../backstore/open';
 import { FileBackstore } from '../backstore/file';
 import { LogicalUnit } from '../scsi/logical-unit';
+import { formatWwn, resolveVolumeIdentity } from '../scsi/identity';
 import { ASC } from '../scsi/sense';
 import type { ItNexus } from '../scsi/task';
 import { Connection, ConnectionHost, TmfResponse } from './connection';
@@ -104,9 +105,13 @@ export class TargetServer implements ConnectionHost {
 
   private async openUnit(vol: VolumeConfig): Promise<LogicalUnit> {
     const baseDir = path.dirname(path.resolve(this.config.source));
+    // Before the store opens: a file that does not exist yet is a new volume (new identity).
+    const id = await resolveVolumeIdentity(vol, baseDir, { logger: this.logger, taken: (i) => this.identityOwner(i) });
     const store = await openBackstore(vol, baseDir, { logger: this.logger });
     const lu = new LogicalUnit({
       name: vol.name,
+      serial: id.serial,
+      naa: id.naa,
       backstore: store,
       blockSize: vol.blockSize,
       physicalBlockSize: vol.physicalBlockSize,
@@ -118,10 +123,16 @@ export class TargetServer implements ConnectionHost {
     });
     lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
     this.logger.info(
-      { volume: vol.name, path: store.path, bytes: store.size, blockSize: vol.blockSize, readonly: vol.readonly },
+      { volume: vol.name, path: store.path, bytes: store.size, blockSize: vol.blockSize, readonly: vol.readonly, serial: id.serial, wwn: formatWwn(id.naa) },
       'volume open',
     );
     return lu;
+  }
+
+  /** The open volume that already has this serial or NAA designator. */
+  private identityOwner(id: { serial: string; naa: Buffer }): string | undefined {
+    for (const lu of this.units.values()) if (lu.naa.equals(id.naa) || lu.serial === id.serial) return lu.name;
+    return undefined;
   }
 
   /** PREEMPT AND ABORT: the preempted nexuses' tasks on this unit end without response. */
