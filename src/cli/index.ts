@@ -16,6 +16,7 @@ import { registerTarget } from './target';
 import { registerAcl } from './acl';
 import { registerStatus } from './status';
 import { registerProbe } from './probe';
+import { registerDiscovery } from './discovery';
 
 export type RegisterCommand = (program: Command, ctx: CliContext, setExit: (code: number) => void) => void;
 
@@ -25,6 +26,7 @@ export const COMMANDS: RegisterCommand[] = [
   registerVolume,
   registerTarget,
   registerAcl,
+  registerDiscovery,
   registerStatus,
   registerProbe,
 ];
