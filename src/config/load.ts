@@ -319,9 +319,13 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
       const msg = e.code === 'DUPLICATE_KEY' ? 'this key appears twice in the same mapping' : e.message;
       c.errors.push({ file, line, col, key: keyPathAt(doc, e.pos[0]), message: `YAML: ${msg}` });
     }
-    redact(c.errors, secrets);
-    redact(c.warnings, secrets);
-    throw new ConfigError(c.errors, c.warnings);
+    // A duplicate key leaves a whole document: check the rest too, so that every error
+    // comes in one pass. Broken syntax does not: what follows would be guesses.
+    if (doc.errors.some((e) => e.code !== 'DUPLICATE_KEY')) {
+      redact(c.errors, secrets);
+      redact(c.warnings, secrets);
+      throw new ConfigError(c.errors, c.warnings);
+    }
   }
 
   const baseDir = opts.baseDir ?? path.dirname(path.resolve(file));
@@ -488,9 +492,10 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
     }
   }
 
-  // --- cross checks and warnings (about a config without errors: with errors, targets or
-  // volumes are missing from the model and these would mislead) ---
-  if (c.errors.length === 0) crossCheck(c, config, targetLocs, volumeLocs);
+  // --- cross checks: volumes mapped to several hosts are errors whatever else is wrong (every
+  // error in one pass); the warnings only for a config without errors (with errors, targets
+  // or volumes are missing from the model and these would mislead) ---
+  crossCheck(c, config, targetLocs, volumeLocs, c.errors.length === 0);
 
   const hasSecrets =
     config.targets.some((t) => t.acls.some((a) => a.chap || a.mutual)) || !!config.discovery || secrets.length > 0;
@@ -543,7 +548,14 @@ function crossCheck(
   config: Config,
   targetLocs: TargetLoc[],
   volumeLocs: Map<string, { node: unknown; key: string }>,
+  warnings: boolean,
 ): void {
+  if (warnings) warnAboutReach(c, config, targetLocs);
+  sharedVolumes(c, config, volumeLocs, warnings);
+}
+
+/** Targets that export nothing, initiators admitted to no LUN. */
+function warnAboutReach(c: Checker, config: Config, targetLocs: TargetLoc[]): void {
   config.targets.forEach((t, ti) => {
     const loc = targetLocs[ti]!;
     if (t.acls.length === 0) {
@@ -558,7 +570,13 @@ function crossCheck(
         : `${a.initiator} is admitted but sees no LUNs: give it luns, or give target ${t.iqn} luns`);
     });
   });
+}
 
+/**
+ * A volume several hosts reach is an error unless it says `shared: true` (then a warning).
+ * Checked over the targets and volumes that parsed, so it holds even beside other errors.
+ */
+function sharedVolumes(c: Checker, config: Config, volumeLocs: Map<string, { node: unknown; key: string }>, warnings: boolean): void {
   // Who sees each volume: an initiator (ACL), or everyone (a target without acls).
   const holders = new Map<string, Map<string, string>>(); // volume -> normalized holder -> label
   const addHolder = (vol: string, id: string, label: string) => {
@@ -578,13 +596,13 @@ function crossCheck(
   for (const [name, loc] of volumeLocs) {
     const h = holders.get(name);
     if (!h) {
-      c.warn(loc.node, loc.key, `volume ${name} is not mapped to any target`);
+      if (warnings) c.warn(loc.node, loc.key, `volume ${name} is not mapped to any target`);
     } else if (h.size > 1) {
       const who = [...h.values()].join(' and ');
       // A SAN volume belongs to one host: two hosts mounting one ordinary filesystem
       // destroy it. Sharing has to be asked for.
       if (config.volumes.get(name)?.shared) {
-        c.warn(loc.node, loc.key, `volume ${name} is shared between ${who}; only a cluster-aware filesystem may be mounted on it by several hosts at once`);
+        if (warnings) c.warn(loc.node, loc.key, `volume ${name} is shared between ${who}; only a cluster-aware filesystem may be mounted on it by several hosts at once`);
       } else {
         c.error(loc.node, loc.key, `volume ${name} is mapped to ${who}; a volume belongs to one host unless it says shared: true (for a cluster-aware filesystem)`);
       }
