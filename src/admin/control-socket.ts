@@ -100,6 +100,8 @@ async function dispatch(req: ControlRequest, c: ConfigController): Promise<Contr
       return c.reload();
     case 'status':
       return c.status();
+    case 'log-level':
+      return c.logLevel(req.level);
     default:
       return { ok: false, message: `unknown request ${JSON.stringify((req as { op?: unknown })?.op)}` };
   }

@@ -13,6 +13,8 @@ import { prepareAtomicWrite } from './atomic-write';
 import { diffConfig, diffIsEmpty, sessionVerdict } from './diff';
 import type { ApplyReply, ControlReply, StatusReply } from './protocol';
 import { sessionStatus } from './status';
+import { LEVELS, getLogLevel, setLogLevel } from '../log';
+import pino from 'pino';
 
 export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
@@ -72,6 +74,21 @@ export class ConfigController {
       volumes: [...s.units.values()].map((lu) => ({ name: lu.name, bytes: lu.backstore.size, path: lu.backstore.path, serial: lu.serial, wwn: formatWwn(lu.naa) })),
       sessions: [...s.sessions].map(([session, conn]) => sessionStatus(session, conn.remote)),
     };
+  }
+
+  /** Report, or change, the daemon's log level (every logger, live). */
+  logLevel(level?: string): ControlReply {
+    const previous = getLogLevel();
+    if (level === undefined) return { ok: true, level: previous, previous };
+    const to = level.toLowerCase();
+    if (!(LEVELS as readonly string[]).includes(to)) return { ok: false, message: `unknown log level ${JSON.stringify(level)}: use one of ${LEVELS.join(', ')}` };
+    // Logged at info under whichever of the two levels shows info lines.
+    const say = () => this.logger.info({ previous, level: to }, `log level ${previous} -> ${to}`);
+    const hidesInfo = pino.levels.values[to] === undefined || pino.levels.values[to]! > pino.levels.values.info!;
+    if (hidesInfo) say();
+    setLogLevel(to);
+    if (!hidesInfo) say();
+    return { ok: true, level: to, previous };
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

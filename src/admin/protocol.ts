@@ -8,7 +8,9 @@ export type ControlRequest =
   | { op: 'apply'; text: string; baseSha256?: string }
   /** Re-read the config file and apply it (what SIGHUP does). */
   | { op: 'reload' }
-  | { op: 'status' };
+  | { op: 'status' }
+  /** Set the daemon's log level (absent: only report it). */
+  | { op: 'log-level'; level?: string };
 
 /** A session as `status` reports it; the I/O counters are the session's own (SessionCounters). */
 export interface SessionStatus extends SessionCounters {
@@ -50,4 +52,10 @@ export interface ErrorReply {
   errors?: ConfigIssue[];
 }
 
-export type ControlReply = StatusReply | ApplyReply | ErrorReply;
+export interface LogLevelReply {
+  ok: true;
+  level: string;
+  previous: string;
+}
+
+export type ControlReply = StatusReply | ApplyReply | LogLevelReply | ErrorReply;

@@ -1,12 +1,10 @@
 // `iscsi-target config check [--config FILE] [--json]`
 import type { Command } from 'commander';
 import { ConfigError, formatIssue, loadConfigDetailed, type ConfigIssue } from '../config/load';
+import { plural } from '../text';
 import { DEFAULT_CONFIG_FILE, EXIT, chooseConfigFile, err, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
 
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
 
 export interface CheckResult {
   ok: boolean;

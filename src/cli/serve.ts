@@ -12,7 +12,8 @@ import { ConfigError, formatIssue, loadConfigDetailed, type ConfigIssue } from '
 import { defaultConfig } from '../config/default';
 import type { Config } from '../config/model';
 import { formatPortal } from '../config/portal';
-import { createLogger } from '../log';
+import { createLogger, stdoutIsJournal } from '../log';
+import { plural } from '../text';
 import { attachInstructions } from './attach';
 import { DEFAULT_CONFIG_FILE, EXIT, chooseConfigFile, err, out, type CliContext } from './context';
 import { addConfigOption, type ConfigOptions } from './options';
@@ -86,7 +87,7 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
       if (v.path) fs.mkdirSync(path.dirname(v.path), { recursive: true });
     }
   } else {
-    logger.info({ config: config.source }, `config ${config.source}: ${config.volumes.size} volumes, ${config.targets.length} targets`);
+    logger.info({ config: config.source }, `config ${config.source}: ${plural(config.volumes.size, 'volume')}, ${plural(config.targets.length, 'target')}`);
   }
   for (const w of warnings) logger.warn({ key: w.key || undefined, line: w.line || undefined }, formatIssue(w));
 
@@ -158,7 +159,8 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
     { portals: server.addresses.map(formatPortal), targets: config.targets.map((t) => t.iqn) },
     'serving',
   );
-  out(ctx, attachInstructions(config, server.addresses));
+  // How to attach, for whoever started it by hand; under systemd it would be a dozen journal entries.
+  if (!stdoutIsJournal(ctx.env)) out(ctx, attachInstructions(config, server.addresses));
   return EXIT.OK; // the listening server keeps the process alive
 }
 

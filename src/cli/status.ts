@@ -80,10 +80,34 @@ async function reload(ctx: CliContext, o: Opts): Promise<number> {
   return EXIT.OK;
 }
 
+async function logLevel(ctx: CliContext, level: string | undefined, o: Opts): Promise<number> {
+  const file = editTarget(ctx, o);
+  const r = await controlRequest(file, level === undefined ? { op: 'log-level' } : { op: 'log-level', level }, ctx.env);
+  if (!r) return noDaemon(ctx, o, file);
+  if (!r.ok || !('previous' in r)) {
+    const message = r.ok ? 'unexpected answer' : r.message;
+    if (o.json) out(ctx, JSON.stringify({ ok: false, message }, null, 2));
+    else err(ctx, `error: ${message}`);
+    return EXIT.FAILURE;
+  }
+  if (o.json) out(ctx, JSON.stringify(r, null, 2));
+  else if (level === undefined) out(ctx, `log level: ${r.level}`);
+  else out(ctx, r.previous === r.level ? `log level stays ${r.level}` : `log level ${r.previous} -> ${r.level} (until the daemon restarts; LOG_LEVEL or serve --log-level set it at start)`);
+  return EXIT.OK;
+}
+
 export function registerStatus(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
   addJsonOption(addConfigOption(program.command('status').description('live sessions: initiator, address, target, LUNs, I/O counters')))
     .option('-v, --verbose', 'also the negotiated parameters')
     .action(async (o: Opts & { verbose?: boolean }) => setExit(await status(ctx, o)));
   addJsonOption(addConfigOption(program.command('reload').description('make the running daemon re-read its config (as SIGHUP does)')))
     .action(async (o: Opts) => setExit(await reload(ctx, o)));
+  addJsonOption(addConfigOption(program.command('log-level [level]').description("show or change the running daemon's log level, live (fatal, error, warn, info, debug, trace)")))
+    .addHelpText('after', `
+Examples:
+  $ iscsi-target log-level            # what it is now
+  $ iscsi-target log-level debug      # logins in detail, negotiation, discovery answers
+  $ iscsi-target log-level trace      # also every PDU in and out
+  $ iscsi-target log-level info`)
+    .action(async (level: string | undefined, o: Opts) => setExit(await logLevel(ctx, level, o)));
 }

@@ -35,6 +35,8 @@ import type { Command, Session } from './session';
 import { decodeLun } from './lun';
 import { TextSplitter } from './text-exchange';
 import { LIMIT_DEFAULTS, type LimitsConfig } from '../config/model';
+import { logFlags } from '../log';
+import { describePdu, textKeys } from './trace';
 
 /** What a connection needs from the server beyond login checks. */
 export interface ConnectionHost extends LoginHost {
@@ -138,7 +140,7 @@ export class Connection {
       this.destroy();
     }, host.timeouts.loginMs);
     this.loginTimer.unref();
-    this.log.info('connection accepted');
+    this.log.debug('connection accepted');
   }
 
   /** Bytes received from the initiator (never modified afterwards: PDUs keep views of them). */
@@ -227,6 +229,7 @@ export class Connection {
    */
   send(pdu: TargetPdu, evenIfClosing = false): boolean {
     if (this.socket.destroyed || (this.closed && !evenIfClosing)) return false;
+    if (logFlags.trace) this.log.trace(describePdu(pdu), 'PDU out');
     // Everything sent in one turn of the event loop leaves together, once the turn's
     // callbacks and promise continuations have run (setImmediate), or at the end of the
     // received chunk being parsed: 32 responses cost one syscall, not 32.
@@ -448,6 +451,7 @@ export class Connection {
   }
 
   private onPdu(pdu: Pdu, bhs: Buffer): void {
+    if (logFlags.trace) this.log.trace(describePdu(pdu), 'PDU in');
     if (this.closed) return;
     if (bhs[4] !== 0 && pdu.op !== Op.ScsiCommand) {
       // Only a SCSI Command carries AHS (RFC 7143 §11.2.1.2): anything else is garbage framing.
@@ -550,6 +554,12 @@ export class Connection {
 
   private onLogin(req: LoginRequest): void {
     const step = this.login!.handle(req);
+    if (logFlags.debug) {
+      this.log.debug(
+        { stage: `${req.csg}->${req.nsg}`, transit: req.transit, offered: textKeys(req.data), answered: textKeys(step.responses[step.responses.length - 1]?.data ?? EMPTY) },
+        'login negotiation',
+      );
+    }
     if (step.failed) {
       const f = step.failed;
       this.login = undefined;
@@ -582,12 +592,15 @@ export class Connection {
     this.session = this.host.openSession(o, this);
     const p = o.params;
     this.log = this.log.child({ tsih: this.session.tsih });
+    // The one info line of a login; its negotiated parameters at debug level.
     this.log.info(
+      { initiator: o.initiatorName, target: o.targetName, type: o.sessionType, isid: o.isid.toString('hex'), auth: o.auth },
+      o.sessionType === 'Discovery'
+        ? `login: ${o.initiatorName} (discovery) from ${this.remote}`
+        : `login: ${o.initiatorName} on ${o.targetName} from ${this.remote}, LUNs ${[...this.session.luns.keys()].join(',') || 'none'}`,
+    );
+    this.log.debug(
       {
-        initiator: o.initiatorName,
-        target: o.targetName,
-        type: o.sessionType,
-        isid: o.isid.toString('hex'),
         params: {
           HeaderDigest: p.headerDigest ? 'CRC32C' : 'None',
           DataDigest: p.dataDigest ? 'CRC32C' : 'None',
@@ -601,7 +614,7 @@ export class Connection {
           ErrorRecoveryLevel: p.errorRecoveryLevel,
         },
       },
-      'login complete',
+      'negotiated',
     );
     this.startPings();
   }
@@ -1377,7 +1390,7 @@ export class Connection {
       data: EMPTY,
     });
     if (response === 0) {
-      this.log.info({ reason: pdu.reason === 0 ? 'close session' : 'close connection' }, 'logout');
+      this.log.debug({ reason: pdu.reason === 0 ? 'close session' : 'close connection' }, 'logout request');
       this.endSocket();
     }
   }
@@ -1400,7 +1413,7 @@ export class Connection {
       if (cmd.state === 'receiving') this.uncharge(cmd);
     }
     if (this.closed && !this.session) {
-      this.log.info('connection closed');
+      this.log.debug('connection closed');
       return;
     }
     this.closed = true;
@@ -1411,8 +1424,16 @@ export class Connection {
         cmd.task.aborted = true;
       }
       this.host.closeSession(session);
+      // The one info line of a logout (or of a session lost without one).
+      const c = session.counters;
+      const who = session.type === 'Discovery' ? `${session.initiatorName} (discovery)` : `${session.initiatorName} from ${session.targetName}`;
+      this.log.info(
+        { initiator: session.initiatorName, target: session.targetName, seconds: Math.round((Date.now() - session.createdAt) / 1000), commands: c.commands, readBytes: c.readBytes, writtenBytes: c.writtenBytes, errors: c.errors },
+        this.loggingOut ? `logout: ${who}` : `session ended: ${who}, connection closed without a logout`,
+      );
+    } else {
+      this.log.debug('connection closed');
     }
-    this.log.info(this.loggingOut ? 'session logged out' : 'connection closed');
   }
 }
 

@@ -96,6 +96,8 @@ export interface LoginOutcome {
   /** The StatSN of the final login response; the next one is this + 1. */
   statSN: number;
   params: SessionParams;
+  /** How the initiator authenticated (for the log). */
+  auth: 'None' | 'CHAP' | 'mutual CHAP';
 }
 
 export interface LoginStep {
@@ -123,6 +125,7 @@ export class LoginPhase {
   private sessionType: 'Normal' | 'Discovery' = 'Normal';
   private authDone = false;
   private chap?: 'want-algorithm' | 'want-response' | 'done';
+  private mutualDone = false;
   private challenge?: ChapChallenge;
   private declared = false;
   private deferredTransit = false;
@@ -298,6 +301,7 @@ export class LoginPhase {
         if (ch.equals(c.challenge)) return this.fail(req, LoginStatus.AuthFailure, 'initiator reflected our CHAP challenge');
         const mine = chapResponse(c.algorithm, id, Buffer.from(creds!.mutual.secret, 'utf8'), ch);
         answers.push(['CHAP_N', creds!.mutual.user], ['CHAP_R', encodeHex(mine)]);
+        this.mutualDone = true;
       }
       this.chap = 'done';
       this.authDone = true;
@@ -329,7 +333,7 @@ export class LoginPhase {
       if (!canonical) return this.fail(req, LoginStatus.NotFound, `no target ${tname}`);
       // An initiator not on the target's ACL is told "not found": the name leaks nothing.
       if (!this.host.mayAccess(canonical, name)) {
-        return this.fail(req, LoginStatus.AuthorizationFailure, `${name} not permitted on ${canonical}`);
+        return this.fail(req, LoginStatus.AuthorizationFailure, `${name} is not in the acls of ${canonical}`);
       }
       this.targetName = canonical;
     }
@@ -358,6 +362,7 @@ export class LoginPhase {
           cmdSN: this.cmdSN,
           statSN: res.statSN,
           params: this.params,
+          auth: this.chap !== 'done' ? 'None' : this.mutualDone ? 'mutual CHAP' : 'CHAP',
         },
       };
     }

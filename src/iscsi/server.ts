@@ -494,13 +494,23 @@ export class TargetServer implements ConnectionHost {
     } else {
       wanted = this.config.targets.filter((t) => t.iqn.toLowerCase() === value.toLowerCase());
     }
+    const withheld: string[] = [];
     for (const t of wanted) {
-      if (!resolveAccess(t, initiatorName).allowed) continue;
+      if (!resolveAccess(t, initiatorName).allowed) {
+        withheld.push(t.iqn);
+        continue;
+      }
       out.push(['TargetName', t.iqn]);
       for (const a of this.addresses) {
         const host = a.host === '0.0.0.0' || a.host === '::' ? normalizeLocal(localAddress) : a.host;
         out.push(['TargetAddress', `${fmtAddr(host, a.port)},${TPGT}`]);
       }
+    }
+    // An initiator no ACL lists sees nothing: say so, or the admin sees nothing either.
+    if (withheld.length > 0) {
+      const who = { initiator: initiatorName, tsih: session.tsih, withheld };
+      if (out.length === 0) this.logger.info(who, `discovery refused: ${initiatorName} is in no acl of ${withheld.join(', ')}; it sees no target`);
+      else this.logger.debug(who, `discovery: ${withheld.length} target${withheld.length === 1 ? '' : 's'} not shown to ${initiatorName} (not in their acls)`);
     }
     return out;
   }
