@@ -594,7 +594,15 @@ export class Connection {
     this.log = this.log.child({ tsih: this.session.tsih });
     // The one info line of a login; its negotiated parameters at debug level.
     this.log.info(
-      { initiator: o.initiatorName, target: o.targetName, type: o.sessionType, isid: o.isid.toString('hex'), auth: o.auth },
+      {
+        initiator: o.initiatorName,
+        target: o.targetName,
+        type: o.sessionType,
+        isid: o.isid.toString('hex'),
+        auth: o.auth,
+        HeaderDigest: p.headerDigest ? 'CRC32C' : 'None',
+        DataDigest: p.dataDigest ? 'CRC32C' : 'None',
+      },
       o.sessionType === 'Discovery'
         ? `login: ${o.initiatorName} (discovery) from ${this.remote}`
         : `login: ${o.initiatorName} on ${o.targetName} from ${this.remote}, LUNs ${[...this.session.luns.keys()].join(',') || 'none'}`,
