@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
-import { ConfigError, parseConfigDetailed, type ConfigIssue } from '../config/load';
+import { ConfigError, newWarnings, parseConfigDetailed, type ConfigIssue } from '../config/load';
 import type { Config } from '../config/model';
 import { formatPortal } from '../config/portal';
 import { formatWwn } from '../config/identity';
@@ -32,7 +32,18 @@ export class ConfigController {
     private readonly logger: Logger,
     /** The daemon serves the built-in default: status answers, changes are refused. */
     private readonly builtIn = false,
-  ) {}
+  ) {
+    this.startLimits = JSON.stringify(server.currentConfig.limits ?? {});
+    // The warnings of the file the daemon started with (serve logged them once).
+    if (!builtIn) {
+      try {
+        const warnings = parseConfigDetailed(fs.readFileSync(this.configFile, 'utf8'), this.configFile, { fileMode: fs.statSync(this.configFile).mode }).warnings;
+        this.warningsOf = { config: server.currentConfig, warnings };
+      } catch {
+        /* unreadable or invalid now: every warning of the next change counts as new */
+      }
+    }
+  }
 
   /** Validate `text`, apply it, then write it to the config file. Refused whole on any error. */
   apply(text: string, baseSha256?: string): Promise<ControlReply> {
@@ -91,6 +102,15 @@ export class ConfigController {
     return { ok: true, level: to, previous };
   }
 
+  /** The limits the daemon started with (and runs with until a restart). */
+  private readonly startLimits: string;
+  /** The warnings of the config being served, to tell the new ones of a change. */
+  private warningsOf?: { config: Config; warnings: ConfigIssue[] };
+
+  private knownWarnings(current: Config): ConfigIssue[] {
+    return this.warningsOf?.config === current ? this.warningsOf.warnings : [];
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
@@ -135,15 +155,17 @@ export class ConfigController {
     }
     await write?.commit();
     if (diff.metricsChanged) await this.onMetricsChanged?.(next).catch((e) => this.logger.error({ err: e }, 'metrics endpoint change failed'));
-    if (diff.limitsChanged) {
-      const message = 'limits changed: they are read at start, so they take effect when the target restarts';
-      this.logger.warn(message);
-      warnings = [...warnings, { file, line: 0, col: 0, key: 'limits', message }];
-    }
+    // Limits are read at start: the daemon runs with those until it restarts, however many
+    // changes and reloads come in between.
+    const restartNeeded: string[] = [];
+    if (JSON.stringify(next.limits ?? {}) !== this.startLimits) restartNeeded.push('limits');
+    if (diff.limitsChanged) this.logger.warn('limits changed: they are read at start, so they take effect when the target restarts');
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     const changed = !diffIsEmpty(diff);
     if (changed) this.logger.info({ ...report, ms: Math.round(ms * 10) / 10 }, opts.write ? 'config changed' : 'config reloaded');
-    const reply: ApplyReply = { ok: true, changed, report, ms, warnings };
+    const fresh = newWarnings(this.knownWarnings(prev), warnings);
+    this.warningsOf = { config: next, warnings };
+    const reply: ApplyReply = { ok: true, changed, report, ms, warnings: fresh, restartNeeded };
     return reply;
   }
 }

@@ -43,7 +43,10 @@ export interface ApplyReply {
   report: ApplyReport;
   /** Milliseconds from receiving the request to the file being written. */
   ms: number;
+  /** Warnings the change brought (not those the running config already had). */
   warnings: ConfigIssue[];
+  /** Parts of the change that take effect only when the daemon restarts (e.g. "limits"). */
+  restartNeeded: string[];
 }
 
 export interface ErrorReply {

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { controlRequest } from '../admin/control-socket';
 import { clientSocketPaths } from '../admin/socket-path';
 import { formatSize } from '../config/size';
+import { formatIssue } from '../config/load';
 import { editTarget, printIssues } from './change';
 import { EXIT, err, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
@@ -37,7 +38,7 @@ async function status(ctx: CliContext, o: Opts & { verbose?: boolean }): Promise
     return EXIT.OK;
   }
   out(ctx, table(
-    ['INITIATOR', 'ADDRESS', 'TARGET', 'LUNS', 'UPTIME', 'CMDS', 'READ', 'WRITTEN', 'ERRORS', 'UAS'],
+    ['INITIATOR', 'ADDRESS', 'TARGET', 'LUNS', 'UPTIME', 'COMMANDS', 'READ', 'WRITTEN', 'ERRORS'],
     r.sessions.map((s) => [
       s.initiator,
       s.address,
@@ -48,15 +49,16 @@ async function status(ctx: CliContext, o: Opts & { verbose?: boolean }): Promise
       formatSize(s.readBytes),
       formatSize(s.writtenBytes),
       String(s.errors),
-      String(s.unitAttentions),
     ]),
   ));
   if (o.verbose) {
     for (const s of r.sessions) {
       out(ctx, `${s.initiator} (tsih ${s.tsih}): ${Object.entries(s.params).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+      // Unit attentions are news (power on, capacity or LUN changes), not failures.
+      out(ctx, `  unit attentions reported: ${s.unitAttentions}; reads done by busy polling: ${s.polledReads}`);
     }
   } else {
-    out(ctx, '(negotiated parameters: --verbose or --json)');
+    out(ctx, '(negotiated parameters and unit attentions: --verbose or --json)');
   }
   return EXIT.OK;
 }
@@ -74,8 +76,13 @@ async function reload(ctx: CliContext, o: Opts): Promise<number> {
     return EXIT.FAILURE;
   }
   if (!o.json && 'report' in r) {
-    out(ctx, r.changed ? `reloaded ${file} in ${r.ms.toFixed(1)} ms` : `reloaded ${file}: nothing changed`);
+    const later = r.restartNeeded ?? [];
+    if (r.changed) out(ctx, `reloaded ${file} in ${r.ms.toFixed(1)} ms`);
+    else if (later.length > 0) out(ctx, `reloaded ${file}: nothing to change while running`);
+    else out(ctx, `reloaded ${file}: nothing changed`);
     for (const s of r.report.endedSessions) out(ctx, `  ended the session of ${s.initiator} on ${s.target}: ${s.why}`);
+    for (const part of later) out(ctx, `  ${part} changed: that takes effect when the target restarts (e.g. systemctl restart iscsi-target)`);
+    for (const w of r.warnings) err(ctx, `warning: ${formatIssue(w)}`);
   }
   return EXIT.OK;
 }

@@ -45,6 +45,15 @@ export function formatIssue(i: ConfigIssue): string {
   return i.key ? `${where}: ${i.key}: ${i.message}` : `${where}: ${i.message}`;
 }
 
+/**
+ * The warnings of `after` that `before` did not have (compared by key and message: an edit
+ * moves lines), so that a command shows what its change caused, not every old warning again.
+ */
+export function newWarnings(before: readonly ConfigIssue[], after: readonly ConfigIssue[]): ConfigIssue[] {
+  const seen = new Set(before.map((w) => `${w.key}\0${w.message}`));
+  return after.filter((w) => !seen.has(`${w.key}\0${w.message}`));
+}
+
 /** Thrown with every error found; nothing in a config that throws may be applied. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
