@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { ConfigError, formatIssue, loadConfigDetailed, type ConfigIssue } from '../config/load';
 import { plural } from '../text';
-import { DEFAULT_CONFIG_FILE, EXIT, chooseConfigFile, err, out, type CliContext } from './context';
+import { DEFAULT_CONFIG_FILE, EXIT, chooseConfigFile, err, errIssues, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
 
 
@@ -43,7 +43,7 @@ export async function runConfigCheck(ctx: CliContext, opts: ConfigOptions & Json
     for (const w of r.warnings) out(ctx, `warning: ${formatIssue(w)}`);
     return EXIT.OK;
   }
-  for (const e of r.errors) err(ctx, `error: ${formatIssue(e)}`);
+  errIssues(ctx, r.errors);
   for (const w of r.warnings) err(ctx, `warning: ${formatIssue(w)}`);
   err(ctx, `${r.file}: ${plural(r.errors.length, 'error')}; nothing was applied`);
   return EXIT.FAILURE;

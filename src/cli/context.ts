@@ -2,6 +2,7 @@
 // themselves except `serve` (signals); they return an exit code.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { formatIssue, type ConfigIssue } from '../config/load';
 
 export interface CliContext {
   stdout: NodeJS.WritableStream;
@@ -47,12 +48,44 @@ export function defaultContext(): CliContext {
   };
 }
 
+/**
+ * With --json, what a failing command said on stderr, so that main() can answer with JSON
+ * on stdout when the command itself printed none (every refusal, on every command).
+ */
+export interface JsonFailure {
+  stdoutUsed: boolean;
+  messages: string[];
+  errors: ConfigIssue[];
+}
+
+const jsonFailures = new WeakMap<CliContext, JsonFailure>();
+
+/** main() turns this on when --json is among the arguments. */
+export function collectJsonFailure(ctx: CliContext): JsonFailure {
+  const f: JsonFailure = { stdoutUsed: false, messages: [], errors: [] };
+  jsonFailures.set(ctx, f);
+  return f;
+}
+
 export function out(ctx: CliContext, text = ''): void {
+  const f = jsonFailures.get(ctx);
+  if (f) f.stdoutUsed = true;
   ctx.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
 export function err(ctx: CliContext, text = ''): void {
+  const f = jsonFailures.get(ctx);
+  if (f && text.startsWith('error: ')) f.messages.push(text.slice(7).trimEnd());
   ctx.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+/** Config errors, as "error: file:line:col: key: message" lines (and structured under --json). */
+export function errIssues(ctx: CliContext, issues: readonly ConfigIssue[]): void {
+  const f = jsonFailures.get(ctx);
+  for (const i of issues) {
+    f?.errors.push(i);
+    ctx.stderr.write(`error: ${formatIssue(i)}\n`);
+  }
 }
 
 export const DEFAULT_CONFIG_FILE = 'iscsi-target.yaml';

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { registerConfigCommands } from './config-cmd';
-import { CONFIG_ENV, DEFAULT_CONFIG_FILE, EXIT, SYSTEM_CONFIG_FILE, defaultContext, type CliContext } from './context';
+import { CONFIG_ENV, DEFAULT_CONFIG_FILE, EXIT, SYSTEM_CONFIG_FILE, collectJsonFailure, defaultContext, type CliContext } from './context';
 import { registerServe } from './serve';
 import { registerVolume } from './volume';
 import { registerTarget } from './target';
@@ -71,16 +71,24 @@ export async function main(argv: string[] = process.argv, ctx: CliContext = defa
   const program = buildProgram(ctx, (c) => (code = c));
   // -V was the version flag before -v; it still is.
   if (argv[2] === '-V') argv = [...argv.slice(0, 2), '--version', ...argv.slice(3)];
+  // --json: a failure is answered in JSON on stdout too, whatever the command.
+  const json = argv.slice(2).includes('--json') ? collectJsonFailure(ctx) : undefined;
   try {
     await program.parseAsync(argv);
   } catch (e) {
     if (e instanceof CommanderError) {
       // --help and --version end with exitCode 0; usage errors have been printed already.
       code = e.exitCode;
+      if (code !== 0) json?.messages.push(e.message.replace(/^error: /, ''));
     } else {
       ctx.stderr.write(`error: ${(e as Error)?.stack ?? String(e)}\n`);
+      json?.messages.push((e as Error)?.message ?? String(e));
       code = EXIT.FAILURE;
     }
+  }
+  if (json && code !== EXIT.OK && !json.stdoutUsed) {
+    const message = json.messages.join('; ') || (json.errors.length > 0 ? `${json.errors.length} config error${json.errors.length === 1 ? '' : 's'}` : `failed (exit ${code})`);
+    ctx.stdout.write(`${JSON.stringify({ ok: false, message, errors: json.errors }, null, 2)}\n`);
   }
   process.exitCode = code;
   return code;

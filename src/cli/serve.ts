@@ -15,7 +15,7 @@ import { formatPortal } from '../config/portal';
 import { createLogger, stdoutIsJournal } from '../log';
 import { plural } from '../text';
 import { attachInstructions } from './attach';
-import { DEFAULT_CONFIG_FILE, EXIT, chooseConfigFile, err, out, type CliContext } from './context';
+import { DEFAULT_CONFIG_FILE, EXIT, chooseConfigFile, err, errIssues, out, type CliContext } from './context';
 import { addConfigOption, type ConfigOptions } from './options';
 
 export interface ServeOptions extends ConfigOptions {
@@ -48,16 +48,21 @@ export async function loadServeConfig(
     return { config, warnings, builtIn: false };
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    for (const issue of e.errors) err(ctx, `error: ${formatIssue(issue)}`);
+    errIssues(ctx, e.errors);
     err(ctx, `${choice.file}: ${e.errors.length} error${e.errors.length === 1 ? '' : 's'}; not starting`);
     return { exitCode: EXIT.CONFIG };
   }
 }
 
-function startHint(e: unknown): string {
+async function startHint(e: unknown, env: NodeJS.ProcessEnv): Promise<string> {
   const text = `${(e as NodeJS.ErrnoException)?.code ?? ''} ${(e as Error)?.message ?? ''}`;
   if (/EADDRINUSE/.test(text)) {
-    return ' (another process, perhaps tgt or the kernel target, already listens there: stop it or change portals in the config)';
+    const port = Number(/cannot listen on .*:(\d+):/.exec(text)?.[1]);
+    const { whoListens, describeListener } = await import('../admin/who-listens');
+    const who = Number.isInteger(port) ? await whoListens(port, env).catch(() => undefined) : undefined;
+    if (who?.ours) return ` (${describeListener(who)} already listens there: stop it first, or change portals in the config)`;
+    if (who) return ` (${describeListener(who)} already listens there: stop it, or change portals in the config)`;
+    return ' (another process already listens there, perhaps another target such as tgt or the kernel\'s LIO: stop it, or change portals in the config)';
   }
   if (/EADDRNOTAVAIL/.test(text)) return ' (that address is not on this machine: check portals in the config)';
   if (/EACCES|EPERM/.test(text)) return ' (permission denied: check the volume path permissions, or use a port above 1023)';
@@ -135,7 +140,7 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
   } catch (e) {
     startFailed = true;
     logger.debug({ err: e }, 'start failure');
-    logger.error(`could not start: ${(e as Error)?.message ?? String(e)}${startHint(e)}`);
+    logger.error(`could not start: ${(e as Error)?.message ?? String(e)}${await startHint(e, ctx.env)}`);
     exitAfterFlush(logger, EXIT.FAILURE);
   } finally {
     started!();

@@ -137,3 +137,23 @@ test('acl add sets mutual CHAP; discovery chap/open set discovery CHAP; secrets 
     cfg = await loadConfig(path.join(dir, 'iscsi-target.yaml'));
     assert.equal(cfg.discovery, undefined);
   }));
+
+test('--json: every refusal is JSON on stdout (argument checks, config errors, usage errors)', () =>
+  withDir(async (dir) => {
+    fs.writeFileSync(path.join(dir, 'iscsi-target.yaml'), 'volumes:\n  a: { size: 1Q }\n');
+    const cases: [string[], RegExp][] = [
+      [['volume', 'create', 'x', '--json', '--wwn', 'nope'], /--wwn: /],
+      [['acl', 'add', T, 'not-a-name', '--json'], /not an iSCSI name/],
+      [['volume', 'list', '--json'], /config error/],
+      [['target', 'list', '--json', '--bogus'], /unknown option '--bogus'/],
+      [['status', '--json'], /no daemon is running/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await cli(dir, args);
+      assert.equal(r.code, 1, args.join(' '));
+      const j = JSON.parse(r.out) as { ok: boolean; message: string; errors: { line: number; key: string }[] };
+      assert.equal(j.ok, false);
+      assert.match(j.message, re, args.join(' '));
+      if (args[1] === 'list' && args[0] === 'volume') assert.ok(j.errors.some((e) => e.line === 2 && e.key === 'volumes.a.size'), JSON.stringify(j));
+    }
+  }));
