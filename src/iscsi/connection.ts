@@ -53,7 +53,7 @@ export interface ConnectionHost extends LoginHost {
   loginFailed(address: string): number;
   loginSucceeded(address: string): void;
   /** A command's status is known (metrics; issue 5). Called once per answered command. */
-  commandDone?(session: Session, cmd: Command, status: number, dataInBytes: number): void;
+  commandDone?(session: Session, cmd: Command, status: number, dataInBytes: number, sense?: Buffer): void;
   /** Connection timers. */
   readonly timeouts: { loginMs: number; nopIntervalMs: number; nopTimeoutMs: number };
   /** Resource bounds (config `limits:`); defaults when absent. */
@@ -1083,7 +1083,7 @@ export class Connection {
       if (result.sense !== undefined && senseKeyOf(result.sense) === SenseKey.UnitAttention) session.counters.unitAttentions++;
       else session.counters.errors++;
     }
-    this.host.commandDone?.(session, cmd, result.status, cmd.read && result.data ? Math.min(result.data.length, cmd.expectedLength) : 0);
+    this.host.commandDone?.(session, cmd, result.status, cmd.read && result.data ? Math.min(result.data.length, cmd.expectedLength) : 0, result.sense);
     this.respond(cmd, result);
   }
 

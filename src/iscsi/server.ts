@@ -24,7 +24,7 @@ import type { ConfigDiff, SessionVerdict } from '../admin/diff';
 
 /** Sees every finished command and failed login (metrics, src/admin/metrics.ts). */
 export interface ServerObserver {
-  commandDone(session: Session, cmd: Command, status: number, dataInBytes: number): void;
+  commandDone(session: Session, cmd: Command, status: number, dataInBytes: number, sense?: Buffer): void;
   loginFailed(): void;
 }
 
@@ -355,8 +355,8 @@ export class TargetServer implements ConnectionHost {
   }
 
   /** A command finished (status known); one call per command, for metrics. */
-  commandDone(session: Session, cmd: Command, status: number, dataInBytes: number): void {
-    this.observer?.commandDone(session, cmd, status, dataInBytes);
+  commandDone(session: Session, cmd: Command, status: number, dataInBytes: number, sense?: Buffer): void {
+    this.observer?.commandDone(session, cmd, status, dataInBytes, sense);
   }
 
   // ------------------------------------------------------------ LoginHost
