@@ -102,6 +102,8 @@ async function dispatch(req: ControlRequest, c: ConfigController): Promise<Contr
       return c.status();
     case 'log-level':
       return c.logLevel(req.level);
+    case 'stats':
+      return c.stats();
     default:
       return { ok: false, message: `unknown request ${JSON.stringify((req as { op?: unknown })?.op)}` };
   }

@@ -13,6 +13,7 @@ import { prepareAtomicWrite } from './atomic-write';
 import { diffConfig, diffIsEmpty, sessionVerdict } from './diff';
 import type { ApplyReply, ControlReply, StatusReply } from './protocol';
 import { sessionStatus } from './status';
+import type { TargetMetrics } from './metrics';
 import { LEVELS, getLogLevel, setLogLevel } from '../log';
 import pino from 'pino';
 
@@ -25,6 +26,8 @@ export class ConfigController {
   private readonly startedAt = Date.now();
   /** Called after a change that moved the metrics endpoint. */
   onMetricsChanged?: (config: Config) => Promise<void>;
+  /** The command counters (`stats`, iscsi-target top). */
+  metrics?: TargetMetrics;
 
   constructor(
     readonly server: TargetServer,
@@ -85,6 +88,12 @@ export class ConfigController {
       volumes: [...s.units.values()].map((lu) => ({ name: lu.name, bytes: lu.backstore.size, path: lu.backstore.path, serial: lu.serial, wwn: formatWwn(lu.naa) })),
       sessions: [...s.sessions].map(([session, conn]) => sessionStatus(session, conn.remote)),
     };
+  }
+
+  /** The counters `top` reads (the metrics' own), with the time they were read. */
+  stats(): ControlReply {
+    if (!this.metrics) return { ok: false, message: 'this daemon keeps no command counters' };
+    return { ok: true, pid: process.pid, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), at: Number(process.hrtime.bigint() / 1000n) / 1000, ...this.metrics.snapshot() };
   }
 
   /** Report, or change, the daemon's log level (every logger, live). */

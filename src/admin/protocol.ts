@@ -2,6 +2,7 @@
 import type { ConfigIssue } from '../config/load';
 import type { ApplyReport } from '../iscsi/server';
 import type { SessionCounters } from '../iscsi/session';
+import type { StatsSnapshot } from './metrics';
 
 export type ControlRequest =
   /** Validate, apply and (only then) write this config text. `baseSha256`: the file the edit started from. */
@@ -9,6 +10,8 @@ export type ControlRequest =
   /** Re-read the config file and apply it (what SIGHUP does). */
   | { op: 'reload' }
   | { op: 'status' }
+  /** The command counters `top` shows (the metrics' own). */
+  | { op: 'stats' }
   /** Set the daemon's log level (absent: only report it). */
   | { op: 'log-level'; level?: string };
 
@@ -61,4 +64,12 @@ export interface LogLevelReply {
   previous: string;
 }
 
-export type ControlReply = StatusReply | ApplyReply | LogLevelReply | ErrorReply;
+export interface StatsReply extends StatsSnapshot {
+  ok: true;
+  pid: number;
+  uptimeSeconds: number;
+  /** When the counters were read: milliseconds on a monotonic clock. */
+  at: number;
+}
+
+export type ControlReply = StatusReply | ApplyReply | LogLevelReply | StatsReply | ErrorReply;

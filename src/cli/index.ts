@@ -17,6 +17,7 @@ import { registerAcl } from './acl';
 import { registerStatus } from './status';
 import { registerProbe } from './probe';
 import { registerDiscovery } from './discovery';
+import { registerTop } from './top';
 
 export type RegisterCommand = (program: Command, ctx: CliContext, setExit: (code: number) => void) => void;
 
@@ -28,6 +29,7 @@ export const COMMANDS: RegisterCommand[] = [
   registerAcl,
   registerDiscovery,
   registerStatus,
+  registerTop,
   registerProbe,
 ];
 

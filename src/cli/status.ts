@@ -22,7 +22,7 @@ async function status(ctx: CliContext, o: Opts & { verbose?: boolean }): Promise
   const file = editTarget(ctx, o);
   const r = await controlRequest(file, { op: 'status' }, ctx.env);
   if (!r) return noDaemon(ctx, o, file);
-  if (!r.ok || !('sessions' in r)) {
+  if (!r.ok || !('portals' in r)) {
     err(ctx, `error: ${r.ok ? 'unexpected answer' : r.message}`);
     return EXIT.FAILURE;
   }

@@ -27,7 +27,7 @@ async function listTargets(ctx: CliContext, o: Opts): Promise<number> {
   }
   const st = await controlRequest(file, { op: 'status' }, ctx.env).catch(() => undefined);
   const sessions = new Map<string, number>();
-  if (st?.ok && 'sessions' in st) for (const s of st.sessions) if (s.target) sessions.set(s.target.toLowerCase(), (sessions.get(s.target.toLowerCase()) ?? 0) + 1);
+  if (st?.ok && 'portals' in st) for (const s of st.sessions) if (s.target) sessions.set(s.target.toLowerCase(), (sessions.get(s.target.toLowerCase()) ?? 0) + 1);
   const rows = cur.config.targets.map((t) => ({
     iqn: t.iqn,
     luns: Object.fromEntries(t.luns),

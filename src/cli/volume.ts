@@ -354,7 +354,7 @@ async function list(ctx: CliContext, o: Opts): Promise<number> {
   let live: Map<string, number> | undefined;
   let open: Map<string, { serial: string; wwn: string }> | undefined;
   const st = await controlRequest(file, { op: 'status' }, ctx.env).catch(() => undefined);
-  if (st?.ok && 'sessions' in st) {
+  if (st?.ok && 'portals' in st) {
     live = new Map();
     for (const s of st.sessions) for (const l of s.luns) live.set(l.volume, (live.get(l.volume) ?? 0) + 1);
     open = new Map(st.volumes.filter((v) => v.serial !== undefined).map((v) => [v.name, { serial: v.serial, wwn: v.wwn }]));
