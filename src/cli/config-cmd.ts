@@ -57,7 +57,11 @@ export function registerConfigCommands(program: Command, ctx: CliContext, setExi
         .command('check')
         .description('validate a config file; report every error with file:line and key (exit 1 on errors)'),
     ),
-  ).action(async (opts: ConfigOptions & JsonOptions) => {
+  ).addHelpText('after', `
+Examples:
+  $ iscsi-target config check
+  $ iscsi-target config check --config /etc/iscsi-target/iscsi-target.yaml --json`)
+    .action(async (opts: ConfigOptions & JsonOptions) => {
     setExit(await runConfigCheck(ctx, opts));
   });
 }

@@ -18,6 +18,7 @@ import { registerStatus } from './status';
 import { registerProbe } from './probe';
 import { registerDiscovery } from './discovery';
 import { registerTop } from './top';
+import { registerCompletion } from './completion';
 
 export type RegisterCommand = (program: Command, ctx: CliContext, setExit: (code: number) => void) => void;
 
@@ -59,6 +60,19 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     })
     .exitOverride();
   for (const register of COMMANDS) register(program, ctx, setExit);
+  registerCompletion(program, ctx, setExit, version());
+  program.addHelpText('after', `
+Examples:
+  $ iscsi-target serve                                  # ./iscsi-target.yaml, else a 1 GiB default volume
+  $ iscsi-target volume create db-a --size 20GiB
+  $ iscsi-target target create iqn.2026-11.io.example:san1
+  $ iscsi-target acl add iqn.2026-11.io.example:san1 iqn.1994-05.com.redhat:host-a --lun 0=db-a
+  $ iscsi-target status                                 # who is logged in
+  $ iscsi-target top                                    # live IOPS, throughput, latency per volume and session
+  $ iscsi-target --config /etc/iscsi-target/iscsi-target.yaml config check
+  $ iscsi-target log-level debug                        # more detail in the running daemon's log
+
+Each command has its own help: iscsi-target volume create --help`);
   // --config before the command counts as if given after it (the command's own wins).
   program.hook('preAction', (root, action) => {
     const global = root.opts<{ config?: string }>().config;

@@ -176,6 +176,12 @@ export function registerServe(program: Command, ctx: CliContext, setExit: (code:
       .description('run the iSCSI target (without a config: ./iscsi-target.yaml, else a built-in 1 GiB default)'),
   )
     .option('--log-level <level>', 'fatal, error, warn, info, debug or trace (default: $LOG_LEVEL or info)')
+    .addHelpText('after', `
+Examples:
+  $ iscsi-target serve                          # ./iscsi-target.yaml, else the built-in 1 GiB default
+  $ iscsi-target serve --config /etc/iscsi-target/iscsi-target.yaml
+  $ LOG_LEVEL=debug iscsi-target serve          # logins in detail (trace: every PDU)
+  $ systemctl start iscsi-target                # the same, under systemd (the .deb installs the unit)`)
     .action(async (opts: ServeOptions) => {
       setExit(await runServe(ctx, opts));
     });

@@ -106,6 +106,11 @@ async function logLevel(ctx: CliContext, level: string | undefined, o: Opts): Pr
 export function registerStatus(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
   addJsonOption(addConfigOption(program.command('status').description('live sessions: initiator, address, target, LUNs, I/O counters')))
     .option('-v, --verbose', 'also the negotiated parameters')
+    .addHelpText('after', `
+Examples:
+  $ iscsi-target status
+  $ iscsi-target status -v                      # negotiated digests, burst lengths, ...
+  $ iscsi-target --config /etc/iscsi-target/iscsi-target.yaml status --json`)
     .action(async (o: Opts & { verbose?: boolean }) => setExit(await status(ctx, o)));
   addJsonOption(addConfigOption(program.command('reload').description('make the running daemon re-read its config (as SIGHUP does)')))
     .action(async (o: Opts) => setExit(await reload(ctx, o)));

@@ -114,7 +114,12 @@ Example:
   cmd(target.command('list').description('targets, their LUNs and access')).action(async (o: Opts) => setExit(await listTargets(ctx, o)));
 
   const portal = program.command('portal').description('addresses the target listens on');
-  cmd(portal.command('add <address>').description('listen on ADDR:PORT too')).action(async (a: string, o: Opts) => {
+  cmd(portal.command('add <address>').description('listen on ADDR:PORT too'))
+    .addHelpText('after', `
+Examples:
+  $ iscsi-target portal add 0.0.0.0:3260
+  $ iscsi-target portal add [::]:3260`)
+    .action(async (a: string, o: Opts) => {
     if (!checkPortal(ctx, a)) return setExit(EXIT.FAILURE);
     setExit((await proposeChange(ctx, o, `portal ${a} added`, (doc) => addPortal(doc, a))).code);
   });

@@ -511,10 +511,17 @@ Examples:
     .action(async (name: string, o: SetOpts) => setExit(await set(ctx, name, o)));
   cmd(volume.command('resize <name>').description('grow a volume; hosts get CAPACITY DATA HAS CHANGED'))
     .requiredOption('--size <size>', 'new size (only growing)')
+    .addHelpText('after', `
+Example:
+  $ iscsi-target volume resize db-a --size 40GiB   # then on the host: iscsiadm -m session -R`)
     .action(async (name: string, o: Opts & { size?: string }) => setExit(await resize(ctx, name, o)));
   cmd(volume.command('delete <name>').description('remove a volume (refused while mapped unless --force); the file stays unless --purge'))
     .option('--force', 'also remove its LUN mappings (ends the sessions that use it)')
     .option('--purge', 'delete the file too')
+    .addHelpText('after', `
+Examples:
+  $ iscsi-target volume delete scratch
+  $ iscsi-target volume delete old --force --purge   # unmap it (ending its sessions) and delete the file`)
     .action(async (name: string, o: Opts & { force?: boolean; purge?: boolean }) => setExit(await remove(ctx, name, o)));
   cmd(volume.command('list').description('volumes: size, allocated bytes, who maps them'))
     .action(async (o: Opts) => setExit(await list(ctx, o)));
@@ -522,6 +529,9 @@ Examples:
     .option('--size <size>', 'size of a new volume (default: the image size)')
     .option('--path <path>', 'file for a new volume (default luns/NAME.img)')
     .option('--force', 'write into a mapped volume anyway')
+    .addHelpText('after', `
+Example:
+  $ qemu-img convert -O raw vm.qcow2 vm.raw && iscsi-target volume import vm1 vm.raw`)
     .option('--no-progress', 'no progress bar')
     .action(async (name: string, image: string, o: Opts & { size?: string; path?: string; force?: boolean; progress?: boolean }) =>
       setExit(await importImage(ctx, name, image, o)));
