@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { ConfigError, formatIssue, loadConfigDetailed, type ConfigIssue } from '../config/load';
 import { plural } from '../text';
-import { DEFAULT_CONFIG_FILE, EXIT, chooseConfigFile, err, errIssues, out, type CliContext } from './context';
+import { CONFIG_ENV, DEFAULT_CONFIG_FILE, SYSTEM_CONFIG_FILE, EXIT, chooseConfigFile, err, errIssues, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
 
 
@@ -28,7 +28,9 @@ export async function checkConfigFile(file: string): Promise<CheckResult> {
 export async function runConfigCheck(ctx: CliContext, opts: ConfigOptions & JsonOptions): Promise<number> {
   const choice = chooseConfigFile(ctx, opts.config);
   if (!choice.file) {
-    const message = `no config file: ./${DEFAULT_CONFIG_FILE} does not exist (give one with --config FILE)`;
+    const message = ctx.installed
+      ? `no config file: neither ./${DEFAULT_CONFIG_FILE} nor ${ctx.systemConfigFile ?? SYSTEM_CONFIG_FILE} exists (give one with --config FILE or $${CONFIG_ENV})`
+      : `no config file: ./${DEFAULT_CONFIG_FILE} does not exist (give one with --config FILE or $${CONFIG_ENV})`;
     if (opts.json) out(ctx, JSON.stringify({ ok: false, file: null, errors: [{ file: '', line: 0, col: 0, key: '', message }], warnings: [] }, null, 2));
     else err(ctx, `error: ${message}`);
     return EXIT.FAILURE;

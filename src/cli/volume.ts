@@ -93,6 +93,28 @@ function volumeFile(configFile: string, p: string): string {
   return path.resolve(path.dirname(configFile), p);
 }
 
+/** The service's state folder (systemd StateDirectory=, created by the .deb). */
+export const SYSTEM_VOLUME_DIR = '/var/lib/iscsi-target/luns';
+
+/**
+ * Where a new volume's file goes: luns/NAME.img beside the config, but for a config under
+ * /etc (the installed service's) the service's state folder: volumes do not belong in /etc.
+ */
+export function defaultVolumePath(configFile: string, name: string): string {
+  return path.resolve(configFile).startsWith('/etc/') ? `${SYSTEM_VOLUME_DIR}/${name}.img` : `luns/${name}.img`;
+}
+
+/**
+ * A file this command created for the daemon (--thick, import) belongs to the daemon's user:
+ * run as root against a config whose folder another user owns (the service's), hand it over.
+ */
+function giveToDaemon(configFile: string, file: string): void {
+  if (process.getuid?.() !== 0) return;
+  const owner = fs.statSync(path.dirname(path.resolve(configFile)));
+  if (owner.uid === 0) return;
+  fs.chownSync(file, owner.uid, owner.gid);
+}
+
 interface IdentityOpts {
   serial?: string;
   wwn?: string;
@@ -177,7 +199,7 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
   }
   const identity = identityOptions(ctx, o);
   if (!identity) return EXIT.FAILURE;
-  const rel = o.memory ? undefined : o.path ?? `luns/${name}.img`;
+  const rel = o.memory ? undefined : o.path ?? defaultVolumePath(file, name);
   const abs = rel ? volumeFile(file, rel) : undefined;
   if (size === undefined && (o.memory || !abs || !fs.existsSync(abs))) {
     err(ctx, `error: give the size with --size (e.g. --size 20GiB)${abs ? `: ${abs} does not exist yet` : ''}`);
@@ -185,7 +207,8 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
   }
   let created = false;
   if (abs) {
-    fs.mkdirSync(path.dirname(abs), { recursive: true });
+    const made = fs.mkdirSync(path.dirname(abs), { recursive: true });
+    if (made !== undefined) giveToDaemon(file, made);
     if (o.thick) {
       if (size === undefined) {
         err(ctx, 'error: --thick needs --size');
@@ -197,6 +220,7 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
       }
       if (size % blockSize === 0) {
         await allocateThick(ctx, abs, size, o.progress !== false && !o.json);
+        giveToDaemon(file, abs);
         created = true;
       }
     }
@@ -428,14 +452,16 @@ async function importImage(ctx: CliContext, name: string, image: string, o: Opts
   const requested = parseSizeOption(ctx, o.size);
   if (o.size !== undefined && requested === undefined) return EXIT.FAILURE;
   const bytes = Math.max(requested ?? 0, Math.ceil(st.size / 512) * 512);
-  const rel = o.path ?? `luns/${name}.img`;
+  const rel = o.path ?? defaultVolumePath(file, name);
   const abs = volumeFile(file, rel);
   if (fs.existsSync(abs)) {
     err(ctx, `error: ${abs} exists already`);
     return EXIT.FAILURE;
   }
-  fs.mkdirSync(path.dirname(abs), { recursive: true });
+  const made = fs.mkdirSync(path.dirname(abs), { recursive: true });
+  if (made !== undefined) giveToDaemon(file, made);
   fs.writeFileSync(abs, '', { mode: 0o600, flag: 'wx' });
+  giveToDaemon(file, abs);
   fs.truncateSync(abs, bytes);
   const t0 = Date.now();
   let n: number;
