@@ -110,7 +110,8 @@ export async function resolveVolumeIdentity(
     try {
       st = fs.statSync(abs);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') throw new Error(`volume ${vol.name}: cannot use ${abs}: ${code ?? (err as Error).message}`);
     }
     if (st !== undefined && !st.isFile()) {
       // A block device: nothing can be kept beside it.

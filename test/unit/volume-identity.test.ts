@@ -149,14 +149,16 @@ test('a damaged identity file is never replaced silently; a copied identity is r
   }
 });
 
-test('a new volume whose identity cannot be saved is refused before its file is created', { skip: process.getuid?.() === 0 ? 'root can write anywhere' : undefined }, async () => {
+test('a new volume whose identity cannot be saved is refused before its file is created', async () => {
+  // /proc refuses new files, to root too.
+  await assert.rejects(resolveVolumeIdentity(fileVol('v', 'v.img'), '/proc/self'), /volume v: cannot write its identity file \/proc\/self\/v\.img\.identity\.json: E[A-Z]+/);
+  assert.equal(fs.existsSync('/proc/self/v.img'), false);
+  // A path that cannot be a file is named, not thrown raw.
   const dir = tmp();
   try {
-    fs.chmodSync(dir, 0o500);
-    await assert.rejects(resolveVolumeIdentity(fileVol('v', 'v.img'), dir), /cannot write its identity file/);
-    assert.equal(fs.existsSync(path.join(dir, 'v.img')), false);
+    fs.writeFileSync(path.join(dir, 'blocked'), '');
+    await assert.rejects(resolveVolumeIdentity(fileVol('w', 'blocked/w.img'), dir), /^Error: volume w: cannot use .*blocked\/w\.img: ENOTDIR$/);
   } finally {
-    fs.chmodSync(dir, 0o700);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
