@@ -276,7 +276,7 @@ step logout logout ${RESTART}
       .output()
       .split('--- daemon start 2 ---')[1]
       .split('\n')
-      .filter((l) => l.includes('login complete') && l.includes(RESTART_HOST) && l.includes(RESTART));
+      .filter((l) => l.includes('"msg":"login: ') && l.includes(RESTART_HOST) && l.includes(RESTART));
     assert.ok(relogins.length >= 1, 'no login from the guest reached the restarted daemon');
   });
 
@@ -399,7 +399,7 @@ step digest-logout logout ${WALK.target}
       const logins = daemon
         .output()
         .split('\n')
-        .filter((l) => l.includes('login complete') && l.includes(WALK.host) && l.includes('"type":"Normal"'))
+        .filter((l) => l.includes('"msg":"login: ') && l.includes(WALK.host) && l.includes('"type":"Normal"'))
         .map((l) => /"HeaderDigest":"(\w+)","DataDigest":"(\w+)"/.exec(l)?.slice(1).join('/'));
       assert.deepEqual(logins, ['None/None', 'CRC32C/CRC32C'], 'the daemon log does not show the two logins');
       assert.doesNotMatch(daemon.output(), /bad PDU/, 'a PDU failed its digest or framing check');

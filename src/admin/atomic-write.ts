@@ -1,6 +1,7 @@
 // Replace a file so that readers (and a crash) see either the old or the new content:
 // write a temporary file beside it, fsync it, rename it over the original, fsync the folder.
-// The original's mode is kept (configs with CHAP secrets are 0600); a new file gets 0600.
+// The original's mode is kept (configs with CHAP secrets are 0600), and its owner when root
+// writes it; a new file gets 0600.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -16,8 +17,11 @@ export async function prepareAtomicWrite(file: string, text: string): Promise<Pr
   const abs = path.resolve(file);
   const tmp = `${abs}.${process.pid}.${Date.now()}.tmp`;
   let mode = 0o600;
+  let owner: { uid: number; gid: number } | undefined;
   try {
-    mode = (await fs.promises.stat(abs)).mode & 0o7777;
+    const st = await fs.promises.stat(abs);
+    mode = st.mode & 0o7777;
+    owner = { uid: st.uid, gid: st.gid };
   } catch {
     /* a new file */
   }
@@ -25,6 +29,8 @@ export async function prepareAtomicWrite(file: string, text: string): Promise<Pr
   try {
     await fh.writeFile(text, 'utf8');
     await fh.chmod(mode); // the umask may have narrowed it
+    // Root editing the service's config must not take it from the service's user.
+    if (owner && process.getuid?.() === 0 && (owner.uid !== 0 || owner.gid !== 0)) await fh.chown(owner.uid, owner.gid);
     await fh.sync();
   } catch (e) {
     await fh.close();

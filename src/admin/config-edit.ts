@@ -85,8 +85,14 @@ export interface NewVolume {
   /** As the user wrote it ("20GiB"), kept as text in the file. */
   size?: string;
   blockSize?: 512 | 4096;
+  physicalBlockSize?: 512 | 4096;
   memory?: boolean;
   readonly?: boolean;
+  shared?: boolean;
+  /** `encryption: true`, or `{ keyFile }`. */
+  encryption?: { keyFile?: string };
+  serial?: string;
+  wwn?: string;
 }
 
 export function addVolume(doc: Document, name: string, v: NewVolume): void {
@@ -97,7 +103,12 @@ export function addVolume(doc: Document, name: string, v: NewVolume): void {
   if (v.memory) value.memory = true;
   if (v.size !== undefined) value.size = v.size;
   if (v.blockSize !== undefined && v.blockSize !== 512) value.blockSize = v.blockSize;
+  if (v.physicalBlockSize !== undefined) value.physicalBlockSize = v.physicalBlockSize;
   if (v.readonly) value.readonly = true;
+  if (v.shared) value.shared = true;
+  if (v.encryption) value.encryption = v.encryption.keyFile !== undefined ? { keyFile: v.encryption.keyFile } : true;
+  if (v.serial !== undefined) value.serial = v.serial;
+  if (v.wwn !== undefined) value.wwn = v.wwn;
   // Follow the style of the volumes already there; an empty section gets flow maps.
   const siblings = volumes.items.map((p) => p.value).filter(isMap);
   const flow = siblings.length === 0 || siblings.some((m) => m.flow);
@@ -113,6 +124,17 @@ function volumeMap(doc: Document, name: string): YAMLMap {
 
 export function setVolumeSize(doc: Document, name: string, size: string): void {
   volumeMap(doc, name).set('size', size);
+}
+
+/** Set (a value) or remove (null) keys of a volume; undefined leaves a key as it is. */
+export function setVolumeFields(doc: Document, name: string, fields: Record<string, string | number | boolean | null | undefined>): void {
+  const v = volumeMap(doc, name);
+  for (const [k, value] of Object.entries(fields)) {
+    if (value === undefined) continue;
+    if (value === null) v.delete(k);
+    else if (typeof value === 'string' && k === 'serial') v.set(k, quoted(value)); // digits stay text
+    else v.set(k, value);
+  }
 }
 
 export function volumePathText(doc: Document, name: string): string | undefined {
@@ -185,9 +207,52 @@ function targetMap(doc: Document, iqn: string): YAMLMap {
   return t;
 }
 
-export function addTarget(doc: Document, iqn: string): void {
+export function addTarget(doc: Document, iqn: string, luns: Map<number, string> = new Map()): void {
   if (findTargetMap(doc, iqn)) throw new EditError(`target ${iqn} already exists`);
-  childSeq(root(doc), 'targets', true)!.add(doc.createNode({ iqn }));
+  const node = doc.createNode({ iqn }) as YAMLMap;
+  if (luns.size > 0) node.set('luns', flowNode(doc, new Map([...luns].sort((a, b) => a[0] - b[0]))));
+  childSeq(root(doc), 'targets', true)!.add(node);
+}
+
+/**
+ * The target's own LUN map (what every admitted initiator sees unless its acl has a map):
+ * `add` maps (or re-points) LUNs, `remove` unmaps them.
+ */
+export function setTargetLuns(doc: Document, iqn: string, add: Map<number, string>, remove: number[] = []): void {
+  const t = targetMap(doc, iqn);
+  let m = t.get('luns', true) as unknown;
+  if (!isMap(m)) {
+    if (add.size === 0) throw new EditError(`target ${iqn} has no LUNs of its own`);
+    m = flowNode(doc, new Map());
+    t.set('luns', m);
+  }
+  const luns = m as YAMLMap;
+  for (const n of remove) {
+    const before = luns.items.length;
+    luns.items = luns.items.filter((p) => scalarText(p.key) !== String(n));
+    if (luns.items.length === before) throw new EditError(`target ${iqn} has no LUN ${n} of its own`);
+  }
+  for (const [n, vol] of [...add].sort((a, b) => a[0] - b[0])) {
+    const existing = luns.items.find((p) => scalarText(p.key) === String(n));
+    if (existing) existing.value = doc.createNode(vol);
+    else luns.add(doc.createPair(n, vol));
+  }
+}
+
+// ------------------------------------------------------------------------------ discovery
+
+/** CHAP for Discovery sessions (`discovery:`); undefined removes it (discovery open to all). */
+export function setDiscoveryChap(doc: Document, auth: { chap: { user: string; secret: string }; mutual?: { user: string; secret: string } } | undefined): void {
+  const r = root(doc);
+  if (auth === undefined) {
+    if (!r.has('discovery')) throw new EditError('discovery has no CHAP set');
+    r.delete('discovery');
+    return;
+  }
+  const d = new YAMLMap();
+  d.set('chap', chapNode(doc, auth.chap));
+  if (auth.mutual) d.set('mutual', chapNode(doc, auth.mutual));
+  r.set('discovery', d);
 }
 
 export function removeTarget(doc: Document, iqn: string): void {
@@ -248,6 +313,8 @@ export interface AclChange {
   /** LUN number -> volume, added to (or replacing in) the initiator's map. */
   luns: Map<number, string>;
   chap?: { user: string; secret: string };
+  /** Mutual CHAP: the target's own credentials toward this initiator. */
+  mutual?: { user: string; secret: string };
 }
 
 /** Admit an initiator to a target (or add LUNs / CHAP to its existing entry). */
@@ -259,6 +326,7 @@ export function addAcl(doc: Document, iqn: string, initiator: string, change: Ac
     const node = doc.createNode(value) as YAMLMap;
     if (change.luns.size > 0) node.set('luns', flowNode(doc, new Map([...change.luns].sort((a, b) => a[0] - b[0]))));
     if (change.chap) node.set('chap', chapNode(doc, change.chap));
+    if (change.mutual) node.set('mutual', chapNode(doc, change.mutual));
     childSeq(t, 'acls', true)!.add(node);
     return;
   }
@@ -277,6 +345,7 @@ export function addAcl(doc: Document, iqn: string, initiator: string, change: Ac
     }
   }
   if (change.chap) acl.set('chap', chapNode(doc, change.chap));
+  if (change.mutual) acl.set('mutual', chapNode(doc, change.mutual));
 }
 
 /** Remove an initiator's entry (or only one of its LUNs). */

@@ -100,6 +100,10 @@ async function dispatch(req: ControlRequest, c: ConfigController): Promise<Contr
       return c.reload();
     case 'status':
       return c.status();
+    case 'log-level':
+      return c.logLevel(req.level);
+    case 'stats':
+      return c.stats();
     default:
       return { ok: false, message: `unknown request ${JSON.stringify((req as { op?: unknown })?.op)}` };
   }
@@ -114,8 +118,10 @@ export async function controlRequest(
   req: ControlRequest,
   env: NodeJS.ProcessEnv = process.env,
   timeoutMs = 120000,
+  /** Ask this socket only (instead of the ones named after configFile). */
+  socketPath?: string,
 ): Promise<ControlReply | undefined> {
-  for (const p of clientSocketPaths(configFile, env)) {
+  for (const p of socketPath !== undefined ? [socketPath] : clientSocketPaths(configFile, env)) {
     if (!fs.existsSync(p)) continue;
     const r = await requestOn(p, req, timeoutMs);
     if (r !== undefined) return r;

@@ -4,14 +4,18 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
-import { ConfigError, parseConfigDetailed, type ConfigIssue } from '../config/load';
+import { ConfigError, newWarnings, parseConfigDetailed, type ConfigIssue } from '../config/load';
 import type { Config } from '../config/model';
 import { formatPortal } from '../config/portal';
+import { formatWwn } from '../config/identity';
 import type { TargetServer } from '../iscsi/server';
 import { prepareAtomicWrite } from './atomic-write';
 import { diffConfig, diffIsEmpty, sessionVerdict } from './diff';
 import type { ApplyReply, ControlReply, StatusReply } from './protocol';
 import { sessionStatus } from './status';
+import type { TargetMetrics } from './metrics';
+import { LEVELS, getLogLevel, setLogLevel } from '../log';
+import pino from 'pino';
 
 export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
@@ -22,6 +26,8 @@ export class ConfigController {
   private readonly startedAt = Date.now();
   /** Called after a change that moved the metrics endpoint. */
   onMetricsChanged?: (config: Config) => Promise<void>;
+  /** The command counters (`stats`, iscsi-target top). */
+  metrics?: TargetMetrics;
 
   constructor(
     readonly server: TargetServer,
@@ -29,7 +35,18 @@ export class ConfigController {
     private readonly logger: Logger,
     /** The daemon serves the built-in default: status answers, changes are refused. */
     private readonly builtIn = false,
-  ) {}
+  ) {
+    this.startLimits = JSON.stringify(server.currentConfig.limits ?? {});
+    // The warnings of the file the daemon started with (serve logged them once).
+    if (!builtIn) {
+      try {
+        const warnings = parseConfigDetailed(fs.readFileSync(this.configFile, 'utf8'), this.configFile, { fileMode: fs.statSync(this.configFile).mode }).warnings;
+        this.warningsOf = { config: server.currentConfig, warnings };
+      } catch {
+        /* unreadable or invalid now: every warning of the next change counts as new */
+      }
+    }
+  }
 
   /** Validate `text`, apply it, then write it to the config file. Refused whole on any error. */
   apply(text: string, baseSha256?: string): Promise<ControlReply> {
@@ -68,9 +85,39 @@ export class ConfigController {
       config: this.builtIn ? `(built-in default; no ${path.basename(this.configFile)})` : this.configFile,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       portals: s.addresses.map(formatPortal),
-      volumes: [...s.units.values()].map((lu) => ({ name: lu.name, bytes: lu.backstore.size, path: lu.backstore.path })),
+      volumes: [...s.units.values()].map((lu) => ({ name: lu.name, bytes: lu.backstore.size, path: lu.backstore.path, serial: lu.serial, wwn: formatWwn(lu.naa) })),
       sessions: [...s.sessions].map(([session, conn]) => sessionStatus(session, conn.remote)),
     };
+  }
+
+  /** The counters `top` reads (the metrics' own), with the time they were read. */
+  stats(): ControlReply {
+    if (!this.metrics) return { ok: false, message: 'this daemon keeps no command counters' };
+    return { ok: true, pid: process.pid, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), at: Number(process.hrtime.bigint() / 1000n) / 1000, ...this.metrics.snapshot() };
+  }
+
+  /** Report, or change, the daemon's log level (every logger, live). */
+  logLevel(level?: string): ControlReply {
+    const previous = getLogLevel();
+    if (level === undefined) return { ok: true, level: previous, previous };
+    const to = level.toLowerCase();
+    if (!(LEVELS as readonly string[]).includes(to)) return { ok: false, message: `unknown log level ${JSON.stringify(level)}: use one of ${LEVELS.join(', ')}` };
+    // Logged at info under whichever of the two levels shows info lines.
+    const say = () => this.logger.info({ previous, level: to }, `log level ${previous} -> ${to}`);
+    const hidesInfo = pino.levels.values[to] === undefined || pino.levels.values[to]! > pino.levels.values.info!;
+    if (hidesInfo) say();
+    setLogLevel(to);
+    if (!hidesInfo) say();
+    return { ok: true, level: to, previous };
+  }
+
+  /** The limits the daemon started with (and runs with until a restart). */
+  private readonly startLimits: string;
+  /** The warnings of the config being served, to tell the new ones of a change. */
+  private warningsOf?: { config: Config; warnings: ConfigIssue[] };
+
+  private knownWarnings(current: Config): ConfigIssue[] {
+    return this.warningsOf?.config === current ? this.warningsOf.warnings : [];
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -117,15 +164,17 @@ export class ConfigController {
     }
     await write?.commit();
     if (diff.metricsChanged) await this.onMetricsChanged?.(next).catch((e) => this.logger.error({ err: e }, 'metrics endpoint change failed'));
-    if (diff.limitsChanged) {
-      const message = 'limits changed: they are read at start, so they take effect when the target restarts';
-      this.logger.warn(message);
-      warnings = [...warnings, { file, line: 0, col: 0, key: 'limits', message }];
-    }
+    // Limits are read at start: the daemon runs with those until it restarts, however many
+    // changes and reloads come in between.
+    const restartNeeded: string[] = [];
+    if (JSON.stringify(next.limits ?? {}) !== this.startLimits) restartNeeded.push('limits');
+    if (diff.limitsChanged) this.logger.warn('limits changed: they are read at start, so they take effect when the target restarts');
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     const changed = !diffIsEmpty(diff);
     if (changed) this.logger.info({ ...report, ms: Math.round(ms * 10) / 10 }, opts.write ? 'config changed' : 'config reloaded');
-    const reply: ApplyReply = { ok: true, changed, report, ms, warnings };
+    const fresh = newWarnings(this.knownWarnings(prev), warnings);
+    this.warningsOf = { config: next, warnings };
+    const reply: ApplyReply = { ok: true, changed, report, ms, warnings: fresh, restartNeeded };
     return reply;
   }
 }

@@ -18,21 +18,16 @@ export interface AdminHandle {
  * refused with an explanation instead of "no daemon is running".
  */
 export async function startAdmin(server: TargetServer, configFile: string, logger: Logger, builtIn = false): Promise<AdminHandle> {
+  // The counters are kept always (`top`, `stats`); the HTTP endpoint only when configured.
   const metrics = new TargetMetrics(server);
+  server.observer = metrics;
   const config = server.currentConfig;
-  if (config.metrics) {
-    server.observer = metrics;
-    await metrics.listen(config.metrics.listen, logger);
-  }
+  if (config.metrics) await metrics.listen(config.metrics.listen, logger);
   const controller = new ConfigController(server, path.resolve(configFile), logger, builtIn);
+  controller.metrics = metrics;
   controller.onMetricsChanged = async (next) => {
-    if (next.metrics) {
-      server.observer = metrics;
-      await metrics.listen(next.metrics.listen, logger);
-    } else {
-      server.observer = undefined;
-      await metrics.close();
-    }
+    if (next.metrics) await metrics.listen(next.metrics.listen, logger);
+    else await metrics.close();
   };
   const control = await startControlServer(controller, logger);
   logger.info({ socket: control.path }, 'control socket listening');

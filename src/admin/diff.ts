@@ -31,6 +31,8 @@ function volumeFieldChanges(a: VolumeConfig, b: VolumeConfig): string[] {
   if (a.readonly !== b.readonly) out.push('readonly');
   if ((a.physicalBlockSize ?? a.blockSize) !== (b.physicalBlockSize ?? b.blockSize)) out.push('physicalBlockSize');
   if (!!a.encryption !== !!b.encryption || a.encryption?.keyFile !== b.encryption?.keyFile) out.push('encryption');
+  if (a.serial !== b.serial) out.push('serial');
+  if (a.wwn !== b.wwn) out.push('wwn');
   return out;
 }
 

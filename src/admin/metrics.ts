@@ -1,4 +1,6 @@
-// Prometheus metrics (prom-client), served on `metrics.listen` when the config has it.
+// Prometheus metrics (prom-client), served on `metrics.listen` when the config has it, and
+// the same counters for `iscsi-target top` (the `stats` request), kept whether or not the
+// endpoint is configured.
 //
 // The command path only bumps numbers in a per-volume record (no allocation per command:
 // the record is created at a volume's first command); prom-client reads them at scrape time
@@ -11,10 +13,24 @@ import type { Portal } from '../config/model';
 import { formatPortal } from '../config/portal';
 import type { Command, Session } from '../iscsi/session';
 import type { ServerObserver, TargetServer } from '../iscsi/server';
+import { SenseKey, senseKeyOf } from '../scsi/sense';
 
-/** Upper bounds (seconds) of the latency buckets. */
-export const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
+/**
+ * Upper bounds (seconds) of the latency buckets: from 10 µs (a page-cache read answers in
+ * 20-50 µs here), fine below a millisecond where most commands land, up to 10 s.
+ */
+export const LATENCY_BUCKETS = [
+  0.00001, 0.00002, 0.00003, 0.00004, 0.00005, 0.000075, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075,
+  0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
+];
 const OPS = ['read', 'write', 'other'] as const;
+
+/** Bucket index of a latency (LATENCY_BUCKETS.length: above the last bound). */
+function bucketOf(seconds: number): number {
+  let b = 0;
+  while (b < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[b]!) b++;
+  return b;
+}
 
 class OpStats {
   commands = 0;
@@ -28,11 +44,50 @@ class VolumeStats {
   writtenBytes = 0;
   checkConditions = 0;
   otherErrors = 0;
+  /** CHECK CONDITIONs that were unit attentions (news, not failures; `top` leaves them out as `status` does). */
+  unitAttentions = 0;
+}
+
+/** A session's latencies (its command and byte counters are the session's own). */
+class SessionLatency {
+  /** One more slot than LATENCY_BUCKETS: the last counts commands above 10 s. */
+  readonly buckets = new Float64Array(LATENCY_BUCKETS.length + 1);
+}
+
+/** What `top` and the `stats` request read: the same counters as the metrics. */
+export interface StatsSnapshot {
+  /** Upper bounds of the latency buckets, seconds; each buckets array has one more slot (above the last). */
+  bounds: number[];
+  volumes: {
+    name: string;
+    reads: number;
+    writes: number;
+    others: number;
+    readBytes: number;
+    writtenBytes: number;
+    errors: number;
+    /** Commands in the task set now (received, not yet answered), over every session. */
+    queued: number;
+    buckets: number[];
+  }[];
+  sessions: {
+    tsih: number;
+    initiator: string;
+    target: string | null;
+    address: string;
+    commands: number;
+    readBytes: number;
+    writtenBytes: number;
+    errors: number;
+    queued: number;
+    buckets: number[];
+  }[];
 }
 
 export class TargetMetrics implements ServerObserver {
   readonly registry = new Registry();
   private readonly volumes = new Map<string, VolumeStats>();
+  private readonly sessionLatency = new WeakMap<Session, SessionLatency>();
   private loginFailures = 0;
   private http?: http.Server;
 
@@ -128,7 +183,7 @@ export class TargetMetrics implements ServerObserver {
 
   // ---- ServerObserver: the command path ----
 
-  commandDone(session: Session, cmd: Command, status: number, dataInBytes: number): void {
+  commandDone(session: Session, cmd: Command, status: number, dataInBytes: number, sense?: Buffer): void {
     const lu = session.luns.get(cmd.lun);
     if (!lu) return;
     let st = this.volumes.get(lu.name);
@@ -137,18 +192,74 @@ export class TargetMetrics implements ServerObserver {
     const seconds = Number(process.hrtime.bigint() - cmd.startedAt) / 1e9;
     o.commands++;
     o.seconds += seconds;
-    let b = 0;
-    while (b < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[b]!) b++;
+    const b = bucketOf(seconds);
     if (b < LATENCY_BUCKETS.length) o.buckets[b]!++;
+    let sl = this.sessionLatency.get(session);
+    if (!sl) this.sessionLatency.set(session, (sl = new SessionLatency()));
+    sl.buckets[b]!++;
     st.readBytes += dataInBytes;
     if (status === 0) {
       if (cmd.write) st.writtenBytes += cmd.expectedLength;
-    } else if (status === 2) st.checkConditions++;
-    else st.otherErrors++;
+    } else if (status === 2) {
+      st.checkConditions++;
+      if (sense !== undefined && senseKeyOf(sense) === SenseKey.UnitAttention) st.unitAttentions++;
+    } else st.otherErrors++;
   }
 
   loginFailed(): void {
     this.loginFailures++;
+  }
+
+  // ---- `stats` (iscsi-target top) ----
+
+  /** Every counter `top` shows, as they stand now (top takes differences between two). */
+  snapshot(): StatsSnapshot {
+    const queuedByVolume = new Map<string, number>();
+    const sessions: StatsSnapshot['sessions'] = [];
+    for (const [s, conn] of this.server.sessions) {
+      for (const cmd of s.tasks.values()) {
+        const lu = s.luns.get(cmd.lun);
+        if (lu) queuedByVolume.set(lu.name, (queuedByVolume.get(lu.name) ?? 0) + 1);
+      }
+      if (s.type !== 'Normal') continue;
+      const c = s.counters;
+      sessions.push({
+        tsih: s.tsih,
+        initiator: s.initiatorName,
+        target: s.targetName ?? null,
+        address: conn.remote,
+        commands: c.commands,
+        readBytes: c.readBytes,
+        writtenBytes: c.writtenBytes,
+        errors: c.errors,
+        queued: s.tasks.size,
+        buckets: [...(this.sessionLatency.get(s)?.buckets ?? new Float64Array(LATENCY_BUCKETS.length + 1))],
+      });
+    }
+    const volumes: StatsSnapshot['volumes'] = [];
+    for (const name of this.server.units.keys()) {
+      const st = this.volumes.get(name) ?? new VolumeStats();
+      const buckets = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0);
+      let total = 0;
+      for (const o of st.ops) {
+        total += o.commands;
+        o.buckets.forEach((n, i) => (buckets[i]! += n));
+      }
+      // Commands above the last bound are the ones no bucket counted.
+      buckets[LATENCY_BUCKETS.length] = total - buckets.reduce((a, b) => a + b, 0);
+      volumes.push({
+        name,
+        reads: st.ops[0]!.commands,
+        writes: st.ops[1]!.commands,
+        others: st.ops[2]!.commands,
+        readBytes: st.readBytes,
+        writtenBytes: st.writtenBytes,
+        errors: st.checkConditions - st.unitAttentions + st.otherErrors,
+        queued: queuedByVolume.get(name) ?? 0,
+        buckets,
+      });
+    }
+    return { bounds: [...LATENCY_BUCKETS], volumes, sessions };
   }
 
   // ---- HTTP endpoint ----

@@ -3,7 +3,9 @@
 // Thin provisioning is kept simple: an allocation map with one bit per 4 KiB granule.
 // A write maps the granules it touches; unmap() zeros the range and unmaps the granules it
 // covers completely (a partly covered granule keeps its other bytes, so stays mapped).
+// The map is a `bitfield` (one bit per granule).
 
+import BitField from 'bitfield';
 import { DONE_INLINE, type Backstore, type ExtentStatus } from './backstore';
 
 export interface MemoryBackstoreOptions {
@@ -20,7 +22,7 @@ export class MemoryBackstore implements Backstore {
   readonly readonly: boolean;
   private buf: Buffer;
   /** One bit per granule: set = mapped (written since the last unmap). */
-  private readonly map: Uint8Array;
+  private readonly map: BitField;
   private closed = false;
 
   constructor(size: number, opts: MemoryBackstoreOptions = {}) {
@@ -28,7 +30,7 @@ export class MemoryBackstore implements Backstore {
       throw new Error(`memory volume: size must be a positive whole number of bytes (got ${size})`);
     }
     this.buf = Buffer.alloc(size);
-    this.map = new Uint8Array(Math.ceil(Math.ceil(size / MEMORY_GRANULE) / 8));
+    this.map = new BitField(Math.ceil(size / MEMORY_GRANULE));
     this.path = opts.path ?? 'memory';
     this.readonly = opts.readonly ?? false;
   }
@@ -114,12 +116,11 @@ export class MemoryBackstore implements Backstore {
   }
 
   private isMapped(g: number): boolean {
-    return (this.map[g >> 3] & (1 << (g & 7))) !== 0;
+    return this.map.get(g);
   }
 
   private setMapped(g: number, on: boolean): void {
-    if (on) this.map[g >> 3] |= 1 << (g & 7);
-    else this.map[g >> 3] &= ~(1 << (g & 7));
+    this.map.set(g, on);
   }
 
   private checkOpen(): void {

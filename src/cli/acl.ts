@@ -5,7 +5,7 @@ import { iscsiNameProblem } from '../config/names';
 import { MAX_LUN } from '../config/load';
 import { editTarget, printIssues, proposeChange, readConfig } from './change';
 import { EXIT, err, out, type CliContext } from './context';
-import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
+import { addConfigOption, addJsonOption, collect, parseLunMaps, type ConfigOptions, type JsonOptions } from './options';
 import { table } from './table';
 
 type Opts = ConfigOptions & JsonOptions;
@@ -13,24 +13,8 @@ interface AddOpts extends Opts {
   lun: string[];
   chapUser?: string;
   chapSecret?: string;
-}
-
-function collect(v: string, prev: string[] = []): string[] {
-  return [...prev, v];
-}
-
-function parseLunMaps(ctx: CliContext, specs: string[]): Map<number, string> | undefined {
-  const m = new Map<number, string>();
-  for (const s of specs) {
-    const r = /^(\d+)=(.+)$/.exec(s.trim());
-    const n = r ? Number(r[1]) : NaN;
-    if (!r || n > MAX_LUN) {
-      err(ctx, `error: --lun ${s}: expected N=VOLUME with N in 0..${MAX_LUN}, e.g. --lun 0=db-a`);
-      return undefined;
-    }
-    m.set(n, r[2]!);
-  }
-  return m;
+  mutualUser?: string;
+  mutualSecret?: string;
 }
 
 async function add(ctx: CliContext, target: string, initiator: string, o: AddOpts): Promise<number> {
@@ -47,8 +31,14 @@ async function add(ctx: CliContext, target: string, initiator: string, o: AddOpt
     return EXIT.FAILURE;
   }
   const chap = o.chapUser !== undefined ? { user: o.chapUser, secret: secret! } : undefined;
+  const mutualSecret = o.mutualSecret ?? ctx.env.ISCSI_MUTUAL_SECRET;
+  if ((o.mutualUser === undefined) !== (mutualSecret === undefined)) {
+    err(ctx, 'error: mutual CHAP needs both --mutual-user and --mutual-secret (or $ISCSI_MUTUAL_SECRET)');
+    return EXIT.FAILURE;
+  }
+  const mutual = o.mutualUser !== undefined ? { user: o.mutualUser, secret: mutualSecret! } : undefined;
   const what = `${initiator} admitted to ${target}${luns.size ? ` (${[...luns].map(([n, v]) => `LUN ${n}=${v}`).join(', ')})` : ''}`;
-  return (await proposeChange(ctx, o, what, (doc) => addAcl(doc, target, initiator, { luns, chap }))).code;
+  return (await proposeChange(ctx, o, what, (doc) => addAcl(doc, target, initiator, { luns, chap, mutual }))).code;
 }
 
 async function remove(ctx: CliContext, target: string, initiator: string, o: Opts & { lun?: string; allowOpen?: boolean }): Promise<number> {
@@ -97,6 +87,15 @@ export function registerAcl(program: Command, ctx: CliContext, setExit: (code: n
     .option('--lun <N=VOLUME>', 'map VOLUME as LUN N for this initiator (repeatable)', collect, [])
     .option('--chap-user <user>', 'CHAP user the initiator must log in with')
     .option('--chap-secret <secret>', 'CHAP secret, 12..16 characters for portability (or set $ISCSI_CHAP_SECRET)')
+    .option('--mutual-user <user>', 'mutual CHAP: the name the target answers the initiator with')
+    .option('--mutual-secret <secret>', 'mutual CHAP secret, not the CHAP secret (or set $ISCSI_MUTUAL_SECRET)')
+    .addHelpText('after', `
+Examples:
+  $ iscsi-target acl add iqn.2026-11.io.example:san1 iqn.1994-05.com.redhat:host-a --lun 0=db-a
+  $ ISCSI_CHAP_SECRET='host-a-secret1' iscsi-target acl add iqn.2026-11.io.example:san1 \\
+      iqn.1994-05.com.redhat:host-a --chap-user host-a
+  $ iscsi-target acl add iqn.2026-11.io.example:san1 iqn.1994-05.com.redhat:host-a \\
+      --chap-user host-a --chap-secret 'host-a-secret1' --mutual-user san1 --mutual-secret 'target-secret-16'`)
     .action(async (t: string, i: string, o: AddOpts) => setExit(await add(ctx, t, i, o)));
   cmd(acl.command('remove <target> <initiator>').description("remove an initiator's entry (its sessions end), or one LUN with --lun"))
     .option('--lun <N>', 'remove only this LUN from its map')

@@ -2,21 +2,20 @@
 // result, then hand it to the running daemon (which applies it as a diff and writes the file
 // only on success) or, with no daemon, write the file atomically ourselves.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Document } from 'yaml';
 import { writeFileAtomic } from '../admin/atomic-write';
 import { EditError, keepLayout, openDocument } from '../admin/config-edit';
 import { controlRequest } from '../admin/control-socket';
 import { sha256 } from '../admin/controller';
 import type { ApplyReply, ControlReply } from '../admin/protocol';
-import { ConfigError, formatIssue, parseConfigDetailed, type ConfigIssue } from '../config/load';
+import { ConfigError, formatIssue, newWarnings, parseConfigDetailed, type ConfigIssue } from '../config/load';
 import type { Config } from '../config/model';
-import { DEFAULT_CONFIG_FILE, EXIT, err, out, type CliContext } from './context';
+import { EXIT, configFileFor, err, errIssues, out, type CliContext } from './context';
 import type { ConfigOptions, JsonOptions } from './options';
 
 /** The config file an editing command works on (created when missing). */
 export function editTarget(ctx: CliContext, opts: ConfigOptions): string {
-  return path.resolve(ctx.cwd, opts.config ?? DEFAULT_CONFIG_FILE);
+  return configFileFor(ctx, opts.config);
 }
 
 export function readText(file: string): string {
@@ -39,7 +38,7 @@ export function readConfig(file: string): { config: Config } | { errors: ConfigI
 }
 
 export function printIssues(ctx: CliContext, errors: ConfigIssue[]): void {
-  for (const e of errors) err(ctx, `error: ${formatIssue(e)}`);
+  errIssues(ctx, errors);
 }
 
 export interface ChangeResult {
@@ -66,8 +65,9 @@ export async function proposeChange(
     if (!(e instanceof EditError)) throw e;
     return refuse(ctx, opts, e.message);
   }
+  let warnings: ConfigIssue[];
   try {
-    parseConfigDetailed(text, file, { checkFiles: true });
+    warnings = parseConfigDetailed(text, file, { checkFiles: true }).warnings;
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     return refuse(ctx, opts, `the change would make ${file} invalid; nothing was changed`, e.errors);
@@ -80,14 +80,19 @@ export async function proposeChange(
   }
   if (reply === undefined) {
     await writeFileAtomic(file, text);
-    if (opts.json) out(ctx, JSON.stringify({ ok: true, applied: 'file', file, what }, null, 2));
-    else out(ctx, `${what}: written to ${file}; no daemon is running for it, so it applies at the next start`);
+    // Only what this change brought: the file's old warnings were shown when they came.
+    const fresh = newWarnings(warningsOf(base, file), warnings);
+    if (opts.json) out(ctx, JSON.stringify({ ok: true, applied: 'file', file, what, warnings: fresh }, null, 2));
+    else {
+      out(ctx, `${what}: written to ${file}; no daemon is running for it, so it applies at the next start`);
+      for (const w of fresh) err(ctx, `warning: ${formatIssue(w)}`);
+    }
     return { code: EXIT.OK, applied: 'file' };
   }
   if (!reply.ok) return refuse(ctx, opts, reply.message, reply.errors);
   if (!('report' in reply)) return refuse(ctx, opts, 'unexpected answer from the daemon');
   if (opts.json) {
-    out(ctx, JSON.stringify({ ok: true, applied: 'live', file, what, ms: reply.ms, report: reply.report }, null, 2));
+    out(ctx, JSON.stringify({ ok: true, applied: 'live', file, what, ms: reply.ms, report: reply.report, warnings: reply.warnings, restartNeeded: reply.restartNeeded }, null, 2));
   } else {
     out(ctx, `${what}: applied by the running daemon in ${reply.ms.toFixed(1)} ms and written to ${file}`);
     const r = reply.report;
@@ -97,8 +102,20 @@ export async function proposeChange(
     for (const p of r.stoppedListening) out(ctx, `  no longer listening on ${p}`);
     for (const v of r.resized) out(ctx, `  ${v.name} grew from ${v.from} to ${v.to} bytes (sessions get CAPACITY DATA HAS CHANGED)`);
   }
-  for (const w of reply.warnings) err(ctx, `warning: ${formatIssue(w)}`);
+  if (!opts.json) {
+    for (const part of reply.restartNeeded ?? []) out(ctx, `  ${part} changed: that takes effect when the target restarts`);
+    for (const w of reply.warnings) err(ctx, `warning: ${formatIssue(w)}`);
+  }
   return { code: EXIT.OK, applied: 'live', reply };
+}
+
+/** The warnings of config text (none when it does not parse). */
+function warningsOf(text: string, file: string): ConfigIssue[] {
+  try {
+    return parseConfigDetailed(text, file).warnings;
+  } catch {
+    return [];
+  }
 }
 
 function refuse(ctx: CliContext, opts: JsonOptions, message: string, errors: ConfigIssue[] = []): ChangeResult {

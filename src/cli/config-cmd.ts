@@ -1,12 +1,10 @@
 // `iscsi-target config check [--config FILE] [--json]`
 import type { Command } from 'commander';
 import { ConfigError, formatIssue, loadConfigDetailed, type ConfigIssue } from '../config/load';
-import { DEFAULT_CONFIG_FILE, EXIT, chooseConfigFile, err, out, type CliContext } from './context';
+import { plural } from '../text';
+import { CONFIG_ENV, DEFAULT_CONFIG_FILE, SYSTEM_CONFIG_FILE, EXIT, chooseConfigFile, err, errIssues, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
 
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
 
 export interface CheckResult {
   ok: boolean;
@@ -30,7 +28,9 @@ export async function checkConfigFile(file: string): Promise<CheckResult> {
 export async function runConfigCheck(ctx: CliContext, opts: ConfigOptions & JsonOptions): Promise<number> {
   const choice = chooseConfigFile(ctx, opts.config);
   if (!choice.file) {
-    const message = `no config file: ./${DEFAULT_CONFIG_FILE} does not exist (give one with --config FILE)`;
+    const message = ctx.installed
+      ? `no config file: neither ./${DEFAULT_CONFIG_FILE} nor ${ctx.systemConfigFile ?? SYSTEM_CONFIG_FILE} exists (give one with --config FILE or $${CONFIG_ENV})`
+      : `no config file: ./${DEFAULT_CONFIG_FILE} does not exist (give one with --config FILE or $${CONFIG_ENV})`;
     if (opts.json) out(ctx, JSON.stringify({ ok: false, file: null, errors: [{ file: '', line: 0, col: 0, key: '', message }], warnings: [] }, null, 2));
     else err(ctx, `error: ${message}`);
     return EXIT.FAILURE;
@@ -45,7 +45,7 @@ export async function runConfigCheck(ctx: CliContext, opts: ConfigOptions & Json
     for (const w of r.warnings) out(ctx, `warning: ${formatIssue(w)}`);
     return EXIT.OK;
   }
-  for (const e of r.errors) err(ctx, `error: ${formatIssue(e)}`);
+  errIssues(ctx, r.errors);
   for (const w of r.warnings) err(ctx, `warning: ${formatIssue(w)}`);
   err(ctx, `${r.file}: ${plural(r.errors.length, 'error')}; nothing was applied`);
   return EXIT.FAILURE;
@@ -59,7 +59,11 @@ export function registerConfigCommands(program: Command, ctx: CliContext, setExi
         .command('check')
         .description('validate a config file; report every error with file:line and key (exit 1 on errors)'),
     ),
-  ).action(async (opts: ConfigOptions & JsonOptions) => {
+  ).addHelpText('after', `
+Examples:
+  $ iscsi-target config check
+  $ iscsi-target config check --config /etc/iscsi-target/iscsi-target.yaml --json`)
+    .action(async (opts: ConfigOptions & JsonOptions) => {
     setExit(await runConfigCheck(ctx, opts));
   });
 }

@@ -1,5 +1,7 @@
 // Options shared by commands, so that every command spells them the same way.
 import { Option, type Command } from 'commander';
+import { MAX_LUN } from '../config/load';
+import { err, type CliContext } from './context';
 
 export interface ConfigOptions {
   config?: string;
@@ -17,4 +19,24 @@ export function addConfigOption(cmd: Command): Command {
 
 export function addJsonOption(cmd: Command): Command {
   return cmd.addOption(new Option('--json', 'machine-readable output (JSON on stdout)'));
+}
+
+/** Repeatable options (--lun 0=a --lun 1=b). */
+export function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
+/** N=VOLUME specs (--lun) to a LUN map; prints why and returns undefined when one is wrong. */
+export function parseLunMaps(ctx: CliContext, specs: string[]): Map<number, string> | undefined {
+  const m = new Map<number, string>();
+  for (const s of specs) {
+    const r = /^(\d+)=(.+)$/.exec(s.trim());
+    const n = r ? Number(r[1]) : NaN;
+    if (!r || n > MAX_LUN) {
+      err(ctx, `error: --lun ${s}: expected N=VOLUME with N in 0..${MAX_LUN}, e.g. --lun 0=db-a`);
+      return undefined;
+    }
+    m.set(n, r[2]!);
+  }
+  return m;
 }

@@ -97,5 +97,9 @@ export function registerProbe(program: Command, ctx: CliContext, setExit: (code:
   // --config is accepted like everywhere else; probe needs only the URL.
   addJsonOption(addConfigOption(program.command('probe <url>').description('log in to iscsi://[user%secret@]host[:port]/iqn/lun: inquiry, capacity, one read')))
     .option('-i, --initiator <iqn>', 'initiator name to log in as')
+    .addHelpText('after', `
+Examples:
+  $ iscsi-target probe iscsi://127.0.0.1/iqn.2026-11.io.iscsi-target:default/0
+  $ iscsi-target probe iscsi://host-a%host-a-secret1@san.example/iqn.2026-11.io.example:san1/0 -i iqn.1994-05.com.redhat:host-a`)
     .action(async (url: string, o: JsonOptions & { initiator?: string }) => setExit(await probe(ctx, url, o)));
 }

@@ -12,9 +12,10 @@ import { ConfigError, formatIssue, loadConfigDetailed, type ConfigIssue } from '
 import { defaultConfig } from '../config/default';
 import type { Config } from '../config/model';
 import { formatPortal } from '../config/portal';
-import { createLogger } from '../log';
+import { createLogger, stdoutIsJournal } from '../log';
+import { plural } from '../text';
 import { attachInstructions } from './attach';
-import { DEFAULT_CONFIG_FILE, EXIT, chooseConfigFile, err, out, type CliContext } from './context';
+import { DEFAULT_CONFIG_FILE, EXIT, chooseConfigFile, err, errIssues, out, type CliContext } from './context';
 import { addConfigOption, type ConfigOptions } from './options';
 
 export interface ServeOptions extends ConfigOptions {
@@ -47,16 +48,21 @@ export async function loadServeConfig(
     return { config, warnings, builtIn: false };
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    for (const issue of e.errors) err(ctx, `error: ${formatIssue(issue)}`);
+    errIssues(ctx, e.errors);
     err(ctx, `${choice.file}: ${e.errors.length} error${e.errors.length === 1 ? '' : 's'}; not starting`);
     return { exitCode: EXIT.CONFIG };
   }
 }
 
-function startHint(e: unknown): string {
+async function startHint(e: unknown, env: NodeJS.ProcessEnv): Promise<string> {
   const text = `${(e as NodeJS.ErrnoException)?.code ?? ''} ${(e as Error)?.message ?? ''}`;
   if (/EADDRINUSE/.test(text)) {
-    return ' (another process, perhaps tgt or the kernel target, already listens there: stop it or change portals in the config)';
+    const port = Number(/cannot listen on .*:(\d+):/.exec(text)?.[1]);
+    const { whoListens, describeListener } = await import('../admin/who-listens');
+    const who = Number.isInteger(port) ? await whoListens(port, env).catch(() => undefined) : undefined;
+    if (who?.ours) return ` (${describeListener(who)} already listens there: stop it first, or change portals in the config)`;
+    if (who) return ` (${describeListener(who)} already listens there: stop it, or change portals in the config)`;
+    return ' (another process already listens there, perhaps another target such as tgt or the kernel\'s LIO: stop it, or change portals in the config)';
   }
   if (/EADDRNOTAVAIL/.test(text)) return ' (that address is not on this machine: check portals in the config)';
   if (/EACCES|EPERM/.test(text)) return ' (permission denied: check the volume path permissions, or use a port above 1023)';
@@ -86,7 +92,7 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
       if (v.path) fs.mkdirSync(path.dirname(v.path), { recursive: true });
     }
   } else {
-    logger.info({ config: config.source }, `config ${config.source}: ${config.volumes.size} volumes, ${config.targets.length} targets`);
+    logger.info({ config: config.source }, `config ${config.source}: ${plural(config.volumes.size, 'volume')}, ${plural(config.targets.length, 'target')}`);
   }
   for (const w of warnings) logger.warn({ key: w.key || undefined, line: w.line || undefined }, formatIssue(w));
 
@@ -134,7 +140,7 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
   } catch (e) {
     startFailed = true;
     logger.debug({ err: e }, 'start failure');
-    logger.error(`could not start: ${(e as Error)?.message ?? String(e)}${startHint(e)}`);
+    logger.error(`could not start: ${(e as Error)?.message ?? String(e)}${await startHint(e, ctx.env)}`);
     exitAfterFlush(logger, EXIT.FAILURE);
   } finally {
     started!();
@@ -158,7 +164,8 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
     { portals: server.addresses.map(formatPortal), targets: config.targets.map((t) => t.iqn) },
     'serving',
   );
-  out(ctx, attachInstructions(config, server.addresses));
+  // How to attach, for whoever started it by hand; under systemd it would be a dozen journal entries.
+  if (!stdoutIsJournal(ctx.env)) out(ctx, attachInstructions(config, server.addresses));
   return EXIT.OK; // the listening server keeps the process alive
 }
 
@@ -169,6 +176,12 @@ export function registerServe(program: Command, ctx: CliContext, setExit: (code:
       .description('run the iSCSI target (without a config: ./iscsi-target.yaml, else a built-in 1 GiB default)'),
   )
     .option('--log-level <level>', 'fatal, error, warn, info, debug or trace (default: $LOG_LEVEL or info)')
+    .addHelpText('after', `
+Examples:
+  $ iscsi-target serve                          # ./iscsi-target.yaml, else the built-in 1 GiB default
+  $ iscsi-target serve --config /etc/iscsi-target/iscsi-target.yaml
+  $ LOG_LEVEL=debug iscsi-target serve          # logins in detail (trace: every PDU)
+  $ systemctl start iscsi-target                # the same, under systemd (the .deb installs the unit)`)
     .action(async (opts: ServeOptions) => {
       setExit(await runServe(ctx, opts));
     });

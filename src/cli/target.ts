@@ -1,12 +1,13 @@
 // `iscsi-target target create|delete|list` and `portal add|remove|list`.
 import type { Command } from 'commander';
-import { addPortal, addTarget, removePortal, removeTarget } from '../admin/config-edit';
+import { addPortal, addTarget, removePortal, removeTarget, setTargetLuns } from '../admin/config-edit';
+import { MAX_LUN } from '../config/load';
 import { controlRequest } from '../admin/control-socket';
 import { iscsiNameProblem } from '../config/names';
 import { formatPortal, parsePortal } from '../config/portal';
 import { editTarget, printIssues, proposeChange, readConfig } from './change';
 import { EXIT, err, out, type CliContext } from './context';
-import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
+import { addConfigOption, addJsonOption, collect, parseLunMaps, type ConfigOptions, type JsonOptions } from './options';
 import { table } from './table';
 
 type Opts = ConfigOptions & JsonOptions;
@@ -26,7 +27,7 @@ async function listTargets(ctx: CliContext, o: Opts): Promise<number> {
   }
   const st = await controlRequest(file, { op: 'status' }, ctx.env).catch(() => undefined);
   const sessions = new Map<string, number>();
-  if (st?.ok && 'sessions' in st) for (const s of st.sessions) if (s.target) sessions.set(s.target.toLowerCase(), (sessions.get(s.target.toLowerCase()) ?? 0) + 1);
+  if (st?.ok && 'portals' in st) for (const s of st.sessions) if (s.target) sessions.set(s.target.toLowerCase(), (sessions.get(s.target.toLowerCase()) ?? 0) + 1);
   const rows = cur.config.targets.map((t) => ({
     iqn: t.iqn,
     luns: Object.fromEntries(t.luns),
@@ -75,17 +76,50 @@ function checkPortal(ctx: CliContext, text: string): boolean {
 export function registerTarget(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
   const cmd = (c: Command) => addJsonOption(addConfigOption(c));
   const target = program.command('target').description('create, delete and list targets');
-  cmd(target.command('create <iqn>').description('add a target (admit hosts with acl add)')).action(async (iqn: string, o: Opts) => {
-    if (!checkName(ctx, iqn)) return setExit(EXIT.FAILURE);
-    setExit((await proposeChange(ctx, o, `target ${iqn} created`, (doc) => addTarget(doc, iqn))).code);
-  });
+  cmd(target.command('create <iqn>').description('add a target (admit hosts with acl add)'))
+    .option('--lun <N=VOLUME>', 'map VOLUME as LUN N for every admitted initiator without LUNs of its own (repeatable)', collect, [])
+    .addHelpText('after', `
+Examples:
+  $ iscsi-target target create iqn.2026-11.io.example:san1
+  $ iscsi-target target create iqn.2026-11.io.example:lab --lun 0=scratch --lun 1=golden`)
+    .action(async (iqn: string, o: Opts & { lun: string[] }) => {
+      if (!checkName(ctx, iqn)) return setExit(EXIT.FAILURE);
+      const luns = parseLunMaps(ctx, o.lun ?? []);
+      if (!luns) return setExit(EXIT.FAILURE);
+      setExit((await proposeChange(ctx, o, `target ${iqn} created`, (doc) => addTarget(doc, iqn, luns))).code);
+    });
+  cmd(target.command('map <iqn> <lun...>').description("map volumes in the target's own LUN map (N=VOLUME ...); sessions see new LUNs at once"))
+    .addHelpText('after', `
+Example:
+  $ iscsi-target target map iqn.2026-11.io.example:lab 0=scratch 1=golden`)
+    .action(async (iqn: string, specs: string[], o: Opts) => {
+      const luns = parseLunMaps(ctx, specs);
+      if (!luns) return setExit(EXIT.FAILURE);
+      const what = `target ${iqn}: ${[...luns].map(([n, v]) => `LUN ${n}=${v}`).join(', ')}`;
+      setExit((await proposeChange(ctx, o, what, (doc) => setTargetLuns(doc, iqn, luns))).code);
+    });
+  cmd(target.command('unmap <iqn> <lun...>').description("remove LUNs from the target's own LUN map; sessions that used them end"))
+    .action(async (iqn: string, nums: string[], o: Opts) => {
+      const bad = nums.find((n) => !/^\d+$/.test(n) || Number(n) > MAX_LUN);
+      if (bad !== undefined) {
+        err(ctx, `error: ${bad} is not a LUN number (0..${MAX_LUN})`);
+        return setExit(EXIT.FAILURE);
+      }
+      const what = `target ${iqn}: LUN ${nums.join(', ')} unmapped`;
+      setExit((await proposeChange(ctx, o, what, (doc) => setTargetLuns(doc, iqn, new Map(), nums.map(Number)))).code);
+    });
   cmd(target.command('delete <iqn>').description('remove a target; its sessions end')).action(async (iqn: string, o: Opts) => {
     setExit((await proposeChange(ctx, o, `target ${iqn} deleted`, (doc) => removeTarget(doc, iqn))).code);
   });
   cmd(target.command('list').description('targets, their LUNs and access')).action(async (o: Opts) => setExit(await listTargets(ctx, o)));
 
   const portal = program.command('portal').description('addresses the target listens on');
-  cmd(portal.command('add <address>').description('listen on ADDR:PORT too')).action(async (a: string, o: Opts) => {
+  cmd(portal.command('add <address>').description('listen on ADDR:PORT too'))
+    .addHelpText('after', `
+Examples:
+  $ iscsi-target portal add 0.0.0.0:3260
+  $ iscsi-target portal add [::]:3260`)
+    .action(async (a: string, o: Opts) => {
     if (!checkPortal(ctx, a)) return setExit(EXIT.FAILURE);
     setExit((await proposeChange(ctx, o, `portal ${a} added`, (doc) => addPortal(doc, a))).code);
   });

@@ -2,12 +2,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Option, type Command } from 'commander';
-import { addVolume, removeVolume, setVolumeSize, volumePathText } from '../admin/config-edit';
+import { addVolume, removeVolume, setVolumeFields, setVolumeSize, volumePathText } from '../admin/config-edit';
 import { controlRequest } from '../admin/control-socket';
 import { volumeUsers } from '../acl/access';
 import { nativeFs } from '../backstore/native';
 import { formatSize, tryParseSize } from '../config/size';
-import type { Config } from '../config/model';
+import type { Config, VolumeConfig } from '../config/model';
+import { formatWwn, identityFile, parseWwn, randomIdentity, serialProblem } from '../config/identity';
 import { editTarget, printIssues, proposeChange, readConfig } from './change';
 import { EXIT, err, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
@@ -92,13 +93,86 @@ function volumeFile(configFile: string, p: string): string {
   return path.resolve(path.dirname(configFile), p);
 }
 
-interface CreateOpts extends Opts {
+/** The service's state folder (systemd StateDirectory=, created by the .deb). */
+export const SYSTEM_VOLUME_DIR = '/var/lib/iscsi-target/luns';
+
+/**
+ * Where a new volume's file goes: luns/NAME.img beside the config, but for a config under
+ * /etc (the installed service's) the service's state folder: volumes do not belong in /etc.
+ */
+export function defaultVolumePath(configFile: string, name: string): string {
+  return path.resolve(configFile).startsWith('/etc/') ? `${SYSTEM_VOLUME_DIR}/${name}.img` : `luns/${name}.img`;
+}
+
+/**
+ * A file this command created for the daemon (--thick, import) belongs to the daemon's user:
+ * run as root against a config whose folder another user owns (the service's), hand it over.
+ */
+function giveToDaemon(configFile: string, file: string): void {
+  if (process.getuid?.() !== 0) return;
+  const owner = fs.statSync(path.dirname(path.resolve(configFile)));
+  if (owner.uid === 0) return;
+  fs.chownSync(file, owner.uid, owner.gid);
+}
+
+interface IdentityOpts {
+  serial?: string;
+  wwn?: string;
+  newIdentity?: boolean;
+}
+
+interface CreateOpts extends Opts, IdentityOpts {
   size?: string;
   path?: string;
   blockSize?: string;
+  physicalBlockSize?: string;
   thick?: boolean;
   memory?: boolean;
+  readonly?: boolean;
+  shared?: boolean;
+  encrypt?: boolean;
+  keyFile?: string;
   progress?: boolean;
+}
+
+/** --serial / --wwn / --new-identity as config values, or undefined after printing why not. */
+function identityOptions(ctx: CliContext, o: IdentityOpts): { serial?: string; wwn?: string } | undefined {
+  if (o.newIdentity && (o.serial !== undefined || o.wwn !== undefined)) {
+    err(ctx, 'error: --new-identity makes a serial and wwn; give it alone, or --serial and --wwn');
+    return undefined;
+  }
+  if (o.newIdentity) {
+    const r = randomIdentity();
+    return { serial: r.serial, wwn: formatWwn(r.naa) };
+  }
+  const out: { serial?: string; wwn?: string } = {};
+  if (o.serial !== undefined) {
+    const problem = serialProblem(o.serial);
+    if (problem) {
+      err(ctx, `error: --serial: ${problem}`);
+      return undefined;
+    }
+    out.serial = o.serial;
+  }
+  if (o.wwn !== undefined) {
+    const naa = parseWwn(o.wwn);
+    if (!Buffer.isBuffer(naa)) {
+      err(ctx, `error: --wwn: ${naa.error}`);
+      return undefined;
+    }
+    out.wwn = formatWwn(naa);
+  }
+  return out;
+}
+
+/**
+ * A volume whose file exists before the daemon first opens it (--thick, an adopted image, a
+ * block device) would get the name-derived identity of volumes from before identity files:
+ * give it a random one in the config instead (unless its identity file already says).
+ */
+function needsConfiguredIdentity(abs: string | undefined): boolean {
+  if (abs === undefined || fs.existsSync(identityFile(abs))) return false;
+  return fs.existsSync(abs);
 }
 
 async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<number> {
@@ -110,15 +184,31 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
     err(ctx, `error: --block-size must be 512 or 4096, not ${o.blockSize}`);
     return EXIT.FAILURE;
   }
+  const phys = o.physicalBlockSize === undefined ? undefined : Number(o.physicalBlockSize);
+  if (phys !== undefined && ((phys !== 512 && phys !== 4096) || phys < blockSize)) {
+    err(ctx, `error: --physical-block-size must be 512 or 4096 and at least the block size (${blockSize}), not ${o.physicalBlockSize}`);
+    return EXIT.FAILURE;
+  }
   if (o.memory && (o.path || o.thick)) {
     err(ctx, 'error: a memory volume has no --path and cannot be --thick');
     return EXIT.FAILURE;
   }
-  const rel = o.memory ? undefined : o.path ?? `luns/${name}.img`;
+  if (o.memory && o.keyFile !== undefined) {
+    err(ctx, 'error: a memory volume keeps its key in memory; leave --key-file out');
+    return EXIT.FAILURE;
+  }
+  const identity = identityOptions(ctx, o);
+  if (!identity) return EXIT.FAILURE;
+  const rel = o.memory ? undefined : o.path ?? defaultVolumePath(file, name);
   const abs = rel ? volumeFile(file, rel) : undefined;
+  if (size === undefined && (o.memory || !abs || !fs.existsSync(abs))) {
+    err(ctx, `error: give the size with --size (e.g. --size 20GiB)${abs ? `: ${abs} does not exist yet` : ''}`);
+    return EXIT.FAILURE;
+  }
   let created = false;
   if (abs) {
-    fs.mkdirSync(path.dirname(abs), { recursive: true });
+    const made = fs.mkdirSync(path.dirname(abs), { recursive: true });
+    if (made !== undefined) giveToDaemon(file, made);
     if (o.thick) {
       if (size === undefined) {
         err(ctx, 'error: --thick needs --size');
@@ -130,12 +220,29 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
       }
       if (size % blockSize === 0) {
         await allocateThick(ctx, abs, size, o.progress !== false && !o.json);
+        giveToDaemon(file, abs);
         created = true;
       }
     }
   }
+  if (identity.serial === undefined && identity.wwn === undefined && needsConfiguredIdentity(abs)) {
+    const r = randomIdentity();
+    identity.serial = r.serial;
+    identity.wwn = formatWwn(r.naa);
+  }
+  const encryption = o.encrypt || o.keyFile !== undefined ? { keyFile: o.keyFile } : undefined;
   const r = await proposeChange(ctx, o, `volume ${name} created`, (doc) =>
-    addVolume(doc, name, { path: rel, size: o.size, blockSize: blockSize as 512 | 4096, memory: o.memory }),
+    addVolume(doc, name, {
+      path: rel,
+      size: o.size,
+      blockSize: blockSize as 512 | 4096,
+      physicalBlockSize: phys as 512 | 4096 | undefined,
+      memory: o.memory,
+      readonly: o.readonly,
+      shared: o.shared,
+      encryption,
+      ...identity,
+    }),
   );
   if (r.code !== EXIT.OK && created) fs.rmSync(abs!, { force: true });
   return r.code;
@@ -170,12 +277,38 @@ async function remove(ctx: CliContext, name: string, o: Opts & { force?: boolean
     removeVolume(doc, name, { force: o.force });
   });
   if (r.code === EXIT.OK && o.purge && abs) {
-    for (const f of [abs, `${abs}.pr.json`]) fs.rmSync(f, { force: true });
+    for (const f of [abs, `${abs}.pr.json`, identityFile(abs)]) fs.rmSync(f, { force: true });
     if (!o.json) out(ctx, `removed ${abs}`);
   } else if (r.code === EXIT.OK && abs && !o.json) {
     out(ctx, `the file ${abs} is kept (give --purge to delete it)`);
   }
   return r.code;
+}
+
+interface SetOpts extends Opts, IdentityOpts {
+  readonly?: boolean;
+  shared?: boolean;
+  physicalBlockSize?: string;
+}
+
+async function set(ctx: CliContext, name: string, o: SetOpts): Promise<number> {
+  const identity = identityOptions(ctx, o);
+  if (!identity) return EXIT.FAILURE;
+  const phys = o.physicalBlockSize === undefined ? undefined : Number(o.physicalBlockSize);
+  if (phys !== undefined && phys !== 512 && phys !== 4096) {
+    err(ctx, `error: --physical-block-size must be 512 or 4096, not ${o.physicalBlockSize}`);
+    return EXIT.FAILURE;
+  }
+  const fields = { readonly: o.readonly, shared: o.shared, physicalBlockSize: phys, serial: identity.serial, wwn: identity.wwn };
+  const changed = Object.entries(fields).filter(([, v]) => v !== undefined);
+  if (changed.length === 0) {
+    err(ctx, 'error: nothing to set: give --readonly/--no-readonly, --shared/--no-shared, --physical-block-size, --serial, --wwn or --new-identity');
+    return EXIT.FAILURE;
+  }
+  const what = `volume ${name}: ${changed.map(([k, v]) => `${k}=${v}`).join(', ')}`;
+  // false is the default of readonly and shared: the key goes rather than saying false.
+  const edit = { ...fields, readonly: o.readonly === false ? null : o.readonly, shared: o.shared === false ? null : o.shared };
+  return (await proposeChange(ctx, o, what, (doc) => setVolumeFields(doc, name, edit))).code;
 }
 
 interface VolumeRow {
@@ -187,9 +320,25 @@ interface VolumeRow {
   readonly: boolean;
   mappedTo: { target: string; initiator: string; lun: number }[];
   sessions: number | null;
+  /** The identity hosts see: the running daemon's, else the config's or the identity file's; null when not known yet. */
+  serial: string | null;
+  wwn: string | null;
 }
 
-function volumeRows(config: Config, live?: Map<string, number>): VolumeRow[] {
+/** A volume's identity as far as the CLI can tell without the daemon. */
+function knownIdentity(v: VolumeConfig): { serial: string | null; wwn: string | null } {
+  let stored: { serial?: string; wwn?: string } = {};
+  if (v.path && !v.memory) {
+    try {
+      stored = JSON.parse(fs.readFileSync(identityFile(v.path), 'utf8')) as typeof stored;
+    } catch {
+      /* not created yet, or not readable by this user */
+    }
+  }
+  return { serial: v.serial ?? stored.serial ?? null, wwn: v.wwn ?? stored.wwn ?? null };
+}
+
+function volumeRows(config: Config, live?: Map<string, number>, open?: Map<string, { serial: string; wwn: string }>): VolumeRow[] {
   return [...config.volumes.values()].map((v) => {
     let bytes: number | null = v.size ?? null;
     let allocated: number | null = null;
@@ -214,6 +363,7 @@ function volumeRows(config: Config, live?: Map<string, number>): VolumeRow[] {
       readonly: v.readonly,
       mappedTo: volumeUsers(config, v.name),
       sessions: live ? live.get(v.name) ?? 0 : null,
+      ...(open?.get(v.name) ?? knownIdentity(v)),
     };
   });
 }
@@ -226,12 +376,14 @@ async function list(ctx: CliContext, o: Opts): Promise<number> {
     return EXIT.FAILURE;
   }
   let live: Map<string, number> | undefined;
+  let open: Map<string, { serial: string; wwn: string }> | undefined;
   const st = await controlRequest(file, { op: 'status' }, ctx.env).catch(() => undefined);
-  if (st?.ok && 'sessions' in st) {
+  if (st?.ok && 'portals' in st) {
     live = new Map();
     for (const s of st.sessions) for (const l of s.luns) live.set(l.volume, (live.get(l.volume) ?? 0) + 1);
+    open = new Map(st.volumes.filter((v) => v.serial !== undefined).map((v) => [v.name, { serial: v.serial, wwn: v.wwn }]));
   }
-  const rows = volumeRows(cur.config, live);
+  const rows = volumeRows(cur.config, live, open);
   if (o.json) {
     out(ctx, JSON.stringify(rows, null, 2));
     return EXIT.OK;
@@ -300,14 +452,16 @@ async function importImage(ctx: CliContext, name: string, image: string, o: Opts
   const requested = parseSizeOption(ctx, o.size);
   if (o.size !== undefined && requested === undefined) return EXIT.FAILURE;
   const bytes = Math.max(requested ?? 0, Math.ceil(st.size / 512) * 512);
-  const rel = o.path ?? `luns/${name}.img`;
+  const rel = o.path ?? defaultVolumePath(file, name);
   const abs = volumeFile(file, rel);
   if (fs.existsSync(abs)) {
     err(ctx, `error: ${abs} exists already`);
     return EXIT.FAILURE;
   }
-  fs.mkdirSync(path.dirname(abs), { recursive: true });
+  const made = fs.mkdirSync(path.dirname(abs), { recursive: true });
+  if (made !== undefined) giveToDaemon(file, made);
   fs.writeFileSync(abs, '', { mode: 0o600, flag: 'wx' });
+  giveToDaemon(file, abs);
   fs.truncateSync(abs, bytes);
   const t0 = Date.now();
   let n: number;
@@ -319,7 +473,11 @@ async function importImage(ctx: CliContext, name: string, image: string, o: Opts
   }
   const ms = Date.now() - t0;
   const sizeText = requested !== undefined && o.size ? o.size : String(bytes);
-  const r = await proposeChange(ctx, o, `volume ${name} created from ${image}`, (doc) => addVolume(doc, name, { path: rel, size: /^\d+$/.test(sizeText) ? formatSizeText(bytes) : sizeText }));
+  // The file exists before the daemon sees it: its new identity goes into the config.
+  const id = randomIdentity();
+  const r = await proposeChange(ctx, o, `volume ${name} created from ${image}`, (doc) =>
+    addVolume(doc, name, { path: rel, size: /^\d+$/.test(sizeText) ? formatSizeText(bytes) : sizeText, serial: id.serial, wwn: formatWwn(id.naa) }),
+  );
   if (r.code !== EXIT.OK) {
     fs.rmSync(abs, { force: true });
     return r.code;
@@ -342,20 +500,54 @@ function report(ctx: CliContext, o: Opts, name: string, bytes: number, ms: numbe
 export function registerVolume(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
   const volume = program.command('volume').description('create, grow, delete, list and import volumes');
   const cmd = (c: Command) => addJsonOption(addConfigOption(c));
-  cmd(volume.command('create <name>').description('add a volume (a sparse file under luns/ by default)'))
-    .requiredOption('--size <size>', 'size, e.g. 20GiB, 512MiB')
+  const identityOpts = (c: Command) =>
+    c
+      .option('--serial <serial>', 'unit serial number hosts see (take over a volume from another target)')
+      .option('--wwn <naa>', 'NAA designator hosts see, e.g. naa.6001405... (take over a volume from another target)')
+      .option('--new-identity', 'a new random serial and wwn (e.g. for a copied volume)');
+  identityOpts(cmd(volume.command('create <name>').description('add a volume (a sparse file under luns/ by default)')))
+    .option('--size <size>', 'size, e.g. 20GiB, 512MiB (needed unless --path names an existing file or device)')
     .option('--path <path>', 'file or block device (relative to the config file; default luns/NAME.img)')
     .addOption(new Option('--block-size <bytes>', 'logical block size').choices(['512', '4096']))
+    .addOption(new Option('--physical-block-size <bytes>', 'physical block size (4096 on 512-byte blocks: 512e)').choices(['512', '4096']))
+    .option('--readonly', 'writes get DATA PROTECT')
+    .option('--shared', 'may be mapped to several hosts (cluster-aware filesystems only)')
+    .option('--encrypt', 'encrypt at rest (AES-256-XTS); key file PATH.key unless --key-file')
+    .option('--key-file <path>', 'key file of an encrypted volume (implies --encrypt)')
     .option('--thick', 'allocate every block now (progress bar on a terminal)')
     .option('--memory', 'a RAM-only volume (lost at exit)')
     .option('--no-progress', 'no progress bar')
+    .addHelpText('after', `
+Examples:
+  $ iscsi-target volume create db-a --size 20GiB
+  $ iscsi-target volume create db-b --size 50GiB --thick --encrypt
+  $ iscsi-target volume create vm1 --path /dev/vdb
+  $ iscsi-target volume create old --path /srv/old.img --serial 3f9c1e --wwn naa.6001405f3a8c2e4b9d7a61c0e5f2b3a4`)
     .action(async (name: string, o: CreateOpts) => setExit(await create(ctx, name, o)));
+  identityOpts(cmd(volume.command('set <name>').description('change a volume\'s options (a running daemon refuses changes to a volume in use)')))
+    .option('--readonly', 'writes get DATA PROTECT')
+    .option('--no-readonly', 'writable again')
+    .option('--shared', 'may be mapped to several hosts (cluster-aware filesystems only)')
+    .option('--no-shared', 'one host only')
+    .addOption(new Option('--physical-block-size <bytes>', 'physical block size').choices(['512', '4096']))
+    .addHelpText('after', `
+Examples:
+  $ iscsi-target volume set golden --readonly
+  $ iscsi-target volume set copy --new-identity`)
+    .action(async (name: string, o: SetOpts) => setExit(await set(ctx, name, o)));
   cmd(volume.command('resize <name>').description('grow a volume; hosts get CAPACITY DATA HAS CHANGED'))
     .requiredOption('--size <size>', 'new size (only growing)')
+    .addHelpText('after', `
+Example:
+  $ iscsi-target volume resize db-a --size 40GiB   # then on the host: iscsiadm -m session -R`)
     .action(async (name: string, o: Opts & { size?: string }) => setExit(await resize(ctx, name, o)));
   cmd(volume.command('delete <name>').description('remove a volume (refused while mapped unless --force); the file stays unless --purge'))
     .option('--force', 'also remove its LUN mappings (ends the sessions that use it)')
     .option('--purge', 'delete the file too')
+    .addHelpText('after', `
+Examples:
+  $ iscsi-target volume delete scratch
+  $ iscsi-target volume delete old --force --purge   # unmap it (ending its sessions) and delete the file`)
     .action(async (name: string, o: Opts & { force?: boolean; purge?: boolean }) => setExit(await remove(ctx, name, o)));
   cmd(volume.command('list').description('volumes: size, allocated bytes, who maps them'))
     .action(async (o: Opts) => setExit(await list(ctx, o)));
@@ -363,6 +555,9 @@ export function registerVolume(program: Command, ctx: CliContext, setExit: (code
     .option('--size <size>', 'size of a new volume (default: the image size)')
     .option('--path <path>', 'file for a new volume (default luns/NAME.img)')
     .option('--force', 'write into a mapped volume anyway')
+    .addHelpText('after', `
+Example:
+  $ qemu-img convert -O raw vm.qcow2 vm.raw && iscsi-target volume import vm1 vm.raw`)
     .option('--no-progress', 'no progress bar')
     .action(async (name: string, image: string, o: Opts & { size?: string; path?: string; force?: boolean; progress?: boolean }) =>
       setExit(await importImage(ctx, name, image, o)));

@@ -25,6 +25,7 @@ import { LIMIT_DEFAULTS, type LimitsConfig } from './model';
 import { iscsiNameProblem, normalizeIscsiName } from './names';
 import { formatPortal, isWildcardHost, parsePortal } from './portal';
 import { formatSize, tryParseSize } from './size';
+import { formatWwn, parseWwn, serialProblem } from './identity';
 
 /** One located problem in a config file. `line`/`col` are 1-based; 0 when not tied to a place. */
 export interface ConfigIssue {
@@ -42,6 +43,15 @@ export function formatIssue(i: ConfigIssue): string {
   if (i.line > 0) where += `:${i.line}`;
   if (i.line > 0 && i.col > 0) where += `:${i.col}`;
   return i.key ? `${where}: ${i.key}: ${i.message}` : `${where}: ${i.message}`;
+}
+
+/**
+ * The warnings of `after` that `before` did not have (compared by key and message: an edit
+ * moves lines), so that a command shows what its change caused, not every old warning again.
+ */
+export function newWarnings(before: readonly ConfigIssue[], after: readonly ConfigIssue[]): ConfigIssue[] {
+  const seen = new Set(before.map((w) => `${w.key}\0${w.message}`));
+  return after.filter((w) => !seen.has(`${w.key}\0${w.message}`));
 }
 
 /** Thrown with every error found; nothing in a config that throws may be applied. */
@@ -77,7 +87,7 @@ export interface ParsedConfig {
 
 export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'limits', 'metrics'] as const;
 export const METRICS_KEYS = ['listen'] as const;
-export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'physicalBlockSize', 'encryption', 'memory', 'shared'] as const;
+export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'physicalBlockSize', 'encryption', 'memory', 'shared', 'serial', 'wwn'] as const;
 export const DISCOVERY_KEYS = ['chap', 'mutual'] as const;
 export const TARGET_KEYS = ['iqn', 'luns', 'acls', 'allowTargetReset'] as const;
 export const ACL_KEYS = ['initiator', 'luns', 'chap', 'mutual', 'allowTargetReset'] as const;
@@ -318,9 +328,13 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
       const msg = e.code === 'DUPLICATE_KEY' ? 'this key appears twice in the same mapping' : e.message;
       c.errors.push({ file, line, col, key: keyPathAt(doc, e.pos[0]), message: `YAML: ${msg}` });
     }
-    redact(c.errors, secrets);
-    redact(c.warnings, secrets);
-    throw new ConfigError(c.errors, c.warnings);
+    // A duplicate key leaves a whole document: check the rest too, so that every error
+    // comes in one pass. Broken syntax does not: what follows would be guesses.
+    if (doc.errors.some((e) => e.code !== 'DUPLICATE_KEY')) {
+      redact(c.errors, secrets);
+      redact(c.warnings, secrets);
+      throw new ConfigError(c.errors, c.warnings);
+    }
   }
 
   const baseDir = opts.baseDir ?? path.dirname(path.resolve(file));
@@ -395,6 +409,18 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
           volumeLocs.set(ve.name, { node: ve.keyNode, key: ve.key, pathNode: vol.pathNode, sizeGiven: vol.volume.size !== undefined });
         }
       }
+    }
+  }
+  // Two volumes with one identity look like two paths to one disk (dm-multipath).
+  const identities = new Map<string, string>();
+  for (const [name, v] of config.volumes) {
+    for (const [what, value] of [['serial', v.serial], ['wwn', v.wwn]] as const) {
+      if (value === undefined) continue;
+      const k = `${what} ${value}`;
+      const other = identities.get(k);
+      const loc = volumeLocs.get(name)!;
+      if (other !== undefined) c.error(loc.node, joinKey(loc.key, what), `volume ${name} has the ${what} of volume ${other}; hosts would take the two for one disk`);
+      else identities.set(k, name);
     }
   }
   // Names declared under volumes, even those with errors, so that targets do not also
@@ -475,9 +501,10 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
     }
   }
 
-  // --- cross checks and warnings (about a config without errors: with errors, targets or
-  // volumes are missing from the model and these would mislead) ---
-  if (c.errors.length === 0) crossCheck(c, config, targetLocs, volumeLocs);
+  // --- cross checks: volumes mapped to several hosts are errors whatever else is wrong (every
+  // error in one pass); the warnings only for a config without errors (with errors, targets
+  // or volumes are missing from the model and these would mislead) ---
+  crossCheck(c, config, targetLocs, volumeLocs, c.errors.length === 0);
 
   const hasSecrets =
     config.targets.some((t) => t.acls.some((a) => a.chap || a.mutual)) || !!config.discovery || secrets.length > 0;
@@ -530,7 +557,14 @@ function crossCheck(
   config: Config,
   targetLocs: TargetLoc[],
   volumeLocs: Map<string, { node: unknown; key: string }>,
+  warnings: boolean,
 ): void {
+  if (warnings) warnAboutReach(c, config, targetLocs);
+  sharedVolumes(c, config, volumeLocs, warnings);
+}
+
+/** Targets that export nothing, initiators admitted to no LUN. */
+function warnAboutReach(c: Checker, config: Config, targetLocs: TargetLoc[]): void {
   config.targets.forEach((t, ti) => {
     const loc = targetLocs[ti]!;
     if (t.acls.length === 0) {
@@ -545,7 +579,13 @@ function crossCheck(
         : `${a.initiator} is admitted but sees no LUNs: give it luns, or give target ${t.iqn} luns`);
     });
   });
+}
 
+/**
+ * A volume several hosts reach is an error unless it says `shared: true` (then a warning).
+ * Checked over the targets and volumes that parsed, so it holds even beside other errors.
+ */
+function sharedVolumes(c: Checker, config: Config, volumeLocs: Map<string, { node: unknown; key: string }>, warnings: boolean): void {
   // Who sees each volume: an initiator (ACL), or everyone (a target without acls).
   const holders = new Map<string, Map<string, string>>(); // volume -> normalized holder -> label
   const addHolder = (vol: string, id: string, label: string) => {
@@ -565,13 +605,13 @@ function crossCheck(
   for (const [name, loc] of volumeLocs) {
     const h = holders.get(name);
     if (!h) {
-      c.warn(loc.node, loc.key, `volume ${name} is not mapped to any target`);
+      if (warnings) c.warn(loc.node, loc.key, `volume ${name} is not mapped to any target`);
     } else if (h.size > 1) {
       const who = [...h.values()].join(' and ');
       // A SAN volume belongs to one host: two hosts mounting one ordinary filesystem
       // destroy it. Sharing has to be asked for.
       if (config.volumes.get(name)?.shared) {
-        c.warn(loc.node, loc.key, `volume ${name} is shared between ${who}; only a cluster-aware filesystem may be mounted on it by several hosts at once`);
+        if (warnings) c.warn(loc.node, loc.key, `volume ${name} is shared between ${who}; only a cluster-aware filesystem may be mounted on it by several hosts at once`);
       } else {
         c.error(loc.node, loc.key, `volume ${name} is mapped to ${who}; a volume belongs to one host unless it says shared: true (for a cluster-aware filesystem)`);
       }
@@ -659,6 +699,23 @@ function parseVolume(
       case 'shared': {
         const b = c.bool(e);
         if (b !== undefined) vol.shared = b;
+        break;
+      }
+      case 'serial': {
+        // A number in YAML (serial: 1234) is meant as its digits.
+        const v = isScalar(e.value) && typeof e.value.value === 'number' && Number.isInteger(e.value.value) ? String(e.value.source ?? e.value.value) : c.string(e, 'serial');
+        if (v === undefined) break;
+        const problem = serialProblem(v);
+        if (problem) c.error(e.value, e.key, problem);
+        else vol.serial = v;
+        break;
+      }
+      case 'wwn': {
+        const v = c.string(e, 'wwn');
+        if (v === undefined) break;
+        const naa = parseWwn(v);
+        if (!Buffer.isBuffer(naa)) c.error(e.value, e.key, naa.error);
+        else vol.wwn = formatWwn(naa);
         break;
       }
     }

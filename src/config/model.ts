@@ -30,6 +30,13 @@ export interface VolumeConfig {
   /** A RAM-only volume (tests, scratch): `memory: true`. */
   memory: boolean;
   /**
+   * The identity hosts see (scsi/identity.ts): VPD 0x80 serial number and the NAA designator
+   * as "naa.<hex>". Absent: the one kept in `<path>.identity.json` (generated for a new
+   * volume). Set them to take over a volume from another target.
+   */
+  serial?: string;
+  wwn?: string;
+  /**
    * May several hosts (ACL entries or open targets) map it? Only for cluster-aware
    * filesystems; without it, a second host mapping the volume is a config error.
    */

@@ -49,7 +49,7 @@ export interface FlowSink {
   /** A SCSI command arrived; `queued` when another one is still running (busy polling). */
   noteCommand?(queued: boolean): void;
   /** A command's status is known (metrics). Called once per answered command. */
-  commandDone?(cmd: Command, status: number, dataInBytes: number): void;
+  commandDone?(cmd: Command, status: number, dataInBytes: number, sense?: Buffer): void;
 }
 
 /** R2Ts of a command that has sent none (most never do): shared, never written to. */
@@ -406,7 +406,7 @@ export class CommandFlow {
       if (result.sense !== undefined && senseKeyOf(result.sense) === SenseKey.UnitAttention) counters.unitAttentions++;
       else counters.errors++;
     }
-    this.sink.commandDone?.(cmd, result.status, cmd.read && result.data ? Math.min(result.data.length, cmd.expectedLength) : 0);
+    this.sink.commandDone?.(cmd, result.status, cmd.read && result.data ? Math.min(result.data.length, cmd.expectedLength) : 0, result.sense);
     this.respond(cmd, result);
   }
 

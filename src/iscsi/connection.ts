@@ -11,7 +11,9 @@ import { decodeLun } from '../scsi/lun';
 import { TmfFunction, TmfResponse } from '../scsi/task-management';
 import { CommandFlow } from './command-flow';
 import { Liveness } from './liveness';
-import { LoginHost, LoginOutcome, LoginPhase, loginSummary } from './login';
+import { LoginHost, LoginOutcome, LoginPhase, loginLine, negotiatedParams } from './login';
+import { logFlags } from '../log';
+import { textKeys } from './trace';
 import { negotiateKeys } from './negotiation';
 import { PduChannel, type Sent } from './pdu-channel';
 import type { PduError } from './pdu/parser';
@@ -46,14 +48,12 @@ export interface ConnectionHost extends LoginHost {
   loginFailed(address: string): number;
   loginSucceeded(address: string): void;
   /** A command's status is known (metrics; issue 5). Called once per answered command. */
-  commandDone?(session: Session, cmd: Command, status: number, dataInBytes: number): void;
+  commandDone?(session: Session, cmd: Command, status: number, dataInBytes: number, sense?: Buffer): void;
   /** Connection timers. */
   readonly timeouts: { loginMs: number; nopIntervalMs: number; nopTimeoutMs: number };
   /** Resource bounds (config `limits:`); defaults when absent. */
   readonly bounds?: LimitsConfig;
 }
-
-export { MAX_COMMAND_BYTES } from './command-flow';
 
 /** Where a connection is in its life. */
 type Phase =
@@ -109,7 +109,7 @@ export class Connection {
       this.destroy();
     }, host.timeouts.loginMs);
     this.loginTimer.unref();
-    this.log.info('connection accepted');
+    this.log.debug('connection accepted');
   }
 
   get remote(): string {
@@ -124,11 +124,6 @@ export class Connection {
   /** The session, once logged in. */
   get session(): Session | undefined {
     return this.phase.kind === 'login' ? undefined : this.phase.session;
-  }
-
-  /** Bytes received from the initiator (tests feed chunks by hand). */
-  receive(chunk: Buffer): void {
-    this.channel.receive(chunk);
   }
 
   /** Data and commands this connection holds now (for tests and metrics). */
@@ -366,6 +361,10 @@ export class Connection {
 
   private onLogin(login: LoginPhase, req: LoginRequest): void {
     const step = login.handle(req);
+    if (logFlags.debug) {
+      const answered = step.responses[step.responses.length - 1]?.data ?? EMPTY;
+      this.log.debug({ stage: `${req.csg}->${req.nsg}`, transit: req.transit, offered: textKeys(req.data), answered: textKeys(answered) }, 'login negotiation');
+    }
     if (step.failed) {
       const f = step.failed;
       this.toClosing();
@@ -402,7 +401,10 @@ export class Connection {
         (pairs) => this.textAnswers(session, pairs),
       ),
     };
-    this.log.info(loginSummary(o), 'login complete');
+    // The one info line of a login; its negotiated parameters at debug level.
+    const line = loginLine(o, this.remote, session.luns.keys());
+    this.log.info(line.fields, line.message);
+    this.log.debug(negotiatedParams(o), 'negotiated');
     this.startLiveness(this.phase.flow);
   }
 
@@ -425,7 +427,7 @@ export class Connection {
           return channel.closing || channel.socket.destroyed;
         },
         noteCommand: (queued) => channel.noteCommand(queued),
-        commandDone: host.commandDone ? (cmd, status, bytes) => host.commandDone!(session, cmd, status, bytes) : undefined,
+        commandDone: host.commandDone ? (cmd, status, bytes, sense) => host.commandDone!(session, cmd, status, bytes, sense) : undefined,
       },
       this.bounds,
     );
@@ -568,7 +570,7 @@ export class Connection {
       data: EMPTY,
     });
     if (response === 0) {
-      this.log.info({ reason: pdu.reason === 0 ? 'close session' : 'close connection' }, 'logout');
+      this.log.debug({ reason: pdu.reason === 0 ? 'close session' : 'close connection' }, 'logout request');
       this.toClosing();
       this.channel.endSocket();
     }
@@ -583,7 +585,13 @@ export class Connection {
     this.toClosing();
     const session = p.kind === 'login' ? undefined : p.session;
     if (p.kind !== 'login' && p.flow) p.flow.connectionLost();
-    if (session) this.host.closeSession(session);
-    this.log.info(this.loggingOut ? 'session logged out' : 'connection closed');
+    if (!session) {
+      this.log.debug('connection closed');
+      return;
+    }
+    this.host.closeSession(session);
+    // The one info line of a logout (or of a session lost without one).
+    const line = session.endLine(this.loggingOut);
+    this.log.info(line.fields, line.message);
   }
 }

@@ -96,6 +96,8 @@ export interface LoginOutcome {
   /** The StatSN of the final login response; the next one is this + 1. */
   statSN: number;
   params: SessionParams;
+  /** How the initiator authenticated (for the log). */
+  auth: 'None' | 'CHAP' | 'mutual CHAP';
 }
 
 export interface LoginStep {
@@ -123,6 +125,7 @@ export class LoginPhase {
   private sessionType: 'Normal' | 'Discovery' = 'Normal';
   private authDone = false;
   private chap?: 'want-algorithm' | 'want-response' | 'done';
+  private mutualDone = false;
   private challenge?: ChapChallenge;
   private declared = false;
   private deferredTransit = false;
@@ -298,6 +301,7 @@ export class LoginPhase {
         if (ch.equals(c.challenge)) return this.fail(req, LoginStatus.AuthFailure, 'initiator reflected our CHAP challenge');
         const mine = chapResponse(c.algorithm, id, Buffer.from(creds!.mutual.secret, 'utf8'), ch);
         answers.push(['CHAP_N', creds!.mutual.user], ['CHAP_R', encodeHex(mine)]);
+        this.mutualDone = true;
       }
       this.chap = 'done';
       this.authDone = true;
@@ -329,7 +333,7 @@ export class LoginPhase {
       if (!canonical) return this.fail(req, LoginStatus.NotFound, `no target ${tname}`);
       // An initiator not on the target's ACL is told "not found": the name leaks nothing.
       if (!this.host.mayAccess(canonical, name)) {
-        return this.fail(req, LoginStatus.AuthorizationFailure, `${name} not permitted on ${canonical}`);
+        return this.fail(req, LoginStatus.AuthorizationFailure, `${name} is not in the acls of ${canonical}`);
       }
       this.targetName = canonical;
     }
@@ -358,6 +362,7 @@ export class LoginPhase {
           cmdSN: this.cmdSN,
           statSN: res.statSN,
           params: this.params,
+          auth: this.chap !== 'done' ? 'None' : this.mutualDone ? 'mutual CHAP' : 'CHAP',
         },
       };
     }
@@ -399,14 +404,34 @@ export class LoginPhase {
   }
 }
 
-/** What a completed login is logged with: who, to what, and the negotiated parameters. */
-export function loginSummary(o: LoginOutcome): Record<string, unknown> {
+/**
+ * The one info line of a completed login: who, to what, from where, how authenticated,
+ * which LUNs; the negotiated parameters go to a debug line (negotiatedParams).
+ */
+export function loginLine(o: LoginOutcome, remote: string, luns: Iterable<number>): { fields: Record<string, unknown>; message: string } {
+  const p = o.params;
+  const lunList = [...luns].join(',') || 'none';
+  return {
+    fields: {
+      initiator: o.initiatorName,
+      target: o.targetName,
+      type: o.sessionType,
+      isid: o.isid.toString('hex'),
+      auth: o.auth,
+      HeaderDigest: p.headerDigest ? 'CRC32C' : 'None',
+      DataDigest: p.dataDigest ? 'CRC32C' : 'None',
+    },
+    message:
+      o.sessionType === 'Discovery'
+        ? `login: ${o.initiatorName} (discovery) from ${remote}`
+        : `login: ${o.initiatorName} on ${o.targetName} from ${remote}, LUNs ${lunList}`,
+  };
+}
+
+/** The negotiated operational parameters of a login, for its debug line. */
+export function negotiatedParams(o: LoginOutcome): Record<string, unknown> {
   const p = o.params;
   return {
-    initiator: o.initiatorName,
-    target: o.targetName,
-    type: o.sessionType,
-    isid: o.isid.toString('hex'),
     params: {
       HeaderDigest: p.headerDigest ? 'CRC32C' : 'None',
       DataDigest: p.dataDigest ? 'CRC32C' : 'None',

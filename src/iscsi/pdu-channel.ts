@@ -12,12 +12,14 @@
 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { logFlags } from '../log';
 import { dataBuffers } from '../scsi/buffer-pool';
 import { MAX_MISSES, MAX_ROUNDS, noteReceive, pollRoom, pollTaken, receivingAlone, recvNow, SKIP_CHUNKS } from './busy-poll';
 import { readBudget } from './data-budget';
 import type { Pdu, TargetPdu } from './pdu/messages';
 import { PduError, PduParser } from './pdu/parser';
 import { encodePdu, encodePduInto } from './pdu/serializer';
+import { describePdu } from './trace';
 
 /** What the channel reports to its owner. */
 export interface ChannelEvents {
@@ -67,7 +69,10 @@ export class PduChannel {
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
     this.pollNs = busyPollUs * 1000;
     this.parser = new PduParser({
-      pdu: (pdu, bhs) => events.pdu(pdu, bhs),
+      pdu: (pdu, bhs) => {
+        if (logFlags.trace) this.log().trace(describePdu(pdu), 'PDU in');
+        events.pdu(pdu, bhs);
+      },
       error: (err) => events.parseError(err),
       dataSink: (bhs, len) => events.dataSink(bhs, len),
     });
@@ -198,6 +203,7 @@ export class PduChannel {
    */
   send(pdu: TargetPdu, evenIfClosing = false): boolean {
     if (this.socket.destroyed || (this.closing && !evenIfClosing)) return false;
+    if (logFlags.trace) this.log().trace(describePdu(pdu), 'PDU out');
     if (!this.batching) {
       this.batching = true;
       if (!this.inChunk) setImmediate(this.flushBatch);

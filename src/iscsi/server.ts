@@ -10,6 +10,7 @@ import { resolveAccess } from '../acl/access';
 import { openBackstore } from '../backstore/open';
 import type { Backstore } from '../backstore/backstore';
 import { LogicalUnit } from '../scsi/logical-unit';
+import { formatWwn, resolveVolumeIdentity } from '../scsi/identity';
 import { ASC } from '../scsi/sense';
 import type { ItNexus } from '../scsi/task';
 import { Connection, ConnectionHost } from './connection';
@@ -24,7 +25,7 @@ import type { ConfigDiff, SessionVerdict } from '../admin/diff';
 
 /** Sees every finished command and failed login (metrics, src/admin/metrics.ts). */
 export interface ServerObserver {
-  commandDone(session: Session, cmd: Command, status: number, dataInBytes: number): void;
+  commandDone(session: Session, cmd: Command, status: number, dataInBytes: number, sense?: Buffer): void;
   loginFailed(): void;
 }
 
@@ -105,9 +106,13 @@ export class TargetServer implements ConnectionHost {
 
   private async openUnit(vol: VolumeConfig): Promise<LogicalUnit> {
     const baseDir = path.dirname(path.resolve(this.config.source));
+    // Before the store opens: a file that does not exist yet is a new volume (new identity).
+    const id = await resolveVolumeIdentity(vol, baseDir, { logger: this.logger, taken: (i) => this.identityOwner(i) });
     const store = await openBackstore(vol, baseDir, { logger: this.logger });
     const lu = new LogicalUnit({
       name: vol.name,
+      serial: id.serial,
+      naa: id.naa,
       backstore: store,
       blockSize: vol.blockSize,
       physicalBlockSize: vol.physicalBlockSize,
@@ -119,10 +124,16 @@ export class TargetServer implements ConnectionHost {
     });
     lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
     this.logger.info(
-      { volume: vol.name, path: store.path, bytes: store.size, blockSize: vol.blockSize, readonly: vol.readonly },
+      { volume: vol.name, path: store.path, bytes: store.size, blockSize: vol.blockSize, readonly: vol.readonly, serial: id.serial, wwn: formatWwn(id.naa) },
       'volume open',
     );
     return lu;
+  }
+
+  /** The open volume that already has this serial or NAA designator. */
+  private identityOwner(id: { serial: string; naa: Buffer }): string | undefined {
+    for (const lu of this.units.values()) if (lu.naa.equals(id.naa) || lu.serial === id.serial) return lu.name;
+    return undefined;
   }
 
   /** PREEMPT AND ABORT: the preempted nexuses' tasks on this unit end without response. */
@@ -343,8 +354,8 @@ export class TargetServer implements ConnectionHost {
   }
 
   /** A command finished (status known); one call per command, for metrics. */
-  commandDone(session: Session, cmd: Command, status: number, dataInBytes: number): void {
-    this.observer?.commandDone(session, cmd, status, dataInBytes);
+  commandDone(session: Session, cmd: Command, status: number, dataInBytes: number, sense?: Buffer): void {
+    this.observer?.commandDone(session, cmd, status, dataInBytes, sense);
   }
 
   // ------------------------------------------------------------ LoginHost
@@ -482,13 +493,23 @@ export class TargetServer implements ConnectionHost {
     } else {
       wanted = this.config.targets.filter((t) => t.iqn.toLowerCase() === value.toLowerCase());
     }
+    const withheld: string[] = [];
     for (const t of wanted) {
-      if (!resolveAccess(t, initiatorName).allowed) continue;
+      if (!resolveAccess(t, initiatorName).allowed) {
+        withheld.push(t.iqn);
+        continue;
+      }
       out.push(['TargetName', t.iqn]);
       for (const a of this.addresses) {
         const host = a.host === '0.0.0.0' || a.host === '::' ? normalizeLocal(localAddress) : a.host;
         out.push(['TargetAddress', `${fmtAddr(host, a.port)},${TPGT}`]);
       }
+    }
+    // An initiator no ACL lists sees nothing: say so, or the admin sees nothing either.
+    if (withheld.length > 0) {
+      const who = { initiator: initiatorName, tsih: session.tsih, withheld };
+      if (out.length === 0) this.logger.info(who, `discovery refused: ${initiatorName} is in no acl of ${withheld.join(', ')}; it sees no target`);
+      else this.logger.debug(who, `discovery: ${withheld.length} target${withheld.length === 1 ? '' : 's'} not shown to ${initiatorName} (not in their acls)`);
     }
     return out;
   }

@@ -80,6 +80,24 @@ export class Session {
     this.expCmdSN = cmdSN;
   }
 
+  /** The one info line of a session's end: who, how long, what it did. */
+  endLine(loggedOut: boolean): { fields: Record<string, unknown>; message: string } {
+    const c = this.counters;
+    const who = this.type === 'Discovery' ? `${this.initiatorName} (discovery)` : `${this.initiatorName} from ${this.targetName}`;
+    return {
+      fields: {
+        initiator: this.initiatorName,
+        target: this.targetName,
+        seconds: Math.round((Date.now() - this.createdAt) / 1000),
+        commands: c.commands,
+        readBytes: c.readBytes,
+        writtenBytes: c.writtenBytes,
+        errors: c.errors,
+      },
+      message: loggedOut ? `logout: ${who}` : `session ended: ${who}, connection closed without a logout`,
+    };
+  }
+
   get maxCmdSN(): number {
     return snAdd(this.expCmdSN, this.queueDepth - 1 - this.inFlight);
   }

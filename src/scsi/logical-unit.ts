@@ -32,8 +32,12 @@ import {
 import { ScsiStatus, type ItNexus, type ScsiResult, type ScsiTask } from './task';
 
 export interface LogicalUnitOptions {
-  /** The volume name; every identifier (serial number, NAA designator) derives from it. */
+  /** The volume name; the serial number and NAA designator derive from it unless given below. */
   name: string;
+  /** VPD 0x80 unit serial number (scsi/identity.ts); default: derived from the name. */
+  serial?: string;
+  /** NAA designator for VPD 0x83, 16 or 8 bytes (scsi/identity.ts); default: derived from the name. */
+  naa?: Buffer;
   backstore: Backstore;
   blockSize: 512 | 4096;
   /**
@@ -138,9 +142,9 @@ export class LogicalUnit {
     this.volumeReadonly = opts.readonly;
     this.logger = opts.logger;
     this.nexusLossUa = opts.nexusLossUnitAttention ?? false;
-    const ids = deriveIdentifiers(opts.name);
-    this.serial = ids.serial;
-    this.naa = ids.naa;
+    const ids = opts.serial !== undefined && opts.naa !== undefined ? undefined : deriveIdentifiers(opts.name);
+    this.serial = opts.serial ?? ids!.serial;
+    this.naa = opts.naa ?? ids!.naa;
     this.pr = new PersistentReservations(
       {
         name: this.name,
@@ -502,8 +506,10 @@ function queueUa(s: NexusState, code: Asc): void {
 function noop(): void {}
 
 /**
- * Stable identifiers from the volume name: a 16-hex-digit serial number and an NAA IEEE
+ * Identifiers from the volume name alone: a 16-hex-digit serial number and an NAA IEEE
  * Registered Extended designator (NAA 6: company id + 100 bits of the name's SHA-256).
+ * What volumes from before identity files were exported with, and what their hosts know
+ * them by; new volumes get random ones (scsi/identity.ts).
  */
 export function deriveIdentifiers(name: string): { serial: string; naa: Buffer } {
   const h = createHash('sha256').update(`iscsi-target volume\0${name}`).digest();

@@ -53,19 +53,23 @@ export interface Daemon {
   dir: string;
   configFile: string;
   output(): string;
-  stop(): Promise<number | null>;
+  /** SIGTERM, wait for the exit; the folder is removed unless keepDir. */
+  stop(opts?: { keepDir?: boolean }): Promise<number | null>;
 }
 
-/** Start the daemon with the given YAML (where `PORT` and `DIR` are substituted). */
-export async function startDaemon(yamlTemplate: string): Promise<Daemon> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-target-daemon-'));
-  const port = await freePort();
+/**
+ * Start the daemon with the given YAML (where `PORT` and `DIR` are substituted). `dir`: run
+ * in this folder (a restart: stop the first with keepDir) instead of a new one.
+ */
+export async function startDaemon(yamlTemplate: string, opts: { dir?: string; port?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Daemon> {
+  const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-target-daemon-'));
+  const port = opts.port ?? (await freePort());
   const configFile = path.join(dir, 'iscsi-target.yaml');
   fs.writeFileSync(configFile, yamlTemplate.replaceAll('PORT', String(port)).replaceAll('DIR', dir), { mode: 0o600 });
   let out = '';
   const proc = spawn(process.execPath, [BIN, 'serve', '--config', configFile], {
     cwd: dir,
-    env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info' },
+    env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   proc.stdout!.on('data', (c) => (out += c));
@@ -87,12 +91,12 @@ export async function startDaemon(yamlTemplate: string): Promise<Daemon> {
     dir,
     configFile,
     output: () => out,
-    async stop() {
+    async stop(o: { keepDir?: boolean } = {}) {
       proc.kill('SIGTERM');
       // The timer is unref'd: a pending one would hold the test process open for 20 s.
       const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 20000).unref())]);
       if (proc.exitCode === null) proc.kill('SIGKILL');
-      fs.rmSync(dir, { recursive: true, force: true });
+      if (!o.keepDir) fs.rmSync(dir, { recursive: true, force: true });
       return code;
     },
   };

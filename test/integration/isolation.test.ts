@@ -13,7 +13,6 @@ import { randomBytes } from 'node:crypto';
 import { Initiator, senseOf, type CommandResult } from '../../src/initiator/initiator';
 import { Op, RESERVED_TAG, TaskAttr, type DataOut, type Pdu, type R2T, type Reject, type ScsiResponse } from '../../src/iscsi/pdu/messages';
 import { encodeLun } from '../../src/scsi/lun';
-import { deriveIdentifiers } from '../../src/scsi/logical-unit';
 import { PrIn, PrOut, PrType } from '../../src/scsi/persistent-reservations';
 import { dataBuffers } from '../../src/scsi/buffer-pool';
 import { TargetMetrics } from '../../src/admin/metrics';
@@ -200,6 +199,12 @@ describe('isolation: each host reaches only its own volumes', () => {
     await t?.stop();
   });
 
+  /** A volume's identity as the target reports it (VPD 0x80 serial, VPD 0x83 NAA). */
+  function identity(volume: string): { naa: Buffer; serial: string } {
+    const lu = t.server.units.get(volume)!;
+    return { naa: lu.naa, serial: lu.serial };
+  }
+
   /**
    * The victim is untouched: no unit attention pending, its data, its persistent
    * reservation and its RESERVE as it left them, and its session still serves I/O.
@@ -262,8 +267,10 @@ describe('isolation: each host reaches only its own volumes', () => {
   // ------------------------------------------------------------------ EXTENDED COPY
 
   test('EXTENDED COPY: another host\'s volume is neither a source nor a destination, under its own name on an open target or from the same target', async () => {
-    const dbA = deriveIdentifiers('db-a'); // designators are derived data, never secrets
-    const scratchId = deriveIdentifiers('scratch');
+    // Designators are not secrets (an old volume's derives from its name; any host that
+    // once had the volume, or a backup of the identity file, knows it): the attacker has them.
+    const dbA = identity('db-a');
+    const scratchId = identity('scratch');
     // An attacker that knows A's initiator name (not its CHAP secret) logs in to LAB as A.
     const asA = await Initiator.connect({ host: t.host, port: t.port, targetName: LAB, initiatorName: A, isid: victim.isid });
     try {
@@ -278,9 +285,9 @@ describe('isolation: each host reaches only its own volumes', () => {
       assert.deepEqual(senseTriple(await asA.command(0, xcopyCdb(only.length), { dataOut: only })), COPY_TARGET_NOT_REACHABLE, 'victim -> victim');
       assert.ok((await scratch(8192, 64 * 1024)).equals(Buffer.alloc(64 * 1024)), 'nothing was copied out');
       // Host B, authenticated on the same target, names A's volume from its own LUN.
-      const fromB = paramList([cscd({ naa: dbA.naa, blockSize: 512 }), cscd({ naa: deriveIdentifiers('db-b').naa, blockSize: 512 })], [b2b(0, 1, 128, 0, 0)]);
+      const fromB = paramList([cscd({ naa: dbA.naa, blockSize: 512 }), cscd({ naa: identity('db-b').naa, blockSize: 512 })], [b2b(0, 1, 128, 0, 0)]);
       assert.deepEqual(senseTriple(await hostB.command(0, xcopyCdb(fromB.length), { dataOut: fromB })), COPY_TARGET_NOT_REACHABLE, 'B: A -> B');
-      const toA = paramList([cscd({ naa: deriveIdentifiers('db-b').naa, blockSize: 512 }), cscd({ naa: dbA.naa, blockSize: 512 })], [b2b(0, 1, 128, 0, 0)]);
+      const toA = paramList([cscd({ naa: identity('db-b').naa, blockSize: 512 }), cscd({ naa: dbA.naa, blockSize: 512 })], [b2b(0, 1, 128, 0, 0)]);
       assert.deepEqual(senseTriple(await hostB.command(0, xcopyCdb(toA.length), { dataOut: toA })), COPY_TARGET_NOT_REACHABLE, 'B: B -> A');
     } finally {
       asA.close();
@@ -289,7 +296,7 @@ describe('isolation: each host reaches only its own volumes', () => {
   });
 
   test('EXTENDED COPY within one\'s own map still works (the victim copies between its two LUNs)', async () => {
-    const ids = (name: string) => ({ naa: deriveIdentifiers(name).naa, blockSize: 512 });
+    const ids = (name: string) => ({ naa: identity(name).naa, blockSize: 512 });
     const list = paramList([cscd(ids('db-a')), cscd(ids('db-a2'))], [b2b(0, 1, 16, 0, 4096)], { usage: 0, listId: 7 });
     expectGood(await victim.command(0, xcopyCdb(list.length), { dataOut: list }), 'victim EXTENDED COPY db-a -> db-a2');
     assert.ok((await victim.read(1, 4096, 16)).equals(SECRET.subarray(0, 8192)));
@@ -449,10 +456,10 @@ describe('isolation: each host reaches only its own volumes', () => {
     assert.deepEqual(senseTriple(await hostB.command(1, cdb([0x12, 1, 0x83, 0, 255, 0]), { readLength: 255 })), [0x05, 0x25, 0x00], 'no VPD pages of LUN 1');
     const vpd = await hostB.command(0, cdb([0x12, 1, 0x83, 0x10, 0, 0]), { readLength: 4096 });
     expectGood(vpd, 'VPD 0x83 of B\'s LUN 0');
-    assert.ok(vpd.data.includes(deriveIdentifiers('db-b').naa), "B's own designator");
-    for (const other of ['db-a', 'db-a2', 'db-c', 'scratch']) assert.ok(!vpd.data.includes(deriveIdentifiers(other).naa), `not ${other}'s`);
+    assert.ok(vpd.data.includes(identity('db-b').naa), "B's own designator");
+    for (const other of ['db-a', 'db-a2', 'db-c', 'scratch']) assert.ok(!vpd.data.includes(identity(other).naa), `not ${other}'s`);
     const serial = await hostB.command(0, cdb([0x12, 1, 0x80, 0, 255, 0]), { readLength: 255 });
-    assert.equal(serial.data.subarray(4, 4 + serial.data[3]).toString('latin1').trim(), deriveIdentifiers('db-b').serial);
+    assert.equal(serial.data.subarray(4, 4 + serial.data[3]).toString('latin1').trim(), identity('db-b').serial);
   });
 
   test('discovery lists only the targets an initiator may use; SendTargets for another target answers nothing', async () => {

@@ -134,7 +134,7 @@ test('config check without a file says so and exits 1', () => {
   withDir((dir) => {
     const r = run(['config', 'check'], dir);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /no config file: \.\/iscsi-target\.yaml does not exist \(give one with --config FILE\)/);
+    assert.match(r.stderr, /no config file: \.\/iscsi-target\.yaml does not exist \(give one with --config FILE or \$ISCSI_TARGET_CONFIG\)/);
     const m = run(['config', 'check', '--config', path.join(dir, 'missing.yaml')]);
     assert.equal(m.code, 1);
     assert.match(m.stderr, /missing\.yaml: cannot read the config: no such file/);

@@ -56,3 +56,42 @@ test('pretty logs on request; level from LOG_LEVEL; bad level falls back to info
     else process.env.LOG_LEVEL = saved;
   }
 });
+
+test('setLogLevel reaches child loggers made before the change, and logFlags follow it', async () => {
+  const { setLogLevel, getLogLevel, logFlags } = await import('../../src/log');
+  const c = capture();
+  const log = createLogger({ format: 'json', destination: c.stream, level: 'info' });
+  const child = log.child({ conn: 1 });
+  const grandchild = child.child({ tsih: 2 });
+  assert.equal(logFlags.debug, false);
+  grandchild.debug('hidden');
+  setLogLevel('trace');
+  assert.equal(getLogLevel(), 'trace');
+  assert.equal(logFlags.trace, true);
+  grandchild.trace('deep');
+  child.debug('shown');
+  setLogLevel('warn');
+  assert.equal(logFlags.debug, false);
+  grandchild.info('hidden again');
+  const msgs = c.text().trim().split('\n').map((l) => JSON.parse(l).msg);
+  assert.deepEqual(msgs, ['deep', 'shown']);
+  assert.throws(() => setLogLevel('loud'), /unknown log level/);
+});
+
+test('journal format: "<N>" syslog priority per level, fields as key=value, errors on one line', async () => {
+  const { journalLine } = await import('../../src/log');
+  const c = capture();
+  const log = createLogger({ format: 'journal', destination: c.stream, level: 'trace' });
+  log.fatal('f');
+  log.error({ err: new Error('boom\nsecond line') }, 'e');
+  log.warn({ volume: 'db a' }, 'w');
+  log.info({ n: 3 }, 'i');
+  log.debug('d');
+  log.trace('t');
+  const lines = c.text().trim().split('\n');
+  assert.deepEqual(lines.map((l) => l.slice(0, 4)), ['<2>f', '<3>e', '<4>w', '<6>i', '<7>d', '<7>t']);
+  assert.match(lines[1]!, /^<3>e err="Error: boom \| second line \| at /);
+  assert.equal(lines[2], '<4>w volume="db a"');
+  assert.equal(lines[3], '<6>i n=3');
+  assert.equal(journalLine('not json'), '<6>not json\n');
+});

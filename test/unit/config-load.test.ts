@@ -416,3 +416,42 @@ test('the parsed document keeps comments for later edits', () => {
   const { document } = parseConfigDetailed(VALID, FILE);
   assert.match(String(document), /# sparse file, created if missing/);
 });
+
+test('YAML duplicates, schema, file and shared-volume errors all come in one pass', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-config-'));
+  try {
+    const file = path.join(dir, 'c.yaml');
+    fs.writeFileSync(
+      file,
+      [
+        'portals: ["127.0.0.1:3260"]', // 1
+        'volumes:', // 2
+        '  a: { path: a.img, size: 1GiB }', // 3
+        '  bad: { path: bad.img, size: 20Q }', // 4: schema
+        '  gone: { path: gone.img }', // 5: file: no size, does not exist
+        'targets:', // 6
+        '  - iqn: iqn.2026-11.io.example:t', // 7
+        '    iqn: iqn.2026-11.io.example:t2', // 8: YAML duplicate key
+        '    acls:', // 9
+        '      - initiator: iqn.1994-05.com.redhat:host-a', // 10
+        '        luns: { 0: a }', // 11
+        '      - initiator: iqn.1994-05.com.redhat:host-b', // 12
+        '        luns: { 0: a }', // 13
+        '  - iqn: iqn.2026-11.io.example:u', // 14
+        '    luns: { 0: gone }', // 15
+      ].join('\n'),
+    );
+    await assert.rejects(loadConfigDetailed(file), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      const got = e.errors.map((i) => `${i.file === file ? 'FILE' : i.file}:${i.line} ${i.key}: ${i.message}`);
+      assert.equal(got.length, 4, got.join('\n'));
+      assert.match(got[0]!, /^FILE:3 volumes\.a: volume a is mapped to iqn\.1994-05\.com\.redhat:host-a and iqn\.1994-05\.com\.redhat:host-b/);
+      assert.match(got[1]!, /^FILE:4 volumes\.bad\.size: .*20Q/);
+      assert.match(got[2]!, /^FILE:5 volumes\.gone\.path: .*does not exist; give a size/);
+      assert.match(got[3]!, /^FILE:8 targets\[0\]\.iqn: YAML: this key appears twice/);
+      return true;
+    });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

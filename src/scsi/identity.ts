@@ -1,0 +1,165 @@
+// A volume's identity as hosts see it: the unit serial number (VPD 0x80) and the NAA
+// designator (VPD 0x83), which Linux turns into /dev/disk/by-id/wwn-0x... and dm-multipath
+// into the WWID that decides which paths lead to one disk.
+//
+// Two different disks must never share it, so a volume gets a random one when it is
+// created (100 random bits in the NAA), kept beside the volume file in
+// `<file>.identity.json` so that it survives restarts, renames of the volume and config
+// edits. The config may set `serial` and `wwn` (taking over a volume from another target);
+// they win, and are written to that file too. Volumes from before identity files keep the
+// name-derived identity their hosts already know (deriveIdentifiers), pinned into the file
+// at their first start. Block devices have no place beside them: their identity is the
+// config's (`volume create` writes one there), else the name-derived one. Memory volumes
+// get a new one each start unless the config sets it.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Logger } from 'pino';
+import { writeFileAtomic } from '../admin/atomic-write';
+import { formatWwn, identityFile, parseWwn, randomIdentity, serialProblem, type VolumeIdentity } from '../config/identity';
+import { deriveIdentifiers } from './logical-unit';
+
+export { formatWwn, identityFile, parseWwn, randomIdentity, serialProblem, type VolumeIdentity };
+
+/** Where an identity came from, for the log and `status`. */
+export type IdentityOrigin = 'generated' | 'name-derived' | 'config' | 'identity file';
+
+/** The identity of volumes from before identity files: a hash of the name alone. */
+export function nameDerivedIdentity(name: string): VolumeIdentity {
+  return deriveIdentifiers(name);
+}
+
+/** What the resolution needs of a volume's config (config/model VolumeConfig fits). */
+export interface IdentitySource {
+  name: string;
+  path?: string;
+  memory: boolean;
+  serial?: string;
+  /** Normalized "naa.<hex>" (config/load checks it with parseWwn). */
+  wwn?: string;
+}
+
+export interface ResolvedIdentity extends VolumeIdentity {
+  origin: IdentityOrigin;
+  /** The identity file kept beside the volume file (file volumes only). */
+  file?: string;
+}
+
+interface StoredIdentity {
+  serial: string;
+  wwn: string;
+  origin: IdentityOrigin;
+}
+
+function readStored(file: string): VolumeIdentity & { origin: IdentityOrigin } | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`cannot read its identity file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let data: Partial<StoredIdentity>;
+  try {
+    data = JSON.parse(text) as Partial<StoredIdentity>;
+  } catch {
+    data = {};
+  }
+  const naa = typeof data.wwn === 'string' ? parseWwn(data.wwn) : { error: 'no wwn' };
+  if (typeof data.serial !== 'string' || serialProblem(data.serial) || !Buffer.isBuffer(naa)) {
+    // Never replace it silently: hosts know the volume by what it held.
+    throw new Error(`its identity file ${file} is damaged (it needs "serial" and "wwn"); restore it, or set serial and wwn in the config`);
+  }
+  return { serial: data.serial, naa, origin: data.origin ?? 'identity file' };
+}
+
+/**
+ * The identity a volume is exported with; call before the volume file is opened (a file
+ * that does not exist yet is a new volume). Writes the identity file when it is missing or
+ * the config changed the identity. `taken` answers which open volume already has an NAA or
+ * serial, so that a copied volume (file and identity file) is refused, not exported twice.
+ */
+export async function resolveVolumeIdentity(
+  vol: IdentitySource,
+  baseDir: string,
+  opts: { logger?: Logger; taken?: (id: VolumeIdentity) => string | undefined } = {},
+): Promise<ResolvedIdentity> {
+  const log = opts.logger;
+  const configured = {
+    serial: vol.serial,
+    naa: vol.wwn !== undefined ? asBuffer(parseWwn(vol.wwn), vol.name) : undefined,
+  };
+  const resolved = await resolve();
+  const other = opts.taken?.(resolved);
+  if (other !== undefined) {
+    throw new Error(
+      `volume ${vol.name}: its identity (serial ${resolved.serial}, wwn ${formatWwn(resolved.naa)}) is already volume ${other}'s` +
+        `${resolved.file ? ` (was ${resolved.file} copied with the volume file?)` : ''}; ` +
+        'two volumes with one identity look like one disk to multipath: give this one its own serial and wwn in the config',
+    );
+  }
+  return resolved;
+
+  async function resolve(): Promise<ResolvedIdentity> {
+    if (vol.memory || vol.path === undefined) {
+      const r = randomIdentity();
+      const origin: IdentityOrigin = configured.serial !== undefined && configured.naa !== undefined ? 'config' : 'generated';
+      return { serial: configured.serial ?? r.serial, naa: configured.naa ?? r.naa, origin };
+    }
+    const abs = path.resolve(baseDir, vol.path);
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(abs);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') throw new Error(`volume ${vol.name}: cannot use ${abs}: ${code ?? (err as Error).message}`);
+    }
+    if (st !== undefined && !st.isFile()) {
+      // A block device: nothing can be kept beside it.
+      const d = nameDerivedIdentity(vol.name);
+      if (configured.serial === undefined || configured.naa === undefined) {
+        log?.warn(
+          { volume: vol.name, path: abs },
+          `volume ${vol.name}: a block device without serial and wwn in the config gets an identity derived from its name, ` +
+            'which a volume of the same name on another target would share; set both (iscsi-target volume set ' +
+            `${vol.name} --new-identity)`,
+        );
+      }
+      const origin: IdentityOrigin = configured.serial !== undefined || configured.naa !== undefined ? 'config' : 'name-derived';
+      return { serial: configured.serial ?? d.serial, naa: configured.naa ?? d.naa, origin };
+    }
+    const file = identityFile(abs);
+    const stored = readStored(file);
+    let base: VolumeIdentity & { origin: IdentityOrigin };
+    if (stored) base = stored;
+    else if (st === undefined) base = { ...randomIdentity(), origin: 'generated' };
+    else base = { ...nameDerivedIdentity(vol.name), origin: 'name-derived' };
+    const serial = configured.serial ?? base.serial;
+    const naa = configured.naa ?? base.naa;
+    const fromConfig = (configured.serial !== undefined && configured.serial !== base.serial) || (configured.naa !== undefined && !configured.naa.equals(base.naa));
+    const origin: IdentityOrigin = fromConfig ? 'config' : base.origin;
+    if (stored && !fromConfig) return { serial, naa, origin, file };
+    const record: StoredIdentity = { serial, wwn: formatWwn(naa), origin };
+    try {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      await writeFileAtomic(file, `${JSON.stringify(record, null, 2)}\n`);
+    } catch (err) {
+      const why = `${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+      // A new volume must not start with an identity it cannot keep: the next start would
+      // give it another one.
+      if (st === undefined) throw new Error(`volume ${vol.name}: cannot write its identity file ${file}: ${why}`);
+      log?.warn({ volume: vol.name, file }, `volume ${vol.name}: cannot write its identity file ${file} (${why}); it keeps serial ${serial}, wwn ${formatWwn(naa)} while its name and config stay`);
+      return { serial, naa, origin, file };
+    }
+    const what =
+      origin === 'generated' ? 'new volume: generated its identity' :
+      origin === 'name-derived' ? 'kept the name-derived identity its hosts know and saved it' :
+      'took the identity the config sets and saved it';
+    log?.info({ volume: vol.name, serial, wwn: formatWwn(naa), file }, `volume ${vol.name}: ${what} in ${path.basename(file)}`);
+    return { serial, naa, origin, file };
+  }
+}
+
+function asBuffer(r: Buffer | { error: string }, name: string): Buffer {
+  if (Buffer.isBuffer(r)) return r;
+  throw new Error(`volume ${name}: wwn ${r.error}`);
+}
