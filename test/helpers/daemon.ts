@@ -56,16 +56,33 @@ export interface Daemon {
   stop(): Promise<number | null>;
 }
 
+export interface DaemonOptions {
+  /** Environment of the daemon (default: the test's, with LOG_LEVEL). */
+  env?: NodeJS.ProcessEnv;
+  /** A command the daemon runs under, e.g. ['setpriv', '--reuid=65534', ...]. */
+  prefix?: string[];
+  /** Give the folder and the config file to this uid (and gid) before starting. */
+  owner?: number;
+  /** Runs once the config file is written, before the daemon starts. */
+  beforeStart?: (configFile: string) => Promise<void>;
+}
+
 /** Start the daemon with the given YAML (where `PORT` and `DIR` are substituted). */
-export async function startDaemon(yamlTemplate: string): Promise<Daemon> {
+export async function startDaemon(yamlTemplate: string, opts: DaemonOptions = {}): Promise<Daemon> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-target-daemon-'));
   const port = await freePort();
   const configFile = path.join(dir, 'iscsi-target.yaml');
   fs.writeFileSync(configFile, yamlTemplate.replaceAll('PORT', String(port)).replaceAll('DIR', dir), { mode: 0o600 });
+  if (opts.owner !== undefined) {
+    fs.chownSync(dir, opts.owner, opts.owner);
+    fs.chownSync(configFile, opts.owner, opts.owner);
+  }
+  await opts.beforeStart?.(configFile);
   let out = '';
-  const proc = spawn(process.execPath, [BIN, 'serve', '--config', configFile], {
+  const argv = [...(opts.prefix ?? []), process.execPath, BIN, 'serve', '--config', configFile];
+  const proc = spawn(argv[0]!, argv.slice(1), {
     cwd: dir,
-    env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info' },
+    env: opts.env ?? { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   proc.stdout!.on('data', (c) => (out += c));
