@@ -280,6 +280,33 @@ function collectSecrets(doc: Document): string[] {
   return secrets;
 }
 
+/**
+ * Values of `secret:` keys found in the raw text, for a file too broken for the parser to
+ * find them: a syntax error next to a secret must not quote it.
+ */
+function secretsInText(text: string): string[] {
+  const out: string[] = [];
+  for (const m of text.matchAll(/\bsecret\s*:\s*("(?:[^"\\\n]|\\.)*"?|'(?:[^'\n]|'')*'?|[^\s,}\]#][^,}\]\n#]*)/g)) {
+    let v = m[1]!.trim();
+    if (v.startsWith('"') || v.startsWith("'")) v = v.slice(1, v.length > 1 && v.endsWith(v[0]!) ? -1 : undefined);
+    if (v.length >= 4) out.push(v);
+  }
+  return out;
+}
+
+/** The YAML parser quotes the token it stumbled on, which may be a secret: say where, not what. */
+function yamlMessage(message: string): string {
+  return message.replace(/(token in YAML stream): (".*")$/s, (all, head: string, tok: string) => {
+    let t: unknown;
+    try {
+      t = JSON.parse(tok);
+    } catch {
+      t = undefined;
+    }
+    return typeof t === 'string' && t.length === 1 ? all : head;
+  });
+}
+
 function redact(issues: ConfigIssue[], secrets: string[]): void {
   for (const i of issues) {
     for (const s of secrets) {
@@ -306,16 +333,16 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const c = new Checker(file, lc, doc);
-  const secrets = collectSecrets(doc);
+  const secrets = [...new Set([...collectSecrets(doc), ...secretsInText(text)])];
 
   for (const w of doc.warnings) {
     const { line, col } = lc.linePos(w.pos[0]);
-    c.warnings.push({ file, line, col, key: keyPathAt(doc, w.pos[0]), message: w.message });
+    c.warnings.push({ file, line, col, key: keyPathAt(doc, w.pos[0]), message: yamlMessage(w.message) });
   }
   if (doc.errors.length > 0) {
     for (const e of doc.errors) {
       const { line, col } = lc.linePos(e.pos[0]);
-      const msg = e.code === 'DUPLICATE_KEY' ? 'this key appears twice in the same mapping' : e.message;
+      const msg = e.code === 'DUPLICATE_KEY' ? 'this key appears twice in the same mapping' : yamlMessage(e.message);
       c.errors.push({ file, line, col, key: keyPathAt(doc, e.pos[0]), message: `YAML: ${msg}` });
     }
     redact(c.errors, secrets);
