@@ -20,7 +20,7 @@ import {
   type YAMLMap,
   type YAMLSeq,
 } from 'yaml';
-import type { AclConfig, ChapCredentials, Config, Portal, TargetConfig, VolumeConfig } from './model';
+import type { AclConfig, ChapAlgorithmName, ChapCredentials, Config, Portal, TargetConfig, VolumeConfig } from './model';
 import { LIMIT_DEFAULTS, type LimitsConfig } from './model';
 import { iscsiNameProblem, normalizeIscsiName } from './names';
 import { formatPortal, isWildcardHost, parsePortal } from './portal';
@@ -75,13 +75,15 @@ export interface ParsedConfig {
   document: Document;
 }
 
-export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'limits', 'metrics'] as const;
+export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'security', 'limits', 'metrics'] as const;
+export const SECURITY_KEYS = ['minChapAlgorithm'] as const;
+const CHAP_ALGORITHM_NAMES = ['md5', 'sha1', 'sha256'] as const;
 export const METRICS_KEYS = ['listen'] as const;
 export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'physicalBlockSize', 'encryption', 'memory', 'shared'] as const;
 export const DISCOVERY_KEYS = ['chap', 'mutual'] as const;
 export const TARGET_KEYS = ['iqn', 'luns', 'acls'] as const;
 export const ACL_KEYS = ['initiator', 'luns', 'chap', 'mutual'] as const;
-export const CHAP_KEYS = ['user', 'secret'] as const;
+export const CHAP_KEYS = ['user', 'secret', 'minAlgorithm'] as const;
 
 export const DEFAULT_PORTAL: Portal = { host: '0.0.0.0', port: 3260 };
 export const MAX_LUN = 16383;
@@ -480,6 +482,18 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
     }
   }
 
+  // --- security: the weakest CHAP algorithm any login may use ---
+  const securityE = get('security');
+  if (securityE && !c.isEmpty(securityE.value)) {
+    const sm = c.map(securityE.value, securityE.keyNode, 'security', 'security');
+    if (sm) {
+      for (const e of c.entries(sm, 'security', SECURITY_KEYS)) {
+        const alg = chapAlgorithm(c, e);
+        if (alg) config.security = { minChapAlgorithm: alg };
+      }
+    }
+  }
+
   // --- limits: resource bounds and timers ---
   const limitsE = get('limits');
   if (limitsE && !c.isEmpty(limitsE.value)) {
@@ -820,8 +834,12 @@ function parseChap(c: Checker, e: Entry): ChapCredentials | undefined {
   let user: string | undefined;
   let secret: string | undefined;
   const entries = c.entries(m, e.key, CHAP_KEYS);
+  let minAlgorithm: ChapCredentials['minAlgorithm'];
   for (const ce of entries) {
-    if (ce.name === 'user') {
+    if (ce.name === 'minAlgorithm') {
+      if (e.name !== 'chap') c.error(ce.keyNode, ce.key, 'minAlgorithm belongs in chap: one algorithm serves both directions of mutual CHAP');
+      else minAlgorithm = chapAlgorithm(c, ce);
+    } else if (ce.name === 'user') {
       user = c.string(ce, 'the CHAP user');
       if (user !== undefined) {
         const len = Buffer.byteLength(user, 'utf8');
@@ -852,7 +870,15 @@ function parseChap(c: Checker, e: Entry): ChapCredentials | undefined {
   if (!has('user')) c.error(m, e.key, `${e.name} needs a user`);
   if (!has('secret')) c.error(m, e.key, `${e.name} needs a secret`);
   if (c.errors.length > before || user === undefined || secret === undefined) return undefined;
-  return { user, secret };
+  return minAlgorithm ? { user, secret, minAlgorithm } : { user, secret };
+}
+
+/** md5, sha1 or sha256. */
+function chapAlgorithm(c: Checker, e: Entry): ChapAlgorithmName | undefined {
+  const v = isScalar(e.value) ? e.value.value : undefined;
+  if (typeof v === 'string' && (CHAP_ALGORITHM_NAMES as readonly string[]).includes(v.toLowerCase())) return v.toLowerCase() as ChapAlgorithmName;
+  c.error(e.value ?? e.keyNode, e.key, `must be one of ${CHAP_ALGORITHM_NAMES.join(', ')}, not ${describe(e.value)}`);
+  return undefined;
 }
 
 function parseAcl(

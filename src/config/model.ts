@@ -36,9 +36,13 @@ export interface VolumeConfig {
   shared: boolean;
 }
 
+export type ChapAlgorithmName = 'md5' | 'sha1' | 'sha256';
+
 export interface ChapCredentials {
   user: string;
   secret: string;
+  /** In `chap:` only: the weakest CHAP algorithm this initiator may use (`minAlgorithm: sha256`). */
+  minAlgorithm?: ChapAlgorithmName;
 }
 
 export interface AclConfig {
@@ -66,6 +70,8 @@ export interface Config {
   targets: TargetConfig[];
   /** CHAP required of every Discovery session (optional). */
   discovery?: { chap?: ChapCredentials; mutual?: ChapCredentials };
+  /** `security: { minChapAlgorithm: sha256 }`: the weakest CHAP algorithm any login may use. */
+  security?: { minChapAlgorithm?: ChapAlgorithmName };
   /** Resource limits and timers (`limits:`); every field has a default (see LIMIT_DEFAULTS). */
   limits?: LimitsConfig;
   /** Prometheus metrics endpoint (optional): `metrics: { listen: "127.0.0.1:9287" }`. */

@@ -17,7 +17,8 @@ import type { ChapCredentialsPair, LoginOutcome } from './login';
 import { DEFAULT_LIMITS, TargetLimits } from './negotiation';
 import { Session } from './session';
 import type { Command } from './session';
-import type { VolumeConfig } from '../config/model';
+import type { ChapCredentials, VolumeConfig } from '../config/model';
+import { CHAP_ALGORITHM_BY_NAME, strongerAlgorithm } from './chap';
 import { formatPortal } from '../config/portal';
 import type { ConfigDiff, SessionVerdict } from '../admin/diff';
 
@@ -360,13 +361,18 @@ export class TargetServer implements ConnectionHost {
   }
 
   chapFor(targetName: string | undefined, initiatorName: string): ChapCredentialsPair | undefined {
-    if (targetName === undefined) {
-      const d = this.config.discovery;
-      return d?.chap ? { chap: d.chap, mutual: d.mutual } : undefined;
+    let pair: { chap?: ChapCredentials; mutual?: ChapCredentials } | undefined;
+    if (targetName === undefined) pair = this.config.discovery;
+    else {
+      const t = this.targets.get(targetName.toLowerCase());
+      pair = t ? resolveAccess(t, initiatorName).acl : undefined;
     }
-    const t = this.targets.get(targetName.toLowerCase());
-    const acl = t ? resolveAccess(t, initiatorName).acl : undefined;
-    return acl?.chap ? { chap: acl.chap, mutual: acl.mutual } : undefined;
+    if (!pair?.chap) return undefined;
+    // The global floor and the ACL's own: the stronger one holds.
+    const floor = this.config.security?.minChapAlgorithm;
+    const own = pair.chap.minAlgorithm;
+    const minAlgorithm = strongerAlgorithm(floor && CHAP_ALGORITHM_BY_NAME[floor], own && CHAP_ALGORITHM_BY_NAME[own]);
+    return { chap: pair.chap, mutual: pair.mutual, minAlgorithm };
   }
 
   loginFailed(address: string): number {
@@ -392,8 +398,12 @@ export class TargetServer implements ConnectionHost {
     this.loginFailures.delete(address);
   }
 
-  sessionExists(tsih: number): boolean {
-    for (const s of this.sessions.keys()) if (s.tsih === tsih) return true;
+  sessionExists(tsih: number, initiatorName?: string, isid?: Buffer, targetName?: string): boolean {
+    for (const s of this.sessions.keys()) {
+      if (s.tsih !== tsih) continue;
+      if (initiatorName === undefined) return true;
+      return s.initiatorName.toLowerCase() === initiatorName.toLowerCase() && !!isid && s.isid.equals(isid) && s.targetName === targetName;
+    }
     return false;
   }
 
