@@ -760,7 +760,8 @@ function parseLuns(
 
 /** `limits:` keys: [name, kind, lowest, highest]. Times are seconds (fractions allowed). */
 const LIMIT_KEYS: Record<string, { kind: 'count' | 'seconds' | 'bytes' | 'bool' | 'micros'; lo: number; hi: number }> = {
-  maxConnections: { kind: 'count', lo: 1, hi: 65535 },
+  maxLoginConnections: { kind: 'count', lo: 1, hi: 65535 },
+  maxLoginConnectionsPerAddress: { kind: 'count', lo: 1, hi: 65535 },
   maxSessions: { kind: 'count', lo: 1, hi: 65535 },
   loginTimeout: { kind: 'seconds', lo: 1, hi: 3600 },
   nopInterval: { kind: 'seconds', lo: 0, hi: 3600 },
@@ -780,7 +781,13 @@ function parseLimits(c: Checker, e: Entry): LimitsConfig | undefined {
   if (!m) return undefined;
   const before = c.errors.length;
   const out: LimitsConfig = { ...LIMIT_DEFAULTS };
-  for (const le of c.entries(m, e.key, LIMITS_KEYS)) {
+  for (const le of c.entries(m, e.key, [...LIMITS_KEYS, 'maxConnections'])) {
+    if (le.name === 'maxConnections') {
+      // Before issue 14 it counted connections still in login too, so idle sockets locked
+      // hosts out; logged-in connections are bounded by maxSessions now.
+      c.warn(le.keyNode, le.key, 'maxConnections is no longer used: connections in login are bounded by maxLoginConnections and maxLoginConnectionsPerAddress, logged-in ones by maxSessions');
+      continue;
+    }
     const spec = LIMIT_KEYS[le.name]!;
     const v = isScalar(le.value) ? le.value.value : undefined;
     if (spec.kind === 'bool') {

@@ -83,8 +83,13 @@ export interface Config {
  * Times are in milliseconds here (seconds in the YAML).
  */
 export interface LimitsConfig {
-  /** TCP connections at once, logged in or not; more are closed at accept. */
-  maxConnections: number;
+  /**
+   * Connections that have not finished login, at once. A newcomer beyond it closes the oldest
+   * of them (never a logged-in session), so idle sockets cannot lock hosts out.
+   */
+  maxLoginConnections: number;
+  /** The same, per remote address (IPv6: per /64): one address's newcomer closes its own oldest. */
+  maxLoginConnectionsPerAddress: number;
   /** Sessions (Normal and Discovery) at once; a login beyond it gets "out of resources". */
   maxSessions: number;
   /** A connection that has not completed login by then is closed. */
@@ -108,7 +113,8 @@ export interface LimitsConfig {
 }
 
 export const LIMIT_DEFAULTS: LimitsConfig = {
-  maxConnections: 256,
+  maxLoginConnections: 128,
+  maxLoginConnectionsPerAddress: 16,
   maxSessions: 128,
   loginTimeoutMs: 15000,
   nopIntervalMs: 10000,

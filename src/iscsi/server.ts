@@ -26,6 +26,10 @@ import type { ConfigDiff, SessionVerdict } from '../admin/diff';
 export interface ServerObserver {
   commandDone(session: Session, cmd: Command, status: number, dataInBytes: number): void;
   loginFailed(): void;
+  /** A connection still in login was closed to make room for a newcomer. */
+  loginEvicted?(): void;
+  /** A connection was closed because handling its PDU threw (a bug, contained). */
+  connectionFault?(): void;
 }
 
 /** What apply() did, for the CLI's answer and the log. */
@@ -164,29 +168,70 @@ export class TargetServer implements ConnectionHost {
       socket.destroy();
       return;
     }
-    if (this.connections.size >= this.bounds.maxConnections) {
-      this.refuseConnection(socket);
-      return;
-    }
+    const addr = addressKey(socket.remoteAddress);
+    this.makeRoomForLogin(addr);
     const conn = new Connection(socket, this, this.nextConnId++);
     this.connections.add(conn);
-    socket.on('close', () => this.connections.delete(conn));
+    this.inLogin.set(conn, addr);
+    let mine = this.inLoginByAddress.get(addr);
+    if (!mine) this.inLoginByAddress.set(addr, (mine = new Set()));
+    mine.add(conn);
+    socket.on('close', () => {
+      this.connections.delete(conn);
+      this.leaveLogin(conn);
+    });
   }
 
-  private lastRefusalLog = 0;
+  // ------------------------------------------------------------ connections in login
+  //
+  // Connections that have not finished login have their own budget, apart from logged-in
+  // sessions (bounded by maxSessions): limits.maxLoginConnections at once, and
+  // limits.maxLoginConnectionsPerAddress from one address. A newcomer over either closes the
+  // oldest such connection (of its own address, for the second), never a logged-in session:
+  // idle sockets held open cannot keep hosts from logging in, only delay themselves.
 
-  /** Over `limits.maxConnections`: close at once (nothing is read), logged at most once a second. */
-  private refuseConnection(socket: net.Socket): void {
-    socket.on('error', () => undefined);
-    socket.destroy();
+  /** Connections still in login, oldest first (a Map keeps insertion order), with their address. */
+  private readonly inLogin = new Map<Connection, string>();
+  private readonly inLoginByAddress = new Map<string, Set<Connection>>();
+  /** Connections in login closed to make room (for metrics and status). */
+  loginEvictions = 0;
+  private lastEvictionLog = 0;
+
+  /** Connections that have not finished login (tests, status). */
+  get loginConnections(): number {
+    return this.inLogin.size;
+  }
+
+  private makeRoomForLogin(addr: string): void {
+    const mine = this.inLoginByAddress.get(addr);
+    if (mine && mine.size >= this.bounds.maxLoginConnectionsPerAddress) this.evictLogin(mine.values().next().value!, 'address');
+    if (this.inLogin.size >= this.bounds.maxLoginConnections) this.evictLogin(this.inLogin.keys().next().value!, 'total');
+  }
+
+  private evictLogin(conn: Connection, budget: 'address' | 'total'): void {
+    this.leaveLogin(conn);
+    this.loginEvictions++;
+    this.observer?.loginEvicted?.();
+    conn.destroy();
     const now = Date.now();
-    if (now - this.lastRefusalLog >= 1000) {
-      this.lastRefusalLog = now;
+    if (now - this.lastEvictionLog >= 1000) {
+      // At most once a second: a flood must not flood the log.
+      this.lastEvictionLog = now;
       this.logger.warn(
-        { peer: `${socket.remoteAddress}:${socket.remotePort}`, maxConnections: this.bounds.maxConnections },
-        'connection refused: too many connections',
+        { peer: conn.remote, budget, maxLoginConnections: this.bounds.maxLoginConnections, perAddress: this.bounds.maxLoginConnectionsPerAddress, evicted: this.loginEvictions },
+        'closed the oldest connection still in login to make room for a new one',
       );
     }
+  }
+
+  /** The connection finished login (or closed): it no longer counts against the login budget. */
+  private leaveLogin(conn: Connection): void {
+    const addr = this.inLogin.get(conn);
+    if (addr === undefined) return;
+    this.inLogin.delete(conn);
+    const mine = this.inLoginByAddress.get(addr);
+    mine?.delete(conn);
+    if (mine?.size === 0) this.inLoginByAddress.delete(addr);
   }
 
   /** Stop accepting, let in-flight commands finish, close sessions, flush and close volumes. */
@@ -429,6 +474,7 @@ export class TargetServer implements ConnectionHost {
   // ------------------------------------------------------------ sessions
 
   openSession(o: LoginOutcome, conn: Connection): Session {
+    this.leaveLogin(conn);
     const isid = o.isid.toString('hex');
     // Session reinstatement (RFC 7143 §6.3.5): same initiator, ISID and target ends the old session.
     for (const [old, oldConn] of this.sessions) {
@@ -537,6 +583,21 @@ export class TargetServer implements ConnectionHost {
     for (const acl of t.acls) for (const v of acl.luns?.values() ?? []) names.add(v);
     return [...names].map((n) => this.units.get(n)).filter((lu): lu is LogicalUnit => !!lu);
   }
+}
+
+/**
+ * What the per-address login budget counts by: the IPv4 address (also when mapped into
+ * IPv6), or the /64 of an IPv6 address, since one host can use a whole /64.
+ */
+export function addressKey(addr: string | undefined): string {
+  if (!addr) return '';
+  if (addr.startsWith('::ffff:') && net.isIPv4(addr.slice(7))) return addr.slice(7);
+  if (!net.isIPv6(addr)) return addr;
+  const [head, tail] = addr.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
 }
 
 function fmtAddr(host: string, port: number): string {
