@@ -52,6 +52,8 @@ export interface ConnectionHost extends LoginHost {
   loginSucceeded(address: string): void;
   /** A command's status is known (metrics; issue 5). Called once per answered command. */
   commandDone?(session: Session, cmd: Command, status: number, dataInBytes: number): void;
+  /** Handling this connection's input threw; it closes itself (count it). */
+  connectionFault?(conn: Connection, err: unknown): void;
   /** Connection timers. */
   readonly timeouts: { loginMs: number; nopIntervalMs: number; nopTimeoutMs: number };
   /** Resource bounds (config `limits:`); defaults when absent. */
@@ -128,7 +130,13 @@ export class Connection {
     this.parser.maxDataSegmentLength = 8192;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30000);
-    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.receive(chunk);
+      } catch (err) {
+        this.fault(err);
+      }
+    });
     socket.on('error', (err) => this.log.warn({ err: err.message }, 'socket error'));
     this.closedP = new Promise((r) => socket.once('close', () => r()));
     socket.on('close', () => this.onClose());
@@ -425,6 +433,28 @@ export class Connection {
     if (!this.socket.destroyed) this.socket.destroy();
   }
 
+  /**
+   * The fault boundary: handling this peer's input threw (a bug, or a state nobody foresaw).
+   * Only this connection closes, with the error and its stack logged and counted; every
+   * other session carries on. Wraps the entry points: received bytes, and the async and
+   * deferred handlers that run outside them.
+   */
+  private readonly fault = (err: unknown): void => {
+    this.host.connectionFault?.(this, err);
+    this.log.error({ err }, `internal error handling this peer: ${(err as Error)?.message ?? String(err)}; closing its connection only`);
+    this.closed = true;
+    this.destroy();
+  };
+
+  /** Run a deferred handler inside the fault boundary. */
+  private guarded(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.fault(err);
+    }
+  }
+
   // ---------------------------------------------------------------- input
 
   private onParseError(err: PduError): void {
@@ -533,13 +563,13 @@ export class Connection {
         this.onNopOut(pdu);
         return;
       case Op.TaskMgmtRequest:
-        void this.onTaskMgmt(pdu);
+        this.onTaskMgmt(pdu).catch(this.fault);
         return;
       case Op.TextRequest:
         this.onText(pdu, bhs);
         return;
       case Op.LogoutRequest:
-        void this.onLogout(pdu, bhs);
+        this.onLogout(pdu, bhs).catch(this.fault);
         return;
       default:
         this.reject(bhs, RejectReason.ProtocolError);
@@ -772,7 +802,7 @@ export class Connection {
             pdu.data.copy(imm, 0);
           }
           detach(cmd);
-          this.deferred.set(cmd, writeBudget.wait(edtl, () => this.admitWrite(cmd, imm)));
+          this.deferred.set(cmd, writeBudget.wait(edtl, () => this.guarded(() => this.admitWrite(cmd, imm))));
           return;
         }
         writeBudget.force(edtl); // unsolicited Data-Out is on its way: it must have a place
@@ -868,7 +898,7 @@ export class Connection {
           return;
         }
         this.readCharged.set(cmd, bytes);
-        this.execute(cmd);
+        this.guarded(() => this.execute(cmd));
       }),
     );
     return false;
@@ -1036,7 +1066,7 @@ export class Connection {
     r.then(
       (result) => this.finish(cmd, result, done),
       (err: unknown) => this.finish(cmd, this.internalFailure(cmd, err), done),
-    );
+    ).catch(this.fault);
   }
 
   private internalFailure(cmd: Command, err: unknown): ScsiResult {

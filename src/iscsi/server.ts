@@ -26,10 +26,6 @@ import type { ConfigDiff, SessionVerdict } from '../admin/diff';
 export interface ServerObserver {
   commandDone(session: Session, cmd: Command, status: number, dataInBytes: number): void;
   loginFailed(): void;
-  /** A connection still in login was closed to make room for a newcomer. */
-  loginEvicted?(): void;
-  /** A connection was closed because handling its PDU threw (a bug, contained). */
-  connectionFault?(): void;
 }
 
 /** What apply() did, for the CLI's answer and the log. */
@@ -211,7 +207,6 @@ export class TargetServer implements ConnectionHost {
   private evictLogin(conn: Connection, budget: 'address' | 'total'): void {
     this.leaveLogin(conn);
     this.loginEvictions++;
-    this.observer?.loginEvicted?.();
     conn.destroy();
     const now = Date.now();
     if (now - this.lastEvictionLog >= 1000) {
@@ -387,6 +382,14 @@ export class TargetServer implements ConnectionHost {
   private openUnitFrom(next: Config, name: string): Promise<LogicalUnit> {
     const vol = next.volumes.get(name)!;
     return this.openUnit(vol);
+  }
+
+  /** Connections closed because handling their input threw (metrics). */
+  connectionFaults = 0;
+
+  /** The fault boundary of one connection fired: count it (the connection logs and closes itself). */
+  connectionFault(): void {
+    this.connectionFaults++;
   }
 
   /** A command finished (status known); one call per command, for metrics. */
