@@ -13,6 +13,7 @@ import { defaultConfig } from '../config/default';
 import type { Config } from '../config/model';
 import { formatPortal } from '../config/portal';
 import { createLogger } from '../log';
+import { sdNotify } from '../admin/sd-notify';
 import { attachInstructions } from './attach';
 import { DEFAULT_CONFIG_FILE, EXIT, chooseConfigFile, err, out, type CliContext } from './context';
 import { addConfigOption, type ConfigOptions } from './options';
@@ -112,6 +113,7 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
     }
     stopping = true;
     logger.info({ signal }, `${signal}: stopping (draining sessions, flushing and closing volumes)`);
+    sdNotify('STOPPING=1\nSTATUS=stopping: draining sessions, flushing volumes');
     void (async () => {
       await startedP;
       if (startFailed) return; // the start failure path exits
@@ -159,6 +161,8 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
     'serving',
   );
   out(ctx, attachInstructions(config, server.addresses));
+  // systemd (Type=notify): up only now, with every portal listening and the control socket open.
+  sdNotify(`READY=1\nSTATUS=serving ${config.targets.length} targets on ${server.addresses.map(formatPortal).join(' ')}\nMAINPID=${process.pid}`);
   return EXIT.OK; // the listening server keeps the process alive
 }
 
