@@ -8,6 +8,16 @@ import os from 'node:os';
 import path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..', '..', '..');
+
+// Daemons and CLI commands of the tests keep their control sockets in a private folder of
+// this test process, not in /run/iscsi-target: that one belongs to whoever made it first on
+// this machine (a packaged daemon's service user, say), and then a root daemon rightly
+// refuses it. Tests that are about the folder choice set or clear the variable themselves.
+if (!process.env.ISCSI_TARGET_RUN_DIR) {
+  const run = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-target-test-run-'));
+  process.env.ISCSI_TARGET_RUN_DIR = run;
+  process.on('exit', () => fs.rmSync(run, { recursive: true, force: true }));
+}
 export const BIN = path.join(ROOT, 'bin', 'iscsi-target');
 
 export function freePort(): Promise<number> {
@@ -97,6 +107,11 @@ export async function startDaemon(yamlTemplate: string, opts: DaemonOptions = {}
       throw new Error(`daemon did not listen on ${port}:\n${out}`);
     }
     await new Promise((r) => setTimeout(r, 100));
+  }
+  // The control socket opens just after the portals: give it a moment (its log line says so;
+  // at a quieter LOG_LEVEL the line never comes and this waits its 5 s out).
+  for (const end = Date.now() + 5000; !/"msg":"serving"|serving$/m.test(out) && Date.now() < end && proc.exitCode === null; ) {
+    await new Promise((r) => setTimeout(r, 20));
   }
   return {
     proc,

@@ -7,7 +7,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { socketName } from '../../src/admin/socket-path';
+import { privateDirProblem, socketName } from '../../src/admin/socket-path';
 import { BIN, startDaemon } from '../helpers/daemon';
 
 const NOBODY = 65534;
@@ -83,11 +83,26 @@ describe('control socket and local users', { skip }, () => {
     // temporary folder, so this impostor got the whole config and serve refused to start.
     const env = plainEnv();
     let fake: Awaited<ReturnType<typeof impostor>> | undefined;
-    const d = await startDaemon(YAML, {
+    const start = startDaemon(YAML, {
       env,
       beforeStart: async (cfg) => {
         fake = await impostor(path.join(os.tmpdir(), socketName(cfg)), false);
       },
+    });
+    // This machine's /run/iscsi-target may already belong to another user (a packaged
+    // daemon's): then the only right outcome is a refusal that says what to do, never /tmp.
+    const foreign = fs.existsSync('/run/iscsi-target') && privateDirProblem('/run/iscsi-target', [0]) !== undefined;
+    if (foreign) {
+      const e = await start.then(async (d) => (await d.stop(), undefined), (err: Error) => err);
+      fake?.stop();
+      assert.ok(e, 'serve started with /run/iscsi-target not its own and no other private folder');
+      assert.match(e.message, /no private folder for the control socket .*set ISCSI_TARGET_RUN_DIR/);
+      assert.equal(fake!.received(), '');
+      return;
+    }
+    const d = await start.catch((e: Error) => {
+      fake?.stop(); // or it holds the test process open
+      throw e;
     });
     try {
       const r = await cli(['acl', 'add', 'iqn.2026-11.io.example:t1', 'iqn.1994-05.com.redhat:host-a', '--lun', '0=v0', '--chap-user', 'host-a', '--chap-secret', SECRET, '--config', d.configFile], env, d.dir);
