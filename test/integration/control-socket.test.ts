@@ -49,7 +49,10 @@ async function impostor(sockPath: string, dac: boolean): Promise<{ proc: ChildPr
         .filter((l) => l.startsWith('RECEIVED '))
         .map((l) => Buffer.from(l.slice(9), 'base64').toString('utf8'))
         .join(''),
-    stop: () => proc.kill('SIGKILL'),
+    stop: () => {
+      proc.kill('SIGKILL');
+      fs.rmSync(sockPath, { force: true });
+    },
   };
 }
 
