@@ -113,8 +113,8 @@ export interface LimitsConfig {
 }
 
 export const LIMIT_DEFAULTS: LimitsConfig = {
-  maxLoginConnections: 128,
-  maxLoginConnectionsPerAddress: 16,
+  maxLoginConnections: 256,
+  maxLoginConnectionsPerAddress: 64,
   maxSessions: 128,
   loginTimeoutMs: 15000,
   nopIntervalMs: 10000,

@@ -11,8 +11,8 @@ test('login budgets are read; maxConnections warns that it is no longer used', (
   assert.equal(config.limits!.maxLoginConnections, 32);
   assert.equal(config.limits!.maxLoginConnectionsPerAddress, 4);
   assert.ok(warnings.some((w) => w.key === 'limits.maxConnections' && /no longer used/.test(w.message)));
-  assert.equal(LIMIT_DEFAULTS.maxLoginConnections, 128);
-  assert.equal(LIMIT_DEFAULTS.maxLoginConnectionsPerAddress, 16);
+  assert.equal(LIMIT_DEFAULTS.maxLoginConnections, 256);
+  assert.equal(LIMIT_DEFAULTS.maxLoginConnectionsPerAddress, 64);
 });
 
 test('per-address key: IPv4 as is (also IPv4-mapped), IPv6 by /64', () => {
