@@ -113,6 +113,10 @@ export async function startDaemon(yamlTemplate: string, opts: DaemonOptions = {}
   for (const end = Date.now() + 5000; !/"msg":"serving"|serving$/m.test(out) && Date.now() < end && proc.exitCode === null; ) {
     await new Promise((r) => setTimeout(r, 20));
   }
+  if (proc.exitCode !== null || /could not start/.test(out)) {
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
+    throw new Error(`daemon exited early (${proc.exitCode}):\n${out}`);
+  }
   return {
     proc,
     port,
