@@ -1,12 +1,19 @@
-// The control socket: a unix socket (mode 0600) where `serve` answers the other commands.
-// Protocol: the client sends one JSON request line, the daemon answers one JSON line and
-// closes (src/admin/protocol.ts). Only the daemon's user (and root) may connect.
+// The control socket: a unix socket (mode 0600, in a private 0700 folder: socket-path.ts)
+// where `serve` answers the other commands. Protocol: the client sends one JSON request line,
+// the daemon answers one JSON line and closes (src/admin/protocol.ts).
+//
+// Both ends check who the other is with SO_PEERCRED (peer-cred.ts): the daemon answers only
+// root and its own user; the CLI sends nothing (a request can carry the whole config, CHAP
+// secrets included) to a process that is not root, the CLI's own user, or the owner of the
+// config file (the service user a packaged daemon runs as).
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import type { Logger } from 'pino';
 import type { ConfigController } from './controller';
+import { myUid, peerCred } from './peer-cred';
 import type { ControlReply, ControlRequest } from './protocol';
-import { clientSocketPaths, serverSocketPath } from './socket-path';
+import { clientSocketPaths, privateDirProblem, serverSocketPath } from './socket-path';
 
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
 
@@ -59,13 +66,21 @@ export async function startControlServer(controller: ConfigController, logger: L
 }
 
 function handle(sock: net.Socket, controller: ConfigController, logger: Logger): void {
+  sock.on('error', () => undefined);
+  const cred = peerCred(sock);
+  const uid = myUid();
+  if (cred === null || (cred.uid !== 0 && cred.uid !== uid)) {
+    // Nothing is read from it; the answer says why, and holds nothing of the config.
+    logger.warn({ peerUid: cred?.uid, peerPid: cred?.pid }, 'control socket: refused a process that is neither root nor our user');
+    sock.end(`${JSON.stringify({ ok: false, message: cred === null ? 'cannot check who you are (SO_PEERCRED); refused' : `uid ${cred.uid} may not use this control socket (only root and uid ${uid})` })}\n`);
+    return;
+  }
   let buf = '';
   let done = false;
   const reply = (r: ControlReply) => {
     if (!sock.destroyed) sock.end(`${JSON.stringify(r)}\n`);
   };
   sock.setEncoding('utf8');
-  sock.on('error', () => undefined);
   sock.on('data', (chunk: string) => {
     if (done) return;
     buf += chunk;
@@ -121,20 +136,50 @@ export async function controlRequest(
   /** Ask this socket only (instead of the ones named after configFile). */
   socketPath?: string,
 ): Promise<ControlReply | undefined> {
+  const trusted = trustedUids(configFile);
   for (const p of socketPath !== undefined ? [socketPath] : clientSocketPaths(configFile, env)) {
     if (!fs.existsSync(p)) continue;
-    const r = await requestOn(p, req, timeoutMs);
+    const problem = privateDirProblem(path.dirname(p), trusted);
+    if (problem !== undefined) {
+      throw new Error(`refusing to use the control socket ${p}: its folder is not private to a trusted user (${problem})`);
+    }
+    const r = await requestOn(p, req, timeoutMs, trusted);
     if (r !== undefined) return r;
   }
   return undefined;
 }
 
-function requestOn(p: string, req: ControlRequest, timeoutMs: number): Promise<ControlReply | undefined> {
+/** Who may serve this config: root, we, and the config file's owner (a service user). */
+export function trustedUids(configFile: string): number[] {
+  const uids = new Set([0, myUid()]);
+  try {
+    uids.add(fs.statSync(configFile).uid);
+  } catch {
+    /* no file yet: root and we */
+  }
+  return [...uids];
+}
+
+function requestOn(p: string, req: ControlRequest, timeoutMs: number, trusted: number[]): Promise<ControlReply | undefined> {
   return new Promise((resolve, reject) => {
     let buf = '';
     let connected = false;
     const s = net.connect(p, () => {
       connected = true;
+      const cred = peerCred(s);
+      if (cred === null || !trusted.includes(cred.uid)) {
+        // Checked before a byte is sent: the request may hold every secret of the config.
+        clearTimeout(timer);
+        s.destroy();
+        reject(
+          new Error(
+            cred === null
+              ? `cannot check who answers on ${p} (SO_PEERCRED unavailable); nothing was sent`
+              : `the process on ${p} (pid ${cred.pid}) runs as uid ${cred.uid}, not root, you or the config's owner (uids ${trusted.join(', ')}); nothing was sent`,
+          ),
+        );
+        return;
+      }
       s.write(`${JSON.stringify(req)}\n`);
     });
     s.setEncoding('utf8');

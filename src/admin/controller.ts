@@ -153,7 +153,12 @@ export class ConfigController {
         errors: diff.refused.map((message) => ({ file, line: 0, col: 0, key: '', message })),
       };
     }
-    const write = opts.write ? await prepareAtomicWrite(file, text) : undefined;
+    let write;
+    try {
+      write = opts.write ? await prepareAtomicWrite(file, text) : undefined;
+    } catch (e) {
+      return { ok: false, message: `${(e as Error).message}; nothing was changed` };
+    }
     let report;
     try {
       report = await this.server.apply(next, diff, (target, initiator) => sessionVerdict(prev, next, target, initiator));

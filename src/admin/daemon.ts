@@ -6,6 +6,7 @@ import type { TargetServer } from '../iscsi/server';
 import { startControlServer } from './control-socket';
 import { ConfigController } from './controller';
 import { TargetMetrics } from './metrics';
+import { monotonicUsec, sdNotify } from './sd-notify';
 
 export interface AdminHandle {
   socketPath?: string;
@@ -37,10 +38,12 @@ export async function startAdmin(server: TargetServer, configFile: string, logge
       return;
     }
     logger.info('SIGHUP: reloading the config');
+    sdNotify(`RELOADING=1\nSTATUS=reloading the config\nMONOTONIC_USEC=${monotonicUsec()}`);
     void controller.reload().then((r) => {
       if (!r.ok) {
         logger.error({ errors: 'errors' in r ? r.errors : undefined }, `reload refused: ${r.message}`);
       }
+      sdNotify(`READY=1\nSTATUS=${r.ok ? 'config reloaded' : `reload refused (${r.message}); serving the previous config`}`);
     });
   };
   process.on('SIGHUP', onHup);

@@ -37,7 +37,7 @@ function volumeFieldChanges(a: VolumeConfig, b: VolumeConfig): string[] {
 }
 
 function sameChap(a?: ChapCredentials, b?: ChapCredentials): boolean {
-  return a?.user === b?.user && a?.secret === b?.secret;
+  return a?.user === b?.user && a?.secret === b?.secret && a?.minAlgorithm === b?.minAlgorithm;
 }
 
 function sameLuns(a: Map<number, string>, b: Map<number, string>): boolean {
@@ -101,7 +101,11 @@ export function diffConfig(prev: Config, next: Config): ConfigDiff {
   }
   for (const t of prev.targets) if (!findTarget(next, t.iqn)) d.targets.removed.push(t.iqn);
 
-  d.discoveryChanged = !sameChap(prev.discovery?.chap, next.discovery?.chap) || !sameChap(prev.discovery?.mutual, next.discovery?.mutual);
+  d.discoveryChanged =
+    !sameChap(prev.discovery?.chap, next.discovery?.chap) ||
+    !sameChap(prev.discovery?.mutual, next.discovery?.mutual) ||
+    // (the floor applies to new logins, discovery ones included)
+    prev.security?.minChapAlgorithm !== next.security?.minChapAlgorithm;
   d.metricsChanged = (prev.metrics?.listen ? portalKey(prev.metrics.listen) : '') !== (next.metrics?.listen ? portalKey(next.metrics.listen) : '');
   d.limitsChanged = JSON.stringify(prev.limits ?? {}) !== JSON.stringify(next.limits ?? {});
   return d;

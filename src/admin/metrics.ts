@@ -150,6 +150,25 @@ export class TargetMetrics implements ServerObserver {
         this.inc(self.loginFailures);
       },
     });
+    const srv = this.server;
+    new Counter({
+      name: 'iscsi_target_connection_faults_total',
+      help: 'Connections closed because handling their input threw (a bug, contained to that connection; the log has the stack)',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(srv.connectionFaults);
+      },
+    });
+    new Counter({
+      name: 'iscsi_target_login_evictions_total',
+      help: 'Connections still in login closed to make room for newer ones (limits.maxLoginConnections, maxLoginConnectionsPerAddress)',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(srv.loginEvictions);
+      },
+    });
     this.registry.registerMetric({
       name: 'iscsi_target_command_duration_seconds',
       get: async () => ({

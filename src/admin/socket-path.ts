@@ -6,14 +6,20 @@
 //
 //   <dir>/iscsi-target-<first 16 hex digits of sha256(absolute config path)>.sock
 //
-// <dir> is the first of these that exists and is writable: $ISCSI_TARGET_RUN_DIR,
-// /run/iscsi-target (systemd's RuntimeDirectory=iscsi-target creates it), $XDG_RUNTIME_DIR,
-// os.tmpdir(). Clients try every candidate in the same order, so a root shell with
-// XDG_RUNTIME_DIR set still finds a daemon that systemd started under /run/iscsi-target.
+// <dir> is a private folder: a real folder (not a symlink), mode 0700, owned by the daemon's
+// user. Never a shared one such as /tmp, where any local user could bind the name first and
+// collect what root's CLI sends it. Candidates, in order: $ISCSI_TARGET_RUN_DIR,
+// /run/iscsi-target (systemd's RuntimeDirectory=iscsi-target creates it), and
+// $XDG_RUNTIME_DIR/iscsi-target. The daemon creates a missing one (0700), skips one that
+// belongs to another user (unless it was named explicitly), and refuses one of its own that
+// others may enter. Clients try every candidate in the same order, but only folders owned by
+// a user they trust and closed to everyone else.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { myUid } from './peer-cred';
+
+export const SYSTEM_RUN_DIR = '/run/iscsi-target';
 
 export function socketName(configFile: string): string {
   let abs = path.resolve(configFile);
@@ -25,28 +31,88 @@ export function socketName(configFile: string): string {
   return `iscsi-target-${createHash('sha256').update(abs).digest('hex').slice(0, 16)}.sock`;
 }
 
-export function runDirCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
-  const dirs = [env.ISCSI_TARGET_RUN_DIR, '/run/iscsi-target', env.XDG_RUNTIME_DIR, os.tmpdir()];
-  return [...new Set(dirs.filter((d): d is string => !!d))];
+export interface RunDirCandidate {
+  dir: string;
+  /** Named by $ISCSI_TARGET_RUN_DIR: problems with it are errors, not a reason to try the next. */
+  explicit: boolean;
 }
 
-function writableDir(dir: string): boolean {
-  try {
-    if (!fs.statSync(dir).isDirectory()) return false;
-    fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK);
-    return true;
-  } catch {
-    return false;
+export function runDirCandidates(env: NodeJS.ProcessEnv = process.env): RunDirCandidate[] {
+  const out: RunDirCandidate[] = [];
+  if (env.ISCSI_TARGET_RUN_DIR) out.push({ dir: path.resolve(env.ISCSI_TARGET_RUN_DIR), explicit: true });
+  out.push({ dir: SYSTEM_RUN_DIR, explicit: false });
+  if (env.XDG_RUNTIME_DIR && path.isAbsolute(env.XDG_RUNTIME_DIR)) {
+    out.push({ dir: path.join(env.XDG_RUNTIME_DIR, 'iscsi-target'), explicit: false });
   }
+  const seen = new Set<string>();
+  return out.filter((c) => !seen.has(c.dir) && seen.add(c.dir));
 }
 
-/** The path the daemon listens on. */
+/**
+ * What is wrong with `dir` as a private folder for uids in `owners` (undefined: nothing).
+ * lstat, not stat: a symlink is refused, whatever it points to.
+ */
+export function privateDirProblem(dir: string, owners: readonly number[]): string | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(dir);
+  } catch (e) {
+    return `${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+  }
+  if (st.isSymbolicLink()) return `${dir} is a symbolic link, not a folder`;
+  if (!st.isDirectory()) return `${dir} is not a folder`;
+  if (!owners.includes(st.uid)) return `${dir} belongs to uid ${st.uid}, not ${owners.length === 1 ? `uid ${owners[0]}` : `one of uids ${owners.join(', ')}`}`;
+  const mode = st.mode & 0o7777;
+  if ((mode & 0o077) !== 0) return `${dir} has mode ${mode.toString(8).padStart(4, '0')}; it must be 0700 (chmod 700 ${dir})`;
+  return undefined;
+}
+
+/**
+ * The path the daemon listens on, in a private folder of ours (created when missing).
+ * Throws an Error saying what to fix when there is none.
+ */
 export function serverSocketPath(configFile: string, env: NodeJS.ProcessEnv = process.env): string {
-  const dir = runDirCandidates(env).find(writableDir) ?? os.tmpdir();
-  return path.join(dir, socketName(configFile));
+  const uid = myUid();
+  const skipped: string[] = [];
+  for (const c of runDirCandidates(env)) {
+    let exists = true;
+    try {
+      fs.lstatSync(c.dir);
+    } catch {
+      exists = false;
+    }
+    if (!exists) {
+      try {
+        // Only the last level is made, except in a folder named explicitly.
+        fs.mkdirSync(c.dir, { mode: 0o700, recursive: c.explicit });
+      } catch (e) {
+        const why = `cannot create ${c.dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+        if (c.explicit) throw new Error(`ISCSI_TARGET_RUN_DIR: ${why}`);
+        skipped.push(why);
+        continue;
+      }
+    }
+    const problem = privateDirProblem(c.dir, [uid]);
+    if (problem === undefined) return path.join(c.dir, socketName(configFile));
+    let ownedByUs = false;
+    try {
+      const st = fs.lstatSync(c.dir);
+      ownedByUs = st.uid === uid && !st.isSymbolicLink();
+    } catch {
+      /* gone meanwhile */
+    }
+    // Another user's folder (say, the service user's /run/iscsi-target) is not for us;
+    // a folder of ours that others may enter is a mistake to fix, not to work around.
+    if (c.explicit || ownedByUs) throw new Error(`the control socket's folder is not private: ${problem}`);
+    skipped.push(problem);
+  }
+  throw new Error(
+    `no private folder for the control socket (${skipped.join('; ') || 'no candidates'}); ` +
+      'set ISCSI_TARGET_RUN_DIR to a folder of yours with mode 0700',
+  );
 }
 
-/** Paths a client tries, most likely first. */
+/** Paths a client tries, most likely first (folders are checked when connecting). */
 export function clientSocketPaths(configFile: string, env: NodeJS.ProcessEnv = process.env): string[] {
-  return runDirCandidates(env).map((d) => path.join(d, socketName(configFile)));
+  return runDirCandidates(env).map((c) => path.join(c.dir, socketName(configFile)));
 }

@@ -67,7 +67,7 @@ function processOf(inodes: Set<string>): number | undefined {
 
 /** Our daemon listening on `port`, asked through the control sockets we can reach. */
 async function ourDaemonOn(port: number, env: NodeJS.ProcessEnv): Promise<Listener | undefined> {
-  for (const dir of runDirCandidates(env)) {
+  for (const { dir } of runDirCandidates(env)) {
     let names: string[];
     try {
       names = fs.readdirSync(dir).filter((n) => /^iscsi-target-[0-9a-f]{16}\.sock$/.test(n));

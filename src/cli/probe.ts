@@ -14,17 +14,36 @@ export interface ProbeUrl {
   chap?: { user: string; secret: string };
 }
 
-/** iscsi://[user%secret@]host[:port]/iqn/lun (libiscsi's form). */
-export function parseIscsiUrl(url: string): ProbeUrl | { error: string } {
-  const m = /^iscsi:\/\/(?:([^%@/]+)%([^@/]+)@)?(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/([^/]+)\/(\d+)$/.exec(url);
-  if (!m) return { error: `${url} is not iscsi://host[:port]/iqn/lun` };
+/**
+ * iscsi://[user[%secret]@]host[:port]/iqn/lun (libiscsi's form). A user without a secret
+ * takes it from `secretFromEnv` ($ISCSI_CHAP_SECRET), which keeps it out of `ps`.
+ */
+export function parseIscsiUrl(url: string, secretFromEnv?: string): ProbeUrl | { error: string } {
+  const m = /^iscsi:\/\/(?:([^%@/]+)(?:%([^@/]+))?@)?(\[[^\]]+\]|[^:/@]+)(?::(\d+))?\/([^/]+)\/(\d+)$/.exec(url);
+  if (!m) return { error: `${redactUrl(url)} is not iscsi://[user%secret@]host[:port]/iqn/lun` };
+  const secret = m[2] !== undefined ? decode(m[2]) : secretFromEnv;
+  if (m[1] && secret === undefined) return { error: `${redactUrl(url)} names a CHAP user but no secret (give user%secret@ or set $ISCSI_CHAP_SECRET)` };
   return {
     host: m[3]!.replace(/^\[|\]$/g, ''),
     port: m[4] ? Number(m[4]) : 3260,
-    iqn: decodeURIComponent(m[5]!),
+    iqn: decode(m[5]!),
     lun: Number(m[6]),
-    chap: m[1] ? { user: decodeURIComponent(m[1]), secret: decodeURIComponent(m[2]!) } : undefined,
+    chap: m[1] ? { user: decode(m[1]), secret: secret! } : undefined,
   };
+}
+
+/** Percent-decoding where it is well-formed; a stray % stays as it is. */
+function decode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/** The URL as it may be shown: any CHAP secret in it replaced by ***. */
+export function redactUrl(url: string): string {
+  return url.replace(/^(iscsi:\/\/[^%@/]*)%[^@]*@/i, '$1%***@');
 }
 
 const LOGIN_STATUS: Record<number, string> = {
@@ -42,7 +61,7 @@ function explain(e: unknown): string {
 }
 
 async function probe(ctx: CliContext, url: string, o: JsonOptions & { initiator?: string }): Promise<number> {
-  const u = parseIscsiUrl(url);
+  const u = parseIscsiUrl(url, ctx.env.ISCSI_CHAP_SECRET);
   if ('error' in u) {
     err(ctx, `error: ${u.error}`);
     return EXIT.FAILURE;
@@ -88,14 +107,14 @@ async function probe(ctx: CliContext, url: string, o: JsonOptions & { initiator?
     ini?.close();
     const message = explain(e);
     if (o.json) out(ctx, JSON.stringify({ ok: false, message }, null, 2));
-    else err(ctx, `error: probe ${url}: ${message}`);
+    else err(ctx, `error: probe ${redactUrl(url)}: ${message}`);
     return EXIT.FAILURE;
   }
 }
 
 export function registerProbe(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
   // --config is accepted like everywhere else; probe needs only the URL.
-  addJsonOption(addConfigOption(program.command('probe <url>').description('log in to iscsi://[user%secret@]host[:port]/iqn/lun: inquiry, capacity, one read')))
+  addJsonOption(addConfigOption(program.command('probe <url>').description('log in to iscsi://[user[%secret]@]host[:port]/iqn/lun: inquiry, capacity, one read (the secret may come from $ISCSI_CHAP_SECRET)')))
     .option('-i, --initiator <iqn>', 'initiator name to log in as')
     .addHelpText('after', `
 Examples:

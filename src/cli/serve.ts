@@ -14,6 +14,7 @@ import type { Config } from '../config/model';
 import { formatPortal } from '../config/portal';
 import { createLogger, stdoutIsJournal } from '../log';
 import { plural } from '../text';
+import { sdNotify } from '../admin/sd-notify';
 import { attachInstructions } from './attach';
 import { DEFAULT_CONFIG_FILE, EXIT, chooseConfigFile, err, errIssues, out, type CliContext } from './context';
 import { addConfigOption, type ConfigOptions } from './options';
@@ -118,6 +119,7 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
     }
     stopping = true;
     logger.info({ signal }, `${signal}: stopping (draining sessions, flushing and closing volumes)`);
+    sdNotify('STOPPING=1\nSTATUS=stopping: draining sessions, flushing volumes');
     void (async () => {
       await startedP;
       if (startFailed) return; // the start failure path exits
@@ -166,6 +168,8 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
   );
   // How to attach, for whoever started it by hand; under systemd it would be a dozen journal entries.
   if (!stdoutIsJournal(ctx.env)) out(ctx, attachInstructions(config, server.addresses));
+  // systemd (Type=notify): up only now, with every portal listening and the control socket open.
+  sdNotify(`READY=1\nSTATUS=serving ${plural(config.targets.length, 'target')} on ${server.addresses.map(formatPortal).join(' ')}\nMAINPID=${process.pid}`);
   return EXIT.OK; // the listening server keeps the process alive
 }
 

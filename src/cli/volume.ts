@@ -28,9 +28,44 @@ function parseSizeOption(ctx: CliContext, text: string | undefined, what = '--si
   return r.bytes;
 }
 
+/**
+ * Create a new volume file: O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600. An existing file, block
+ * device or symlink (even a dangling one) is never opened: adopting one is `--adopt`. Missing
+ * parent folders are made. When root creates it for a config someone else owns (the service
+ * user of a packaged daemon), the new file and folders are given to that owner, so the daemon
+ * can open them and keep its reservation and key files beside them.
+ */
+export function createNewVolumeFile(abs: string, configFile: string): number {
+  const made: string[] = [];
+  for (let d = path.dirname(abs); !fs.existsSync(d); d = path.dirname(d)) made.unshift(d);
+  fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o750 });
+  const fd = fs.openSync(abs, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+  try {
+    const owner = fs.statSync(configFile);
+    if (process.getuid?.() === 0 && (owner.uid !== 0 || owner.gid !== 0)) {
+      for (const d of made) fs.chownSync(d, owner.uid, owner.gid);
+      fs.fchownSync(fd, owner.uid, owner.gid);
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+      fs.closeSync(fd);
+      fs.rmSync(abs, { force: true });
+      throw e;
+    }
+  }
+  return fd;
+}
+
+function newFileError(abs: string, e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EEXIST') {
+    return `${abs} exists already; volume create makes a new file only (to export an existing file or block device as it is, add --adopt)`;
+  }
+  return `cannot create ${abs}: ${code ?? (e as Error).message}`;
+}
+
 /** Allocate every block of a new file (fallocate, else zeros), with a progress bar. */
-async function allocateThick(ctx: CliContext, file: string, size: number, showProgress: boolean): Promise<void> {
-  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+async function allocateThick(ctx: CliContext, fd: number, size: number, showProgress: boolean): Promise<void> {
   const bar = progressBar(ctx, 'allocating', size, showProgress);
   try {
     const native = nativeFs();
@@ -57,7 +92,6 @@ async function allocateThick(ctx: CliContext, file: string, size: number, showPr
     fs.fdatasyncSync(fd);
   } finally {
     bar.stop();
-    fs.closeSync(fd);
   }
 }
 
@@ -104,17 +138,6 @@ export function defaultVolumePath(configFile: string, name: string): string {
   return path.resolve(configFile).startsWith('/etc/') ? `${SYSTEM_VOLUME_DIR}/${name}.img` : `luns/${name}.img`;
 }
 
-/**
- * A file this command created for the daemon (--thick, import) belongs to the daemon's user:
- * run as root against a config whose folder another user owns (the service's), hand it over.
- */
-function giveToDaemon(configFile: string, file: string): void {
-  if (process.getuid?.() !== 0) return;
-  const owner = fs.statSync(path.dirname(path.resolve(configFile)));
-  if (owner.uid === 0) return;
-  fs.chownSync(file, owner.uid, owner.gid);
-}
-
 interface IdentityOpts {
   serial?: string;
   wwn?: string;
@@ -132,6 +155,7 @@ interface CreateOpts extends Opts, IdentityOpts {
   shared?: boolean;
   encrypt?: boolean;
   keyFile?: string;
+  adopt?: boolean;
   progress?: boolean;
 }
 
@@ -189,8 +213,8 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
     err(ctx, `error: --physical-block-size must be 512 or 4096 and at least the block size (${blockSize}), not ${o.physicalBlockSize}`);
     return EXIT.FAILURE;
   }
-  if (o.memory && (o.path || o.thick)) {
-    err(ctx, 'error: a memory volume has no --path and cannot be --thick');
+  if (o.memory && (o.path || o.thick || o.adopt)) {
+    err(ctx, 'error: a memory volume has no --path and cannot be --thick or --adopt');
     return EXIT.FAILURE;
   }
   if (o.memory && o.keyFile !== undefined) {
@@ -199,31 +223,59 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
   }
   const identity = identityOptions(ctx, o);
   if (!identity) return EXIT.FAILURE;
-  const rel = o.memory ? undefined : o.path ?? defaultVolumePath(file, name);
-  const abs = rel ? volumeFile(file, rel) : undefined;
-  if (size === undefined && (o.memory || !abs || !fs.existsSync(abs))) {
-    err(ctx, `error: give the size with --size (e.g. --size 20GiB)${abs ? `: ${abs} does not exist yet` : ''}`);
+  if (o.adopt && (!o.path || o.thick)) {
+    err(ctx, o.thick ? 'error: --adopt takes the file as it is; it cannot be --thick' : 'error: --adopt needs --path (the existing file or block device)');
     return EXIT.FAILURE;
   }
+  if (size === undefined && !o.adopt) {
+    err(ctx, 'error: give the size with --size (e.g. --size 20GiB)');
+    return EXIT.FAILURE;
+  }
+  const cur = readConfig(file);
+  if ('config' in cur && cur.config.volumes.has(name)) {
+    err(ctx, `error: volume ${name} already exists; nothing was changed`);
+    return EXIT.FAILURE;
+  }
+  const rel = o.memory ? undefined : o.path ?? defaultVolumePath(file, name);
+  const abs = rel ? volumeFile(file, rel) : undefined;
   let created = false;
-  if (abs) {
-    const made = fs.mkdirSync(path.dirname(abs), { recursive: true });
-    if (made !== undefined) giveToDaemon(file, made);
-    if (o.thick) {
-      if (size === undefined) {
-        err(ctx, 'error: --thick needs --size');
-        return EXIT.FAILURE;
-      }
-      if (fs.existsSync(abs)) {
-        err(ctx, `error: ${abs} exists already; --thick allocates a new file`);
-        return EXIT.FAILURE;
-      }
-      if (size % blockSize === 0) {
-        await allocateThick(ctx, abs, size, o.progress !== false && !o.json);
-        giveToDaemon(file, abs);
-        created = true;
-      }
+  if (abs && o.adopt) {
+    // The admin names an existing file or device on purpose; still, the path itself must
+    // be it, not a symlink that could be pointed elsewhere later.
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(abs);
+    } catch (e) {
+      err(ctx, `error: --adopt: cannot use ${abs}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      return EXIT.FAILURE;
     }
+    if (st.isSymbolicLink()) {
+      err(ctx, `error: --adopt: ${abs} is a symbolic link; give the path it points to (${fs.realpathSync.native(abs)}) if that is the one`);
+      return EXIT.FAILURE;
+    }
+    if (!st.isFile() && !st.isBlockDevice()) {
+      err(ctx, `error: --adopt: ${abs} is neither a regular file nor a block device`);
+      return EXIT.FAILURE;
+    }
+  } else if (abs && size !== undefined && size % blockSize === 0) {
+    // (A size that is not whole blocks creates nothing: validation below says why.)
+    let fd: number;
+    try {
+      fd = createNewVolumeFile(abs, file);
+    } catch (e) {
+      err(ctx, `error: volume ${name}: ${newFileError(abs, e)}; nothing was changed`);
+      return EXIT.FAILURE;
+    }
+    created = true;
+    try {
+      if (o.thick) await allocateThick(ctx, fd, size, o.progress !== false && !o.json);
+      else fs.ftruncateSync(fd, size); // sparse
+    } catch (e) {
+      fs.closeSync(fd);
+      fs.rmSync(abs, { force: true });
+      throw e;
+    }
+    fs.closeSync(fd);
   }
   if (identity.serial === undefined && identity.wwn === undefined && needsConfiguredIdentity(abs)) {
     const r = randomIdentity();
@@ -231,7 +283,7 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
     identity.wwn = formatWwn(r.naa);
   }
   const encryption = o.encrypt || o.keyFile !== undefined ? { keyFile: o.keyFile } : undefined;
-  const r = await proposeChange(ctx, o, `volume ${name} created`, (doc) =>
+  const r = await proposeChange(ctx, o, `volume ${name} ${o.adopt ? `adopted (${abs})` : 'created'}`, (doc) =>
     addVolume(doc, name, {
       path: rel,
       size: o.size,
@@ -454,15 +506,14 @@ async function importImage(ctx: CliContext, name: string, image: string, o: Opts
   const bytes = Math.max(requested ?? 0, Math.ceil(st.size / 512) * 512);
   const rel = o.path ?? defaultVolumePath(file, name);
   const abs = volumeFile(file, rel);
-  if (fs.existsSync(abs)) {
-    err(ctx, `error: ${abs} exists already`);
+  try {
+    const fd = createNewVolumeFile(abs, file);
+    fs.ftruncateSync(fd, bytes);
+    fs.closeSync(fd);
+  } catch (e) {
+    err(ctx, `error: ${newFileError(abs, e)}`);
     return EXIT.FAILURE;
   }
-  const made = fs.mkdirSync(path.dirname(abs), { recursive: true });
-  if (made !== undefined) giveToDaemon(file, made);
-  fs.writeFileSync(abs, '', { mode: 0o600, flag: 'wx' });
-  giveToDaemon(file, abs);
-  fs.truncateSync(abs, bytes);
   const t0 = Date.now();
   let n: number;
   try {
@@ -505,9 +556,10 @@ export function registerVolume(program: Command, ctx: CliContext, setExit: (code
       .option('--serial <serial>', 'unit serial number hosts see (take over a volume from another target)')
       .option('--wwn <naa>', 'NAA designator hosts see, e.g. naa.6001405... (take over a volume from another target)')
       .option('--new-identity', 'a new random serial and wwn (e.g. for a copied volume)');
-  identityOpts(cmd(volume.command('create <name>').description('add a volume (a sparse file under luns/ by default)')))
-    .option('--size <size>', 'size, e.g. 20GiB, 512MiB (needed unless --path names an existing file or device)')
-    .option('--path <path>', 'file or block device (relative to the config file; default luns/NAME.img)')
+  identityOpts(cmd(volume.command('create <name>').description('add a volume: a new sparse file (luns/NAME.img by default), or an existing file or device with --adopt')))
+    .option('--size <size>', 'size, e.g. 20GiB, 512MiB (with --adopt: grow the file to it)')
+    .option('--path <path>', 'a new file (relative to the config file; default luns/NAME.img)')
+    .option('--adopt', 'export the existing file or block device at --path as it is, instead of creating a new file')
     .addOption(new Option('--block-size <bytes>', 'logical block size').choices(['512', '4096']))
     .addOption(new Option('--physical-block-size <bytes>', 'physical block size (4096 on 512-byte blocks: 512e)').choices(['512', '4096']))
     .option('--readonly', 'writes get DATA PROTECT')

@@ -20,7 +20,7 @@ import {
   type YAMLMap,
   type YAMLSeq,
 } from 'yaml';
-import type { AclConfig, ChapCredentials, Config, Portal, TargetConfig, VolumeConfig } from './model';
+import type { AclConfig, ChapAlgorithmName, ChapCredentials, Config, Portal, TargetConfig, VolumeConfig } from './model';
 import { LIMIT_DEFAULTS, type LimitsConfig } from './model';
 import { iscsiNameProblem, normalizeIscsiName } from './names';
 import { formatPortal, isWildcardHost, parsePortal } from './portal';
@@ -85,13 +85,15 @@ export interface ParsedConfig {
   document: Document;
 }
 
-export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'limits', 'metrics'] as const;
+export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'security', 'limits', 'metrics'] as const;
+export const SECURITY_KEYS = ['minChapAlgorithm'] as const;
+const CHAP_ALGORITHM_NAMES = ['md5', 'sha1', 'sha256'] as const;
 export const METRICS_KEYS = ['listen'] as const;
 export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'physicalBlockSize', 'encryption', 'memory', 'shared', 'serial', 'wwn'] as const;
 export const DISCOVERY_KEYS = ['chap', 'mutual'] as const;
 export const TARGET_KEYS = ['iqn', 'luns', 'acls', 'allowTargetReset'] as const;
 export const ACL_KEYS = ['initiator', 'luns', 'chap', 'mutual', 'allowTargetReset'] as const;
-export const CHAP_KEYS = ['user', 'secret'] as const;
+export const CHAP_KEYS = ['user', 'secret', 'minAlgorithm'] as const;
 
 export const DEFAULT_PORTAL: Portal = { host: '0.0.0.0', port: 3260 };
 export const MAX_LUN = 16383;
@@ -290,6 +292,33 @@ function collectSecrets(doc: Document): string[] {
   return secrets;
 }
 
+/**
+ * Values of `secret:` keys found in the raw text, for a file too broken for the parser to
+ * find them: a syntax error next to a secret must not quote it.
+ */
+function secretsInText(text: string): string[] {
+  const out: string[] = [];
+  for (const m of text.matchAll(/\bsecret\s*:\s*("(?:[^"\\\n]|\\.)*"?|'(?:[^'\n]|'')*'?|[^\s,}\]#][^,}\]\n#]*)/g)) {
+    let v = m[1]!.trim();
+    if (v.startsWith('"') || v.startsWith("'")) v = v.slice(1, v.length > 1 && v.endsWith(v[0]!) ? -1 : undefined);
+    if (v.length >= 4) out.push(v);
+  }
+  return out;
+}
+
+/** The YAML parser quotes the token it stumbled on, which may be a secret: say where, not what. */
+function yamlMessage(message: string): string {
+  return message.replace(/(token in YAML stream): (".*")$/s, (all, head: string, tok: string) => {
+    let t: unknown;
+    try {
+      t = JSON.parse(tok);
+    } catch {
+      t = undefined;
+    }
+    return typeof t === 'string' && t.length === 1 ? all : head;
+  });
+}
+
 function redact(issues: ConfigIssue[], secrets: string[]): void {
   for (const i of issues) {
     for (const s of secrets) {
@@ -316,16 +345,16 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const c = new Checker(file, lc, doc);
-  const secrets = collectSecrets(doc);
+  const secrets = [...new Set([...collectSecrets(doc), ...secretsInText(text)])];
 
   for (const w of doc.warnings) {
     const { line, col } = lc.linePos(w.pos[0]);
-    c.warnings.push({ file, line, col, key: keyPathAt(doc, w.pos[0]), message: w.message });
+    c.warnings.push({ file, line, col, key: keyPathAt(doc, w.pos[0]), message: yamlMessage(w.message) });
   }
   if (doc.errors.length > 0) {
     for (const e of doc.errors) {
       const { line, col } = lc.linePos(e.pos[0]);
-      const msg = e.code === 'DUPLICATE_KEY' ? 'this key appears twice in the same mapping' : e.message;
+      const msg = e.code === 'DUPLICATE_KEY' ? 'this key appears twice in the same mapping' : yamlMessage(e.message);
       c.errors.push({ file, line, col, key: keyPathAt(doc, e.pos[0]), message: `YAML: ${msg}` });
     }
     // A duplicate key leaves a whole document: check the rest too, so that every error
@@ -476,6 +505,18 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
         c.error(mutualE!.keyNode, joinKey(mutualE!.key, 'secret'), 'the mutual secret must differ from the chap secret (RFC 7143 §12.1.3)');
       }
       if (c.errors.length === before && d.chap) config.discovery = d;
+    }
+  }
+
+  // --- security: the weakest CHAP algorithm any login may use ---
+  const securityE = get('security');
+  if (securityE && !c.isEmpty(securityE.value)) {
+    const sm = c.map(securityE.value, securityE.keyNode, 'security', 'security');
+    if (sm) {
+      for (const e of c.entries(sm, 'security', SECURITY_KEYS)) {
+        const alg = chapAlgorithm(c, e);
+        if (alg) config.security = { minChapAlgorithm: alg };
+      }
     }
   }
 
@@ -776,7 +817,8 @@ function parseLuns(
 
 /** `limits:` keys: [name, kind, lowest, highest]. Times are seconds (fractions allowed). */
 const LIMIT_KEYS: Record<string, { kind: 'count' | 'seconds' | 'bytes' | 'bool' | 'micros'; lo: number; hi: number }> = {
-  maxConnections: { kind: 'count', lo: 1, hi: 65535 },
+  maxLoginConnections: { kind: 'count', lo: 1, hi: 65535 },
+  maxLoginConnectionsPerAddress: { kind: 'count', lo: 1, hi: 65535 },
   maxSessions: { kind: 'count', lo: 1, hi: 65535 },
   loginTimeout: { kind: 'seconds', lo: 1, hi: 3600 },
   nopInterval: { kind: 'seconds', lo: 0, hi: 3600 },
@@ -797,7 +839,13 @@ function parseLimits(c: Checker, e: Entry): LimitsConfig | undefined {
   if (!m) return undefined;
   const before = c.errors.length;
   const out: LimitsConfig = { ...LIMIT_DEFAULTS };
-  for (const le of c.entries(m, e.key, LIMITS_KEYS)) {
+  for (const le of c.entries(m, e.key, [...LIMITS_KEYS, 'maxConnections'])) {
+    if (le.name === 'maxConnections') {
+      // Before issue 14 it counted connections still in login too, so idle sockets locked
+      // hosts out; logged-in connections are bounded by maxSessions now.
+      c.warn(le.keyNode, le.key, 'maxConnections is no longer used: connections in login are bounded by maxLoginConnections and maxLoginConnectionsPerAddress, logged-in ones by maxSessions');
+      continue;
+    }
     const spec = LIMIT_KEYS[le.name]!;
     const v = isScalar(le.value) ? le.value.value : undefined;
     if (spec.kind === 'bool') {
@@ -852,8 +900,12 @@ function parseChap(c: Checker, e: Entry): ChapCredentials | undefined {
   let user: string | undefined;
   let secret: string | undefined;
   const entries = c.entries(m, e.key, CHAP_KEYS);
+  let minAlgorithm: ChapCredentials['minAlgorithm'];
   for (const ce of entries) {
-    if (ce.name === 'user') {
+    if (ce.name === 'minAlgorithm') {
+      if (e.name !== 'chap') c.error(ce.keyNode, ce.key, 'minAlgorithm belongs in chap: one algorithm serves both directions of mutual CHAP');
+      else minAlgorithm = chapAlgorithm(c, ce);
+    } else if (ce.name === 'user') {
       user = c.string(ce, 'the CHAP user');
       if (user !== undefined) {
         const len = Buffer.byteLength(user, 'utf8');
@@ -884,7 +936,15 @@ function parseChap(c: Checker, e: Entry): ChapCredentials | undefined {
   if (!has('user')) c.error(m, e.key, `${e.name} needs a user`);
   if (!has('secret')) c.error(m, e.key, `${e.name} needs a secret`);
   if (c.errors.length > before || user === undefined || secret === undefined) return undefined;
-  return { user, secret };
+  return minAlgorithm ? { user, secret, minAlgorithm } : { user, secret };
+}
+
+/** md5, sha1 or sha256. */
+function chapAlgorithm(c: Checker, e: Entry): ChapAlgorithmName | undefined {
+  const v = isScalar(e.value) ? e.value.value : undefined;
+  if (typeof v === 'string' && (CHAP_ALGORITHM_NAMES as readonly string[]).includes(v.toLowerCase())) return v.toLowerCase() as ChapAlgorithmName;
+  c.error(e.value ?? e.keyNode, e.key, `must be one of ${CHAP_ALGORITHM_NAMES.join(', ')}, not ${describe(e.value)}`);
+  return undefined;
 }
 
 function parseAcl(

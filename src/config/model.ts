@@ -43,9 +43,13 @@ export interface VolumeConfig {
   shared: boolean;
 }
 
+export type ChapAlgorithmName = 'md5' | 'sha1' | 'sha256';
+
 export interface ChapCredentials {
   user: string;
   secret: string;
+  /** In `chap:` only: the weakest CHAP algorithm this initiator may use (`minAlgorithm: sha256`). */
+  minAlgorithm?: ChapAlgorithmName;
 }
 
 export interface AclConfig {
@@ -81,6 +85,8 @@ export interface Config {
   targets: TargetConfig[];
   /** CHAP required of every Discovery session (optional). */
   discovery?: { chap?: ChapCredentials; mutual?: ChapCredentials };
+  /** `security: { minChapAlgorithm: sha256 }`: the weakest CHAP algorithm any login may use. */
+  security?: { minChapAlgorithm?: ChapAlgorithmName };
   /** Resource limits and timers (`limits:`); every field has a default (see LIMIT_DEFAULTS). */
   limits?: LimitsConfig;
   /** Prometheus metrics endpoint (optional): `metrics: { listen: "127.0.0.1:9287" }`. */
@@ -92,8 +98,13 @@ export interface Config {
  * Times are in milliseconds here (seconds in the YAML).
  */
 export interface LimitsConfig {
-  /** TCP connections at once, logged in or not; more are closed at accept. */
-  maxConnections: number;
+  /**
+   * Connections that have not finished login, at once. A newcomer beyond it closes the oldest
+   * of them (never a logged-in session), so idle sockets cannot lock hosts out.
+   */
+  maxLoginConnections: number;
+  /** The same, per remote address (IPv6: per /64): one address's newcomer closes its own oldest. */
+  maxLoginConnectionsPerAddress: number;
   /** Sessions (Normal and Discovery) at once; a login beyond it gets "out of resources". */
   maxSessions: number;
   /** A connection that has not completed login by then is closed. */
@@ -122,7 +133,8 @@ export interface LimitsConfig {
 }
 
 export const LIMIT_DEFAULTS: LimitsConfig = {
-  maxConnections: 256,
+  maxLoginConnections: 256,
+  maxLoginConnectionsPerAddress: 64,
   maxSessions: 128,
   loginTimeoutMs: 15000,
   nopIntervalMs: 10000,

@@ -48,6 +48,8 @@ export interface FlowSink {
   readonly gone: boolean;
   /** A SCSI command arrived; `queued` when another one is still running (busy polling). */
   noteCommand?(queued: boolean): void;
+  /** Deferred work (a budget grant, a completion) threw: the connection's fault boundary. */
+  fault(err: unknown): void;
   /** A command's status is known (metrics). Called once per answered command. */
   commandDone?(cmd: Command, status: number, dataInBytes: number, sense?: Buffer): void;
 }
@@ -174,7 +176,7 @@ export class CommandFlow {
             pdu.data.copy(imm, 0);
           }
           detach(cmd);
-          this.deferred.set(cmd, writeBudget.wait(edtl, () => this.admitWrite(cmd, imm)));
+          this.deferred.set(cmd, writeBudget.wait(edtl, () => this.guarded(() => this.admitWrite(cmd, imm))));
           return;
         }
         writeBudget.force(edtl); // unsolicited Data-Out is on its way: it must have a place
@@ -243,7 +245,7 @@ export class CommandFlow {
           return;
         }
         this.readCharged.set(cmd, bytes);
-        this.execute(cmd);
+        this.guarded(() => this.execute(cmd));
       }),
     );
     return false;
@@ -382,7 +384,16 @@ export class CommandFlow {
     r.then(
       (result) => this.finish(cmd, result, done),
       (err: unknown) => this.finish(cmd, this.internalFailure(cmd, err), done),
-    );
+    ).catch(this.sink.fault);
+  }
+
+  /** Run deferred work (a budget grant) inside the connection's fault boundary. */
+  private guarded(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.sink.fault(err);
+    }
   }
 
   private internalFailure(cmd: Command, err: unknown): ScsiResult {

@@ -49,6 +49,8 @@ export interface ConnectionHost extends LoginHost {
   loginSucceeded(address: string): void;
   /** A command's status is known (metrics; issue 5). Called once per answered command. */
   commandDone?(session: Session, cmd: Command, status: number, dataInBytes: number, sense?: Buffer): void;
+  /** Handling this connection's input threw; it closes itself (count it). */
+  connectionFault?(conn: Connection, err: unknown): void;
   /** Connection timers. */
   readonly timeouts: { loginMs: number; nopIntervalMs: number; nopTimeoutMs: number };
   /** Resource bounds (config `limits:`); defaults when absent. */
@@ -100,6 +102,7 @@ export class Connection {
           if (this.phase.kind === 'full') this.phase.session.counters.polledReads++;
         },
         closed: () => this.onClose(),
+        fault: this.fault,
       },
       this.bounds.busyPollUs,
       () => this.log,
@@ -241,6 +244,19 @@ export class Connection {
     this.channel.destroy();
   }
 
+  /**
+   * The fault boundary: handling this peer's input threw (a bug, or a state nobody foresaw).
+   * Only this connection closes, with the error and its stack logged and counted; every
+   * other session carries on. The channel's reads, the async handlers and the command
+   * flow's deferred work all end here.
+   */
+  private readonly fault = (err: unknown): void => {
+    this.host.connectionFault?.(this, err);
+    this.log.error({ err }, `internal error handling this peer: ${(err as Error)?.message ?? String(err)}; closing its connection only`);
+    this.toClosing();
+    this.destroy();
+  };
+
   // ---------------------------------------------------------------- input
 
   private onParseError(err: PduError): void {
@@ -344,13 +360,13 @@ export class Connection {
         this.onNopOut(pdu);
         return;
       case Op.TaskMgmtRequest:
-        void this.onTaskMgmt(phase.session, pdu);
+        this.onTaskMgmt(phase.session, pdu).catch(this.fault);
         return;
       case Op.TextRequest:
         this.onText(phase, pdu, bhs);
         return;
       case Op.LogoutRequest:
-        void this.onLogout(phase, pdu, bhs);
+        this.onLogout(phase, pdu, bhs).catch(this.fault);
         return;
       default:
         this.reject(bhs, RejectReason.ProtocolError);
@@ -427,6 +443,7 @@ export class Connection {
           return channel.closing || channel.socket.destroyed;
         },
         noteCommand: (queued) => channel.noteCommand(queued),
+        fault: this.fault,
         commandDone: host.commandDone ? (cmd, status, bytes, sense) => host.commandDone!(session, cmd, status, bytes, sense) : undefined,
       },
       this.bounds,

@@ -17,10 +17,13 @@ import {
 import { TextSplitter } from './text-exchange';
 import {
   chapResponse,
+  CHAP_ALGORITHMS,
   chooseAlgorithm,
   decodeBinary,
   encodeHex,
   newChallenge,
+  parseChapId,
+  peerChallengeProblem,
   verifyResponse,
   type ChapChallenge,
 } from './chap';
@@ -31,6 +34,8 @@ export interface ChapCredentialsPair {
   chap: ChapCredentials;
   /** Our own name and secret, for initiators that authenticate the target (mutual CHAP). */
   mutual?: ChapCredentials;
+  /** The weakest CHAP_A algorithm allowed (5 MD5, 6 SHA-1, 7 SHA-256); absent: any we support. */
+  minAlgorithm?: number;
 }
 
 export const enum Stage {
@@ -74,8 +79,11 @@ export interface LoginHost {
    * when targetName is undefined); undefined when it logs in without authentication.
    */
   chapFor(targetName: string | undefined, initiatorName: string): ChapCredentialsPair | undefined;
-  /** Does an existing session have this TSIH? (adding a connection to it) */
-  sessionExists(tsih: number): boolean;
+  /**
+   * Does a session have this TSIH (and, when given, belong to this initiator, ISID and
+   * target)? A login adding a connection to it is answered only once authenticated.
+   */
+  sessionExists(tsih: number, initiatorName?: string, isid?: Buffer, targetName?: string): boolean;
   /** May a new session start (maxSessions)? Absent: always. */
   mayOpenSession?(initiatorName: string, isid: Buffer, targetName: string | undefined): boolean;
 }
@@ -228,6 +236,7 @@ export class LoginPhase {
     if (req.transit && req.csg === Stage.Security && !this.authDone && !creds && this.chap === undefined) {
       this.authDone = true;
     }
+    if (this.tsih !== 0 && this.authDone) return this.joinAnswer(req);
     const transit = req.transit && (req.csg !== Stage.Security || this.authDone);
     const finishing = transit && req.nsg === Stage.FullFeature;
     if (!this.declared && (req.csg === Stage.Operational || finishing)) {
@@ -273,8 +282,11 @@ export class LoginPhase {
     if (this.chap === 'want-algorithm') {
       const offer = keys.get('CHAP_A');
       if (offer === undefined) return this.fail(req, LoginStatus.AuthFailure, 'CHAP_A missing');
-      const alg = chooseAlgorithm(offer);
-      if (alg === undefined) return this.fail(req, LoginStatus.AuthFailure, `no supported CHAP algorithm in ${offer}`);
+      const alg = chooseAlgorithm(offer, creds!.minAlgorithm);
+      if (alg === undefined) {
+        const floor = creds!.minAlgorithm !== undefined ? ` at least ${CHAP_ALGORITHMS[creds!.minAlgorithm]!.name}` : '';
+        return this.fail(req, LoginStatus.AuthFailure, `no supported CHAP algorithm${floor} in CHAP_A=${offer.slice(0, 64)}`);
+      }
       this.challenge = newChallenge(alg);
       answers.push(['CHAP_A', String(alg)], ['CHAP_I', String(this.challenge.id)], ['CHAP_C', encodeHex(this.challenge.challenge)]);
       this.chap = 'want-response';
@@ -292,13 +304,14 @@ export class LoginPhase {
       const theirChallenge = keys.get('CHAP_C');
       if (idText !== undefined || theirChallenge !== undefined) {
         // Mutual CHAP: the initiator authenticates us in turn.
-        const id = Number(idText);
+        const id = parseChapId(idText);
         const ch = decodeBinary(theirChallenge ?? '');
         if (!creds!.mutual) return this.fail(req, LoginStatus.AuthFailure, 'mutual CHAP asked for but no target secret configured');
-        if (!Number.isInteger(id) || id < 0 || id > 255 || !ch || ch.length === 0) {
-          return this.fail(req, LoginStatus.AuthFailure, 'malformed CHAP_I/CHAP_C from initiator');
+        if (id === undefined || !ch) {
+          return this.fail(req, LoginStatus.AuthFailure, 'malformed CHAP_I/CHAP_C from initiator (CHAP_I must be decimal 0..255)');
         }
-        if (ch.equals(c.challenge)) return this.fail(req, LoginStatus.AuthFailure, 'initiator reflected our CHAP challenge');
+        const problem = peerChallengeProblem(ch, c.challenge);
+        if (problem) return this.fail(req, LoginStatus.AuthFailure, problem);
         const mine = chapResponse(c.algorithm, id, Buffer.from(creds!.mutual.secret, 'utf8'), ch);
         answers.push(['CHAP_N', creds!.mutual.user], ['CHAP_R', encodeHex(mine)]);
         this.mutualDone = true;
@@ -319,13 +332,8 @@ export class LoginPhase {
       return this.fail(req, LoginStatus.SessionTypeNotSupported, `SessionType ${type}`);
     }
     this.sessionType = type;
-    if (req.tsih !== 0) {
-      // Adding a connection to an existing session: we run one connection per session.
-      if (!this.host.sessionExists(req.tsih)) {
-        return this.fail(req, LoginStatus.SessionDoesNotExist, `TSIH ${req.tsih} unknown`);
-      }
-      return this.fail(req, LoginStatus.TooManyConnections, 'MaxConnections is 1');
-    }
+    // A TSIH (adding a connection to a session) is looked at only once the initiator is
+    // authenticated (see joinAnswer): before that, whether a TSIH exists must not show.
     if (type === 'Normal') {
       const tname = keys.get('TargetName');
       if (!tname) return this.fail(req, LoginStatus.MissingParameter, 'TargetName missing');
@@ -337,10 +345,21 @@ export class LoginPhase {
       }
       this.targetName = canonical;
     }
-    if (this.host.mayOpenSession && !this.host.mayOpenSession(name, this.isid, this.targetName)) {
+    if (req.tsih === 0 && this.host.mayOpenSession && !this.host.mayOpenSession(name, this.isid, this.targetName)) {
       return this.fail(req, LoginStatus.OutOfResources, 'too many sessions (limits.maxSessions)');
     }
     return undefined;
+  }
+
+  /**
+   * A login with a TSIH, once authenticated: we run one connection per session, so it is
+   * refused either way; "too many connections" only for the initiator's own session.
+   */
+  private joinAnswer(req: LoginRequest): LoginStep {
+    if (this.host.sessionExists(this.tsih, this.initiatorName, this.isid, this.targetName)) {
+      return this.fail(req, LoginStatus.TooManyConnections, 'MaxConnections is 1');
+    }
+    return this.fail(req, LoginStatus.SessionDoesNotExist, `TSIH ${this.tsih} is no session of this initiator`);
   }
 
   private finish(req: LoginRequest, text: Buffer, transit: boolean): LoginStep {

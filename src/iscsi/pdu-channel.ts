@@ -33,6 +33,8 @@ export interface ChannelEvents {
   polled(): void;
   /** The socket has closed (after the channel let go of everything it held). */
   closed(): void;
+  /** Handling received bytes threw: the owner's fault boundary. */
+  fault(err: unknown): void;
 }
 
 /** Read data handed to the socket: a pooled buffer, or the release of a view of a volume. */
@@ -79,7 +81,13 @@ export class PduChannel {
     this.parser.maxDataSegmentLength = 8192;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30000);
-    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.receive(chunk);
+      } catch (err) {
+        events.fault(err);
+      }
+    });
     socket.on('error', (err) => this.log().warn({ err: err.message }, 'socket error'));
     this.closedP = new Promise((r) => socket.once('close', () => r()));
     socket.on('close', () => this.onClose());

@@ -19,7 +19,8 @@ import type { ChapCredentialsPair, LoginOutcome } from './login';
 import { DEFAULT_LIMITS, TargetLimits } from './negotiation';
 import { Session } from './session';
 import type { Command } from './session';
-import type { VolumeConfig } from '../config/model';
+import type { ChapCredentials, VolumeConfig } from '../config/model';
+import { CHAP_ALGORITHM_BY_NAME, strongerAlgorithm } from './chap';
 import { formatPortal } from '../config/portal';
 import type { ConfigDiff, SessionVerdict } from '../admin/diff';
 
@@ -174,29 +175,69 @@ export class TargetServer implements ConnectionHost {
       socket.destroy();
       return;
     }
-    if (this.connections.size >= this.bounds.maxConnections) {
-      this.refuseConnection(socket);
-      return;
-    }
+    const addr = addressKey(socket.remoteAddress);
+    this.makeRoomForLogin(addr);
     const conn = new Connection(socket, this, this.nextConnId++);
     this.connections.add(conn);
-    socket.on('close', () => this.connections.delete(conn));
+    this.inLogin.set(conn, addr);
+    let mine = this.inLoginByAddress.get(addr);
+    if (!mine) this.inLoginByAddress.set(addr, (mine = new Set()));
+    mine.add(conn);
+    socket.on('close', () => {
+      this.connections.delete(conn);
+      this.leaveLogin(conn);
+    });
   }
 
-  private lastRefusalLog = 0;
+  // ------------------------------------------------------------ connections in login
+  //
+  // Connections that have not finished login have their own budget, apart from logged-in
+  // sessions (bounded by maxSessions): limits.maxLoginConnections at once, and
+  // limits.maxLoginConnectionsPerAddress from one address. A newcomer over either closes the
+  // oldest such connection (of its own address, for the second), never a logged-in session:
+  // idle sockets held open cannot keep hosts from logging in, only delay themselves.
 
-  /** Over `limits.maxConnections`: close at once (nothing is read), logged at most once a second. */
-  private refuseConnection(socket: net.Socket): void {
-    socket.on('error', () => undefined);
-    socket.destroy();
+  /** Connections still in login, oldest first (a Map keeps insertion order), with their address. */
+  private readonly inLogin = new Map<Connection, string>();
+  private readonly inLoginByAddress = new Map<string, Set<Connection>>();
+  /** Connections in login closed to make room (for metrics and status). */
+  loginEvictions = 0;
+  private lastEvictionLog = 0;
+
+  /** Connections that have not finished login (tests, status). */
+  get loginConnections(): number {
+    return this.inLogin.size;
+  }
+
+  private makeRoomForLogin(addr: string): void {
+    const mine = this.inLoginByAddress.get(addr);
+    if (mine && mine.size >= this.bounds.maxLoginConnectionsPerAddress) this.evictLogin(mine.values().next().value!, 'address');
+    if (this.inLogin.size >= this.bounds.maxLoginConnections) this.evictLogin(this.inLogin.keys().next().value!, 'total');
+  }
+
+  private evictLogin(conn: Connection, budget: 'address' | 'total'): void {
+    this.leaveLogin(conn);
+    this.loginEvictions++;
+    conn.destroy();
     const now = Date.now();
-    if (now - this.lastRefusalLog >= 1000) {
-      this.lastRefusalLog = now;
+    if (now - this.lastEvictionLog >= 1000) {
+      // At most once a second: a flood must not flood the log.
+      this.lastEvictionLog = now;
       this.logger.warn(
-        { peer: `${socket.remoteAddress}:${socket.remotePort}`, maxConnections: this.bounds.maxConnections },
-        'connection refused: too many connections',
+        { peer: conn.remote, budget, maxLoginConnections: this.bounds.maxLoginConnections, perAddress: this.bounds.maxLoginConnectionsPerAddress, evicted: this.loginEvictions },
+        'closed the oldest connection still in login to make room for a new one',
       );
     }
+  }
+
+  /** The connection finished login (or closed): it no longer counts against the login budget. */
+  private leaveLogin(conn: Connection): void {
+    const addr = this.inLogin.get(conn);
+    if (addr === undefined) return;
+    this.inLogin.delete(conn);
+    const mine = this.inLoginByAddress.get(addr);
+    mine?.delete(conn);
+    if (mine?.size === 0) this.inLoginByAddress.delete(addr);
   }
 
   /** Stop accepting, let in-flight commands finish, close sessions, flush and close volumes. */
@@ -353,6 +394,14 @@ export class TargetServer implements ConnectionHost {
     return this.openUnit(vol);
   }
 
+  /** Connections closed because handling their input threw (metrics). */
+  connectionFaults = 0;
+
+  /** The fault boundary of one connection fired: count it (the connection logs and closes itself). */
+  connectionFault(): void {
+    this.connectionFaults++;
+  }
+
   /** A command finished (status known); one call per command, for metrics. */
   commandDone(session: Session, cmd: Command, status: number, dataInBytes: number, sense?: Buffer): void {
     this.observer?.commandDone(session, cmd, status, dataInBytes, sense);
@@ -370,13 +419,18 @@ export class TargetServer implements ConnectionHost {
   }
 
   chapFor(targetName: string | undefined, initiatorName: string): ChapCredentialsPair | undefined {
-    if (targetName === undefined) {
-      const d = this.config.discovery;
-      return d?.chap ? { chap: d.chap, mutual: d.mutual } : undefined;
+    let pair: { chap?: ChapCredentials; mutual?: ChapCredentials } | undefined;
+    if (targetName === undefined) pair = this.config.discovery;
+    else {
+      const t = this.targets.get(targetName.toLowerCase());
+      pair = t ? resolveAccess(t, initiatorName).acl : undefined;
     }
-    const t = this.targets.get(targetName.toLowerCase());
-    const acl = t ? resolveAccess(t, initiatorName).acl : undefined;
-    return acl?.chap ? { chap: acl.chap, mutual: acl.mutual } : undefined;
+    if (!pair?.chap) return undefined;
+    // The global floor and the ACL's own: the stronger one holds.
+    const floor = this.config.security?.minChapAlgorithm;
+    const own = pair.chap.minAlgorithm;
+    const minAlgorithm = strongerAlgorithm(floor && CHAP_ALGORITHM_BY_NAME[floor], own && CHAP_ALGORITHM_BY_NAME[own]);
+    return { chap: pair.chap, mutual: pair.mutual, minAlgorithm };
   }
 
   loginFailed(address: string): number {
@@ -402,8 +456,12 @@ export class TargetServer implements ConnectionHost {
     this.loginFailures.delete(address);
   }
 
-  sessionExists(tsih: number): boolean {
-    for (const s of this.sessions.keys()) if (s.tsih === tsih) return true;
+  sessionExists(tsih: number, initiatorName?: string, isid?: Buffer, targetName?: string): boolean {
+    for (const s of this.sessions.keys()) {
+      if (s.tsih !== tsih) continue;
+      if (initiatorName === undefined) return true;
+      return s.initiatorName.toLowerCase() === initiatorName.toLowerCase() && !!isid && s.isid.equals(isid) && s.targetName === targetName;
+    }
     return false;
   }
 
@@ -429,6 +487,7 @@ export class TargetServer implements ConnectionHost {
   // ------------------------------------------------------------ sessions
 
   openSession(o: LoginOutcome, conn: Connection): Session {
+    this.leaveLogin(conn);
     const isid = o.isid.toString('hex');
     // Session reinstatement (RFC 7143 §6.3.5): same initiator, ISID and target ends the old session.
     for (const [old, oldConn] of this.sessions) {
@@ -566,6 +625,21 @@ export class TargetServer implements ConnectionHost {
     const t = session.targetName ? this.targets.get(session.targetName.toLowerCase()) : undefined;
     return t !== undefined && resolveAccess(t, session.initiatorName).allowTargetReset;
   }
+}
+
+/**
+ * What the per-address login budget counts by: the IPv4 address (also when mapped into
+ * IPv6), or the /64 of an IPv6 address, since one host can use a whole /64.
+ */
+export function addressKey(addr: string | undefined): string {
+  if (!addr) return '';
+  if (addr.startsWith('::ffff:') && net.isIPv4(addr.slice(7))) return addr.slice(7);
+  if (!net.isIPv6(addr)) return addr;
+  const [head, tail] = addr.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
 }
 
 function fmtAddr(host: string, port: number): string {

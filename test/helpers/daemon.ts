@@ -8,6 +8,16 @@ import os from 'node:os';
 import path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..', '..', '..');
+
+// Daemons and CLI commands of the tests keep their control sockets in a private folder of
+// this test process, not in /run/iscsi-target: that one belongs to whoever made it first on
+// this machine (a packaged daemon's service user, say), and then a root daemon rightly
+// refuses it. Tests that are about the folder choice set or clear the variable themselves.
+if (!process.env.ISCSI_TARGET_RUN_DIR) {
+  const run = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-target-test-run-'));
+  process.env.ISCSI_TARGET_RUN_DIR = run;
+  process.on('exit', () => fs.rmSync(run, { recursive: true, force: true }));
+}
 export const BIN = path.join(ROOT, 'bin', 'iscsi-target');
 
 export function freePort(): Promise<number> {
@@ -57,19 +67,40 @@ export interface Daemon {
   stop(opts?: { keepDir?: boolean }): Promise<number | null>;
 }
 
-/**
- * Start the daemon with the given YAML (where `PORT` and `DIR` are substituted). `dir`: run
- * in this folder (a restart: stop the first with keepDir) instead of a new one.
- */
-export async function startDaemon(yamlTemplate: string, opts: { dir?: string; port?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Daemon> {
+export interface DaemonOptions {
+  /**
+   * Environment of the daemon: the whole of it (default: the test's, with LOG_LEVEL), so a
+   * test can also leave variables out.
+   */
+  env?: NodeJS.ProcessEnv;
+  /** A command the daemon runs under, e.g. ['setpriv', '--reuid=65534', ...]. */
+  prefix?: string[];
+  /** Give the folder and the config file to this uid (and gid) before starting. */
+  owner?: number;
+  /** Runs once the config file is written, before the daemon starts. */
+  beforeStart?: (configFile: string) => Promise<void>;
+  /** Run in this folder (a restart: stop the first with keepDir) instead of a new one. */
+  dir?: string;
+  /** Listen on this port (a restart) instead of a free one. */
+  port?: number;
+}
+
+/** Start the daemon with the given YAML (where `PORT` and `DIR` are substituted). */
+export async function startDaemon(yamlTemplate: string, opts: DaemonOptions = {}): Promise<Daemon> {
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-target-daemon-'));
   const port = opts.port ?? (await freePort());
   const configFile = path.join(dir, 'iscsi-target.yaml');
   fs.writeFileSync(configFile, yamlTemplate.replaceAll('PORT', String(port)).replaceAll('DIR', dir), { mode: 0o600 });
+  if (opts.owner !== undefined) {
+    fs.chownSync(dir, opts.owner, opts.owner);
+    fs.chownSync(configFile, opts.owner, opts.owner);
+  }
+  await opts.beforeStart?.(configFile);
   let out = '';
-  const proc = spawn(process.execPath, [BIN, 'serve', '--config', configFile], {
+  const argv = [...(opts.prefix ?? []), process.execPath, BIN, 'serve', '--config', configFile];
+  const proc = spawn(argv[0]!, argv.slice(1), {
     cwd: dir,
-    env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info', ...opts.env },
+    env: opts.env ?? { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   proc.stdout!.on('data', (c) => (out += c));
@@ -84,6 +115,15 @@ export async function startDaemon(yamlTemplate: string, opts: { dir?: string; po
       throw new Error(`daemon did not listen on ${port}:\n${out}`);
     }
     await new Promise((r) => setTimeout(r, 100));
+  }
+  // The control socket opens just after the portals: give it a moment (its log line says so;
+  // at a quieter LOG_LEVEL the line never comes and this waits its 5 s out).
+  for (const end = Date.now() + 5000; !/"msg":"serving"|serving$/m.test(out) && Date.now() < end && proc.exitCode === null; ) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  if (proc.exitCode !== null || /could not start/.test(out)) {
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
+    throw new Error(`daemon exited early (${proc.exitCode}):\n${out}`);
   }
   return {
     proc,

@@ -31,6 +31,8 @@ export async function startTarget(
     volumes?: VolumeConfig[];
     targets?: TargetConfig[];
     server?: Partial<ServerOptions>;
+    /** More of the config (discovery, security, limits ...). */
+    config?: Partial<Config>;
   } = {},
 ): Promise<TestTarget> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-target-test-'));
@@ -41,6 +43,7 @@ export async function startTarget(
     portals: [{ host: '127.0.0.1', port: 0 }],
     volumes: new Map(volumes.map((v) => [v.name, v])),
     targets,
+    ...opts.config,
   };
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const server = await TargetServer.start({ config, logger, ...opts.server });

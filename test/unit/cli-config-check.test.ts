@@ -69,7 +69,7 @@ test('config check on a broken file: every error with file:line and key, exit 1,
     assert.deepEqual(lines, [
       `error: ${file}:3:39: volumes.scratch.size: "20Q" is not a size: unknown unit "Q" (use e.g. 20GiB)`,
       `error: ${file}:6:28: targets[0].luns.1: volume "nothing" is not defined under volumes; defined: scratch`,
-      `error: ${file}:9:51: targets[0].acls[0].chap.secret2: unknown key "secret2" in targets[0].acls[0].chap (did you mean "secret"?); known keys: user, secret`,
+      `error: ${file}:9:51: targets[0].acls[0].chap.secret2: unknown key "secret2" in targets[0].acls[0].chap (did you mean "secret"?); known keys: user, secret, minAlgorithm`,
       `error: ${file}:11:34: targets[0].acls[1].chap.secret: the CHAP secret is 4 bytes long; it must be 12..255 bytes (RFC 7143 §12.1.3 asks for at least 12)`,
       `${file}: 4 errors; nothing was applied`,
     ]);

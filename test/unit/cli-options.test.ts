@@ -62,7 +62,7 @@ test('volume create sets readonly, shared, encryption, physical block size, seri
     assert.equal((await loadConfig(path.join(dir, 'iscsi-target.yaml'))).volumes.has('e'), false);
   }));
 
-test('volume set changes readonly, serial/wwn; a volume created over an existing file gets its identity in the config', () =>
+test('volume set changes readonly, serial/wwn; a volume adopted from an existing file gets its identity in the config', () =>
   withDir(async (dir) => {
     assert.equal((await cli(dir, ['volume', 'create', 'a', '--size', '1MiB'])).code, 0);
     let r = await cli(dir, ['volume', 'set', 'a', '--readonly', '--serial', 'NEW-1']);
@@ -78,7 +78,7 @@ test('volume set changes readonly, serial/wwn; a volume created over an existing
     // An image that exists before the daemon ever opened it (no identity file): the CLI
     // gives it a new identity in the config, not the name-derived one.
     fs.writeFileSync(path.join(dir, 'old.img'), Buffer.alloc(1024 * 1024));
-    r = await cli(dir, ['volume', 'create', 'adopted', '--path', 'old.img']);
+    r = await cli(dir, ['volume', 'create', 'adopted', '--adopt', '--path', 'old.img']);
     assert.equal(r.code, 0, r.err);
     const adopted = (await loadConfig(path.join(dir, 'iscsi-target.yaml'))).volumes.get('adopted')!;
     assert.match(adopted.wwn!, /^naa\.6/);

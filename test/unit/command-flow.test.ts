@@ -46,6 +46,9 @@ function setup(params: Partial<SessionParams> = {}) {
     peekStatSN: () => statSN,
     allocTtt: () => ttt++,
     gone: false,
+    fault: (err) => {
+      throw err;
+    },
   };
   const flow = new CommandFlow(session, sink, { maxImmediateCommands: 16, connectionBufferBytes: 64 * 1024 * 1024 });
   return { lu, session, flow, sent };

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chapResponse, decodeBinary, encodeHex } from '../../src/iscsi/chap';
+import { randomBytes } from 'node:crypto';
+import { ChallengeHistory, chapResponse, chooseAlgorithm, decodeBinary, encodeHex, peerChallengeProblem } from '../../src/iscsi/chap';
 import { LoginPhase, LoginStatus, type LoginHost } from '../../src/iscsi/login';
 import { DEFAULT_LIMITS } from '../../src/iscsi/negotiation';
 import { Op, type LoginRequest } from '../../src/iscsi/pdu/messages';
@@ -199,7 +200,7 @@ function challenged(algorithms = '7,5') {
   };
 }
 
-test('CHAP: the first algorithm offered that we support; challenges are random and sized to the hash', () => {
+test('CHAP: the strongest algorithm offered; challenges are random and sized to the hash', () => {
   const sha = challenged('7,5');
   assert.equal(sha.alg, 7);
   assert.equal(sha.challenge.length, 32);
@@ -225,7 +226,7 @@ test('CHAP: a right answer lets the login transit; a wrong one is an authenticat
 test('CHAP: no algorithm in common, or the response missing, fails authentication', () => {
   const login = new LoginPhase(host({ chapFor: () => CREDS }), () => 9);
   login.handle(req(0, 1, false, [...leading.slice(0, 3), ['AuthMethod', 'CHAP']]));
-  assert.equal(login.handle(req(0, 1, false, [['CHAP_A', '6,99']])).failed?.status, LoginStatus.AuthFailure);
+  assert.equal(login.handle(req(0, 1, false, [['CHAP_A', '4,99']])).failed?.status, LoginStatus.AuthFailure);
   const c = challenged();
   assert.equal(c.login.handle(req(0, 1, true, [['CHAP_N', 'host-a']])).failed?.status, LoginStatus.AuthFailure);
 });
@@ -233,7 +234,7 @@ test('CHAP: no algorithm in common, or the response missing, fails authenticatio
 test('mutual CHAP: the target answers the initiator challenge with its own secret; a reflected challenge is refused', () => {
   const m = challenged();
   const r = chapResponse(m.alg, m.id, Buffer.from(CREDS.chap.secret), m.challenge);
-  const mine = Buffer.alloc(32, 0x42);
+  const mine = randomBytes(32);
   const step = m.login.handle(
     req(0, 1, true, [['CHAP_N', 'host-a'], ['CHAP_R', encodeHex(r)], ['CHAP_I', '17'], ['CHAP_C', encodeHex(mine)]]),
   );
@@ -249,4 +250,86 @@ test('mutual CHAP: the target answers the initiator challenge with its own secre
   );
   assert.equal(f.failed?.status, LoginStatus.AuthFailure);
   assert.match(f.failed!.reason, /reflected/);
+});
+
+// ---------------------------------------------------------------- CHAP edges (issue 14)
+
+/** The mutual CHAP step with the initiator's CHAP_I and CHAP_C as given. */
+function mutualWith(id: string, challenge: string) {
+  const m = challenged();
+  const r = chapResponse(m.alg, m.id, Buffer.from(CREDS.chap.secret), m.challenge);
+  return m.login.handle(req(0, 1, true, [['CHAP_N', 'host-a'], ['CHAP_R', encodeHex(r)], ['CHAP_I', id], ['CHAP_C', challenge]]));
+}
+
+test('mutual CHAP: challenges under 16 or over 1024 bytes, of one repeated byte, or sent before are refused', () => {
+  for (const [len, fill] of [[1, -1], [15, -1], [1025, -1], [2000, -1], [16, 0], [64, 0xff]] as const) {
+    const ch = fill < 0 ? randomBytes(len) : Buffer.alloc(len, fill);
+    const f = mutualWith('17', encodeHex(ch));
+    assert.equal(f.failed?.status, LoginStatus.AuthFailure, `${len} bytes`);
+    assert.equal(f.responses[0].data.length, 0, 'nothing of ours is computed over it');
+  }
+  for (const len of [16, 1024]) assert.equal(mutualWith('17', encodeHex(randomBytes(len))).failed, undefined, `${len} bytes`);
+  const once = randomBytes(32);
+  assert.equal(mutualWith('17', encodeHex(once)).failed, undefined);
+  const again = mutualWith('18', encodeHex(once));
+  assert.equal(again.failed?.status, LoginStatus.AuthFailure);
+  assert.match(again.failed!.reason, /used before/);
+  // base64 is the same challenge
+  const b64 = randomBytes(32);
+  assert.equal(mutualWith('1', '0b' + b64.toString('base64')).failed, undefined);
+  assert.match(mutualWith('1', encodeHex(b64)).failed?.reason ?? '', /used before/);
+});
+
+test('mutual CHAP: CHAP_I must be decimal 0..255', () => {
+  for (const id of ['', '1e2', '0x10', '-1', '256', '1.0', ' 7', '+3', '99999']) {
+    const f = mutualWith(id, encodeHex(randomBytes(32)));
+    assert.equal(f.failed?.status, LoginStatus.AuthFailure, JSON.stringify(id));
+    assert.match(f.failed!.reason, /CHAP_I must be decimal/);
+  }
+  for (const id of ['0', '255', '42', '007']) assert.equal(mutualWith(id, encodeHex(randomBytes(32))).failed, undefined, id);
+});
+
+test('CHAP: the strongest algorithm offered wins, whatever the order; a floor refuses weaker ones', () => {
+  assert.equal(chooseAlgorithm('5,7'), 7);
+  assert.equal(chooseAlgorithm('5,6'), 6);
+  assert.equal(chooseAlgorithm('6,5,7'), 7);
+  assert.equal(chooseAlgorithm('5'), 5);
+  assert.equal(chooseAlgorithm('5,6', 7), undefined);
+  assert.equal(chooseAlgorithm('0x07,5'), 5, 'CHAP_A values are decimal');
+  assert.equal(challenged('5,7').alg, 7);
+  assert.equal(challenged('5,6').alg, 6);
+  assert.equal(challenged('5,6').challenge.length, 20);
+  // A login whose ACL requires SHA-256 and an initiator offering MD5 and SHA-1 only.
+  const strict = new LoginPhase(host({ chapFor: () => ({ ...CREDS, minAlgorithm: 7 }) }), () => 9);
+  strict.handle(req(0, 1, false, [...leading.slice(0, 3), ['AuthMethod', 'CHAP']]));
+  const f = strict.handle(req(0, 1, false, [['CHAP_A', '5,6']]));
+  assert.equal(f.failed?.status, LoginStatus.AuthFailure);
+  assert.match(f.failed!.reason, /at least sha256/);
+});
+
+test('a TSIH is looked at only after authentication; an unauthenticated peer gets the same answer either way', () => {
+  const chapHost = (exists: boolean) =>
+    host({ chapFor: () => CREDS, sessionExists: () => exists, mayAccess: () => true });
+  const answers = [true, false].map((exists) => {
+    const login = new LoginPhase(chapHost(exists), () => 9);
+    const a = login.handle(req(0, 1, true, [...leading.slice(0, 3), ['AuthMethod', 'CHAP']], { tsih: 77 }));
+    const b = a.failed ? a : login.handle(req(0, 1, false, [['CHAP_A', '7']], { tsih: 77 }));
+    const bad = b.failed ? b : login.handle(req(0, 1, true, [['CHAP_N', 'host-a'], ['CHAP_R', '0x' + '00'.repeat(32)]], { tsih: 77 }));
+    return bad.failed?.status;
+  });
+  assert.deepEqual(answers, [LoginStatus.AuthFailure, LoginStatus.AuthFailure]);
+  // Authenticated: one's own session says "too many connections", anything else "does not exist".
+  const own = host({ sessionExists: (_t, i) => i === INITIATOR });
+  assert.equal(new LoginPhase(own, () => 9).handle(req(0, 1, true, leading, { tsih: 77 })).failed?.status, LoginStatus.TooManyConnections);
+  const other = host({ sessionExists: (_t, i) => i === undefined });
+  assert.equal(new LoginPhase(other, () => 9).handle(req(0, 1, true, leading, { tsih: 77 })).failed?.status, LoginStatus.SessionDoesNotExist);
+});
+
+test('the challenge history forgets the oldest beyond its size', () => {
+  const h = new ChallengeHistory(2);
+  const [a, b, c] = [randomBytes(16), randomBytes(16), randomBytes(16)];
+  assert.ok(h.remember(a) && h.remember(b) && !h.remember(a));
+  assert.ok(h.remember(c)); // a is forgotten now
+  assert.ok(h.remember(a));
+  assert.match(peerChallengeProblem(Buffer.alloc(16), randomBytes(16), h) ?? '', /one byte repeated/);
 });
