@@ -8,7 +8,7 @@ import { volumeUsers } from '../acl/access';
 import { nativeFs } from '../backstore/native';
 import { formatSize, tryParseSize } from '../config/size';
 import type { Config, VolumeConfig } from '../config/model';
-import { formatWwn, identityFile, parseWwn, randomIdentity, serialProblem } from '../config/identity';
+import { formatWwn, identityFile, identityFileText, parseWwn, randomIdentity, serialProblem } from '../config/identity';
 import { editTarget, printIssues, proposeChange, readConfig } from './change';
 import { EXIT, err, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
@@ -56,6 +56,19 @@ export function createNewVolumeFile(abs: string, configFile: string): number {
   return fd;
 }
 
+/**
+ * The identity file of a volume file this command just created: a new random identity (a
+ * leftover from a volume once at that path is replaced, never inherited), owned like the
+ * volume file.
+ */
+function writeNewIdentityFile(abs: string): void {
+  const file = identityFile(abs);
+  fs.rmSync(file, { force: true });
+  fs.writeFileSync(file, identityFileText(randomIdentity(), 'generated'), { mode: 0o600, flag: 'wx' });
+  const owner = fs.statSync(abs);
+  if (process.getuid?.() === 0 && (owner.uid !== 0 || owner.gid !== 0)) fs.chownSync(file, owner.uid, owner.gid);
+}
+
 function newFileError(abs: string, e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'EEXIST') {
@@ -72,7 +85,7 @@ async function allocateThick(ctx: CliContext, fd: number, size: number, showProg
     let useZeros = !native;
     const zeros = Buffer.alloc(CHUNK);
     const step = 64 * 1024 * 1024;
-    for (let off = 0; off < size; ) {
+    for (let off = 0; off < size;) {
       const n = Math.min(useZeros ? CHUNK : step, size - off);
       if (!useZeros) {
         try {
@@ -104,8 +117,10 @@ async function copyImage(ctx: CliContext, image: string, dest: string, sparse: b
   const buf = Buffer.allocUnsafe(CHUNK);
   const zero = Buffer.alloc(CHUNK);
   try {
-    for (let off = 0; off < size; ) {
-      const n = await new Promise<number>((res, rej) => fs.read(src, buf, 0, Math.min(CHUNK, size - off), off, (e, r) => (e ? rej(e) : res(r))));
+    for (let off = 0; off < size;) {
+      const n = await new Promise<number>((res, rej) =>
+        fs.read(src, buf, 0, Math.min(CHUNK, size - off), off, (e, r) => (e ? rej(e) : res(r))),
+      );
       if (n === 0) break;
       const chunk = buf.subarray(0, n);
       if (!(sparse && chunk.equals(zero.subarray(0, n)))) {
@@ -224,7 +239,12 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
   const identity = identityOptions(ctx, o);
   if (!identity) return EXIT.FAILURE;
   if (o.adopt && (!o.path || o.thick)) {
-    err(ctx, o.thick ? 'error: --adopt takes the file as it is; it cannot be --thick' : 'error: --adopt needs --path (the existing file or block device)');
+    err(
+      ctx,
+      o.thick
+        ? 'error: --adopt takes the file as it is; it cannot be --thick'
+        : 'error: --adopt needs --path (the existing file or block device)',
+    );
     return EXIT.FAILURE;
   }
   if (size === undefined && !o.adopt) {
@@ -236,7 +256,7 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
     err(ctx, `error: volume ${name} already exists; nothing was changed`);
     return EXIT.FAILURE;
   }
-  const rel = o.memory ? undefined : o.path ?? defaultVolumePath(file, name);
+  const rel = o.memory ? undefined : (o.path ?? defaultVolumePath(file, name));
   const abs = rel ? volumeFile(file, rel) : undefined;
   let created = false;
   if (abs && o.adopt) {
@@ -270,9 +290,13 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
     try {
       if (o.thick) await allocateThick(ctx, fd, size, o.progress !== false && !o.json);
       else fs.ftruncateSync(fd, size); // sparse
+      // A new volume gets a new identity, kept beside it (as the daemon does for a file it
+      // creates itself), unless the admin gave one.
+      if (identity.serial === undefined && identity.wwn === undefined) writeNewIdentityFile(abs);
     } catch (e) {
       fs.closeSync(fd);
       fs.rmSync(abs, { force: true });
+      fs.rmSync(identityFile(abs), { force: true });
       throw e;
     }
     fs.closeSync(fd);
@@ -287,8 +311,8 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
     addVolume(doc, name, {
       path: rel,
       size: o.size,
-      blockSize: blockSize as 512 | 4096,
-      physicalBlockSize: phys as 512 | 4096 | undefined,
+      blockSize: blockSize,
+      physicalBlockSize: phys,
       memory: o.memory,
       readonly: o.readonly,
       shared: o.shared,
@@ -354,7 +378,10 @@ async function set(ctx: CliContext, name: string, o: SetOpts): Promise<number> {
   const fields = { readonly: o.readonly, shared: o.shared, physicalBlockSize: phys, serial: identity.serial, wwn: identity.wwn };
   const changed = Object.entries(fields).filter(([, v]) => v !== undefined);
   if (changed.length === 0) {
-    err(ctx, 'error: nothing to set: give --readonly/--no-readonly, --shared/--no-shared, --physical-block-size, --serial, --wwn or --new-identity');
+    err(
+      ctx,
+      'error: nothing to set: give --readonly/--no-readonly, --shared/--no-shared, --physical-block-size, --serial, --wwn or --new-identity',
+    );
     return EXIT.FAILURE;
   }
   const what = `volume ${name}: ${changed.map(([k, v]) => `${k}=${v}`).join(', ')}`;
@@ -408,13 +435,13 @@ function volumeRows(config: Config, live?: Map<string, number>, open?: Map<strin
     }
     return {
       name: v.name,
-      path: v.memory ? 'memory' : v.path ?? null,
+      path: v.memory ? 'memory' : (v.path ?? null),
       bytes,
       allocatedBytes: allocated,
       blockSize: v.blockSize,
       readonly: v.readonly,
       mappedTo: volumeUsers(config, v.name),
-      sessions: live ? live.get(v.name) ?? 0 : null,
+      sessions: live ? (live.get(v.name) ?? 0) : null,
       ...(open?.get(v.name) ?? knownIdentity(v)),
     };
   });
@@ -444,22 +471,32 @@ async function list(ctx: CliContext, o: Opts): Promise<number> {
     out(ctx, `no volumes in ${file}`);
     return EXIT.OK;
   }
-  out(ctx, table(
-    ['NAME', 'SIZE', 'ALLOCATED', 'BLOCK', 'PATH', 'MAPPED TO', ...(live ? ['SESSIONS'] : [])],
-    rows.map((r) => [
-      r.name + (r.readonly ? ' (ro)' : ''),
-      r.bytes === null ? '-' : formatSize(r.bytes),
-      r.allocatedBytes === null ? '-' : formatSize(r.allocatedBytes),
-      String(r.blockSize),
-      r.path ?? '-',
-      r.mappedTo.length === 0 ? '-' : r.mappedTo.map((m) => `${m.target}${m.initiator === '*' ? '' : ` ${m.initiator}`} LUN ${m.lun}`).join('; '),
-      ...(live ? [String(r.sessions)] : []),
-    ]),
-  ));
+  out(
+    ctx,
+    table(
+      ['NAME', 'SIZE', 'ALLOCATED', 'BLOCK', 'PATH', 'MAPPED TO', ...(live ? ['SESSIONS'] : [])],
+      rows.map((r) => [
+        r.name + (r.readonly ? ' (ro)' : ''),
+        r.bytes === null ? '-' : formatSize(r.bytes),
+        r.allocatedBytes === null ? '-' : formatSize(r.allocatedBytes),
+        String(r.blockSize),
+        r.path ?? '-',
+        r.mappedTo.length === 0
+          ? '-'
+          : r.mappedTo.map((m) => `${m.target}${m.initiator === '*' ? '' : ` ${m.initiator}`} LUN ${m.lun}`).join('; '),
+        ...(live ? [String(r.sessions)] : []),
+      ]),
+    ),
+  );
   return EXIT.OK;
 }
 
-async function importImage(ctx: CliContext, name: string, image: string, o: Opts & { size?: string; path?: string; force?: boolean; progress?: boolean }): Promise<number> {
+async function importImage(
+  ctx: CliContext,
+  name: string,
+  image: string,
+  o: Opts & { size?: string; path?: string; force?: boolean; progress?: boolean },
+): Promise<number> {
   const file = editTarget(ctx, o);
   let st: fs.Stats;
   try {
@@ -487,12 +524,18 @@ async function importImage(ctx: CliContext, name: string, image: string, o: Opts
     }
     const users = volumeUsers((cur as { config: Config }).config, name);
     if (users.length > 0 && !o.force) {
-      err(ctx, `error: volume ${name} is mapped (${users.map((u) => `${u.target} LUN ${u.lun}`).join('; ')}); writing under a host corrupts what it sees. Unmap it first, or give --force`);
+      err(
+        ctx,
+        `error: volume ${name} is mapped (${users.map((u) => `${u.target} LUN ${u.lun}`).join('; ')}); writing under a host corrupts what it sees. Unmap it first, or give --force`,
+      );
       return EXIT.FAILURE;
     }
-    const volBytes = fs.existsSync(existing.path) ? fs.statSync(existing.path).size : existing.size ?? 0;
+    const volBytes = fs.existsSync(existing.path) ? fs.statSync(existing.path).size : (existing.size ?? 0);
     if (st.size > volBytes) {
-      err(ctx, `error: ${image} is ${formatSize(st.size)}, larger than volume ${name} (${formatSize(volBytes)}); grow it first with volume resize`);
+      err(
+        ctx,
+        `error: ${image} is ${formatSize(st.size)}, larger than volume ${name} (${formatSize(volBytes)}); grow it first with volume resize`,
+      );
       return EXIT.FAILURE;
     }
     const t0 = Date.now();
@@ -527,7 +570,12 @@ async function importImage(ctx: CliContext, name: string, image: string, o: Opts
   // The file exists before the daemon sees it: its new identity goes into the config.
   const id = randomIdentity();
   const r = await proposeChange(ctx, o, `volume ${name} created from ${image}`, (doc) =>
-    addVolume(doc, name, { path: rel, size: /^\d+$/.test(sizeText) ? formatSizeText(bytes) : sizeText, serial: id.serial, wwn: formatWwn(id.naa) }),
+    addVolume(doc, name, {
+      path: rel,
+      size: /^\d+$/.test(sizeText) ? formatSizeText(bytes) : sizeText,
+      serial: id.serial,
+      wwn: formatWwn(id.naa),
+    }),
   );
   if (r.code !== EXIT.OK) {
     fs.rmSync(abs, { force: true });
@@ -538,7 +586,12 @@ async function importImage(ctx: CliContext, name: string, image: string, o: Opts
 }
 
 function formatSizeText(bytes: number): string {
-  for (const [u, m] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) if (bytes % m === 0) return `${bytes / m}${u}`;
+  for (const [u, m] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const)
+    if (bytes % m === 0) return `${bytes / m}${u}`;
   return String(bytes);
 }
 
@@ -556,7 +609,13 @@ export function registerVolume(program: Command, ctx: CliContext, setExit: (code
       .option('--serial <serial>', 'unit serial number hosts see (take over a volume from another target)')
       .option('--wwn <naa>', 'NAA designator hosts see, e.g. naa.6001405... (take over a volume from another target)')
       .option('--new-identity', 'a new random serial and wwn (e.g. for a copied volume)');
-  identityOpts(cmd(volume.command('create <name>').description('add a volume: a new sparse file (luns/NAME.img by default), or an existing file or device with --adopt')))
+  identityOpts(
+    cmd(
+      volume
+        .command('create <name>')
+        .description('add a volume: a new sparse file (luns/NAME.img by default), or an existing file or device with --adopt'),
+    ),
+  )
     .option('--size <size>', 'size, e.g. 20GiB, 512MiB (with --adopt: grow the file to it)')
     .option('--path <path>', 'a new file (relative to the config file; default luns/NAME.img)')
     .option('--adopt', 'export the existing file or block device at --path as it is, instead of creating a new file')
@@ -569,48 +628,71 @@ export function registerVolume(program: Command, ctx: CliContext, setExit: (code
     .option('--thick', 'allocate every block now (progress bar on a terminal)')
     .option('--memory', 'a RAM-only volume (lost at exit)')
     .option('--no-progress', 'no progress bar')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ iscsi-target volume create db-a --size 20GiB
   $ iscsi-target volume create db-b --size 50GiB --thick --encrypt
   $ iscsi-target volume create vm1 --path /dev/vdb
-  $ iscsi-target volume create old --path /srv/old.img --serial 3f9c1e --wwn naa.6001405f3a8c2e4b9d7a61c0e5f2b3a4`)
+  $ iscsi-target volume create old --path /srv/old.img --serial 3f9c1e --wwn naa.6001405f3a8c2e4b9d7a61c0e5f2b3a4`,
+    )
     .action(async (name: string, o: CreateOpts) => setExit(await create(ctx, name, o)));
-  identityOpts(cmd(volume.command('set <name>').description('change a volume\'s options (a running daemon refuses changes to a volume in use)')))
+  identityOpts(
+    cmd(volume.command('set <name>').description("change a volume's options (a running daemon refuses changes to a volume in use)")),
+  )
     .option('--readonly', 'writes get DATA PROTECT')
     .option('--no-readonly', 'writable again')
     .option('--shared', 'may be mapped to several hosts (cluster-aware filesystems only)')
     .option('--no-shared', 'one host only')
     .addOption(new Option('--physical-block-size <bytes>', 'physical block size').choices(['512', '4096']))
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ iscsi-target volume set golden --readonly
-  $ iscsi-target volume set copy --new-identity`)
+  $ iscsi-target volume set copy --new-identity`,
+    )
     .action(async (name: string, o: SetOpts) => setExit(await set(ctx, name, o)));
   cmd(volume.command('resize <name>').description('grow a volume; hosts get CAPACITY DATA HAS CHANGED'))
     .requiredOption('--size <size>', 'new size (only growing)')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Example:
-  $ iscsi-target volume resize db-a --size 40GiB   # then on the host: iscsiadm -m session -R`)
+  $ iscsi-target volume resize db-a --size 40GiB   # then on the host: iscsiadm -m session -R`,
+    )
     .action(async (name: string, o: Opts & { size?: string }) => setExit(await resize(ctx, name, o)));
   cmd(volume.command('delete <name>').description('remove a volume (refused while mapped unless --force); the file stays unless --purge'))
     .option('--force', 'also remove its LUN mappings (ends the sessions that use it)')
     .option('--purge', 'delete the file too')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ iscsi-target volume delete scratch
-  $ iscsi-target volume delete old --force --purge   # unmap it (ending its sessions) and delete the file`)
+  $ iscsi-target volume delete old --force --purge   # unmap it (ending its sessions) and delete the file`,
+    )
     .action(async (name: string, o: Opts & { force?: boolean; purge?: boolean }) => setExit(await remove(ctx, name, o)));
-  cmd(volume.command('list').description('volumes: size, allocated bytes, who maps them'))
-    .action(async (o: Opts) => setExit(await list(ctx, o)));
-  cmd(volume.command('import <name> <image>').description('copy a raw image into a volume (a new one sized to fit, or an existing unmapped one)'))
+  cmd(volume.command('list').description('volumes: size, allocated bytes, who maps them')).action(async (o: Opts) =>
+    setExit(await list(ctx, o)),
+  );
+  cmd(
+    volume
+      .command('import <name> <image>')
+      .description('copy a raw image into a volume (a new one sized to fit, or an existing unmapped one)'),
+  )
     .option('--size <size>', 'size of a new volume (default: the image size)')
     .option('--path <path>', 'file for a new volume (default luns/NAME.img)')
     .option('--force', 'write into a mapped volume anyway')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Example:
-  $ qemu-img convert -O raw vm.qcow2 vm.raw && iscsi-target volume import vm1 vm.raw`)
+  $ qemu-img convert -O raw vm.qcow2 vm.raw && iscsi-target volume import vm1 vm.raw`,
+    )
     .option('--no-progress', 'no progress bar')
     .action(async (name: string, image: string, o: Opts & { size?: string; path?: string; force?: boolean; progress?: boolean }) =>
-      setExit(await importImage(ctx, name, image, o)));
+      setExit(await importImage(ctx, name, image, o)),
+    );
 }

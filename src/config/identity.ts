@@ -26,11 +26,13 @@ export function formatWwn(naa: Buffer): string {
 export function parseWwn(text: string): Buffer | { error: string } {
   const hex = text.trim().replace(/^(naa\.|0x)/i, '');
   const q = JSON.stringify(text);
-  if (!/^[0-9a-f]+$/i.test(hex)) return { error: `${q} is not a WWN: expected naa. and hex digits, e.g. naa.6001405f3a8c2e4b9d7a61c0e5f2b3a4` };
+  if (!/^[0-9a-f]+$/i.test(hex))
+    return { error: `${q} is not a WWN: expected naa. and hex digits, e.g. naa.6001405f3a8c2e4b9d7a61c0e5f2b3a4` };
   const naa = hex[0];
   if (naa === '6' && hex.length === 32) return Buffer.from(hex, 'hex');
   if (naa === '5' && hex.length === 16) return Buffer.from(hex, 'hex');
-  if (naa !== '5' && naa !== '6') return { error: `${q}: only NAA 6 (32 hex digits) and NAA 5 (16 hex digits) designators are supported; this one is NAA ${naa}` };
+  if (naa !== '5' && naa !== '6')
+    return { error: `${q}: only NAA 6 (32 hex digits) and NAA 5 (16 hex digits) designators are supported; this one is NAA ${naa}` };
   return { error: `${q}: an NAA ${naa} designator has ${naa === '6' ? 32 : 16} hex digits, not ${hex.length}` };
 }
 
@@ -49,6 +51,11 @@ export function identityFile(volumeFile: string): string {
   return `${volumeFile}${IDENTITY_FILE_SUFFIX}`;
 }
 
+/** The identity file's content: what scsi/identity.ts reads back. */
+export function identityFileText(id: VolumeIdentity, origin: string): string {
+  return `${JSON.stringify({ serial: id.serial, wwn: formatWwn(id.naa), origin }, null, 2)}\n`;
+}
+
 /** A new identity: 100 random bits in the NAA (NAA 6, our company id), 96 in the serial. */
 export function randomIdentity(): VolumeIdentity {
   const r = randomBytes(13);
@@ -57,7 +64,7 @@ export function randomIdentity(): VolumeIdentity {
   naa[0] = 0x60 | ((COMPANY_ID >> 20) & 0x0f);
   naa[1] = (COMPANY_ID >> 12) & 0xff;
   naa[2] = (COMPANY_ID >> 4) & 0xff;
-  naa[3] = ((COMPANY_ID & 0x0f) << 4) | (r[12]! & 0x0f);
+  naa[3] = ((COMPANY_ID & 0x0f) << 4) | (r[12] & 0x0f);
   r.copy(naa, 4, 0, 12);
   const serial = randomBytes(12).toString('hex').toUpperCase();
   return { serial, naa };

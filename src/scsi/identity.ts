@@ -15,7 +15,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { writeFileAtomic } from '../admin/atomic-write';
-import { formatWwn, identityFile, parseWwn, randomIdentity, serialProblem, type VolumeIdentity } from '../config/identity';
+import {
+  formatWwn,
+  identityFile,
+  identityFileText,
+  parseWwn,
+  randomIdentity,
+  serialProblem,
+  type VolumeIdentity,
+} from '../config/identity';
 import { deriveIdentifiers } from './logical-unit';
 
 export { formatWwn, identityFile, parseWwn, randomIdentity, serialProblem, type VolumeIdentity };
@@ -50,7 +58,7 @@ interface StoredIdentity {
   origin: IdentityOrigin;
 }
 
-function readStored(file: string): VolumeIdentity & { origin: IdentityOrigin } | undefined {
+function readStored(file: string): (VolumeIdentity & { origin: IdentityOrigin }) | undefined {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -135,25 +143,31 @@ export async function resolveVolumeIdentity(
     else base = { ...nameDerivedIdentity(vol.name), origin: 'name-derived' };
     const serial = configured.serial ?? base.serial;
     const naa = configured.naa ?? base.naa;
-    const fromConfig = (configured.serial !== undefined && configured.serial !== base.serial) || (configured.naa !== undefined && !configured.naa.equals(base.naa));
+    const fromConfig =
+      (configured.serial !== undefined && configured.serial !== base.serial) ||
+      (configured.naa !== undefined && !configured.naa.equals(base.naa));
     const origin: IdentityOrigin = fromConfig ? 'config' : base.origin;
     if (stored && !fromConfig) return { serial, naa, origin, file };
-    const record: StoredIdentity = { serial, wwn: formatWwn(naa), origin };
     try {
       fs.mkdirSync(path.dirname(file), { recursive: true });
-      await writeFileAtomic(file, `${JSON.stringify(record, null, 2)}\n`);
+      await writeFileAtomic(file, identityFileText({ serial, naa }, origin));
     } catch (err) {
       const why = `${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
       // A new volume must not start with an identity it cannot keep: the next start would
       // give it another one.
       if (st === undefined) throw new Error(`volume ${vol.name}: cannot write its identity file ${file}: ${why}`);
-      log?.warn({ volume: vol.name, file }, `volume ${vol.name}: cannot write its identity file ${file} (${why}); it keeps serial ${serial}, wwn ${formatWwn(naa)} while its name and config stay`);
+      log?.warn(
+        { volume: vol.name, file },
+        `volume ${vol.name}: cannot write its identity file ${file} (${why}); it keeps serial ${serial}, wwn ${formatWwn(naa)} while its name and config stay`,
+      );
       return { serial, naa, origin, file };
     }
     const what =
-      origin === 'generated' ? 'new volume: generated its identity' :
-      origin === 'name-derived' ? 'kept the name-derived identity its hosts know and saved it' :
-      'took the identity the config sets and saved it';
+      origin === 'generated'
+        ? 'new volume: generated its identity'
+        : origin === 'name-derived'
+          ? 'kept the name-derived identity its hosts know and saved it'
+          : 'took the identity the config sets and saved it';
     log?.info({ volume: vol.name, serial, wwn: formatWwn(naa), file }, `volume ${vol.name}: ${what} in ${path.basename(file)}`);
     return { serial, naa, origin, file };
   }

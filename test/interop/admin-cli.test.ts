@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { Initiator, senseOf } from '../../src/initiator/initiator';
+import { nameDerivedIdentity } from '../../src/scsi/identity';
 import { clientSocketPaths } from '../../src/admin/socket-path';
 import { BIN, freePort, run, startDaemon, which, type Daemon } from '../helpers/daemon';
 
@@ -27,21 +28,28 @@ interface CliResult {
 function cli(d: Daemon, ...args: string[]): Promise<CliResult> {
   const t0 = Date.now();
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args, '--config', d.configFile], { cwd: d.dir, env: { ...process.env, CI: '' } }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout, stderr, ms: Date.now() - t0 });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args, '--config', d.configFile],
+      { cwd: d.dir, env: { ...process.env, CI: '' } },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr, ms: Date.now() - t0 });
+      },
+    );
   });
 }
 
 function get(url: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    http.get(url, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
+    http
+      .get(url, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
   });
 }
 
@@ -105,6 +113,12 @@ targets:
     await hostB.testUnitReady(0);
     const cap = await hostB.readCapacity(0);
     assert.equal(Number(cap.blocks) * cap.blockSize, 16 * MiB);
+    // The new volume's identity is the random one the CLI kept beside its file, not one
+    // derived from its name (which another target's db-b would share).
+    const id = JSON.parse(fs.readFileSync(path.join(d.dir, 'db-b.img.identity.json'), 'utf8')) as { wwn: string };
+    const vpd = await hostB.command(0, Buffer.from([0x12, 1, 0x83, 0x10, 0, 0]), { readLength: 4096 });
+    assert.ok(vpd.data.includes(Buffer.from(id.wwn.slice(4), 'hex')), "VPD 0x83 carries the identity file's NAA");
+    assert.ok(!vpd.data.includes(nameDerivedIdentity('db-b').naa), 'not the name-derived one');
     await hostB.write(0, 0, Buffer.alloc(512, 0xbb));
     await hostB.logout();
     if (which('iscsi-ls')) {
@@ -118,7 +132,13 @@ targets:
     assert.equal(st.pid, pid);
 
     const text = fs.readFileSync(d.configFile, 'utf8');
-    for (const c of ['# Lab SAN: comments must survive CLI edits', "# host A's disk", '# A sees its own disk', '# loopback only', '# the SAN']) {
+    for (const c of [
+      '# Lab SAN: comments must survive CLI edits',
+      "# host A's disk",
+      '# A sees its own disk',
+      '# loopback only',
+      '# the SAN',
+    ]) {
       assert.ok(text.includes(c), `comment ${c} lost:\n${text}`);
     }
     assert.match(text, /db-b: \{ path: db-b\.img, size: 16MiB \}/);
@@ -131,7 +151,20 @@ targets:
   test('status --json lists live sessions with their LUNs, parameters and I/O counters', async () => {
     const r = await cli(d, 'status', '--json');
     assert.equal(r.code, 0, r.stderr);
-    const st = JSON.parse(r.stdout) as { sessions: { initiator: string; target: string; luns: { lun: number; volume: string }[]; params: Record<string, unknown>; commands: number; readBytes: number; writtenBytes: number; errors: number; unitAttentions: number; address: string }[] };
+    const st = JSON.parse(r.stdout) as {
+      sessions: {
+        initiator: string;
+        target: string;
+        luns: { lun: number; volume: string }[];
+        params: Record<string, unknown>;
+        commands: number;
+        readBytes: number;
+        writtenBytes: number;
+        errors: number;
+        unitAttentions: number;
+        address: string;
+      }[];
+    };
     const s = st.sessions.find((x) => x.initiator === A);
     assert.ok(s, r.stdout);
     assert.equal(s.target, SAN);
@@ -178,7 +211,7 @@ targets:
     await hostAStillWorks();
   });
 
-  test('removing an acl ends that initiator\'s session only', async () => {
+  test("removing an acl ends that initiator's session only", async () => {
     const hostB = await Initiator.connect({ host: '127.0.0.1', port: d.port, targetName: SAN, initiatorName: B });
     await hostB.testUnitReady(0);
     const r = await cli(d, 'acl', 'remove', SAN, B);
@@ -197,13 +230,20 @@ targets:
 
   test('SIGHUP re-reads a hand-edited file; reload refuses a broken one and keeps serving', async () => {
     const text = fs.readFileSync(d.configFile, 'utf8');
-    fs.writeFileSync(d.configFile, text.replace('volumes:\n', `volumes:\n  db-d: { path: ${d.dir}/db-d.img, size: 8MiB }\n`) + `      - initiator: ${D}\n        luns: { 0: db-d }\n`);
+    fs.writeFileSync(
+      d.configFile,
+      text.replace('volumes:\n', `volumes:\n  db-d: { path: ${d.dir}/db-d.img, size: 8MiB }\n`) +
+        `      - initiator: ${D}\n        luns: { 0: db-d }\n`,
+    );
     d.proc.kill('SIGHUP');
     let hostD: Initiator | undefined;
-    assert.ok(await waitFor(async () => {
-      hostD = await Initiator.connect({ host: '127.0.0.1', port: d.port, targetName: SAN, initiatorName: D }).catch(() => undefined);
-      return !!hostD;
-    }), d.output());
+    assert.ok(
+      await waitFor(async () => {
+        hostD = await Initiator.connect({ host: '127.0.0.1', port: d.port, targetName: SAN, initiatorName: D }).catch(() => undefined);
+        return !!hostD;
+      }),
+      d.output(),
+    );
     await hostD!.logout();
 
     const good = fs.readFileSync(d.configFile, 'utf8');
@@ -282,7 +322,12 @@ targets:
     const applied: number[] = [];
     const E = 'iqn.1994-05.com.redhat:host-e';
     for (let i = 0; i < 3; i++) {
-      for (const args of [['volume', 'create', 'churn', '--size', '4MiB', '--path', 'churn.img'], ['acl', 'add', SAN, E, '--lun', '0=churn'], ['acl', 'remove', SAN, E], ['volume', 'delete', 'churn', '--purge']]) {
+      for (const args of [
+        ['volume', 'create', 'churn', '--size', '4MiB', '--path', 'churn.img'],
+        ['acl', 'add', SAN, E, '--lun', '0=churn'],
+        ['acl', 'remove', SAN, E],
+        ['volume', 'delete', 'churn', '--purge'],
+      ]) {
         const r = await cli(d, ...args);
         assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
         applied.push(Number(/in ([\d.]+) ms/.exec(r.stdout)![1]));
@@ -294,13 +339,20 @@ targets:
     assert.equal(failure, undefined);
     assert.ok(ios > 0);
     applied.sort((a, b) => a - b);
-    t.diagnostic(`${applied.length} changes applied in ${applied[0]}..${applied[applied.length - 1]} ms (median ${applied[applied.length >> 1]}) inside the daemon; host A did ${ios} write+read pairs meanwhile, slowest ${worst.toFixed(1)} ms`);
+    t.diagnostic(
+      `${applied.length} changes applied in ${applied[0]}..${applied[applied.length - 1]} ms (median ${applied[applied.length >> 1]}) inside the daemon; host A did ${ios} write+read pairs meanwhile, slowest ${worst.toFixed(1)} ms`,
+    );
   });
 
   test('portal add/remove and target create/delete apply live', async () => {
     const port2 = await freePort();
     const T2 = 'iqn.2026-11.io.example:san2';
-    for (const args of [['portal', 'add', `127.0.0.1:${port2}`], ['volume', 'create', 'db-t2', '--size', '4MiB', '--path', 'db-t2.img'], ['target', 'create', T2], ['acl', 'add', T2, A, '--lun', '0=db-t2']]) {
+    for (const args of [
+      ['portal', 'add', `127.0.0.1:${port2}`],
+      ['volume', 'create', 'db-t2', '--size', '4MiB', '--path', 'db-t2.img'],
+      ['target', 'create', T2],
+      ['acl', 'add', T2, A, '--lun', '0=db-t2'],
+    ]) {
       const r = await cli(d, ...args);
       assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
     }
@@ -336,14 +388,17 @@ targets:
     fs.writeFileSync(broken, 'volumes:\n  x: { path: x.img, size: 1GiB }\ntargets:\n  - iqn: not-an-iqn\n');
     const r = await new Promise<CliResult>((resolve) =>
       execFile(process.execPath, [BIN, 'config', 'check', '--config', broken], (err, stdout, stderr) =>
-        resolve({ code: err ? Number(err.code) : 0, stdout, stderr, ms: 0 })),
+        resolve({ code: err ? Number(err.code) : 0, stdout, stderr, ms: 0 }),
+      ),
     );
     assert.equal(r.code, 1);
     assert.match(r.stderr, /broken\.yaml:4:\d+: targets\[0\]\.iqn/);
   });
 
   test('metrics: sessions, commands, bytes and latency per volume, login failures', async () => {
-    await assert.rejects(Initiator.connect({ host: '127.0.0.1', port: d.port, targetName: SAN, initiatorName: 'iqn.1994-05.com.redhat:stranger' }));
+    await assert.rejects(
+      Initiator.connect({ host: '127.0.0.1', port: d.port, targetName: SAN, initiatorName: 'iqn.1994-05.com.redhat:stranger' }),
+    );
     const text = await get(`http://127.0.0.1:${metricsPort}/metrics`);
     const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
     assert.ok(value(/^iscsi_target_sessions\{target="iqn\.2026-11\.io\.example:san1"\} (\d+)$/m) >= 1, text);

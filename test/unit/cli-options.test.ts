@@ -38,7 +38,20 @@ test('volume create sets readonly, shared, encryption, physical block size, seri
       const r = await cli(dir, args);
       assert.equal(r.code, 0, r.err);
     };
-    await ok(['volume', 'create', 'a', '--size', '1MiB', '--readonly', '--physical-block-size', '4096', '--serial', 'SER-A', '--wwn', 'naa.6001405f3a8c2e4b9d7a61c0e5f2b3a4']);
+    await ok([
+      'volume',
+      'create',
+      'a',
+      '--size',
+      '1MiB',
+      '--readonly',
+      '--physical-block-size',
+      '4096',
+      '--serial',
+      'SER-A',
+      '--wwn',
+      'naa.6001405f3a8c2e4b9d7a61c0e5f2b3a4',
+    ]);
     await ok(['volume', 'create', 'b', '--size', '1MiB', '--encrypt', '--shared']);
     await ok(['volume', 'create', 'c', '--size', '1MiB', '--key-file', 'keys/c.key']);
     await ok(['volume', 'create', 'd', '--size', '1MiB', '--new-identity']);
@@ -85,7 +98,13 @@ test('volume set changes readonly, serial/wwn; a volume adopted from an existing
     assert.match(adopted.serial!, /^[0-9A-F]{24}$/);
     r = await cli(dir, ['volume', 'create', 'thick', '--size', '1MiB', '--thick', '--no-progress']);
     assert.equal(r.code, 0, r.err);
-    assert.match((await loadConfig(path.join(dir, 'iscsi-target.yaml'))).volumes.get('thick')!.wwn!, /^naa\.6/);
+    // A new volume file gets its new identity beside it, not in the config.
+    assert.equal((await loadConfig(path.join(dir, 'iscsi-target.yaml'))).volumes.get('thick')!.wwn, undefined);
+    const ids = ['a', 'thick'].map(
+      (v) => JSON.parse(fs.readFileSync(path.join(dir, 'luns', `${v}.img.identity.json`), 'utf8')) as { wwn: string; serial: string },
+    );
+    for (const id of ids) assert.match(id.wwn, /^naa\.6[0-9a-f]{31}$/);
+    assert.notEqual(ids[0].wwn, ids[1].wwn, 'each volume its own');
   }));
 
 test('target create --lun, target map and unmap edit the target-level LUN map', () =>
@@ -99,8 +118,14 @@ test('target create --lun, target map and unmap edit the target-level LUN map', 
       const r = await cli(dir, args);
       assert.equal(r.code, 0, `${args.join(' ')}: ${r.err}`);
     }
-    let t = (await loadConfig(path.join(dir, 'iscsi-target.yaml'))).targets[0]!;
-    assert.deepEqual([...t.luns], [[0, 'a'], [1, 'b']]);
+    let t = (await loadConfig(path.join(dir, 'iscsi-target.yaml'))).targets[0];
+    assert.deepEqual(
+      [...t.luns],
+      [
+        [0, 'a'],
+        [1, 'b'],
+      ],
+    );
     const r = await cli(dir, ['target', 'unmap', T, '0']);
     assert.equal(r.code, 0, r.err);
     t = (await loadConfig(path.join(dir, 'iscsi-target.yaml'))).targets[0]!;
@@ -115,19 +140,43 @@ test('acl add sets mutual CHAP; discovery chap/open set discovery CHAP; secrets 
     for (const args of [
       ['volume', 'create', 'a', '--size', '1MiB'],
       ['target', 'create', T],
-      ['acl', 'add', T, H, '--lun', '0=a', '--chap-user', 'host-a', '--chap-secret', 'host-a-secret1', '--mutual-user', 'lab', '--mutual-secret', 'target-secret-1'],
+      [
+        'acl',
+        'add',
+        T,
+        H,
+        '--lun',
+        '0=a',
+        '--chap-user',
+        'host-a',
+        '--chap-secret',
+        'host-a-secret1',
+        '--mutual-user',
+        'lab',
+        '--mutual-secret',
+        'target-secret-1',
+      ],
     ]) {
       const r = await cli(dir, args);
       assert.equal(r.code, 0, `${args.join(' ')}: ${r.err}`);
     }
-    let r = await cli(dir, ['discovery', 'chap', '--user', 'disco'], { ISCSI_CHAP_SECRET: 'discovery-sec1', ISCSI_MUTUAL_SECRET: 'discovery-mut1' });
+    let r = await cli(dir, ['discovery', 'chap', '--user', 'disco'], {
+      ISCSI_CHAP_SECRET: 'discovery-sec1',
+      ISCSI_MUTUAL_SECRET: 'discovery-mut1',
+    });
     assert.equal(r.code, 1, 'mutual needs its user too');
-    r = await cli(dir, ['discovery', 'chap', '--user', 'disco', '--mutual-user', 'tgt'], { ISCSI_CHAP_SECRET: 'discovery-sec1', ISCSI_MUTUAL_SECRET: 'discovery-mut1' });
+    r = await cli(dir, ['discovery', 'chap', '--user', 'disco', '--mutual-user', 'tgt'], {
+      ISCSI_CHAP_SECRET: 'discovery-sec1',
+      ISCSI_MUTUAL_SECRET: 'discovery-mut1',
+    });
     assert.equal(r.code, 0, r.err);
     let cfg = await loadConfig(path.join(dir, 'iscsi-target.yaml'));
-    const acl = cfg.targets[0]!.acls[0]!;
+    const acl = cfg.targets[0].acls[0];
     assert.deepEqual(acl.mutual, { user: 'lab', secret: 'target-secret-1' });
-    assert.deepEqual(cfg.discovery, { chap: { user: 'disco', secret: 'discovery-sec1' }, mutual: { user: 'tgt', secret: 'discovery-mut1' } });
+    assert.deepEqual(cfg.discovery, {
+      chap: { user: 'disco', secret: 'discovery-sec1' },
+      mutual: { user: 'tgt', secret: 'discovery-mut1' },
+    });
     const shown = await cli(dir, ['discovery', 'show', '--json']);
     assert.deepEqual(JSON.parse(shown.out), { chap: { user: 'disco' }, mutual: { user: 'tgt' } });
     const listed = await cli(dir, ['acl', 'list', '--json']);
@@ -154,6 +203,10 @@ test('--json: every refusal is JSON on stdout (argument checks, config errors, u
       const j = JSON.parse(r.out) as { ok: boolean; message: string; errors: { line: number; key: string }[] };
       assert.equal(j.ok, false);
       assert.match(j.message, re, args.join(' '));
-      if (args[1] === 'list' && args[0] === 'volume') assert.ok(j.errors.some((e) => e.line === 2 && e.key === 'volumes.a.size'), JSON.stringify(j));
+      if (args[1] === 'list' && args[0] === 'volume')
+        assert.ok(
+          j.errors.some((e) => e.line === 2 && e.key === 'volumes.a.size'),
+          JSON.stringify(j),
+        );
     }
   }));
