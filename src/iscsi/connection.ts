@@ -11,51 +11,17 @@ import { decodeLun } from '../scsi/lun';
 import { TmfFunction, TmfResponse } from '../scsi/task-management';
 import { CommandFlow } from './command-flow';
 import { Liveness } from './liveness';
-import { LoginHost, LoginOutcome, LoginPhase, loginLine, negotiatedParams } from './login';
+import { LoginPhase, loginLine, negotiatedParams } from './login';
 import { logFlags } from '../log';
 import { textKeys } from './trace';
 import { negotiateKeys } from './negotiation';
 import { PduChannel, type Sent } from './pdu-channel';
 import type { PduError } from './pdu/parser';
-import {
-  InitiatorPdu,
-  LoginRequest,
-  LogoutRequest,
-  NopOut,
-  Op,
-  Pdu,
-  RESERVED_TAG,
-  RejectReason,
-  TargetPdu,
-  TaskMgmtRequest,
-  TextRequest,
-} from './pdu/messages';
+import { Op, RESERVED_TAG, RejectReason } from './pdu/messages';
+import type { InitiatorPdu, LoginRequest, LogoutRequest, NopOut, Pdu, TargetPdu, TaskMgmtRequest, TextRequest } from './pdu/messages';
 import type { Command, Session } from './session';
 import { TextExchange } from './text-exchange';
-
-/** What a connection needs from the server beyond login checks. */
-export interface ConnectionHost extends LoginHost {
-  readonly logger: Logger;
-  allocateTsih(): number;
-  /** Create the session for a completed login (reinstating any old one with the same ISID). */
-  openSession(outcome: LoginOutcome, conn: Connection): Session;
-  closeSession(session: Session): void;
-  /** SendTargets answer for this initiator: 'All', a target name, or '' (this session's target). */
-  sendTargets(initiatorName: string, value: string, session: Session, localAddress: string): Array<[string, string]>;
-  /** A task management function of this session (src/scsi/task-management.ts). */
-  taskManagement(session: Session, func: number, lun: number, refTaskTag: number): Promise<TmfResponse>;
-  /** Count a failed login from this address; returns how long to hold the answer back (ms). */
-  loginFailed(address: string): number;
-  loginSucceeded(address: string): void;
-  /** A command's status is known (metrics; issue 5). Called once per answered command. */
-  commandDone?(session: Session, cmd: Command, status: number, dataInBytes: number, sense?: Buffer): void;
-  /** Handling this connection's input threw; it closes itself (count it). */
-  connectionFault?(conn: Connection, err: unknown): void;
-  /** Connection timers. */
-  readonly timeouts: { loginMs: number; nopIntervalMs: number; nopTimeoutMs: number };
-  /** Resource bounds (config `limits:`); defaults when absent. */
-  readonly bounds?: LimitsConfig;
-}
+import type { ConnectionHost } from './connection-host';
 
 /** Where a connection is in its life. */
 type Phase =
@@ -96,7 +62,8 @@ export class Connection {
       {
         pdu: (pdu, bhs) => this.onPdu(pdu, bhs),
         parseError: (err) => this.onParseError(err),
-        dataSink: (bhs, len) => (this.phase.kind === 'full' && (bhs[0]! & 0x3f) === Op.DataOut ? this.phase.flow.dataOutSink(bhs, len) : null),
+        dataSink: (bhs, len) =>
+          this.phase.kind === 'full' && (bhs[0] & 0x3f) === Op.DataOut ? this.phase.flow.dataOutSink(bhs, len) : null,
         idle: () => this.phase.kind === 'full' && this.phase.session.tasks.size === 0,
         polled: () => {
           if (this.phase.kind === 'full') this.phase.session.counters.polledReads++;
@@ -379,7 +346,10 @@ export class Connection {
     const step = login.handle(req);
     if (logFlags.debug) {
       const answered = step.responses[step.responses.length - 1]?.data ?? EMPTY;
-      this.log.debug({ stage: `${req.csg}->${req.nsg}`, transit: req.transit, offered: textKeys(req.data), answered: textKeys(answered) }, 'login negotiation');
+      this.log.debug(
+        { stage: `${req.csg}->${req.nsg}`, transit: req.transit, offered: textKeys(req.data), answered: textKeys(answered) },
+        'login negotiation',
+      );
     }
     if (step.failed) {
       const f = step.failed;
@@ -404,7 +374,11 @@ export class Connection {
     clearTimeout(this.loginTimer);
     this.statSN = (o.statSN + 1) >>> 0;
     const p = o.params;
-    this.channel.configure({ headerDigest: p.headerDigest, dataDigest: p.dataDigest, maxRecvDataSegmentLength: p.maxRecvDataSegmentLength });
+    this.channel.configure({
+      headerDigest: p.headerDigest,
+      dataDigest: p.dataDigest,
+      maxRecvDataSegmentLength: p.maxRecvDataSegmentLength,
+    });
     this.host.loginSucceeded(this.socket.remoteAddress ?? '');
     const session = this.host.openSession(o, this);
     this.log = this.log.child({ tsih: session.tsih });
@@ -561,8 +535,10 @@ export class Connection {
   private async onLogout(phase: FullFeature, pdu: LogoutRequest, bhs: Buffer): Promise<void> {
     const session = phase.session;
     let response = 0;
-    if (pdu.reason === 2) response = 2; // connection recovery is not supported (ERL < 2)
-    else if (pdu.reason === 1 && pdu.cid !== session.cid) response = 1; // CID not found
+    if (pdu.reason === 2)
+      response = 2; // connection recovery is not supported (ERL < 2)
+    else if (pdu.reason === 1 && pdu.cid !== session.cid)
+      response = 1; // CID not found
     else if (pdu.reason > 2) {
       this.reject(bhs, RejectReason.InvalidPduField);
       return;

@@ -13,7 +13,10 @@ import { LogicalUnit } from '../scsi/logical-unit';
 import { formatWwn, resolveVolumeIdentity } from '../scsi/identity';
 import { ASC } from '../scsi/sense';
 import type { ItNexus } from '../scsi/task';
-import { Connection, ConnectionHost } from './connection';
+import { Connection } from './connection';
+import type { ConnectionHost } from './connection-host';
+import { LoginBudget, LoginFailures } from './login-guard';
+import { fmtAddr, sendTargetsAnswer } from './discovery';
 import { performTmf, TmfResponse } from '../scsi/task-management';
 import type { ChapCredentialsPair, LoginOutcome } from './login';
 import { DEFAULT_LIMITS, TargetLimits } from './negotiation';
@@ -69,7 +72,8 @@ export class TargetServer implements ConnectionHost {
   readonly sessions = new Map<Session, Connection>();
   private readonly connections = new Set<Connection>();
   /** Recent login failures per remote address: count and time of the last one. */
-  private readonly loginFailures = new Map<string, { count: number; last: number }>();
+  private readonly loginFailures = new LoginFailures();
+  private readonly loginBudget: LoginBudget<Connection>;
   /** Listener of each configured portal ("host:port" as configured), for apply(). */
   private readonly portalListeners = new Map<string, { srv: net.Server; address: { host: string; port: number } }>();
   /** Metrics hooks; undefined when metrics are off. */
@@ -85,6 +89,7 @@ export class TargetServer implements ConnectionHost {
     const b = this.bounds;
     this.limits = { ...DEFAULT_LIMITS, queueDepth: b.queueDepth, ...opts.limits };
     this.timeouts = { loginMs: b.loginTimeoutMs, nopIntervalMs: b.nopIntervalMs, nopTimeoutMs: b.nopTimeoutMs, ...opts.timeouts };
+    this.loginBudget = new LoginBudget(b, this.logger);
     for (const t of opts.config.targets) this.targets.set(t.iqn.toLowerCase(), t);
   }
 
@@ -125,7 +130,15 @@ export class TargetServer implements ConnectionHost {
     });
     lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
     this.logger.info(
-      { volume: vol.name, path: store.path, bytes: store.size, blockSize: vol.blockSize, readonly: vol.readonly, serial: id.serial, wwn: formatWwn(id.naa) },
+      {
+        volume: vol.name,
+        path: store.path,
+        bytes: store.size,
+        blockSize: vol.blockSize,
+        readonly: vol.readonly,
+        serial: id.serial,
+        wwn: formatWwn(id.naa),
+      },
       'volume open',
     );
     return lu;
@@ -143,7 +156,8 @@ export class TargetServer implements ConnectionHost {
     for (const [s, conn] of this.sessions) {
       if (!ids.has(s.nexus.id)) continue;
       for (const cmd of [...s.tasks.values()]) {
-        if (s.luns.get(cmd.lun) === unit) void conn.abort(cmd);
+        if (s.luns.get(cmd.lun) === unit)
+          conn.abort(cmd).catch((err: unknown) => this.logger.error({ err }, 'abort after PREEMPT AND ABORT failed'));
       }
     }
   }
@@ -175,69 +189,23 @@ export class TargetServer implements ConnectionHost {
       socket.destroy();
       return;
     }
-    const addr = addressKey(socket.remoteAddress);
-    this.makeRoomForLogin(addr);
     const conn = new Connection(socket, this, this.nextConnId++);
     this.connections.add(conn);
-    this.inLogin.set(conn, addr);
-    let mine = this.inLoginByAddress.get(addr);
-    if (!mine) this.inLoginByAddress.set(addr, (mine = new Set()));
-    mine.add(conn);
+    this.loginBudget.enter(conn, socket.remoteAddress);
     socket.on('close', () => {
       this.connections.delete(conn);
-      this.leaveLogin(conn);
+      this.loginBudget.leave(conn);
     });
   }
 
-  // ------------------------------------------------------------ connections in login
-  //
-  // Connections that have not finished login have their own budget, apart from logged-in
-  // sessions (bounded by maxSessions): limits.maxLoginConnections at once, and
-  // limits.maxLoginConnectionsPerAddress from one address. A newcomer over either closes the
-  // oldest such connection (of its own address, for the second), never a logged-in session:
-  // idle sockets held open cannot keep hosts from logging in, only delay themselves.
-
-  /** Connections still in login, oldest first (a Map keeps insertion order), with their address. */
-  private readonly inLogin = new Map<Connection, string>();
-  private readonly inLoginByAddress = new Map<string, Set<Connection>>();
-  /** Connections in login closed to make room (for metrics and status). */
-  loginEvictions = 0;
-  private lastEvictionLog = 0;
-
   /** Connections that have not finished login (tests, status). */
   get loginConnections(): number {
-    return this.inLogin.size;
+    return this.loginBudget.size;
   }
 
-  private makeRoomForLogin(addr: string): void {
-    const mine = this.inLoginByAddress.get(addr);
-    if (mine && mine.size >= this.bounds.maxLoginConnectionsPerAddress) this.evictLogin(mine.values().next().value!, 'address');
-    if (this.inLogin.size >= this.bounds.maxLoginConnections) this.evictLogin(this.inLogin.keys().next().value!, 'total');
-  }
-
-  private evictLogin(conn: Connection, budget: 'address' | 'total'): void {
-    this.leaveLogin(conn);
-    this.loginEvictions++;
-    conn.destroy();
-    const now = Date.now();
-    if (now - this.lastEvictionLog >= 1000) {
-      // At most once a second: a flood must not flood the log.
-      this.lastEvictionLog = now;
-      this.logger.warn(
-        { peer: conn.remote, budget, maxLoginConnections: this.bounds.maxLoginConnections, perAddress: this.bounds.maxLoginConnectionsPerAddress, evicted: this.loginEvictions },
-        'closed the oldest connection still in login to make room for a new one',
-      );
-    }
-  }
-
-  /** The connection finished login (or closed): it no longer counts against the login budget. */
-  private leaveLogin(conn: Connection): void {
-    const addr = this.inLogin.get(conn);
-    if (addr === undefined) return;
-    this.inLogin.delete(conn);
-    const mine = this.inLoginByAddress.get(addr);
-    mine?.delete(conn);
-    if (mine?.size === 0) this.inLoginByAddress.delete(addr);
+  /** Connections in login closed to make room (metrics). */
+  get loginEvictions(): number {
+    return this.loginBudget.evictions;
   }
 
   /** Stop accepting, let in-flight commands finish, close sessions, flush and close volumes. */
@@ -293,7 +261,15 @@ export class TargetServer implements ConnectionHost {
    * the others, and removed portals and volumes are closed. Other sessions are not touched.
    */
   async apply(next: Config, diff: ConfigDiff, verdict: (target: string, initiator: string) => SessionVerdict): Promise<ApplyReport> {
-    const report: ApplyReport = { opened: [], closed: [], resized: [], listening: [], stoppedListening: [], endedSessions: [], lunsAdded: [] };
+    const report: ApplyReport = {
+      opened: [],
+      closed: [],
+      resized: [],
+      listening: [],
+      stoppedListening: [],
+      endedSessions: [],
+      lunsAdded: [],
+    };
     const opened = new Map<string, LogicalUnit>();
     const newListeners: string[] = [];
     const undo = async () => {
@@ -318,14 +294,18 @@ export class TargetServer implements ConnectionHost {
         const lu = this.units.get(r.name);
         const store = lu?.backstore;
         if (!lu || !store || store.size === r.size) continue;
-        if (store.grow === undefined) throw new Error(`volume ${r.name}: ${store.path} cannot grow while the target runs (a block device or memory volume keeps its size)`);
-        if (r.size < store.size) throw new Error(`volume ${r.name}: the file is ${store.size} bytes, larger than ${r.size}; shrinking would lose data`);
+        if (store.grow === undefined)
+          throw new Error(
+            `volume ${r.name}: ${store.path} cannot grow while the target runs (a block device or memory volume keeps its size)`,
+          );
+        if (r.size < store.size)
+          throw new Error(`volume ${r.name}: the file is ${store.size} bytes, larger than ${r.size}; shrinking would lose data`);
         grows.push({ lu, grow: store.grow, from: store.size, size: r.size });
       }
       for (const p of diff.portals.added) {
         await this.listen(p.host, p.port);
         newListeners.push(formatPortal(p).toLowerCase());
-        report.listening.push(formatPortal(this.addresses[this.addresses.length - 1]!));
+        report.listening.push(formatPortal(this.addresses[this.addresses.length - 1]));
       }
       // Growing is the last step that can fail; a grown file is harmless if a later step were to.
       for (const g of grows) {
@@ -434,26 +414,12 @@ export class TargetServer implements ConnectionHost {
   }
 
   loginFailed(address: string): number {
-    const now = Date.now();
-    const prev = this.loginFailures.get(address);
-    // Failures older than a minute are forgiven.
-    const count = prev && now - prev.last < 60000 ? prev.count + 1 : 1;
-    this.loginFailures.set(address, { count, last: now });
-    if (this.loginFailures.size > 10000) {
-      for (const [a, f] of this.loginFailures) if (now - f.last >= 60000) this.loginFailures.delete(a);
-      // Many addresses failing at once (IPv6 makes that cheap): forget the oldest, stay bounded.
-      for (const a of this.loginFailures.keys()) {
-        if (this.loginFailures.size <= 10000) break;
-        this.loginFailures.delete(a);
-      }
-    }
     this.observer?.loginFailed();
-    // The first few are answered at once (typos happen); then 0.5 s, 1 s, 2 s ... up to 5 s.
-    return count <= 5 ? 0 : Math.min(5000, 500 * 2 ** (count - 6));
+    return this.loginFailures.failed(address);
   }
 
   loginSucceeded(address: string): void {
-    this.loginFailures.delete(address);
+    this.loginFailures.succeeded(address);
   }
 
   sessionExists(tsih: number, initiatorName?: string, isid?: Buffer, targetName?: string): boolean {
@@ -487,15 +453,11 @@ export class TargetServer implements ConnectionHost {
   // ------------------------------------------------------------ sessions
 
   openSession(o: LoginOutcome, conn: Connection): Session {
-    this.leaveLogin(conn);
+    this.loginBudget.leave(conn);
     const isid = o.isid.toString('hex');
     // Session reinstatement (RFC 7143 §6.3.5): same initiator, ISID and target ends the old session.
     for (const [old, oldConn] of this.sessions) {
-      if (
-        old.initiatorName.toLowerCase() === o.initiatorName.toLowerCase() &&
-        old.isid.equals(o.isid) &&
-        old.targetName === o.targetName
-      ) {
+      if (old.initiatorName.toLowerCase() === o.initiatorName.toLowerCase() && old.isid.equals(o.isid) && old.targetName === o.targetName) {
         this.logger.info({ tsih: old.tsih, initiator: o.initiatorName }, 'session reinstated: closing the old one');
         this.closeSession(old);
         oldConn.destroy();
@@ -542,35 +504,7 @@ export class TargetServer implements ConnectionHost {
   }
 
   sendTargets(initiatorName: string, value: string, session: Session, localAddress: string): Array<[string, string]> {
-    const out: Array<[string, string]> = [];
-    let wanted: TargetConfig[];
-    if (value === 'All') {
-      if (session.type !== 'Discovery') return out; // only a Discovery session may ask for All
-      wanted = this.config.targets;
-    } else if (value === '') {
-      wanted = this.config.targets.filter((t) => t.iqn === session.targetName);
-    } else {
-      wanted = this.config.targets.filter((t) => t.iqn.toLowerCase() === value.toLowerCase());
-    }
-    const withheld: string[] = [];
-    for (const t of wanted) {
-      if (!resolveAccess(t, initiatorName).allowed) {
-        withheld.push(t.iqn);
-        continue;
-      }
-      out.push(['TargetName', t.iqn]);
-      for (const a of this.addresses) {
-        const host = a.host === '0.0.0.0' || a.host === '::' ? normalizeLocal(localAddress) : a.host;
-        out.push(['TargetAddress', `${fmtAddr(host, a.port)},${TPGT}`]);
-      }
-    }
-    // An initiator no ACL lists sees nothing: say so, or the admin sees nothing either.
-    if (withheld.length > 0) {
-      const who = { initiator: initiatorName, tsih: session.tsih, withheld };
-      if (out.length === 0) this.logger.info(who, `discovery refused: ${initiatorName} is in no acl of ${withheld.join(', ')}; it sees no target`);
-      else this.logger.debug(who, `discovery: ${withheld.length} target${withheld.length === 1 ? '' : 's'} not shown to ${initiatorName} (not in their acls)`);
-    }
-    return out;
+    return sendTargetsAnswer(this.config.targets, this.addresses, TPGT, { initiatorName, value, session, localAddress }, this.logger);
   }
 
   /**
@@ -616,7 +550,10 @@ export class TargetServer implements ConnectionHost {
         }
       },
       refused: (why) =>
-        this.logger.warn({ tsih: session.tsih, initiator: session.initiatorName, target: session.targetName, func }, `task management refused: ${why}`),
+        this.logger.warn(
+          { tsih: session.tsih, initiator: session.initiatorName, target: session.targetName, func },
+          `task management refused: ${why}`,
+        ),
     });
   }
 
@@ -625,29 +562,6 @@ export class TargetServer implements ConnectionHost {
     const t = session.targetName ? this.targets.get(session.targetName.toLowerCase()) : undefined;
     return t !== undefined && resolveAccess(t, session.initiatorName).allowTargetReset;
   }
-}
-
-/**
- * What the per-address login budget counts by: the IPv4 address (also when mapped into
- * IPv6), or the /64 of an IPv6 address, since one host can use a whole /64.
- */
-export function addressKey(addr: string | undefined): string {
-  if (!addr) return '';
-  if (addr.startsWith('::ffff:') && net.isIPv4(addr.slice(7))) return addr.slice(7);
-  if (!net.isIPv6(addr)) return addr;
-  const [head, tail] = addr.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
-}
-
-function fmtAddr(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-function normalizeLocal(addr: string): string {
-  return addr.startsWith('::ffff:') ? addr.slice(7) : addr || '127.0.0.1';
 }
 
 function delay(ms: number): Promise<void> {

@@ -4,10 +4,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfigDetailed } from '../../src/config/load';
 import { LIMIT_DEFAULTS } from '../../src/config/model';
-import { addressKey } from '../../src/iscsi/server';
+import { addressKey } from '../../src/iscsi/login-guard';
 
 test('login budgets are read; maxConnections warns that it is no longer used', () => {
-  const { config, warnings } = parseConfigDetailed('limits: { maxLoginConnections: 32, maxLoginConnectionsPerAddress: 4, maxConnections: 256 }\n', 'c.yaml');
+  const { config, warnings } = parseConfigDetailed(
+    'limits: { maxLoginConnections: 32, maxLoginConnectionsPerAddress: 4, maxConnections: 256 }\n',
+    'c.yaml',
+  );
   assert.equal(config.limits!.maxLoginConnections, 32);
   assert.equal(config.limits!.maxLoginConnectionsPerAddress, 4);
   assert.ok(warnings.some((w) => w.key === 'limits.maxConnections' && /no longer used/.test(w.message)));

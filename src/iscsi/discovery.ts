@@ -1,0 +1,62 @@
+// SendTargets (RFC 7143 §11.10.3, Appendix C): which targets an initiator is told about,
+// and at which addresses. Only those its ACLs admit it to, and `All` only in a Discovery
+// session; a refusal is logged, or an admin sees nothing either.
+
+import type { Logger } from 'pino';
+import { resolveAccess } from '../acl/access';
+import type { TargetConfig } from '../config/model';
+import type { Session } from './session';
+
+/** The SendTargets answer: TargetName and TargetAddress keys, in that order. */
+export function sendTargetsAnswer(
+  targets: readonly TargetConfig[],
+  addresses: readonly { host: string; port: number }[],
+  tpgt: number,
+  req: { initiatorName: string; value: string; session: Session; localAddress: string },
+  logger: Logger,
+): Array<[string, string]> {
+  const { initiatorName, value, session, localAddress } = req;
+  const out: Array<[string, string]> = [];
+  let wanted: readonly TargetConfig[];
+  if (value === 'All') {
+    if (session.type !== 'Discovery') return out; // only a Discovery session may ask for All
+    wanted = targets;
+  } else if (value === '') {
+    wanted = targets.filter((t) => t.iqn === session.targetName);
+  } else {
+    wanted = targets.filter((t) => t.iqn.toLowerCase() === value.toLowerCase());
+  }
+  const withheld: string[] = [];
+  for (const t of wanted) {
+    if (!resolveAccess(t, initiatorName).allowed) {
+      withheld.push(t.iqn);
+      continue;
+    }
+    out.push(['TargetName', t.iqn]);
+    for (const a of addresses) {
+      const host = a.host === '0.0.0.0' || a.host === '::' ? normalizeLocal(localAddress) : a.host;
+      out.push(['TargetAddress', `${fmtAddr(host, a.port)},${tpgt}`]);
+    }
+  }
+  // An initiator no ACL lists sees nothing: say so, or the admin sees nothing either.
+  if (withheld.length > 0) {
+    const who = { initiator: initiatorName, tsih: session.tsih, withheld };
+    if (out.length === 0) logger.info(who, `discovery refused: ${initiatorName} is in no acl of ${withheld.join(', ')}; it sees no target`);
+    else
+      logger.debug(
+        who,
+        `discovery: ${withheld.length} target${withheld.length === 1 ? '' : 's'} not shown to ${initiatorName} (not in their acls)`,
+      );
+  }
+  return out;
+}
+
+/** host:port, with brackets around an IPv6 host. */
+export function fmtAddr(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** The address the initiator reached us on, as it can dial it back. */
+function normalizeLocal(addr: string): string {
+  return addr.startsWith('::ffff:') ? addr.slice(7) : addr || '127.0.0.1';
+}
