@@ -135,7 +135,7 @@ function parseArgs(argv: string[]): Options {
     oursBin: BIN,
   };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
+    const a = argv[i];
     const val = (): string => {
       const v = argv[++i];
       if (v === undefined) throw new Error(`${a} needs a value`);
@@ -345,8 +345,8 @@ async function startOurs(
     out += c.toString();
     if (out.length > 1_000_000) out = out.slice(-500_000);
   };
-  proc.stdout!.on('data', keep);
-  proc.stderr!.on('data', keep);
+  proc.stdout.on('data', keep);
+  proc.stderr.on('data', keep);
   await waitListening(proc, port, () => out, 'iscsi-target');
   return { name, proc, port, iqn: OUR_IQN, lun: 0, output: () => out, stop: () => stopProc(proc) };
 }
@@ -366,8 +366,8 @@ async function startTgt(volume: string): Promise<RunningTarget> {
   const proc = spawn('tgtd', ['-f', '-C', String(control), '--iscsi', `portal=127.0.0.1:${port}`], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  proc.stdout!.on('data', (c) => (out += c));
-  proc.stderr!.on('data', (c) => (out += c));
+  proc.stdout.on('data', (c) => (out += c));
+  proc.stderr.on('data', (c) => (out += c));
   await waitListening(proc, port, () => out, 'tgtd');
   const adm = (...args: string[]) => {
     const r = spawnSync('tgtadm', ['-C', String(control), '--lld', 'iscsi', ...args], { encoding: 'utf8' });
@@ -401,7 +401,6 @@ interface ClientResult {
   seconds: number;
 }
 
-
 async function runIscsiPerf(t: RunningTarget, w: Workload, digest: boolean, seconds: number): Promise<ClientResult> {
   const blocks = w.size / 512;
   const args = ['-t', String(seconds), '-m', String(w.depth), '-b', String(blocks)];
@@ -415,7 +414,7 @@ async function runIscsiPerf(t: RunningTarget, w: Workload, digest: boolean, seco
   if (r.code !== 0 || all.length === 0) {
     throw new Error(`iscsi-perf ${args.join(' ')} failed (exit ${r.code}):\n${r.out.slice(-2000)}`);
   }
-  const iops = Number(all[all.length - 1]![1]);
+  const iops = Number(all[all.length - 1][1]);
   return { ios: iops * seconds, seconds: Math.min(seconds, elapsed) };
 }
 
@@ -439,8 +438,7 @@ async function runQemuBench(t: RunningTarget, w: Workload, digest: boolean, quic
 async function measure(t: RunningTarget, w: Workload, digest: boolean, rep: number, o: Options): Promise<Sample> {
   const pid = t.proc.pid!;
   const before = procStats(pid);
-  const r =
-    w.client === 'iscsi-perf' ? await runIscsiPerf(t, w, digest, o.seconds) : await runQemuBench(t, w, digest, o.quick);
+  const r = w.client === 'iscsi-perf' ? await runIscsiPerf(t, w, digest, o.seconds) : await runQemuBench(t, w, digest, o.quick);
   const after = procStats(pid);
   const iops = r.ios / r.seconds;
   const cpu = after.cpuSeconds - before.cpuSeconds;
@@ -489,7 +487,7 @@ async function memoryCheck(t: RunningTarget, seconds: number, quick: boolean): P
   for (const r of await Promise.all(reads)) {
     const all = [...r.out.matchAll(/iops average (\d+)/g)];
     if (r.code !== 0 || all.length === 0) throw new Error(`memory check: iscsi-perf failed:\n${r.out.slice(-2000)}`);
-    readIops += Number(all[all.length - 1]![1]);
+    readIops += Number(all[all.length - 1][1]);
   }
   const readPeak = procStats(t.proc.pid!).hwmMiB;
 
@@ -498,11 +496,15 @@ async function memoryCheck(t: RunningTarget, seconds: number, quick: boolean): P
   const start = process.hrtime.bigint();
   for (let i = 0; i < sessions; i++) {
     const opts = `driver=iscsi,transport=tcp,portal=127.0.0.1:${t.port},target=${t.iqn},lun=${t.lun},initiator-name=iqn.2026-11.io.iscsi-target:bench-memw-${i}`;
-    writes.push(runClient('qemu-img', ['bench', '-w', '-d', '32', '-s', '1M', '-c', String(count), '-t', 'none', '--image-opts', opts], 300_000));
+    writes.push(
+      runClient('qemu-img', ['bench', '-w', '-d', '32', '-s', '1M', '-c', String(count), '-t', 'none', '--image-opts', opts], 300_000),
+    );
   }
   for (const r of await Promise.all(writes)) {
     if (r.code !== 0 || !/Run completed/.test(r.out)) {
-      throw new Error(`memory check: qemu-img failed:\n${r.out.slice(-2000)}\n--- ${t.name} output (last lines):\n${t.output().slice(-3000)}`);
+      throw new Error(
+        `memory check: qemu-img failed:\n${r.out.slice(-2000)}\n--- ${t.name} output (last lines):\n${t.output().slice(-3000)}`,
+      );
     }
   }
   const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
@@ -535,7 +537,7 @@ function makeVolume(file: string, bytes: number): void {
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 function round(x: number, digits: number): number {
@@ -549,7 +551,10 @@ function aggregate(samples: Sample[]): Aggregate | undefined {
   return {
     iops: Math.round(pick((s) => s.iops)),
     mbps: Math.round(pick((s) => s.mbps)),
-    cpuUsPerIo: round(pick((s) => s.cpuUsPerIo), 1),
+    cpuUsPerIo: round(
+      pick((s) => s.cpuUsPerIo),
+      1,
+    ),
     peakRssMiB: round(Math.max(...samples.map((s) => s.peakRssMiB)), 1),
     samples: samples.map((s) => s.iops),
   };
@@ -602,11 +607,15 @@ export function formatTable(rows: Row[]): string {
     header.push('base', 'ours/base', 'CPU µs/IO base');
     rows.forEach((r, i) => {
       const w = WORKLOADS.find((x) => x.id === r.workload)!;
-      lines[i]!.push(fmtRate(r.base, w), r.baseRatio !== undefined ? `${r.baseRatio.toFixed(2)}×` : '-', r.base ? r.base.cpuUsPerIo.toFixed(1) : '-');
+      lines[i].push(
+        fmtRate(r.base, w),
+        r.baseRatio !== undefined ? `${r.baseRatio.toFixed(2)}×` : '-',
+        r.base ? r.base.cpuUsPerIo.toFixed(1) : '-',
+      );
     });
   }
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const fmt = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |';
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(widths[i])).join(' | ') + ' |';
   return [fmt(header), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...lines.map(fmt)].join('\n');
 }
 
@@ -642,7 +651,10 @@ async function main(): Promise<number> {
   process.once('SIGINT', () => {
     interrupted = true;
     log('\nbench: interrupted; stopping targets');
-    void cleanup().then(() => process.exit(130));
+    cleanup().then(
+      () => process.exit(130),
+      () => process.exit(130),
+    );
   });
 
   try {
@@ -655,7 +667,9 @@ async function main(): Promise<number> {
         name === 'tgt' ? await startTgt(vol) : await startOurs(name === 'base' ? o.baseBin! : o.oursBin, dir, vol, volumeBytes, name);
       targets.push(t);
       started[name] = t;
-      log(`bench: ${name === 'tgt' ? 'tgtd' : name === 'base' ? 'iscsi-target (base)' : 'iscsi-target'} listening on 127.0.0.1:${t.port} (pid ${t.proc.pid})`);
+      log(
+        `bench: ${name === 'tgt' ? 'tgtd' : name === 'base' ? 'iscsi-target (base)' : 'iscsi-target'} listening on 127.0.0.1:${t.port} (pid ${t.proc.pid})`,
+      );
     }
 
     // First, while the targets are fresh: VmHWM is a peak over the process's life.
@@ -666,7 +680,9 @@ async function main(): Promise<number> {
         process.stderr.write(`memory check against ${name}: 8 sessions x QD32, 128 KiB random reads then 1 MiB writes ... `);
         const m = await memoryCheck(started[name]!, o.quick ? 2 : 5, o.quick);
         memory[name] = m;
-        log(`peak RSS ${m.readPeakRssMiB} MiB after reads (${fmtIops(m.readIops)} IOPS), ${m.writePeakRssMiB} MiB after writes (${m.writeMBps} MB/s)`);
+        log(
+          `peak RSS ${m.readPeakRssMiB} MiB after reads (${fmtIops(m.readIops)} IOPS), ${m.writePeakRssMiB} MiB after writes (${m.writeMBps} MB/s)`,
+        );
       }
     }
 
@@ -684,7 +700,9 @@ async function main(): Promise<number> {
             if (interrupted) return 130;
             const t = started[name]!;
             n++;
-            process.stderr.write(`[${String(n).padStart(String(total).length)}/${total}] ${w.id.padEnd(17)} digest=${d ? 'on ' : 'off'} ${name.padEnd(4)} ... `);
+            process.stderr.write(
+              `[${String(n).padStart(String(total).length)}/${total}] ${w.id.padEnd(17)} digest=${d ? 'on ' : 'off'} ${name.padEnd(4)} ... `,
+            );
             const s = await measure(t, w, d, rep, o);
             samples.push(s);
             const rate = w.size >= 65536 ? `${(s.mbps / 1000).toFixed(2)} GB/s` : `${fmtIops(s.iops)} IOPS`;
@@ -744,7 +762,11 @@ async function main(): Promise<number> {
     const jsonFile = path.join(RESULTS, `bench-${stamp}.json`);
     const svgFile = path.join(RESULTS, `bench-${stamp}.svg`);
     fs.writeFileSync(jsonFile, JSON.stringify(result, null, 2) + '\n');
-    const svg = renderChart(rows, WORKLOADS, `iscsi-target vs tgt ${meta.machine.tgt} — ${meta.machine.cpus} cores, loopback, tmpfs (${meta.date.slice(0, 10)})`);
+    const svg = renderChart(
+      rows,
+      WORKLOADS,
+      `iscsi-target vs tgt ${meta.machine.tgt} — ${meta.machine.cpus} cores, loopback, tmpfs (${meta.date.slice(0, 10)})`,
+    );
     fs.writeFileSync(svgFile, svg);
     log(`\nbench: wrote ${path.relative(ROOT, jsonFile)} and ${path.relative(ROOT, svgFile)}`);
     if (o.saveLatest) {

@@ -29,8 +29,7 @@ export function renderChart(rows: Row[], workloads: Workload[], title: string): 
     const w = workloads.find((x) => x.id === r.workload);
     const big = (w?.size ?? 0) >= 65536;
     const value = (a: Row['ours']) => (a ? (big ? a.mbps : a.iops) : 0);
-    const label = (a: Row['ours']) =>
-      a ? (big ? `${(a.mbps / 1000).toFixed(2)} GB/s` : `${(a.iops / 1000).toFixed(1)}K IOPS`) : 'n/a';
+    const label = (a: Row['ours']) => (a ? (big ? `${(a.mbps / 1000).toFixed(2)} GB/s` : `${(a.iops / 1000).toFixed(1)}K IOPS`) : 'n/a');
     const max = Math.max(value(r.ours), value(r.tgt), 1);
     const y = top + i * groupH;
     out.push(

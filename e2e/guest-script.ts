@@ -52,7 +52,7 @@ discover() {
   # SendTargets answers with the target's own (host loopback) address, which the guest cannot
   # reach: drop those records; node_new records the guest-visible portal.
   iscsiadm -m node 2>/dev/null | while read -r _portal _iqn; do
-    case "$_portal" in "$P",*) ;; *) iscsiadm -m node -o delete -T "$_iqn" -p "${"$"}{_portal%,*}" >/dev/null ;; esac
+    case "$_portal" in "$P",*) ;; *) iscsiadm -m node -o delete -T "$_iqn" -p "${'$'}{_portal%,*}" >/dev/null ;; esac
   done
   return 0
 }
@@ -103,7 +103,7 @@ logout() {
 
 # The first bytes of the disk carry the signature the host wrote into the volume file.
 has_signature() {
-  _sig=$(dd if=$DISK bs=512 count=1 2>/dev/null | head -c ${"$"}{#1})
+  _sig=$(dd if=$DISK bs=512 count=1 2>/dev/null | head -c ${'$'}{#1})
   [ "$_sig" = "$1" ] || { say "$DISK starts with '$_sig', expected '$1'"; return 1; }
 }
 

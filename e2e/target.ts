@@ -38,8 +38,8 @@ export class E2eTarget {
     this.starts++;
     const tag = `--- daemon start ${this.starts} ---\n`;
     this.out += tag;
-    proc.stdout!.on('data', (c) => (this.out += c));
-    proc.stderr!.on('data', (c) => (this.out += c));
+    proc.stdout.on('data', (c) => (this.out += c));
+    proc.stderr.on('data', (c) => (this.out += c));
     const deadline = Date.now() + 15000;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`daemon exited early (${proc.exitCode}):\n${this.out}`);
@@ -64,4 +64,3 @@ export class E2eTarget {
     return how;
   }
 }
-

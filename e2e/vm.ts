@@ -54,20 +54,31 @@ export async function bootGuest(image: VmImage, o: BootOptions): Promise<BootRes
   fs.writeFileSync(initrd, Buffer.concat([fs.readFileSync(image.initrd), extra]));
 
   const args = [
-    '-accel', process.env.E2E_QEMU_ACCEL ?? 'tcg',
-    '-M', 'pc',
-    '-m', '768',
-    '-smp', '1',
+    '-accel',
+    process.env.E2E_QEMU_ACCEL ?? 'tcg',
+    '-M',
+    'pc',
+    '-m',
+    '768',
+    '-smp',
+    '1',
     '-nodefaults',
     '-no-user-config',
-    '-display', 'none',
-    '-serial', 'stdio',
+    '-display',
+    'none',
+    '-serial',
+    'stdio',
     '-no-reboot',
-    '-kernel', image.kernel,
-    '-initrd', initrd,
-    '-append', 'console=ttyS0 panic=-1 loglevel=5 rdinit=/init',
-    '-netdev', `user,id=n0,restrict=on,guestfwd=tcp:${GUEST_PORTAL}-cmd:socat - TCP:127.0.0.1:${o.targetPort}`,
-    '-device', 'virtio-net-pci,netdev=n0,romfile=', // no PXE option ROM: the kernel is given directly
+    '-kernel',
+    image.kernel,
+    '-initrd',
+    initrd,
+    '-append',
+    'console=ttyS0 panic=-1 loglevel=5 rdinit=/init',
+    '-netdev',
+    `user,id=n0,restrict=on,guestfwd=tcp:${GUEST_PORTAL}-cmd:socat - TCP:127.0.0.1:${o.targetPort}`,
+    '-device',
+    'virtio-net-pci,netdev=n0,romfile=', // no PXE option ROM: the kernel is given directly
   ];
   o.log(`[${o.name}] qemu-system-x86_64 ${args.map((a) => (/\s/.test(a) ? `'${a}'` : a)).join(' ')}`);
   const qemu = spawn('qemu-system-x86_64', args, { stdio: ['pipe', 'pipe', 'pipe'] });

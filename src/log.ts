@@ -74,8 +74,8 @@ function track(child: pino.Logger): void {
 
 function updateFlags(level: string): void {
   const n = pino.levels.values[level] ?? Infinity;
-  logFlags.debug = n <= pino.levels.values.debug!;
-  logFlags.trace = n <= pino.levels.values.trace!;
+  logFlags.debug = n <= pino.levels.values.debug;
+  logFlags.trace = n <= pino.levels.values.trace;
 }
 
 /** The level of the daemon's logger. */
@@ -89,7 +89,8 @@ export function getLogLevel(): string {
  */
 export function setLogLevel(level: string): void {
   const l = level.toLowerCase();
-  if (!(LEVELS as readonly string[]).includes(l)) throw new Error(`unknown log level ${JSON.stringify(level)}: use one of ${LEVELS.join(', ')}`);
+  if (!(LEVELS as readonly string[]).includes(l))
+    throw new Error(`unknown log level ${JSON.stringify(level)}: use one of ${LEVELS.join(', ')}`);
   if (root) root.level = l;
   for (const ref of children) {
     const c = ref.deref();
@@ -121,7 +122,13 @@ function fieldText(v: unknown): string {
   if (v !== null && typeof v === 'object') {
     const e = v as { type?: string; message?: string; stack?: string };
     // Errors as one line: journald splits entries at newlines.
-    if (typeof e.message === 'string' && typeof e.stack === 'string') return JSON.stringify(e.stack.split('\n').map((l) => l.trim()).join(' | '));
+    if (typeof e.message === 'string' && typeof e.stack === 'string')
+      return JSON.stringify(
+        e.stack
+          .split('\n')
+          .map((l) => l.trim())
+          .join(' | '),
+      );
     return JSON.stringify(v);
   }
   return String(v);
@@ -136,7 +143,7 @@ export function journalLine(json: string): string {
     return `<6>${json.trimEnd()}\n`;
   }
   const prio = PRIORITY[o.level as number] ?? 6;
-  let line = `<${prio}>${String(o.msg ?? '').replace(/\n/g, ' ')}`;
+  let line = `<${prio}>${(typeof o.msg === 'string' ? o.msg : '').replace(/\n/g, ' ')}`;
   for (const [k, v] of Object.entries(o)) if (!SKIP.has(k) && v !== undefined) line += ` ${k}=${fieldText(v)}`;
   return `${line}\n`;
 }
@@ -193,8 +200,8 @@ export function createLogger(opts: LoggerOptions = {}): pino.Logger {
       sync: true,
     });
   } else {
-    const raw: pino.DestinationStream = dest === process.stdout ? pino.destination({ fd: 1, sync: true }) : (dest as pino.DestinationStream);
-    stream = format === 'journal' ? (new JournalStream(raw) as unknown as pino.DestinationStream) : raw;
+    const raw: pino.DestinationStream = dest === process.stdout ? pino.destination({ fd: 1, sync: true }) : dest;
+    stream = format === 'journal' ? new JournalStream(raw) : raw;
   }
   const logger = pino(options, stream);
   root = logger;

@@ -9,7 +9,6 @@
 //   npm run fuzz -- --pdus 1000000          # or --seconds 600; --seed N; --port P (own daemon otherwise)
 
 import net from 'node:net';
-import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { Initiator } from '../src/initiator/initiator';
 import { padLength } from '../src/iscsi/pdu/serializer';
@@ -76,8 +75,8 @@ export function frames(stream: Buffer): Buffer[] {
   const out: Buffer[] = [];
   let off = 0;
   while (stream.length - off >= 48) {
-    const ahs = stream[off + 4]! * 4;
-    const dsl = (stream[off + 5]! << 16) | (stream[off + 6]! << 8) | stream[off + 7]!;
+    const ahs = stream[off + 4] * 4;
+    const dsl = (stream[off + 5] << 16) | (stream[off + 6] << 8) | stream[off + 7];
     const len = 48 + ahs + dsl + padLength(dsl);
     if (stream.length - off < len) break;
     out.push(Buffer.from(stream.subarray(off, off + len)));
@@ -118,7 +117,12 @@ async function recordThrough(port: number, fn: (proxyPort: number) => Promise<vo
 export async function record(port: number): Promise<Recording> {
   const normal = frames(
     await recordThrough(port, async (p) => {
-      const ini = await Initiator.connect({ host: '127.0.0.1', port: p, targetName: FUZZ_TARGET, isid: Buffer.from([0x80, 1, 2, 3, 4, 5]) });
+      const ini = await Initiator.connect({
+        host: '127.0.0.1',
+        port: p,
+        targetName: FUZZ_TARGET,
+        isid: Buffer.from([0x80, 1, 2, 3, 4, 5]),
+      });
       await ini.testUnitReady(0);
       const inquiry = Buffer.from([0x12, 0, 0, 0, 0xff, 0]);
       await ini.command(0, inquiry, { readLength: 255 });
@@ -146,15 +150,18 @@ export async function record(port: number): Promise<Recording> {
     }),
   );
   const split = (f: Buffer[]) => {
-    const i = f.findIndex((b) => (b[0]! & 0x3f) !== 0x03);
+    const i = f.findIndex((b) => (b[0] & 0x3f) !== 0x03);
     return i < 0 ? [f, []] : [f.slice(0, i), f.slice(i)];
   };
   const [login, ffp] = split(normal);
   const [discoveryLogin, discoveryFfp] = split(discovery);
-  return { login: login!, ffp: ffp!, discoveryLogin: discoveryLogin!, discoveryFfp: discoveryFfp! };
+  return { login: login, ffp: ffp, discoveryLogin: discoveryLogin, discoveryFfp: discoveryFfp };
 }
 
-const OPCODES = [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x1c, 0x1d, 0x1e, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x31, 0x32, 0x3c, 0x3f, 0x07, 0x2a];
+const OPCODES = [
+  0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x1c, 0x1d, 0x1e, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x31, 0x32, 0x3c, 0x3f, 0x07,
+  0x2a,
+];
 const EDGE32 = [0, 1, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff, 512, 4096, 262144, 0x01000000];
 
 export class Mutator {
@@ -166,7 +173,7 @@ export class Mutator {
     return Math.floor(this.rnd() * n);
   }
   pick<T>(a: readonly T[]): T {
-    return a[this.int(a.length)]!;
+    return a[this.int(a.length)];
   }
   bytes(n: number): Buffer {
     const b = Buffer.allocUnsafe(n);
@@ -184,13 +191,13 @@ export class Mutator {
         const n = 1 + this.int(8);
         for (let i = 0; i < n; i++) {
           const at = this.rnd() < 0.8 ? this.int(48) : this.int(b.length);
-          b[at]! ^= 1 << this.int(8);
+          b[at] ^= 1 << this.int(8);
         }
         return b;
       }
       case 2: {
         // DataSegmentLength: edge values, off by a little, or huge; data left as it was
-        const cur = (b[5]! << 16) | (b[6]! << 8) | b[7]!;
+        const cur = (b[5] << 16) | (b[6] << 8) | b[7];
         const v = this.pick([0, 1, cur + 1, cur + 4, Math.max(0, cur - 1), 8192, 8193, 262144, 262145, 0xffffff, this.int(0x1000000)]);
         b[5] = (v >> 16) & 0xff;
         b[6] = (v >> 8) & 0xff;
@@ -201,7 +208,7 @@ export class Mutator {
         b[4] = this.pick([1, 2, 4, 0xff, this.int(256)]); // TotalAHSLength
         return b;
       case 4:
-        b[0] = (b[0]! & 0x40) | this.pick(OPCODES) | (this.rnd() < 0.3 ? 0x40 : 0); // opcode swap
+        b[0] = (b[0] & 0x40) | this.pick(OPCODES) | (this.rnd() < 0.3 ? 0x40 : 0); // opcode swap
         return b;
       case 5:
         return b.subarray(0, this.int(b.length)); // truncation: the stream goes out of step
@@ -224,7 +231,12 @@ export class Mutator {
 }
 
 /** Write pieces to a fresh connection, reading (and dropping) what comes back; resolves when closed. */
-function playConnection(port: number, pieces: Buffer[], lingerMs: number, counts: { received: number; closedByTarget: number }): Promise<void> {
+function playConnection(
+  port: number,
+  pieces: Buffer[],
+  lingerMs: number,
+  counts: { received: number; closedByTarget: number },
+): Promise<void> {
   return new Promise((resolve) => {
     const s = net.connect({ host: '127.0.0.1', port });
     let done = false;
@@ -254,7 +266,13 @@ function playConnection(port: number, pieces: Buffer[], lingerMs: number, counts
 export async function healthCheck(port: number): Promise<string | undefined> {
   let ini: Initiator | undefined;
   const work = async () => {
-    ini = await Initiator.connect({ host: '127.0.0.1', port, targetName: HEALTH_TARGET, initiatorName: HEALTH_INITIATOR, timeoutMs: 10000 });
+    ini = await Initiator.connect({
+      host: '127.0.0.1',
+      port,
+      targetName: HEALTH_TARGET,
+      initiatorName: HEALTH_INITIATOR,
+      timeoutMs: 10000,
+    });
     await ini.testUnitReady(0);
     const lba = Math.floor(Math.random() * 30000);
     const data = randomBytes(64 * 1024);
@@ -277,7 +295,7 @@ export async function runFuzz(opts: FuzzOptions = {}): Promise<FuzzReport> {
   const log = opts.log ?? (() => undefined);
   const maxPdus = opts.pdus ?? 100000;
   const deadline = opts.seconds !== undefined ? Date.now() + opts.seconds * 1000 : Infinity;
-  const seed = opts.seed ?? (Date.now() & 0x7fffffff);
+  const seed = opts.seed ?? Date.now() & 0x7fffffff;
   const batch = opts.batch ?? 20000;
   const concurrency = opts.concurrency ?? 8;
   const m = new Mutator(seed);
@@ -308,7 +326,9 @@ export async function runFuzz(opts: FuzzOptions = {}): Promise<FuzzReport> {
   const counts = { received: 0, closedByTarget: 0 };
   try {
     const rec = await record(daemon.port);
-    log(`recorded ${rec.login.length} login + ${rec.ffp.length} full-feature PDUs, ${rec.discoveryLogin.length} + ${rec.discoveryFfp.length} discovery (seed ${seed})`);
+    log(
+      `recorded ${rec.login.length} login + ${rec.ffp.length} full-feature PDUs, ${rec.discoveryLogin.length} + ${rec.discoveryFfp.length} discovery (seed ${seed})`,
+    );
     const all = [...rec.login, ...rec.ffp, ...rec.discoveryLogin, ...rec.discoveryFfp];
 
     /** One connection's worth of (mostly mutated) PDUs. */
@@ -329,7 +349,7 @@ export async function runFuzz(opts: FuzzOptions = {}): Promise<FuzzReport> {
       let i = m.int(pool.length);
       const rate = m.pick([0.05, 0.2, 0.5, 1]);
       for (let k = 0; k < n; k++) {
-        const f = pool[i++ % pool.length]!;
+        const f = pool[i++ % pool.length];
         if (m.rnd() < rate) out.push(m.mutate(f, m.pick(all)));
         else out.push(f);
         if (m.rnd() < 0.02) out.push(f); // duplicate
@@ -371,7 +391,9 @@ export async function runFuzz(opts: FuzzOptions = {}): Promise<FuzzReport> {
       const bad = await healthCheck(daemon.port);
       if (bad) report.healthFailures.push(`after ${report.pdus} PDUs: ${bad}`);
       const rss = sample();
-      log(`${report.pdus} PDUs, ${report.connections} connections (${counts.closedByTarget} closed by the target, ${counts.received} bytes answered), daemon RSS ${rss} MiB${bad ? `, ${bad}` : ''}`);
+      log(
+        `${report.pdus} PDUs, ${report.connections} connections (${counts.closedByTarget} closed by the target, ${counts.received} bytes answered), daemon RSS ${rss} MiB${bad ? `, ${bad}` : ''}`,
+      );
     }
   } finally {
     report.seconds = Math.round((Date.now() - started) / 100) / 10;
@@ -394,18 +416,24 @@ function arg(name: string): string | undefined {
 
 if (require.main === module && !process.env.NODE_TEST_CONTEXT) {
   const num = (n: string) => (arg(n) !== undefined ? Number(arg(n)) : undefined);
-  void runFuzz({
+  runFuzz({
     pdus: num('pdus') ?? (arg('seconds') ? Infinity : 100000),
     seconds: num('seconds'),
     seed: num('seed'),
     batch: num('batch'),
     concurrency: num('concurrency'),
     log: (l) => console.log(`[${new Date().toISOString()}] ${l}`),
-  }).then((r) => {
-    const { samples, ...rss } = r.rssMiB;
-    console.log(JSON.stringify({ ...r, rssMiB: { ...rss, samples: samples.length } }, null, 2));
-    const ok = r.crashes === 0 && r.healthFailures.length === 0;
-    console.log(ok ? 'fuzz: OK' : 'fuzz: FAILED');
-    process.exit(ok ? 0 : 1);
-  });
+  }).then(
+    (r) => {
+      const { samples, ...rss } = r.rssMiB;
+      console.log(JSON.stringify({ ...r, rssMiB: { ...rss, samples: samples.length } }, null, 2));
+      const ok = r.crashes === 0 && r.healthFailures.length === 0;
+      console.log(ok ? 'fuzz: OK' : 'fuzz: FAILED');
+      process.exit(ok ? 0 : 1);
+    },
+    (err: unknown) => {
+      console.error('fuzz: FAILED', err);
+      process.exit(1);
+    },
+  );
 }

@@ -80,7 +80,7 @@ export class RawPeer {
   async waitFor(pred: (p: Pdu) => boolean, timeoutMs = 5000, from = 0): Promise<Pdu | undefined> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      for (let i = from; i < this.received.length; i++) if (pred(this.received[i]!)) return this.received[i];
+      for (let i = from; i < this.received.length; i++) if (pred(this.received[i])) return this.received[i];
       if (this.closed || Date.now() >= deadline) return undefined;
       await new Promise<void>((r) => {
         const t = setTimeout(r, Math.max(1, deadline - Date.now()));

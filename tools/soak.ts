@@ -124,10 +124,11 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakReport> {
           } else if (r < 92) {
             const got = await ini.read(0, (base + first) * SECTORS, count * SECTORS);
             const want = Buffer.alloc(count * BLOCK);
-            for (let i = 0; i < count; i++) if (model[first + i]) blockContents(model[first + i]!, base + first + i, want, i * BLOCK);
+            for (let i = 0; i < count; i++) if (model[first + i]) blockContents(model[first + i], base + first + i, want, i * BLOCK);
             if (!got.equals(want)) {
               let bad = 0;
-              while (bad < count && got.subarray(bad * BLOCK, (bad + 1) * BLOCK).equals(want.subarray(bad * BLOCK, (bad + 1) * BLOCK))) bad++;
+              while (bad < count && got.subarray(bad * BLOCK, (bad + 1) * BLOCK).equals(want.subarray(bad * BLOCK, (bad + 1) * BLOCK)))
+                bad++;
               fail(`read of blocks ${first}+${count} differs from the model at block ${first + bad}`);
             }
             report.ops.reads++;
@@ -160,7 +161,9 @@ export async function runSoak(opts: SoakOptions = {}): Promise<SoakReport> {
   };
 
   try {
-    await Promise.all(Array.from({ length: sessions }, (_, n) => session(n).catch((e: Error) => report.errors.push(`session ${n}: ${e.message}`))));
+    await Promise.all(
+      Array.from({ length: sessions }, (_, n) => session(n).catch((e: Error) => report.errors.push(`session ${n}: ${e.message}`))),
+    );
   } finally {
     clearInterval(sampler);
     sample();
@@ -181,15 +184,21 @@ function arg(name: string): string | undefined {
 if (require.main === module && !process.env.NODE_TEST_CONTEXT) {
   const minutes = arg('minutes') !== undefined ? Number(arg('minutes')) : undefined;
   const secs = arg('seconds') !== undefined ? Number(arg('seconds')) : undefined;
-  void runSoak({
+  runSoak({
     sessions: arg('sessions') !== undefined ? Number(arg('sessions')) : 32,
     seconds: secs ?? (minutes !== undefined ? minutes * 60 : 60),
     sampleEverySeconds: arg('sample') !== undefined ? Number(arg('sample')) : 10,
     log: (l) => console.log(`[${new Date().toISOString()}] ${l}`),
-  }).then((r) => {
-    console.log(JSON.stringify(r, null, 2));
-    const ok = r.errors.length === 0 && r.exitCode === 0;
-    console.log(ok ? 'soak: OK' : 'soak: FAILED');
-    process.exit(ok ? 0 : 1);
-  });
+  }).then(
+    (r) => {
+      console.log(JSON.stringify(r, null, 2));
+      const ok = r.errors.length === 0 && r.exitCode === 0;
+      console.log(ok ? 'soak: OK' : 'soak: FAILED');
+      process.exit(ok ? 0 : 1);
+    },
+    (err: unknown) => {
+      console.error('soak: FAILED', err);
+      process.exit(1);
+    },
+  );
 }

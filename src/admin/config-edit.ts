@@ -19,13 +19,17 @@ export class EditError extends Error {
 export function openDocument(text: string): Document {
   const doc = parseDocument(text, { uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new EditError(`the config is not valid YAML (${doc.errors[0]!.message.split('\n')[0]}); run "iscsi-target config check" and fix it first`);
+    throw new EditError(
+      `the config is not valid YAML (${doc.errors[0].message.split('\n')[0]}); run "iscsi-target config check" and fix it first`,
+    );
   }
   return doc;
 }
 
 function scalarText(n: unknown): string | undefined {
-  return isScalar(n) && n.value !== null && n.value !== undefined ? String(n.value) : undefined;
+  if (!isScalar(n)) return undefined;
+  const v = n.value;
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' ? String(v) : undefined;
 }
 
 function quoted(text: string): Scalar {
@@ -51,7 +55,7 @@ function flowNode(doc: Document, value: unknown): YamlNode {
 /** The top-level map, created when the file is empty. */
 function root(doc: Document): YAMLMap {
   if (doc.contents === null || doc.contents === undefined || (isScalar(doc.contents) && doc.contents.value === null)) {
-    doc.contents = new YAMLMap() as never;
+    doc.contents = new YAMLMap();
   }
   if (!isMap(doc.contents)) throw new EditError('the config must be a mapping at the top level');
   return doc.contents;
@@ -118,7 +122,8 @@ export function addVolume(doc: Document, name: string, v: NewVolume): void {
 function volumeMap(doc: Document, name: string): YAMLMap {
   const volumes = childMap(doc, root(doc), 'volumes', false);
   const v = volumes?.get(name, true);
-  if (!isMap(v)) throw new EditError(`no volume named ${name}${volumes ? `; volumes: ${volumes.items.map((p) => scalarText(p.key)).join(', ')}` : ''}`);
+  if (!isMap(v))
+    throw new EditError(`no volume named ${name}${volumes ? `; volumes: ${volumes.items.map((p) => scalarText(p.key)).join(', ')}` : ''}`);
   return v;
 }
 
@@ -132,7 +137,8 @@ export function setVolumeFields(doc: Document, name: string, fields: Record<stri
   for (const [k, value] of Object.entries(fields)) {
     if (value === undefined) continue;
     if (value === null) v.delete(k);
-    else if (typeof value === 'string' && k === 'serial') v.set(k, quoted(value)); // digits stay text
+    else if (typeof value === 'string' && k === 'serial')
+      v.set(k, quoted(value)); // digits stay text
     else v.set(k, value);
   }
 }
@@ -201,7 +207,9 @@ function findTargetMap(doc: Document, iqn: string): YAMLMap | undefined {
 function targetMap(doc: Document, iqn: string): YAMLMap {
   const t = findTargetMap(doc, iqn);
   if (!t) {
-    const known = targetMaps(doc).map((m) => scalarText(m.get('iqn', true))).filter(Boolean);
+    const known = targetMaps(doc)
+      .map((m) => scalarText(m.get('iqn', true)))
+      .filter(Boolean);
     throw new EditError(`no target ${iqn}${known.length ? `; targets: ${known.join(', ')}` : ''}`);
   }
   return t;
@@ -242,7 +250,10 @@ export function setTargetLuns(doc: Document, iqn: string, add: Map<number, strin
 // ------------------------------------------------------------------------------ discovery
 
 /** CHAP for Discovery sessions (`discovery:`); undefined removes it (discovery open to all). */
-export function setDiscoveryChap(doc: Document, auth: { chap: { user: string; secret: string }; mutual?: { user: string; secret: string } } | undefined): void {
+export function setDiscoveryChap(
+  doc: Document,
+  auth: { chap: { user: string; secret: string }; mutual?: { user: string; secret: string } } | undefined,
+): void {
   const r = root(doc);
   if (auth === undefined) {
     if (!r.has('discovery')) throw new EditError('discovery has no CHAP set');
@@ -363,7 +374,9 @@ export function removeAcl(doc: Document, iqn: string, initiator: string, opts: {
   const remaining = found.seq.items.filter((a) => a !== found.acl);
   if (remaining.length === 0 && !opts.allowOpen) {
     // A target without acls admits every initiator: removing the last one must not open it.
-    throw new EditError(`${initiator} is the last acl of ${iqn}; without acls the target admits every initiator. Delete the target instead, or give --allow-open`);
+    throw new EditError(
+      `${initiator} is the last acl of ${iqn}; without acls the target admits every initiator. Delete the target instead, or give --allow-open`,
+    );
   }
   found.seq.items = remaining;
 }

@@ -72,7 +72,9 @@ function handle(sock: net.Socket, controller: ConfigController, logger: Logger):
   if (cred === null || (cred.uid !== 0 && cred.uid !== uid)) {
     // Nothing is read from it; the answer says why, and holds nothing of the config.
     logger.warn({ peerUid: cred?.uid, peerPid: cred?.pid }, 'control socket: refused a process that is neither root nor our user');
-    sock.end(`${JSON.stringify({ ok: false, message: cred === null ? 'cannot check who you are (SO_PEERCRED); refused' : `uid ${cred.uid} may not use this control socket (only root and uid ${uid})` })}\n`);
+    sock.end(
+      `${JSON.stringify({ ok: false, message: cred === null ? 'cannot check who you are (SO_PEERCRED); refused' : `uid ${cred.uid} may not use this control socket (only root and uid ${uid})` })}\n`,
+    );
     return;
   }
   let buf = '';

@@ -40,7 +40,9 @@ export class ConfigController {
     // The warnings of the file the daemon started with (serve logged them once).
     if (!builtIn) {
       try {
-        const warnings = parseConfigDetailed(fs.readFileSync(this.configFile, 'utf8'), this.configFile, { fileMode: fs.statSync(this.configFile).mode }).warnings;
+        const warnings = parseConfigDetailed(fs.readFileSync(this.configFile, 'utf8'), this.configFile, {
+          fileMode: fs.statSync(this.configFile).mode,
+        }).warnings;
         this.warningsOf = { config: server.currentConfig, warnings };
       } catch {
         /* unreadable or invalid now: every warning of the next change counts as new */
@@ -85,7 +87,13 @@ export class ConfigController {
       config: this.builtIn ? `(built-in default; no ${path.basename(this.configFile)})` : this.configFile,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       portals: s.addresses.map(formatPortal),
-      volumes: [...s.units.values()].map((lu) => ({ name: lu.name, bytes: lu.backstore.size, path: lu.backstore.path, serial: lu.serial, wwn: formatWwn(lu.naa) })),
+      volumes: [...s.units.values()].map((lu) => ({
+        name: lu.name,
+        bytes: lu.backstore.size,
+        path: lu.backstore.path,
+        serial: lu.serial,
+        wwn: formatWwn(lu.naa),
+      })),
       sessions: [...s.sessions].map(([session, conn]) => sessionStatus(session, conn.remote)),
     };
   }
@@ -93,7 +101,13 @@ export class ConfigController {
   /** The counters `top` reads (the metrics' own), with the time they were read. */
   stats(): ControlReply {
     if (!this.metrics) return { ok: false, message: 'this daemon keeps no command counters' };
-    return { ok: true, pid: process.pid, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), at: Number(process.hrtime.bigint() / 1000n) / 1000, ...this.metrics.snapshot() };
+    return {
+      ok: true,
+      pid: process.pid,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      at: Number(process.hrtime.bigint() / 1000n) / 1000,
+      ...this.metrics.snapshot(),
+    };
   }
 
   /** Report, or change, the daemon's log level (every logger, live). */
@@ -101,10 +115,11 @@ export class ConfigController {
     const previous = getLogLevel();
     if (level === undefined) return { ok: true, level: previous, previous };
     const to = level.toLowerCase();
-    if (!(LEVELS as readonly string[]).includes(to)) return { ok: false, message: `unknown log level ${JSON.stringify(level)}: use one of ${LEVELS.join(', ')}` };
+    if (!(LEVELS as readonly string[]).includes(to))
+      return { ok: false, message: `unknown log level ${JSON.stringify(level)}: use one of ${LEVELS.join(', ')}` };
     // Logged at info under whichever of the two levels shows info lines.
     const say = () => this.logger.info({ previous, level: to }, `log level ${previous} -> ${to}`);
-    const hidesInfo = pino.levels.values[to] === undefined || pino.levels.values[to]! > pino.levels.values.info!;
+    const hidesInfo = pino.levels.values[to] === undefined || pino.levels.values[to] > pino.levels.values.info;
     if (hidesInfo) say();
     setLogLevel(to);
     if (!hidesInfo) say();
@@ -168,7 +183,8 @@ export class ConfigController {
       return { ok: false, message: `${(e as Error).message}; nothing was changed` };
     }
     await write?.commit();
-    if (diff.metricsChanged) await this.onMetricsChanged?.(next).catch((e) => this.logger.error({ err: e }, 'metrics endpoint change failed'));
+    if (diff.metricsChanged)
+      await this.onMetricsChanged?.(next).catch((e) => this.logger.error({ err: e }, 'metrics endpoint change failed'));
     // Limits are read at start: the daemon runs with those until it restarts, however many
     // changes and reloads come in between.
     const restartNeeded: string[] = [];

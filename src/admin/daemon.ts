@@ -39,12 +39,18 @@ export async function startAdmin(server: TargetServer, configFile: string, logge
     }
     logger.info('SIGHUP: reloading the config');
     sdNotify(`RELOADING=1\nSTATUS=reloading the config\nMONOTONIC_USEC=${monotonicUsec()}`);
-    void controller.reload().then((r) => {
-      if (!r.ok) {
-        logger.error({ errors: 'errors' in r ? r.errors : undefined }, `reload refused: ${r.message}`);
-      }
-      sdNotify(`READY=1\nSTATUS=${r.ok ? 'config reloaded' : `reload refused (${r.message}); serving the previous config`}`);
-    });
+    controller.reload().then(
+      (r) => {
+        if (!r.ok) {
+          logger.error({ errors: 'errors' in r ? r.errors : undefined }, `reload refused: ${r.message}`);
+        }
+        sdNotify(`READY=1\nSTATUS=${r.ok ? 'config reloaded' : `reload refused (${r.message}); serving the previous config`}`);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'reload failed');
+        sdNotify('READY=1\nSTATUS=reload failed; serving the previous config');
+      },
+    );
   };
   process.on('SIGHUP', onHup);
   return {

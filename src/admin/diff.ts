@@ -74,12 +74,15 @@ export function diffConfig(prev: Config, next: Config): ConfigDiff {
     }
     const fields = volumeFieldChanges(old, v);
     if (fields.length > 0) {
-      d.refused.push(`volume ${name}: ${fields.join(', ')} of a volume in use cannot change while the target runs; delete the volume and create it again, or restart`);
+      d.refused.push(
+        `volume ${name}: ${fields.join(', ')} of a volume in use cannot change while the target runs; delete the volume and create it again, or restart`,
+      );
       continue;
     }
     if (v.size !== undefined && v.size !== old.size) {
       if (v.memory) d.refused.push(`volume ${name}: a memory volume cannot be resized while the target runs`);
-      else if (old.size !== undefined && v.size < old.size) d.refused.push(`volume ${name}: shrinking a volume would lose data; only growing is supported`);
+      else if (old.size !== undefined && v.size < old.size)
+        d.refused.push(`volume ${name}: shrinking a volume would lose data; only growing is supported`);
       else d.volumes.resized.push({ name, size: v.size });
     }
   }
@@ -93,11 +96,8 @@ export function diffConfig(prev: Config, next: Config): ConfigDiff {
   for (const t of next.targets) {
     const old = findTarget(prev, t.iqn);
     if (!old) d.targets.added.push(t.iqn);
-    else if (
-      !sameLuns(old.luns, t.luns) ||
-      old.acls.length !== t.acls.length ||
-      old.acls.some((a, i) => !sameAcl(a, t.acls[i]!))
-    ) d.targets.changed.push(t.iqn);
+    else if (!sameLuns(old.luns, t.luns) || old.acls.length !== t.acls.length || old.acls.some((a, i) => !sameAcl(a, t.acls[i])))
+      d.targets.changed.push(t.iqn);
   }
   for (const t of prev.targets) if (!findTarget(next, t.iqn)) d.targets.removed.push(t.iqn);
 
@@ -106,17 +106,25 @@ export function diffConfig(prev: Config, next: Config): ConfigDiff {
     !sameChap(prev.discovery?.mutual, next.discovery?.mutual) ||
     // (the floor applies to new logins, discovery ones included)
     prev.security?.minChapAlgorithm !== next.security?.minChapAlgorithm;
-  d.metricsChanged = (prev.metrics?.listen ? portalKey(prev.metrics.listen) : '') !== (next.metrics?.listen ? portalKey(next.metrics.listen) : '');
+  d.metricsChanged =
+    (prev.metrics?.listen ? portalKey(prev.metrics.listen) : '') !== (next.metrics?.listen ? portalKey(next.metrics.listen) : '');
   d.limitsChanged = JSON.stringify(prev.limits ?? {}) !== JSON.stringify(next.limits ?? {});
   return d;
 }
 
 export function diffIsEmpty(d: ConfigDiff): boolean {
   return (
-    d.volumes.added.length + d.volumes.removed.length + d.volumes.resized.length +
-      d.portals.added.length + d.portals.removed.length +
-      d.targets.added.length + d.targets.removed.length + d.targets.changed.length === 0 &&
-    !d.discoveryChanged && !d.metricsChanged
+    d.volumes.added.length +
+      d.volumes.removed.length +
+      d.volumes.resized.length +
+      d.portals.added.length +
+      d.portals.removed.length +
+      d.targets.added.length +
+      d.targets.removed.length +
+      d.targets.changed.length ===
+      0 &&
+    !d.discoveryChanged &&
+    !d.metricsChanged
   );
 }
 
@@ -140,7 +148,8 @@ export function sessionVerdict(prev: Config, next: Config, target: string, initi
   const before: Access = pt ? resolveAccess(pt, initiator) : { allowed: false, luns: new Map<number, string>(), allowTargetReset: false };
   for (const [lun, vol] of before.luns) {
     const v = now.luns.get(lun);
-    if (v !== vol) return { action: 'end', why: v === undefined ? `LUN ${lun} (${vol}) was unmapped` : `LUN ${lun} now maps ${v} instead of ${vol}` };
+    if (v !== vol)
+      return { action: 'end', why: v === undefined ? `LUN ${lun} (${vol}) was unmapped` : `LUN ${lun} now maps ${v} instead of ${vol}` };
   }
   if (!sameChap(before.acl?.chap, now.acl?.chap) || !sameChap(before.acl?.mutual, now.acl?.mutual)) {
     return { action: 'end', why: 'its CHAP credentials changed' };

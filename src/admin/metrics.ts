@@ -20,15 +20,15 @@ import { SenseKey, senseKeyOf } from '../scsi/sense';
  * 20-50 µs here), fine below a millisecond where most commands land, up to 10 s.
  */
 export const LATENCY_BUCKETS = [
-  0.00001, 0.00002, 0.00003, 0.00004, 0.00005, 0.000075, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075,
-  0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
+  0.00001, 0.00002, 0.00003, 0.00004, 0.00005, 0.000075, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.002, 0.003, 0.005,
+  0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
 ];
 const OPS = ['read', 'write', 'other'] as const;
 
 /** Bucket index of a latency (LATENCY_BUCKETS.length: above the last bound). */
 function bucketOf(seconds: number): number {
   let b = 0;
-  while (b < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[b]!) b++;
+  while (b < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[b]) b++;
   return b;
 }
 
@@ -94,7 +94,7 @@ export class TargetMetrics implements ServerObserver {
   constructor(private readonly server: TargetServer) {
     collectDefaultMetrics({ register: this.registry, prefix: 'iscsi_target_' });
     const volumes = this.volumes;
-    const self = this;
+    const loginFailures = (): number => this.loginFailures;
     new Gauge({
       name: 'iscsi_target_sessions',
       help: 'Live iSCSI sessions per target (discovery sessions have target "")',
@@ -112,7 +112,7 @@ export class TargetMetrics implements ServerObserver {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const [v, st] of volumes) OPS.forEach((op, i) => this.inc({ volume: v, op }, st.ops[i]!.commands));
+        for (const [v, st] of volumes) OPS.forEach((op, i) => this.inc({ volume: v, op }, st.ops[i].commands));
       },
     });
     const bytes = (name: string, help: string, pick: (s: VolumeStats) => number) =>
@@ -147,7 +147,7 @@ export class TargetMetrics implements ServerObserver {
       registers: [this.registry],
       collect() {
         this.reset();
-        this.inc(self.loginFailures);
+        this.inc(loginFailures());
       },
     });
     const srv = this.server;
@@ -186,10 +186,10 @@ export class TargetMetrics implements ServerObserver {
     const name = 'iscsi_target_command_duration_seconds';
     for (const [v, st] of this.volumes) {
       OPS.forEach((op, i) => {
-        const o = st.ops[i]!;
+        const o = st.ops[i];
         let cum = 0;
         LATENCY_BUCKETS.forEach((le, b) => {
-          cum += o.buckets[b]!;
+          cum += o.buckets[b];
           out.push({ metricName: `${name}_bucket`, labels: { volume: v, op, le }, value: cum });
         });
         out.push({ metricName: `${name}_bucket`, labels: { volume: v, op, le: '+Inf' }, value: o.commands });
@@ -207,15 +207,15 @@ export class TargetMetrics implements ServerObserver {
     if (!lu) return;
     let st = this.volumes.get(lu.name);
     if (!st) this.volumes.set(lu.name, (st = new VolumeStats()));
-    const o = st.ops[cmd.read ? 0 : cmd.write ? 1 : 2]!;
+    const o = st.ops[cmd.read ? 0 : cmd.write ? 1 : 2];
     const seconds = Number(process.hrtime.bigint() - cmd.startedAt) / 1e9;
     o.commands++;
     o.seconds += seconds;
     const b = bucketOf(seconds);
-    if (b < LATENCY_BUCKETS.length) o.buckets[b]!++;
+    if (b < LATENCY_BUCKETS.length) o.buckets[b]++;
     let sl = this.sessionLatency.get(session);
     if (!sl) this.sessionLatency.set(session, (sl = new SessionLatency()));
-    sl.buckets[b]!++;
+    sl.buckets[b]++;
     st.readBytes += dataInBytes;
     if (status === 0) {
       if (cmd.write) st.writtenBytes += cmd.expectedLength;
@@ -262,15 +262,15 @@ export class TargetMetrics implements ServerObserver {
       let total = 0;
       for (const o of st.ops) {
         total += o.commands;
-        o.buckets.forEach((n, i) => (buckets[i]! += n));
+        o.buckets.forEach((n, i) => (buckets[i] += n));
       }
       // Commands above the last bound are the ones no bucket counted.
       buckets[LATENCY_BUCKETS.length] = total - buckets.reduce((a, b) => a + b, 0);
       volumes.push({
         name,
-        reads: st.ops[0]!.commands,
-        writes: st.ops[1]!.commands,
-        others: st.ops[2]!.commands,
+        reads: st.ops[0].commands,
+        writes: st.ops[1].commands,
+        others: st.ops[2].commands,
         readBytes: st.readBytes,
         writtenBytes: st.writtenBytes,
         errors: st.checkConditions - st.unitAttentions + st.otherErrors,
@@ -303,7 +303,9 @@ export class TargetMetrics implements ServerObserver {
       res.end('metrics are at /metrics\n');
     });
     await new Promise<void>((resolve, reject) => {
-      srv.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`metrics: cannot listen on ${formatPortal(portal)}: ${e.code ?? e.message}`)));
+      srv.once('error', (e: NodeJS.ErrnoException) =>
+        reject(new Error(`metrics: cannot listen on ${formatPortal(portal)}: ${e.code ?? e.message}`)),
+      );
       srv.listen(portal.port, portal.host, () => resolve());
     });
     this.http = srv;

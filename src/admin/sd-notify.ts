@@ -27,7 +27,9 @@ function load(): Sys | null {
     const libc = koffi.load('libc.so.6');
     return {
       socket: libc.func('int socket(int domain, int type, int protocol)') as Sys['socket'],
-      sendto: libc.func('int64_t sendto(int fd, const uint8_t *buf, size_t len, int flags, const uint8_t *addr, uint32_t addrlen)') as Sys['sendto'],
+      sendto: libc.func(
+        'int64_t sendto(int fd, const uint8_t *buf, size_t len, int flags, const uint8_t *addr, uint32_t addrlen)',
+      ) as Sys['sendto'],
       close: libc.func('int close(int fd)') as Sys['close'],
     };
   } catch {

@@ -61,7 +61,8 @@ export function privateDirProblem(dir: string, owners: readonly number[]): strin
   }
   if (st.isSymbolicLink()) return `${dir} is a symbolic link, not a folder`;
   if (!st.isDirectory()) return `${dir} is not a folder`;
-  if (!owners.includes(st.uid)) return `${dir} belongs to uid ${st.uid}, not ${owners.length === 1 ? `uid ${owners[0]}` : `one of uids ${owners.join(', ')}`}`;
+  if (!owners.includes(st.uid))
+    return `${dir} belongs to uid ${st.uid}, not ${owners.length === 1 ? `uid ${owners[0]}` : `one of uids ${owners.join(', ')}`}`;
   const mode = st.mode & 0o7777;
   if ((mode & 0o077) !== 0) return `${dir} has mode ${mode.toString(8).padStart(4, '0')}; it must be 0700 (chmod 700 ${dir})`;
   return undefined;

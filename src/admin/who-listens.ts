@@ -28,10 +28,10 @@ function listeningInodes(port: number): Set<string> {
     for (const line of text.split('\n').slice(1)) {
       const cols = line.trim().split(/\s+/);
       if (cols.length < 10) continue;
-      const local = cols[1]!;
+      const local = cols[1];
       const state = cols[3];
       if (state !== '0A') continue; // LISTEN
-      if (parseInt(local.slice(local.lastIndexOf(':') + 1), 16) === port) inodes.add(cols[9]!);
+      if (parseInt(local.slice(local.lastIndexOf(':') + 1), 16) === port) inodes.add(cols[9]);
     }
   }
   return inodes;
@@ -56,7 +56,7 @@ function processOf(inodes: Set<string>): number | undefined {
     for (const fd of fds) {
       try {
         const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m && inodes.has(m[1]!)) return Number(pid);
+        if (m && inodes.has(m[1])) return Number(pid);
       } catch {
         /* gone */
       }

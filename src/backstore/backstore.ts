@@ -73,13 +73,9 @@ export const ZERO_CHUNK_BYTES = 1024 * 1024;
 let zeroChunk: Buffer | null = null;
 
 /** Write zeros over [offset, offset + length) with `write`, a megabyte at a time. */
-export async function writeZeros(
-  write: (buf: Buffer, offset: number) => Promise<void>,
-  offset: number,
-  length: number,
-): Promise<void> {
+export async function writeZeros(write: (buf: Buffer, offset: number) => Promise<void>, offset: number, length: number): Promise<void> {
   zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES);
-  for (let done = 0; done < length; ) {
+  for (let done = 0; done < length;) {
     const n = Math.min(length - done, ZERO_CHUNK_BYTES);
     await write(n === ZERO_CHUNK_BYTES ? zeroChunk : zeroChunk.subarray(0, n), offset + done);
     done += n;

@@ -62,12 +62,12 @@ export class EncryptedBackstore implements Backstore {
     this.key = Buffer.from(opts.key);
     this.keyFile = opts.keyFile;
     this.zeroBlock = Buffer.alloc(opts.blockSize);
-    const map = inner.mapStatus;
-    if (map) this.mapStatus = (offset, length) => map.call(inner, offset, length);
+    if (inner.mapStatus) this.mapStatus = (offset, length) => inner.mapStatus!(offset, length);
     const grow = inner.grow;
     if (grow) {
       this.grow = (size) => {
-        if (size % this.blockSize !== 0) return Promise.reject(new Error(`encrypted volume: ${size} bytes is not a whole number of blocks`));
+        if (size % this.blockSize !== 0)
+          return Promise.reject(new Error(`encrypted volume: ${size} bytes is not a whole number of blocks`));
         return grow(size);
       };
     }
@@ -167,7 +167,7 @@ export class EncryptedBackstore implements Backstore {
     const bs = this.blockSize;
     const n = buf.length / bs;
     // Runs of blocks that hold ciphertext, each decrypted in one go.
-    for (let i = 0; i < n; ) {
+    for (let i = 0; i < n;) {
       if (buf.subarray(i * bs, (i + 1) * bs).equals(this.zeroBlock)) {
         i++;
         continue;
@@ -227,7 +227,10 @@ export async function readKeyFile(file: string): Promise<{ key: Buffer; warning?
   if (!st.isFile()) throw new Error(`key file ${file} is not a regular file`);
   const key = await fs.promises.readFile(file);
   checkKey(key, `key file ${file}`);
-  const warning = (st.mode & 0o077) !== 0 ? `key file ${file} can be read by other users (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it` : undefined;
+  const warning =
+    (st.mode & 0o077) !== 0
+      ? `key file ${file} can be read by other users (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`
+      : undefined;
   return { key, warning };
 }
 

@@ -104,7 +104,16 @@ export class FileMapping {
     const length = Math.min(WINDOW_BYTES, this.size - start);
     const map = this.native.mapShared(this.fd, start, length);
     if (map === null) return null;
-    return { start, length, buffer: map.buffer, resident: map.resident, dropPages: map.dropPages, unmap: map.unmap, refs: 0, retired: false };
+    return {
+      start,
+      length,
+      buffer: map.buffer,
+      resident: (o, l) => map.resident(o, l),
+      dropPages: () => map.dropPages(),
+      unmap: () => map.unmap(),
+      refs: 0,
+      retired: false,
+    };
   }
 
   /**
@@ -146,7 +155,7 @@ export class FileMapping {
     const k = this.known;
     let all = true;
     for (let c = first; c < end; c++) {
-      if ((k[c >>> 5]! & (1 << (c & 31))) === 0) {
+      if ((k[c >>> 5] & (1 << (c & 31))) === 0) {
         all = false;
         break;
       }
@@ -156,7 +165,7 @@ export class FileMapping {
     // Remember the chunks the range covers whole.
     const whole0 = Math.ceil(offset / CHUNK_BYTES);
     const whole1 = Math.floor((offset + length) / CHUNK_BYTES);
-    for (let c = whole0; c < whole1; c++) k[c >>> 5]! |= 1 << (c & 31);
+    for (let c = whole0; c < whole1; c++) k[c >>> 5] |= 1 << (c & 31);
     return true;
   }
 
@@ -164,7 +173,7 @@ export class FileMapping {
   forget(offset: number, length: number): void {
     const first = Math.floor(offset / CHUNK_BYTES);
     const end = Math.min(Math.ceil((offset + length) / CHUNK_BYTES), this.known.length * 32);
-    for (let c = first; c < end; c++) this.known[c >>> 5]! &= ~(1 << (c & 31));
+    for (let c = first; c < end; c++) this.known[c >>> 5] &= ~(1 << (c & 31));
   }
 
   /** Some view of bytes overlapping [offset, offset + length) is still pending. */
@@ -183,7 +192,10 @@ export class FileMapping {
         resolve,
         timer: setTimeout(() => {
           this.waiters = this.waiters.filter((x) => x !== w);
-          process.emitWarning(`a write to bytes ${offset}+${length} waited ${viewWait.maxMs / 1000} s for a READ's view of them; going ahead`, 'MappedReadWarning');
+          process.emitWarning(
+            `a write to bytes ${offset}+${length} waited ${viewWait.maxMs / 1000} s for a READ's view of them; going ahead`,
+            'MappedReadWarning',
+          );
           resolve();
         }, viewWait.maxMs),
       };

@@ -215,8 +215,7 @@ export class FileBackstore implements Backstore {
         }
         if (opts.readonly) {
           throw new Error(
-            `volume file ${p} is ${current} bytes but the configured size is ${opts.size} bytes; ` +
-              `a read-only volume is never extended`,
+            `volume file ${p} is ${current} bytes but the configured size is ${opts.size} bytes; ` + `a read-only volume is never extended`,
           );
         }
         await ftruncate(fd, opts.size);
@@ -268,7 +267,8 @@ export class FileBackstore implements Backstore {
     if (this.closed) return Promise.reject(ebadf(this.path));
     // A READ still sending these blocks from the mapping gets them as they were.
     const mapping = this.mapping;
-    if (mapping !== null && mapping.busy(offset, buf.length)) return mapping.whenClear(offset, buf.length).then(() => this.writeNow(buf, offset));
+    if (mapping !== null && mapping.busy(offset, buf.length))
+      return mapping.whenClear(offset, buf.length).then(() => this.writeNow(buf, offset));
     return this.writeNow(buf, offset);
   }
 
@@ -471,9 +471,7 @@ function fstat(fd: number): Promise<fs.Stats> {
 }
 
 function fstatBig(fd: number): Promise<fs.BigIntStats> {
-  return new Promise((resolve, reject) =>
-    fs.fstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))),
-  );
+  return new Promise((resolve, reject) => fs.fstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))));
 }
 
 /** Linux dev_t -> major/minor (glibc's gnu_dev_major / gnu_dev_minor). */

@@ -98,9 +98,7 @@ function load(): NativeFs | null {
     const fallocate = libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
     const lseek = libc.func('int64_t lseek(int fd, int64_t offset, int whence)');
     koffi.struct('iscsi_target_iovec', { base: 'void *', len: 'size_t' });
-    const preadv2 = libc.func(
-      'int64_t preadv2(int fd, const iscsi_target_iovec *iov, int iovcnt, int64_t offset, int flags)',
-    );
+    const preadv2 = libc.func('int64_t preadv2(int fd, const iscsi_target_iovec *iov, int iovcnt, int64_t offset, int flags)');
     const mmap = libc.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)');
     const madvise = libc.func('int madvise(void *addr, size_t len, int advice)');
     const munmap = libc.func('int munmap(void *addr, size_t len)');
@@ -111,7 +109,7 @@ function load(): NativeFs | null {
       fallocate(fd, mode, offset, length) {
         return new Promise((resolve, reject) => {
           fallocate.async(fd, mode, offset, length, (err: unknown, res: number) => {
-            if (err) reject(err instanceof Error ? err : new Error(String(err)));
+            if (err) reject(err instanceof Error ? err : new Error(`fallocate: ${typeof err === 'string' ? err : 'failed'}`));
             else if (res !== 0) reject(errnoError(koffi.errno() || 5, 'fallocate'));
             else resolve();
           });
@@ -143,7 +141,7 @@ function load(): NativeFs | null {
             const pages = Math.ceil((offset + len - first) / PAGE);
             if (vec.length < pages) vec = Buffer.alloc(pages);
             if (mincore(base + first, pages * PAGE, vec) !== 0) return false;
-            for (let i = 0; i < pages; i++) if ((vec[i]! & 1) === 0) return false;
+            for (let i = 0; i < pages; i++) if ((vec[i] & 1) === 0) return false;
             return true;
           },
           dropPages() {

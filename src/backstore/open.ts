@@ -18,11 +18,7 @@ export interface OpenBackstoreOptions {
  * file's folder, or the working directory for the built-in default). Rejects with an
  * Error naming the volume and path when the store cannot be used as configured.
  */
-export async function openBackstore(
-  vol: VolumeConfig,
-  baseDir: string,
-  opts: OpenBackstoreOptions = {},
-): Promise<Backstore> {
+export async function openBackstore(vol: VolumeConfig, baseDir: string, opts: OpenBackstoreOptions = {}): Promise<Backstore> {
   const bs = vol.blockSize ?? 512;
   if (bs !== 512 && bs !== 4096) {
     throw new Error(`volume ${vol.name}: block size must be 512 or 4096 (got ${String(bs)})`);

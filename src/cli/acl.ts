@@ -41,7 +41,12 @@ async function add(ctx: CliContext, target: string, initiator: string, o: AddOpt
   return (await proposeChange(ctx, o, what, (doc) => addAcl(doc, target, initiator, { luns, chap, mutual }))).code;
 }
 
-async function remove(ctx: CliContext, target: string, initiator: string, o: Opts & { lun?: string; allowOpen?: boolean }): Promise<number> {
+async function remove(
+  ctx: CliContext,
+  target: string,
+  initiator: string,
+  o: Opts & { lun?: string; allowOpen?: boolean },
+): Promise<number> {
   const lun = o.lun === undefined ? undefined : Number(o.lun);
   if (lun !== undefined && !(Number.isInteger(lun) && lun >= 0 && lun <= MAX_LUN)) {
     err(ctx, `error: --lun ${o.lun} is not a LUN number`);
@@ -62,7 +67,13 @@ async function list(ctx: CliContext, target: string | undefined, o: Opts): Promi
     if (target && t.iqn.toLowerCase() !== target.toLowerCase()) continue;
     if (t.acls.length === 0) rows.push({ target: t.iqn, initiator: '*', luns: Object.fromEntries(t.luns), chap: null, mutual: false });
     for (const a of t.acls) {
-      rows.push({ target: t.iqn, initiator: a.initiator, luns: Object.fromEntries(a.luns ?? t.luns), chap: a.chap?.user ?? null, mutual: !!a.mutual });
+      rows.push({
+        target: t.iqn,
+        initiator: a.initiator,
+        luns: Object.fromEntries(a.luns ?? t.luns),
+        chap: a.chap?.user ?? null,
+        mutual: !!a.mutual,
+      });
     }
   }
   if (o.json) {
@@ -73,10 +84,20 @@ async function list(ctx: CliContext, target: string | undefined, o: Opts): Promi
     out(ctx, 'no acls');
     return EXIT.OK;
   }
-  out(ctx, table(
-    ['TARGET', 'INITIATOR', 'LUNS', 'CHAP USER'],
-    rows.map((r) => [r.target, r.initiator === '*' ? '* (every initiator)' : r.initiator, Object.entries(r.luns).map(([n, v]) => `${n}=${v}`).join(',') || '-', r.chap ? `${r.chap}${r.mutual ? ' (mutual)' : ''}` : '-']),
-  ));
+  out(
+    ctx,
+    table(
+      ['TARGET', 'INITIATOR', 'LUNS', 'CHAP USER'],
+      rows.map((r) => [
+        r.target,
+        r.initiator === '*' ? '* (every initiator)' : r.initiator,
+        Object.entries(r.luns)
+          .map(([n, v]) => `${n}=${v}`)
+          .join(',') || '-',
+        r.chap ? `${r.chap}${r.mutual ? ' (mutual)' : ''}` : '-',
+      ]),
+    ),
+  );
   return EXIT.OK;
 }
 
@@ -89,18 +110,22 @@ export function registerAcl(program: Command, ctx: CliContext, setExit: (code: n
     .option('--chap-secret <secret>', 'CHAP secret, 12..16 characters for portability (or set $ISCSI_CHAP_SECRET)')
     .option('--mutual-user <user>', 'mutual CHAP: the name the target answers the initiator with')
     .option('--mutual-secret <secret>', 'mutual CHAP secret, not the CHAP secret (or set $ISCSI_MUTUAL_SECRET)')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ iscsi-target acl add iqn.2026-11.io.example:san1 iqn.1994-05.com.redhat:host-a --lun 0=db-a
   $ ISCSI_CHAP_SECRET='host-a-secret1' iscsi-target acl add iqn.2026-11.io.example:san1 \\
       iqn.1994-05.com.redhat:host-a --chap-user host-a
   $ iscsi-target acl add iqn.2026-11.io.example:san1 iqn.1994-05.com.redhat:host-a \\
-      --chap-user host-a --chap-secret 'host-a-secret1' --mutual-user san1 --mutual-secret 'target-secret-16'`)
+      --chap-user host-a --chap-secret 'host-a-secret1' --mutual-user san1 --mutual-secret 'target-secret-16'`,
+    )
     .action(async (t: string, i: string, o: AddOpts) => setExit(await add(ctx, t, i, o)));
   cmd(acl.command('remove <target> <initiator>').description("remove an initiator's entry (its sessions end), or one LUN with --lun"))
     .option('--lun <N>', 'remove only this LUN from its map')
     .option('--allow-open', 'allow removing the last acl (the target then admits every initiator)')
     .action(async (t: string, i: string, o: Opts & { lun?: string; allowOpen?: boolean }) => setExit(await remove(ctx, t, i, o)));
-  cmd(acl.command('list [target]').description('who sees what (CHAP secrets are never shown)'))
-    .action(async (t: string | undefined, o: Opts) => setExit(await list(ctx, t, o)));
+  cmd(acl.command('list [target]').description('who sees what (CHAP secrets are never shown)')).action(
+    async (t: string | undefined, o: Opts) => setExit(await list(ctx, t, o)),
+  );
 }

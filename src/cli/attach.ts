@@ -15,7 +15,7 @@ function volumeLine(config: Config, lun: number, name: string): string {
   const v = config.volumes.get(name);
   if (!v) return `LUN ${lun}: ${name}`;
   const size = v.size !== undefined ? formatSize(v.size) : 'size of the device';
-  const where = v.memory ? 'memory' : v.path ?? '';
+  const where = v.memory ? 'memory' : (v.path ?? '');
   return `LUN ${lun}: ${name}, ${size}${v.readonly ? ', read-only' : ''}, ${where}`;
 }
 
@@ -39,10 +39,7 @@ function targetLines(config: Config, t: TargetConfig): string[] {
   return lines;
 }
 
-export function attachInstructions(
-  config: Config,
-  addresses: { host: string; port: number }[],
-): string {
+export function attachInstructions(config: Config, addresses: { host: string; port: number }[]): string {
   const bound = addresses.length > 0 ? addresses : config.portals;
   const lines: string[] = [];
   lines.push(`iSCSI target listening (${config.source})`);
@@ -52,7 +49,9 @@ export function attachInstructions(
   for (const a of bound) {
     if (isWildcardHost(a.host)) {
       wildcard = true;
-      lines.push(`  ${formatPortal(a)}  (every address; use ${formatPortal(dialAddress(a))} here, this host's address from other machines)`);
+      lines.push(
+        `  ${formatPortal(a)}  (every address; use ${formatPortal(dialAddress(a))} here, this host's address from other machines)`,
+      );
     } else {
       lines.push(`  ${formatPortal(a)}`);
     }
@@ -67,7 +66,7 @@ export function attachInstructions(
   lines.push('');
 
   const p = formatPortal(dialAddress(bound[0] ?? { host: '127.0.0.1', port: 3260 }));
-  const first = config.targets[0]!;
+  const first = config.targets[0];
   lines.push('Attach with open-iscsi:');
   lines.push(`  iscsiadm -m discovery -t st -p ${p}`);
   for (const t of config.targets) lines.push(`  iscsiadm -m node -T ${t.iqn} -p ${p} --login`);
@@ -79,8 +78,7 @@ export function attachInstructions(
     const chapTarget = guarded.find((t) => t.acls.some((a) => a.chap));
     if (chapTarget) {
       const acl = chapTarget.acls.find((a) => a.chap)!;
-      const set = (name: string, value: string) =>
-        `  iscsiadm -m node -T ${chapTarget.iqn} -p ${p} -o update -n ${name} -v ${value}`;
+      const set = (name: string, value: string) => `  iscsiadm -m node -T ${chapTarget.iqn} -p ${p} -o update -n ${name} -v ${value}`;
       lines.push('  For CHAP, before --login:');
       lines.push(set('node.session.auth.authmethod', 'CHAP'));
       lines.push(set('node.session.auth.username', acl.chap!.user));

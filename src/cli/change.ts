@@ -92,7 +92,23 @@ export async function proposeChange(
   if (!reply.ok) return refuse(ctx, opts, reply.message, reply.errors);
   if (!('report' in reply)) return refuse(ctx, opts, 'unexpected answer from the daemon');
   if (opts.json) {
-    out(ctx, JSON.stringify({ ok: true, applied: 'live', file, what, ms: reply.ms, report: reply.report, warnings: reply.warnings, restartNeeded: reply.restartNeeded }, null, 2));
+    out(
+      ctx,
+      JSON.stringify(
+        {
+          ok: true,
+          applied: 'live',
+          file,
+          what,
+          ms: reply.ms,
+          report: reply.report,
+          warnings: reply.warnings,
+          restartNeeded: reply.restartNeeded,
+        },
+        null,
+        2,
+      ),
+    );
   } else {
     out(ctx, `${what}: applied by the running daemon in ${reply.ms.toFixed(1)} ms and written to ${file}`);
     const r = reply.report;

@@ -2,9 +2,18 @@
 import type { Command } from 'commander';
 import { ConfigError, formatIssue, loadConfigDetailed, type ConfigIssue } from '../config/load';
 import { plural } from '../text';
-import { CONFIG_ENV, DEFAULT_CONFIG_FILE, SYSTEM_CONFIG_FILE, EXIT, chooseConfigFile, err, errIssues, out, type CliContext } from './context';
+import {
+  CONFIG_ENV,
+  DEFAULT_CONFIG_FILE,
+  SYSTEM_CONFIG_FILE,
+  EXIT,
+  chooseConfigFile,
+  err,
+  errIssues,
+  out,
+  type CliContext,
+} from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
-
 
 export interface CheckResult {
   ok: boolean;
@@ -31,7 +40,8 @@ export async function runConfigCheck(ctx: CliContext, opts: ConfigOptions & Json
     const message = ctx.installed
       ? `no config file: neither ./${DEFAULT_CONFIG_FILE} nor ${ctx.systemConfigFile ?? SYSTEM_CONFIG_FILE} exists (give one with --config FILE or $${CONFIG_ENV})`
       : `no config file: ./${DEFAULT_CONFIG_FILE} does not exist (give one with --config FILE or $${CONFIG_ENV})`;
-    if (opts.json) out(ctx, JSON.stringify({ ok: false, file: null, errors: [{ file: '', line: 0, col: 0, key: '', message }], warnings: [] }, null, 2));
+    if (opts.json)
+      out(ctx, JSON.stringify({ ok: false, file: null, errors: [{ file: '', line: 0, col: 0, key: '', message }], warnings: [] }, null, 2));
     else err(ctx, `error: ${message}`);
     return EXIT.FAILURE;
   }
@@ -55,15 +65,17 @@ export function registerConfigCommands(program: Command, ctx: CliContext, setExi
   const config = program.command('config').description('check config files');
   addJsonOption(
     addConfigOption(
-      config
-        .command('check')
-        .description('validate a config file; report every error with file:line and key (exit 1 on errors)'),
+      config.command('check').description('validate a config file; report every error with file:line and key (exit 1 on errors)'),
     ),
-  ).addHelpText('after', `
+  )
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ iscsi-target config check
-  $ iscsi-target config check --config /etc/iscsi-target/iscsi-target.yaml --json`)
+  $ iscsi-target config check --config /etc/iscsi-target/iscsi-target.yaml --json`,
+    )
     .action(async (opts: ConfigOptions & JsonOptions) => {
-    setExit(await runConfigCheck(ctx, opts));
-  });
+      setExit(await runConfigCheck(ctx, opts));
+    });
 }

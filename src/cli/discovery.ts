@@ -52,13 +52,18 @@ export function registerDiscovery(program: Command, ctx: CliContext, setExit: (c
     .option('--secret <secret>', 'CHAP secret, 12..16 characters for portability (or set $ISCSI_CHAP_SECRET)')
     .option('--mutual-user <user>', 'mutual CHAP: the name the target answers with')
     .option('--mutual-secret <secret>', 'mutual CHAP secret (or set $ISCSI_MUTUAL_SECRET)')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Example:
   $ ISCSI_CHAP_SECRET='discovery-secret' iscsi-target discovery chap --user disco
-  (open-iscsi: node.session.auth... is for login; discovery.sendtargets.auth.* for this)`)
+  (open-iscsi: node.session.auth... is for login; discovery.sendtargets.auth.* for this)`,
+    )
     .action(async (o: ChapOpts) => setExit(await chap(ctx, o)));
-  cmd(discovery.command('open').description('discovery without CHAP again'))
-    .action(async (o: Opts) => setExit((await proposeChange(ctx, o, 'discovery no longer needs CHAP', (doc) => setDiscoveryChap(doc, undefined))).code));
-  cmd(discovery.command('show').description('whether discovery needs CHAP (secrets are never shown)'))
-    .action(async (o: Opts) => setExit(await show(ctx, o)));
+  cmd(discovery.command('open').description('discovery without CHAP again')).action(async (o: Opts) =>
+    setExit((await proposeChange(ctx, o, 'discovery no longer needs CHAP', (doc) => setDiscoveryChap(doc, undefined))).code),
+  );
+  cmd(discovery.command('show').description('whether discovery needs CHAP (secrets are never shown)')).action(async (o: Opts) =>
+    setExit(await show(ctx, o)),
+  );
 }

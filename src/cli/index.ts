@@ -52,7 +52,12 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     // Options before the command are the program's (--config, -v), after it the command's
     // own: `status -v` is verbose, `-v` alone the version.
     .enablePositionalOptions()
-    .addOption(new Option('-c, --config <file>', `config file (default: $${CONFIG_ENV}, else ./${DEFAULT_CONFIG_FILE}, else ${SYSTEM_CONFIG_FILE} for an installed program)`))
+    .addOption(
+      new Option(
+        '-c, --config <file>',
+        `config file (default: $${CONFIG_ENV}, else ./${DEFAULT_CONFIG_FILE}, else ${SYSTEM_CONFIG_FILE} for an installed program)`,
+      ),
+    )
     .showHelpAfterError('(run iscsi-target --help for usage)')
     .configureOutput({
       writeOut: (s) => ctx.stdout.write(s),
@@ -61,7 +66,9 @@ export function buildProgram(ctx: CliContext, setExit: (code: number) => void): 
     .exitOverride();
   for (const register of COMMANDS) register(program, ctx, setExit);
   registerCompletion(program, ctx, setExit, version());
-  program.addHelpText('after', `
+  program.addHelpText(
+    'after',
+    `
 Examples:
   $ iscsi-target serve                                  # ./iscsi-target.yaml, else a 1 GiB default volume
   $ iscsi-target volume create db-a --size 20GiB
@@ -72,7 +79,8 @@ Examples:
   $ iscsi-target --config /etc/iscsi-target/iscsi-target.yaml config check
   $ iscsi-target log-level debug                        # more detail in the running daemon's log
 
-Each command has its own help: iscsi-target volume create --help`);
+Each command has its own help: iscsi-target volume create --help`,
+  );
   // --config before the command counts as if given after it (the command's own wins).
   program.hook('preAction', (root, action) => {
     const global = root.opts<{ config?: string }>().config;
@@ -103,7 +111,9 @@ export async function main(argv: string[] = process.argv, ctx: CliContext = defa
     }
   }
   if (json && code !== EXIT.OK && !json.stdoutUsed) {
-    const message = json.messages.join('; ') || (json.errors.length > 0 ? `${json.errors.length} config error${json.errors.length === 1 ? '' : 's'}` : `failed (exit ${code})`);
+    const message =
+      json.messages.join('; ') ||
+      (json.errors.length > 0 ? `${json.errors.length} config error${json.errors.length === 1 ? '' : 's'}` : `failed (exit ${code})`);
     ctx.stdout.write(`${JSON.stringify({ ok: false, message, errors: json.errors }, null, 2)}\n`);
   }
   process.exitCode = code;

@@ -12,9 +12,7 @@ export interface JsonOptions {
 }
 
 export function addConfigOption(cmd: Command): Command {
-  return cmd.addOption(
-    new Option('-c, --config <file>', 'config file (default: ./iscsi-target.yaml)'),
-  );
+  return cmd.addOption(new Option('-c, --config <file>', 'config file (default: ./iscsi-target.yaml)'));
 }
 
 export function addJsonOption(cmd: Command): Command {
@@ -36,7 +34,7 @@ export function parseLunMaps(ctx: CliContext, specs: string[]): Map<number, stri
       err(ctx, `error: --lun ${s}: expected N=VOLUME with N in 0..${MAX_LUN}, e.g. --lun 0=db-a`);
       return undefined;
     }
-    m.set(n, r[2]!);
+    m.set(n, r[2]);
   }
   return m;
 }

@@ -22,11 +22,12 @@ export function parseIscsiUrl(url: string, secretFromEnv?: string): ProbeUrl | {
   const m = /^iscsi:\/\/(?:([^%@/]+)(?:%([^@/]+))?@)?(\[[^\]]+\]|[^:/@]+)(?::(\d+))?\/([^/]+)\/(\d+)$/.exec(url);
   if (!m) return { error: `${redactUrl(url)} is not iscsi://[user%secret@]host[:port]/iqn/lun` };
   const secret = m[2] !== undefined ? decode(m[2]) : secretFromEnv;
-  if (m[1] && secret === undefined) return { error: `${redactUrl(url)} names a CHAP user but no secret (give user%secret@ or set $ISCSI_CHAP_SECRET)` };
+  if (m[1] && secret === undefined)
+    return { error: `${redactUrl(url)} names a CHAP user but no secret (give user%secret@ or set $ISCSI_CHAP_SECRET)` };
   return {
-    host: m[3]!.replace(/^\[|\]$/g, ''),
+    host: m[3].replace(/^\[|\]$/g, ''),
     port: m[4] ? Number(m[4]) : 3260,
-    iqn: decode(m[5]!),
+    iqn: decode(m[5]),
     lun: Number(m[6]),
     chap: m[1] ? { user: decode(m[1]), secret: secret! } : undefined,
   };
@@ -56,7 +57,7 @@ const LOGIN_STATUS: Record<number, string> = {
 function explain(e: unknown): string {
   const m = (e as Error)?.message ?? String(e);
   const code = /login failed: status 0x([0-9a-f]{4})/.exec(m);
-  const text = code ? LOGIN_STATUS[parseInt(code[1]!, 16)] : undefined;
+  const text = code ? LOGIN_STATUS[parseInt(code[1], 16)] : undefined;
   return text ? `${m}: ${text}` : m;
 }
 
@@ -70,7 +71,14 @@ async function probe(ctx: CliContext, url: string, o: JsonOptions & { initiator?
   const t0 = Date.now();
   let ini: Initiator | undefined;
   try {
-    ini = await InitiatorClass.connect({ host: u.host, port: u.port, targetName: u.iqn, initiatorName: o.initiator, chap: u.chap, timeoutMs: 10000 });
+    ini = await InitiatorClass.connect({
+      host: u.host,
+      port: u.port,
+      targetName: u.iqn,
+      initiatorName: o.initiator,
+      chap: u.chap,
+      timeoutMs: 10000,
+    });
     const loginMs = Date.now() - t0;
     await ini.testUnitReady(u.lun);
     const inq = await ini.command(u.lun, Buffer.from([0x12, 0, 0, 0, 96, 0]), { readLength: 96 });
@@ -90,7 +98,7 @@ async function probe(ctx: CliContext, url: string, o: JsonOptions & { initiator?
       target: u.iqn,
       lun: u.lun,
       negotiated: ini.negotiated,
-      inquiry: { peripheralType: d[0]! & 0x1f, vendor, product, revision },
+      inquiry: { peripheralType: d[0] & 0x1f, vendor, product, revision },
       capacity: { blocks: Number(cap.blocks), blockSize: cap.blockSize, bytes },
       firstBlock: { bytes: block.length, allZero: block.every((b) => b === 0), ms: readMs },
       loginMs,
@@ -114,11 +122,22 @@ async function probe(ctx: CliContext, url: string, o: JsonOptions & { initiator?
 
 export function registerProbe(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
   // --config is accepted like everywhere else; probe needs only the URL.
-  addJsonOption(addConfigOption(program.command('probe <url>').description('log in to iscsi://[user[%secret]@]host[:port]/iqn/lun: inquiry, capacity, one read (the secret may come from $ISCSI_CHAP_SECRET)')))
+  addJsonOption(
+    addConfigOption(
+      program
+        .command('probe <url>')
+        .description(
+          'log in to iscsi://[user[%secret]@]host[:port]/iqn/lun: inquiry, capacity, one read (the secret may come from $ISCSI_CHAP_SECRET)',
+        ),
+    ),
+  )
     .option('-i, --initiator <iqn>', 'initiator name to log in as')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ iscsi-target probe iscsi://127.0.0.1/iqn.2026-11.io.iscsi-target:default/0
-  $ iscsi-target probe iscsi://host-a%host-a-secret1@san.example/iqn.2026-11.io.example:san1/0 -i iqn.1994-05.com.redhat:host-a`)
+  $ iscsi-target probe iscsi://host-a%host-a-secret1@san.example/iqn.2026-11.io.example:san1/0 -i iqn.1994-05.com.redhat:host-a`,
+    )
     .action(async (url: string, o: JsonOptions & { initiator?: string }) => setExit(await probe(ctx, url, o)));
 }

@@ -63,7 +63,7 @@ async function startHint(e: unknown, env: NodeJS.ProcessEnv): Promise<string> {
     const who = Number.isInteger(port) ? await whoListens(port, env).catch(() => undefined) : undefined;
     if (who?.ours) return ` (${describeListener(who)} already listens there: stop it first, or change portals in the config)`;
     if (who) return ` (${describeListener(who)} already listens there: stop it, or change portals in the config)`;
-    return ' (another process already listens there, perhaps another target such as tgt or the kernel\'s LIO: stop it, or change portals in the config)';
+    return " (another process already listens there, perhaps another target such as tgt or the kernel's LIO: stop it, or change portals in the config)";
   }
   if (/EADDRNOTAVAIL/.test(text)) return ' (that address is not on this machine: check portals in the config)';
   if (/EACCES|EPERM/.test(text)) return ' (permission denied: check the volume path permissions, or use a port above 1023)';
@@ -93,7 +93,10 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
       if (v.path) fs.mkdirSync(path.dirname(v.path), { recursive: true });
     }
   } else {
-    logger.info({ config: config.source }, `config ${config.source}: ${plural(config.volumes.size, 'volume')}, ${plural(config.targets.length, 'target')}`);
+    logger.info(
+      { config: config.source },
+      `config ${config.source}: ${plural(config.volumes.size, 'volume')}, ${plural(config.targets.length, 'target')}`,
+    );
   }
   for (const w of warnings) logger.warn({ key: w.key || undefined, line: w.line || undefined }, formatIssue(w));
 
@@ -120,7 +123,7 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
     stopping = true;
     logger.info({ signal }, `${signal}: stopping (draining sessions, flushing and closing volumes)`);
     sdNotify('STOPPING=1\nSTATUS=stopping: draining sessions, flushing volumes');
-    void (async () => {
+    (async () => {
       await startedP;
       if (startFailed) return; // the start failure path exits
       try {
@@ -132,7 +135,10 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
         logger.error({ err: e }, `stop failed: ${(e as Error).message}`);
         exitAfterFlush(logger, EXIT.FAILURE);
       }
-    })();
+    })().catch((e: unknown) => {
+      logger.error({ err: e }, 'stop failed');
+      exitAfterFlush(logger, EXIT.FAILURE);
+    });
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
@@ -162,30 +168,30 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
     }
   }
 
-  logger.info(
-    { portals: server.addresses.map(formatPortal), targets: config.targets.map((t) => t.iqn) },
-    'serving',
-  );
+  logger.info({ portals: server.addresses.map(formatPortal), targets: config.targets.map((t) => t.iqn) }, 'serving');
   // How to attach, for whoever started it by hand; under systemd it would be a dozen journal entries.
   if (!stdoutIsJournal(ctx.env)) out(ctx, attachInstructions(config, server.addresses));
   // systemd (Type=notify): up only now, with every portal listening and the control socket open.
-  sdNotify(`READY=1\nSTATUS=serving ${plural(config.targets.length, 'target')} on ${server.addresses.map(formatPortal).join(' ')}\nMAINPID=${process.pid}`);
+  sdNotify(
+    `READY=1\nSTATUS=serving ${plural(config.targets.length, 'target')} on ${server.addresses.map(formatPortal).join(' ')}\nMAINPID=${process.pid}`,
+  );
   return EXIT.OK; // the listening server keeps the process alive
 }
 
 export function registerServe(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
   addConfigOption(
-    program
-      .command('serve')
-      .description('run the iSCSI target (without a config: ./iscsi-target.yaml, else a built-in 1 GiB default)'),
+    program.command('serve').description('run the iSCSI target (without a config: ./iscsi-target.yaml, else a built-in 1 GiB default)'),
   )
     .option('--log-level <level>', 'fatal, error, warn, info, debug or trace (default: $LOG_LEVEL or info)')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ iscsi-target serve                          # ./iscsi-target.yaml, else the built-in 1 GiB default
   $ iscsi-target serve --config /etc/iscsi-target/iscsi-target.yaml
   $ LOG_LEVEL=debug iscsi-target serve          # logins in detail (trace: every PDU)
-  $ systemctl start iscsi-target                # the same, under systemd (the .deb installs the unit)`)
+  $ systemctl start iscsi-target                # the same, under systemd (the .deb installs the unit)`,
+    )
     .action(async (opts: ServeOptions) => {
       setExit(await runServe(ctx, opts));
     });

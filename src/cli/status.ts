@@ -37,23 +37,31 @@ async function status(ctx: CliContext, o: Opts & { verbose?: boolean }): Promise
     out(ctx, 'no sessions');
     return EXIT.OK;
   }
-  out(ctx, table(
-    ['INITIATOR', 'ADDRESS', 'TARGET', 'LUNS', 'UPTIME', 'COMMANDS', 'READ', 'WRITTEN', 'ERRORS'],
-    r.sessions.map((s) => [
-      s.initiator,
-      s.address,
-      s.target ?? '(discovery)',
-      s.luns.map((l) => `${l.lun}=${l.volume}`).join(',') || '-',
-      formatDuration(s.uptimeSeconds),
-      String(s.commands),
-      formatSize(s.readBytes),
-      formatSize(s.writtenBytes),
-      String(s.errors),
-    ]),
-  ));
+  out(
+    ctx,
+    table(
+      ['INITIATOR', 'ADDRESS', 'TARGET', 'LUNS', 'UPTIME', 'COMMANDS', 'READ', 'WRITTEN', 'ERRORS'],
+      r.sessions.map((s) => [
+        s.initiator,
+        s.address,
+        s.target ?? '(discovery)',
+        s.luns.map((l) => `${l.lun}=${l.volume}`).join(',') || '-',
+        formatDuration(s.uptimeSeconds),
+        String(s.commands),
+        formatSize(s.readBytes),
+        formatSize(s.writtenBytes),
+        String(s.errors),
+      ]),
+    ),
+  );
   if (o.verbose) {
     for (const s of r.sessions) {
-      out(ctx, `${s.initiator} (tsih ${s.tsih}): ${Object.entries(s.params).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+      out(
+        ctx,
+        `${s.initiator} (tsih ${s.tsih}): ${Object.entries(s.params)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ')}`,
+      );
       // Unit attentions are news (power on, capacity or LUN changes), not failures.
       out(ctx, `  unit attentions reported: ${s.unitAttentions}; reads done by busy polling: ${s.polledReads}`);
     }
@@ -81,7 +89,8 @@ async function reload(ctx: CliContext, o: Opts): Promise<number> {
     else if (later.length > 0) out(ctx, `reloaded ${file}: nothing to change while running`);
     else out(ctx, `reloaded ${file}: nothing changed`);
     for (const s of r.report.endedSessions) out(ctx, `  ended the session of ${s.initiator} on ${s.target}: ${s.why}`);
-    for (const part of later) out(ctx, `  ${part} changed: that takes effect when the target restarts (e.g. systemctl restart iscsi-target)`);
+    for (const part of later)
+      out(ctx, `  ${part} changed: that takes effect when the target restarts (e.g. systemctl restart iscsi-target)`);
     for (const w of r.warnings) err(ctx, `warning: ${formatIssue(w)}`);
   }
   return EXIT.OK;
@@ -99,27 +108,46 @@ async function logLevel(ctx: CliContext, level: string | undefined, o: Opts): Pr
   }
   if (o.json) out(ctx, JSON.stringify(r, null, 2));
   else if (level === undefined) out(ctx, `log level: ${r.level}`);
-  else out(ctx, r.previous === r.level ? `log level stays ${r.level}` : `log level ${r.previous} -> ${r.level} (until the daemon restarts; LOG_LEVEL or serve --log-level set it at start)`);
+  else
+    out(
+      ctx,
+      r.previous === r.level
+        ? `log level stays ${r.level}`
+        : `log level ${r.previous} -> ${r.level} (until the daemon restarts; LOG_LEVEL or serve --log-level set it at start)`,
+    );
   return EXIT.OK;
 }
 
 export function registerStatus(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
   addJsonOption(addConfigOption(program.command('status').description('live sessions: initiator, address, target, LUNs, I/O counters')))
     .option('-v, --verbose', 'also the negotiated parameters')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ iscsi-target status
   $ iscsi-target status -v                      # negotiated digests, burst lengths, ...
-  $ iscsi-target --config /etc/iscsi-target/iscsi-target.yaml status --json`)
+  $ iscsi-target --config /etc/iscsi-target/iscsi-target.yaml status --json`,
+    )
     .action(async (o: Opts & { verbose?: boolean }) => setExit(await status(ctx, o)));
-  addJsonOption(addConfigOption(program.command('reload').description('make the running daemon re-read its config (as SIGHUP does)')))
-    .action(async (o: Opts) => setExit(await reload(ctx, o)));
-  addJsonOption(addConfigOption(program.command('log-level [level]').description("show or change the running daemon's log level, live (fatal, error, warn, info, debug, trace)")))
-    .addHelpText('after', `
+  addJsonOption(
+    addConfigOption(program.command('reload').description('make the running daemon re-read its config (as SIGHUP does)')),
+  ).action(async (o: Opts) => setExit(await reload(ctx, o)));
+  addJsonOption(
+    addConfigOption(
+      program
+        .command('log-level [level]')
+        .description("show or change the running daemon's log level, live (fatal, error, warn, info, debug, trace)"),
+    ),
+  )
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ iscsi-target log-level            # what it is now
   $ iscsi-target log-level debug      # logins in detail, negotiation, discovery answers
   $ iscsi-target log-level trace      # also every PDU in and out
-  $ iscsi-target log-level info`)
+  $ iscsi-target log-level info`,
+    )
     .action(async (level: string | undefined, o: Opts) => setExit(await logLevel(ctx, level, o)));
 }

@@ -27,12 +27,18 @@ async function listTargets(ctx: CliContext, o: Opts): Promise<number> {
   }
   const st = await controlRequest(file, { op: 'status' }, ctx.env).catch(() => undefined);
   const sessions = new Map<string, number>();
-  if (st?.ok && 'portals' in st) for (const s of st.sessions) if (s.target) sessions.set(s.target.toLowerCase(), (sessions.get(s.target.toLowerCase()) ?? 0) + 1);
+  if (st?.ok && 'portals' in st)
+    for (const s of st.sessions) if (s.target) sessions.set(s.target.toLowerCase(), (sessions.get(s.target.toLowerCase()) ?? 0) + 1);
   const rows = cur.config.targets.map((t) => ({
     iqn: t.iqn,
     luns: Object.fromEntries(t.luns),
-    acls: t.acls.map((a) => ({ initiator: a.initiator, luns: a.luns ? Object.fromEntries(a.luns) : undefined, chap: !!a.chap, mutual: !!a.mutual })),
-    sessions: st?.ok ? sessions.get(t.iqn.toLowerCase()) ?? 0 : null,
+    acls: t.acls.map((a) => ({
+      initiator: a.initiator,
+      luns: a.luns ? Object.fromEntries(a.luns) : undefined,
+      chap: !!a.chap,
+      mutual: !!a.mutual,
+    })),
+    sessions: st?.ok ? (sessions.get(t.iqn.toLowerCase()) ?? 0) : null,
   }));
   if (o.json) {
     out(ctx, JSON.stringify(rows, null, 2));
@@ -42,15 +48,20 @@ async function listTargets(ctx: CliContext, o: Opts): Promise<number> {
     out(ctx, `no targets in ${file}`);
     return EXIT.OK;
   }
-  out(ctx, table(
-    ['TARGET', 'LUNS', 'ACCESS', ...(st?.ok ? ['SESSIONS'] : [])],
-    rows.map((r) => [
-      r.iqn,
-      Object.entries(r.luns).map(([n, v]) => `${n}=${v}`).join(',') || '-',
-      r.acls.length === 0 ? 'every initiator' : `${r.acls.length} acl${r.acls.length === 1 ? '' : 's'}`,
-      ...(st?.ok ? [String(r.sessions)] : []),
-    ]),
-  ));
+  out(
+    ctx,
+    table(
+      ['TARGET', 'LUNS', 'ACCESS', ...(st?.ok ? ['SESSIONS'] : [])],
+      rows.map((r) => [
+        r.iqn,
+        Object.entries(r.luns)
+          .map(([n, v]) => `${n}=${v}`)
+          .join(',') || '-',
+        r.acls.length === 0 ? 'every initiator' : `${r.acls.length} acl${r.acls.length === 1 ? '' : 's'}`,
+        ...(st?.ok ? [String(r.sessions)] : []),
+      ]),
+    ),
+  );
   return EXIT.OK;
 }
 
@@ -78,28 +89,38 @@ export function registerTarget(program: Command, ctx: CliContext, setExit: (code
   const target = program.command('target').description('create, delete and list targets');
   cmd(target.command('create <iqn>').description('add a target (admit hosts with acl add)'))
     .option('--lun <N=VOLUME>', 'map VOLUME as LUN N for every admitted initiator without LUNs of its own (repeatable)', collect, [])
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ iscsi-target target create iqn.2026-11.io.example:san1
-  $ iscsi-target target create iqn.2026-11.io.example:lab --lun 0=scratch --lun 1=golden`)
+  $ iscsi-target target create iqn.2026-11.io.example:lab --lun 0=scratch --lun 1=golden`,
+    )
     .action(async (iqn: string, o: Opts & { lun: string[] }) => {
       if (!checkName(ctx, iqn)) return setExit(EXIT.FAILURE);
       const luns = parseLunMaps(ctx, o.lun ?? []);
       if (!luns) return setExit(EXIT.FAILURE);
       setExit((await proposeChange(ctx, o, `target ${iqn} created`, (doc) => addTarget(doc, iqn, luns))).code);
     });
-  cmd(target.command('map <iqn> <lun...>').description("map volumes in the target's own LUN map (N=VOLUME ...); sessions see new LUNs at once"))
-    .addHelpText('after', `
+  cmd(
+    target
+      .command('map <iqn> <lun...>')
+      .description("map volumes in the target's own LUN map (N=VOLUME ...); sessions see new LUNs at once"),
+  )
+    .addHelpText(
+      'after',
+      `
 Example:
-  $ iscsi-target target map iqn.2026-11.io.example:lab 0=scratch 1=golden`)
+  $ iscsi-target target map iqn.2026-11.io.example:lab 0=scratch 1=golden`,
+    )
     .action(async (iqn: string, specs: string[], o: Opts) => {
       const luns = parseLunMaps(ctx, specs);
       if (!luns) return setExit(EXIT.FAILURE);
       const what = `target ${iqn}: ${[...luns].map(([n, v]) => `LUN ${n}=${v}`).join(', ')}`;
       setExit((await proposeChange(ctx, o, what, (doc) => setTargetLuns(doc, iqn, luns))).code);
     });
-  cmd(target.command('unmap <iqn> <lun...>').description("remove LUNs from the target's own LUN map; sessions that used them end"))
-    .action(async (iqn: string, nums: string[], o: Opts) => {
+  cmd(target.command('unmap <iqn> <lun...>').description("remove LUNs from the target's own LUN map; sessions that used them end")).action(
+    async (iqn: string, nums: string[], o: Opts) => {
       const bad = nums.find((n) => !/^\d+$/.test(n) || Number(n) > MAX_LUN);
       if (bad !== undefined) {
         err(ctx, `error: ${bad} is not a LUN number (0..${MAX_LUN})`);
@@ -107,7 +128,8 @@ Example:
       }
       const what = `target ${iqn}: LUN ${nums.join(', ')} unmapped`;
       setExit((await proposeChange(ctx, o, what, (doc) => setTargetLuns(doc, iqn, new Map(), nums.map(Number)))).code);
-    });
+    },
+  );
   cmd(target.command('delete <iqn>').description('remove a target; its sessions end')).action(async (iqn: string, o: Opts) => {
     setExit((await proposeChange(ctx, o, `target ${iqn} deleted`, (doc) => removeTarget(doc, iqn))).code);
   });
@@ -115,16 +137,21 @@ Example:
 
   const portal = program.command('portal').description('addresses the target listens on');
   cmd(portal.command('add <address>').description('listen on ADDR:PORT too'))
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ iscsi-target portal add 0.0.0.0:3260
-  $ iscsi-target portal add [::]:3260`)
+  $ iscsi-target portal add [::]:3260`,
+    )
     .action(async (a: string, o: Opts) => {
-    if (!checkPortal(ctx, a)) return setExit(EXIT.FAILURE);
-    setExit((await proposeChange(ctx, o, `portal ${a} added`, (doc) => addPortal(doc, a))).code);
-  });
-  cmd(portal.command('remove <address>').description('stop listening on ADDR:PORT (open sessions stay)')).action(async (a: string, o: Opts) => {
-    setExit((await proposeChange(ctx, o, `portal ${a} removed`, (doc) => removePortal(doc, a))).code);
-  });
+      if (!checkPortal(ctx, a)) return setExit(EXIT.FAILURE);
+      setExit((await proposeChange(ctx, o, `portal ${a} added`, (doc) => addPortal(doc, a))).code);
+    });
+  cmd(portal.command('remove <address>').description('stop listening on ADDR:PORT (open sessions stay)')).action(
+    async (a: string, o: Opts) => {
+      setExit((await proposeChange(ctx, o, `portal ${a} removed`, (doc) => removePortal(doc, a))).code);
+    },
+  );
   cmd(portal.command('list').description('configured portals')).action(async (o: Opts) => setExit(await listPortals(ctx, o)));
 }

@@ -51,16 +51,16 @@ export function quantile(counts: readonly number[], bounds: readonly number[], q
   const want = q * total;
   let cum = 0;
   for (let i = 0; i < counts.length; i++) {
-    const n = counts[i]!;
+    const n = counts[i];
     if (n > 0 && cum + n >= want) {
-      if (i >= bounds.length) return bounds[bounds.length - 1]!; // above the last bound: at least that
-      const lo = i === 0 ? 0 : bounds[i - 1]!;
-      const hi = bounds[i]!;
+      if (i >= bounds.length) return bounds[bounds.length - 1]; // above the last bound: at least that
+      const lo = i === 0 ? 0 : bounds[i - 1];
+      const hi = bounds[i];
       return lo + ((want - cum) / n) * (hi - lo);
     }
     cum += n;
   }
-  return bounds[bounds.length - 1]!;
+  return bounds[bounds.length - 1];
 }
 
 function diff(a: readonly number[] | undefined, b: readonly number[]): number[] {
@@ -145,7 +145,15 @@ function errors(r: Rates): string {
 }
 
 const COLUMNS = ['IOPS', 'READ', 'WRITE', 'P50', 'P99', 'QUEUE', 'ERRORS'];
-const cells = (r: Rates, floor: number) => [count(r.iops), rate(r.readBps), rate(r.writeBps), latency(r.p50, floor), latency(r.p99, floor), String(r.queued), errors(r)];
+const cells = (r: Rates, floor: number) => [
+  count(r.iops),
+  rate(r.readBps),
+  rate(r.writeBps),
+  latency(r.p50, floor),
+  latency(r.p99, floor),
+  String(r.queued),
+  errors(r),
+];
 
 /** The screen of one frame, as text. */
 export function render(f: TopFrame, config: string, now = new Date()): string {
@@ -153,15 +161,18 @@ export function render(f: TopFrame, config: string, now = new Date()): string {
     `iscsi-target top - ${now.toTimeString().slice(0, 8)}  pid ${f.pid}, up ${formatDuration(f.uptimeSeconds)}, ` +
     `${f.sessions.length} session${f.sessions.length === 1 ? '' : 's'}, ${f.volumes.length} volume${f.volumes.length === 1 ? '' : 's'}  (${config})\n` +
     `rates over the last ${f.seconds.toFixed(1)} s; latency from the command PDU to its status; QUEUE: commands in the target now\n\n`;
-  const total = f.volumes.reduce(
-    (t, v) => ({ iops: t.iops + v.iops, r: t.r + v.readBps, w: t.w + v.writeBps }),
-    { iops: 0, r: 0, w: 0 },
+  const total = f.volumes.reduce((t, v) => ({ iops: t.iops + v.iops, r: t.r + v.readBps, w: t.w + v.writeBps }), { iops: 0, r: 0, w: 0 });
+  const vols = table(
+    ['VOLUME', ...COLUMNS],
+    f.volumes.map((v) => [v.name, ...cells(v, f.floor)]),
   );
-  const vols = table(['VOLUME', ...COLUMNS], f.volumes.map((v) => [v.name, ...cells(v, f.floor)]));
   const sessions =
     f.sessions.length === 0
       ? 'no sessions\n'
-      : table(['SESSION', 'INITIATOR', 'TARGET', ...COLUMNS], f.sessions.map((s) => [String(s.tsih), s.initiator, s.target ?? '(discovery)', ...cells(s, f.floor)]));
+      : table(
+          ['SESSION', 'INITIATOR', 'TARGET', ...COLUMNS],
+          f.sessions.map((s) => [String(s.tsih), s.initiator, s.target ?? '(discovery)', ...cells(s, f.floor)]),
+        );
   return `${head}${vols}total: ${count(total.iops)} IOPS, read ${rate(total.r)}, write ${rate(total.w)}\n\n${sessions}`;
 }
 
@@ -244,14 +255,21 @@ async function top(ctx: CliContext, o: TopOptions): Promise<number> {
 }
 
 export function registerTop(program: Command, ctx: CliContext, setExit: (code: number) => void): void {
-  addJsonOption(addConfigOption(program.command('top').description('live view of sessions and volumes: IOPS, throughput, latency p50/p99, queue depth, errors')))
+  addJsonOption(
+    addConfigOption(
+      program.command('top').description('live view of sessions and volumes: IOPS, throughput, latency p50/p99, queue depth, errors'),
+    ),
+  )
     .option('--interval <seconds>', 'refresh every this many seconds (default 1)')
     .option('--once', 'print one frame (the rates over one interval) and exit')
     .option('--count <frames>', 'exit after this many frames')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ iscsi-target top                       # refreshed every second; q quits
   $ iscsi-target top --once                # one frame, for a script or a ticket
-  $ iscsi-target top --json --count 10     # ten frames, one JSON object per line`)
+  $ iscsi-target top --json --count 10     # ten frames, one JSON object per line`,
+    )
     .action(async (o: TopOptions) => setExit(await top(ctx, o)));
 }

@@ -61,8 +61,7 @@ export class ConfigError extends Error {
   /** Warnings found alongside the errors (may be empty). */
   readonly warnings: ConfigIssue[];
   constructor(errors: ConfigIssue[], warnings: ConfigIssue[] = []) {
-    const head =
-      errors.length === 1 ? '' : `${errors.length} errors in ${errors[0]?.file ?? 'config'}:\n`;
+    const head = errors.length === 1 ? '' : `${errors.length} errors in ${errors[0]?.file ?? 'config'}:\n`;
     super(head + errors.map(formatIssue).join('\n'));
     this.errors = errors;
     this.warnings = warnings;
@@ -89,7 +88,18 @@ export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'se
 export const SECURITY_KEYS = ['minChapAlgorithm'] as const;
 const CHAP_ALGORITHM_NAMES = ['md5', 'sha1', 'sha256'] as const;
 export const METRICS_KEYS = ['listen'] as const;
-export const VOLUME_KEYS = ['path', 'size', 'readonly', 'blockSize', 'physicalBlockSize', 'encryption', 'memory', 'shared', 'serial', 'wwn'] as const;
+export const VOLUME_KEYS = [
+  'path',
+  'size',
+  'readonly',
+  'blockSize',
+  'physicalBlockSize',
+  'encryption',
+  'memory',
+  'shared',
+  'serial',
+  'wwn',
+] as const;
 export const DISCOVERY_KEYS = ['chap', 'mutual'] as const;
 export const TARGET_KEYS = ['iqn', 'luns', 'acls', 'allowTargetReset'] as const;
 export const ACL_KEYS = ['initiator', 'luns', 'chap', 'mutual', 'allowTargetReset'] as const;
@@ -115,15 +125,15 @@ function joinKey(base: string, seg: Seg): string {
 function levenshtein(a: string, b: string): number {
   const d = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
+    let prev = d[0];
     d[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const tmp = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      const tmp = d[j];
+      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
       prev = tmp;
     }
   }
-  return d[b.length]!;
+  return d[b.length];
 }
 
 /** "did you mean X?" for a misspelt key or name. */
@@ -148,7 +158,8 @@ function describe(node: unknown): string {
   if (isScalar(node)) {
     const v = node.value;
     if (v === null || v === undefined) return 'empty';
-    return typeof v === 'string' ? JSON.stringify(v) : String(v);
+    if (typeof v === 'string') return JSON.stringify(v);
+    return typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' ? String(v) : 'a mapping or list';
   }
   return 'not a plain value';
 }
@@ -197,7 +208,7 @@ class Checker {
         this.error(node, key, `unknown alias *${node.source}`);
         return null;
       }
-      return target as YamlNode;
+      return target;
     }
     return node as YamlNode;
   }
@@ -285,7 +296,8 @@ function collectSecrets(doc: Document): string[] {
     Pair(_, pair) {
       if (isPair(pair) && isScalar(pair.key) && pair.key.value === 'secret' && isScalar(pair.value)) {
         const v = pair.value.value;
-        if (v !== null && v !== undefined && String(v).length >= 4) secrets.push(String(v));
+        const text = typeof v === 'string' || typeof v === 'number' ? String(v) : undefined;
+        if (text !== undefined && text.length >= 4) secrets.push(text);
       }
     },
   });
@@ -299,8 +311,8 @@ function collectSecrets(doc: Document): string[] {
 function secretsInText(text: string): string[] {
   const out: string[] = [];
   for (const m of text.matchAll(/\bsecret\s*:\s*("(?:[^"\\\n]|\\.)*"?|'(?:[^'\n]|'')*'?|[^\s,}\]#][^,}\]\n#]*)/g)) {
-    let v = m[1]!.trim();
-    if (v.startsWith('"') || v.startsWith("'")) v = v.slice(1, v.length > 1 && v.endsWith(v[0]!) ? -1 : undefined);
+    let v = m[1].trim();
+    if (v.startsWith('"') || v.startsWith("'")) v = v.slice(1, v.length > 1 && v.endsWith(v[0]) ? -1 : undefined);
     if (v.length >= 4) out.push(v);
   }
   return out;
@@ -412,7 +424,11 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
             return;
           }
           if (isWildcardHost(s.p.host) || isWildcardHost(p.host)) {
-            c.error(n, key, `${formatPortal(p)} overlaps ${formatPortal(s.p)} (${s.loc.key}): a wildcard address already listens on every address of port ${p.port}`);
+            c.error(
+              n,
+              key,
+              `${formatPortal(p)} overlaps ${formatPortal(s.p)} (${s.loc.key}): a wildcard address already listens on every address of port ${p.port}`,
+            );
             return;
           }
         }
@@ -431,7 +447,11 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
       for (const ve of c.entries(vm, 'volumes')) {
         const vol = parseVolume(c, ve, baseDir);
         if (!VOLUME_NAME_RE.test(ve.name)) {
-          c.error(ve.keyNode, ve.key, `volume name ${JSON.stringify(ve.name)} may use only letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)`);
+          c.error(
+            ve.keyNode,
+            ve.key,
+            `volume name ${JSON.stringify(ve.name)} may use only letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)`,
+          );
         }
         if (vol) {
           config.volumes.set(ve.name, vol.volume);
@@ -443,12 +463,20 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
   // Two volumes with one identity look like two paths to one disk (dm-multipath).
   const identities = new Map<string, string>();
   for (const [name, v] of config.volumes) {
-    for (const [what, value] of [['serial', v.serial], ['wwn', v.wwn]] as const) {
+    for (const [what, value] of [
+      ['serial', v.serial],
+      ['wwn', v.wwn],
+    ] as const) {
       if (value === undefined) continue;
       const k = `${what} ${value}`;
       const other = identities.get(k);
       const loc = volumeLocs.get(name)!;
-      if (other !== undefined) c.error(loc.node, joinKey(loc.key, what), `volume ${name} has the ${what} of volume ${other}; hosts would take the two for one disk`);
+      if (other !== undefined)
+        c.error(
+          loc.node,
+          joinKey(loc.key, what),
+          `volume ${name} has the ${what} of volume ${other}; hosts would take the two for one disk`,
+        );
       else identities.set(k, name);
     }
   }
@@ -547,8 +575,7 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
   // or volumes are missing from the model and these would mislead) ---
   crossCheck(c, config, targetLocs, volumeLocs, c.errors.length === 0);
 
-  const hasSecrets =
-    config.targets.some((t) => t.acls.some((a) => a.chap || a.mutual)) || !!config.discovery || secrets.length > 0;
+  const hasSecrets = config.targets.some((t) => t.acls.some((a) => a.chap || a.mutual)) || !!config.discovery || secrets.length > 0;
   if (hasSecrets && opts.fileMode !== undefined && (opts.fileMode & 0o044) !== 0) {
     const mode = (opts.fileMode & 0o777).toString(8).padStart(4, '0');
     c.warn(null, '', `holds CHAP secrets but is readable by other users (mode ${mode}); run: chmod 600 ${file}`);
@@ -592,7 +619,6 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
   return { config, warnings: c.warnings, document: doc };
 }
 
-
 function crossCheck(
   c: Checker,
   config: Config,
@@ -607,17 +633,21 @@ function crossCheck(
 /** Targets that export nothing, initiators admitted to no LUN. */
 function warnAboutReach(c: Checker, config: Config, targetLocs: TargetLoc[]): void {
   config.targets.forEach((t, ti) => {
-    const loc = targetLocs[ti]!;
+    const loc = targetLocs[ti];
     if (t.acls.length === 0) {
       if (t.luns.size === 0) c.warn(loc.node, loc.key, `target ${t.iqn} exports nothing: it has no luns and no acls with luns`);
       return;
     }
     t.acls.forEach((a, ai) => {
-      const al = loc.acls[ai]!;
+      const al = loc.acls[ai];
       if ((a.luns ?? t.luns).size > 0) return;
-      c.warn(al.node, al.key, al.lunsGiven
-        ? `${a.initiator} is admitted but sees no LUNs (its luns are empty)`
-        : `${a.initiator} is admitted but sees no LUNs: give it luns, or give target ${t.iqn} luns`);
+      c.warn(
+        al.node,
+        al.key,
+        al.lunsGiven
+          ? `${a.initiator} is admitted but sees no LUNs (its luns are empty)`
+          : `${a.initiator} is admitted but sees no LUNs: give it luns, or give target ${t.iqn} luns`,
+      );
     });
   });
 }
@@ -631,7 +661,7 @@ function sharedVolumes(c: Checker, config: Config, volumeLocs: Map<string, { nod
   const holders = new Map<string, Map<string, string>>(); // volume -> normalized holder -> label
   const addHolder = (vol: string, id: string, label: string) => {
     let h = holders.get(vol);
-    if (!h) holders.set(vol, (h = new Map()));
+    if (!h) holders.set(vol, (h = new Map<string, string>()));
     if (!h.has(id)) h.set(id, label);
   };
   for (const t of config.targets) {
@@ -652,19 +682,24 @@ function sharedVolumes(c: Checker, config: Config, volumeLocs: Map<string, { nod
       // A SAN volume belongs to one host: two hosts mounting one ordinary filesystem
       // destroy it. Sharing has to be asked for.
       if (config.volumes.get(name)?.shared) {
-        if (warnings) c.warn(loc.node, loc.key, `volume ${name} is shared between ${who}; only a cluster-aware filesystem may be mounted on it by several hosts at once`);
+        if (warnings)
+          c.warn(
+            loc.node,
+            loc.key,
+            `volume ${name} is shared between ${who}; only a cluster-aware filesystem may be mounted on it by several hosts at once`,
+          );
       } else {
-        c.error(loc.node, loc.key, `volume ${name} is mapped to ${who}; a volume belongs to one host unless it says shared: true (for a cluster-aware filesystem)`);
+        c.error(
+          loc.node,
+          loc.key,
+          `volume ${name} is mapped to ${who}; a volume belongs to one host unless it says shared: true (for a cluster-aware filesystem)`,
+        );
       }
     }
   }
 }
 
-function parseVolume(
-  c: Checker,
-  ve: Entry,
-  baseDir: string,
-): { volume: VolumeConfig; pathNode?: unknown } | undefined {
+function parseVolume(c: Checker, ve: Entry, baseDir: string): { volume: VolumeConfig; pathNode?: unknown } | undefined {
   const vm = c.map(ve.value, ve.keyNode, ve.key, `volume ${ve.name}`);
   if (!vm) return undefined;
   const before = c.errors.length;
@@ -744,7 +779,10 @@ function parseVolume(
       }
       case 'serial': {
         // A number in YAML (serial: 1234) is meant as its digits.
-        const v = isScalar(e.value) && typeof e.value.value === 'number' && Number.isInteger(e.value.value) ? String(e.value.source ?? e.value.value) : c.string(e, 'serial');
+        const v =
+          isScalar(e.value) && typeof e.value.value === 'number' && Number.isInteger(e.value.value)
+            ? String(e.value.source ?? e.value.value)
+            : c.string(e, 'serial');
         if (v === undefined) break;
         const problem = serialProblem(v);
         if (problem) c.error(e.value, e.key, problem);
@@ -783,11 +821,7 @@ function parseVolume(
   return { volume: vol, pathNode };
 }
 
-function parseLuns(
-  c: Checker,
-  e: Entry,
-  declaredVolumes: Set<string>,
-): Map<number, string> | undefined {
+function parseLuns(c: Checker, e: Entry, declaredVolumes: Set<string>): Map<number, string> | undefined {
   const luns = new Map<number, string>();
   if (c.isEmpty(e.value)) return luns;
   const m = c.map(e.value, e.keyNode, e.key, 'luns');
@@ -803,11 +837,15 @@ function parseLuns(
       c.error(le.keyNode, le.key, `LUN ${n} is listed twice`);
       continue;
     }
-    const vol = c.string(le, 'a LUN\'s volume');
+    const vol = c.string(le, "a LUN's volume");
     if (vol === undefined) continue;
     if (!declaredVolumes.has(vol)) {
       const known = [...declaredVolumes];
-      c.error(le.value, le.key, `volume ${JSON.stringify(vol)} is not defined under volumes${suggest(vol, known)}${known.length ? `; defined: ${known.join(', ')}` : ''}`);
+      c.error(
+        le.value,
+        le.key,
+        `volume ${JSON.stringify(vol)} is not defined under volumes${suggest(vol, known)}${known.length ? `; defined: ${known.join(', ')}` : ''}`,
+      );
       continue;
     }
     luns.set(n, vol);
@@ -843,10 +881,14 @@ function parseLimits(c: Checker, e: Entry): LimitsConfig | undefined {
     if (le.name === 'maxConnections') {
       // Before issue 14 it counted connections still in login too, so idle sockets locked
       // hosts out; logged-in connections are bounded by maxSessions now.
-      c.warn(le.keyNode, le.key, 'maxConnections is no longer used: connections in login are bounded by maxLoginConnections and maxLoginConnectionsPerAddress, logged-in ones by maxSessions');
+      c.warn(
+        le.keyNode,
+        le.key,
+        'maxConnections is no longer used: connections in login are bounded by maxLoginConnections and maxLoginConnectionsPerAddress, logged-in ones by maxSessions',
+      );
       continue;
     }
-    const spec = LIMIT_KEYS[le.name]!;
+    const spec = LIMIT_KEYS[le.name];
     const v = isScalar(le.value) ? le.value.value : undefined;
     if (spec.kind === 'bool') {
       const b = c.bool(le);
@@ -855,7 +897,7 @@ function parseLimits(c: Checker, e: Entry): LimitsConfig | undefined {
     }
     let n: number | undefined;
     if (spec.kind === 'bytes') {
-      const r = v === null || v === undefined ? undefined : tryParseSize(v as string | number);
+      const r = v === null || v === undefined ? undefined : tryParseSize(v);
       if (!r || !r.ok) {
         c.error(le.value ?? le.keyNode, le.key, `must be a size such as 256MiB${r && !r.ok ? `: ${r.error}` : ''}`);
         continue;
@@ -864,7 +906,8 @@ function parseLimits(c: Checker, e: Entry): LimitsConfig | undefined {
     } else if (typeof v === 'number' && Number.isFinite(v) && (spec.kind === 'seconds' || Number.isInteger(v))) {
       n = v;
     } else {
-      const what = spec.kind === 'seconds' ? 'a number of seconds' : spec.kind === 'micros' ? 'a whole number of microseconds' : 'a whole number';
+      const what =
+        spec.kind === 'seconds' ? 'a number of seconds' : spec.kind === 'micros' ? 'a whole number of microseconds' : 'a whole number';
       c.error(le.value ?? le.keyNode, le.key, `must be ${what}, not ${describe(le.value)}`);
       continue;
     }
@@ -875,14 +918,29 @@ function parseLimits(c: Checker, e: Entry): LimitsConfig | undefined {
       continue;
     }
     switch (le.name) {
-      case 'loginTimeout': out.loginTimeoutMs = Math.round(n * 1000); break;
-      case 'nopInterval': out.nopIntervalMs = Math.round(n * 1000); break;
-      case 'nopTimeout': out.nopTimeoutMs = Math.round(n * 1000); break;
-      case 'stallTimeout': out.stallTimeoutMs = Math.round(n * 1000); break;
-      case 'connectionBuffer': out.connectionBufferBytes = n; break;
-      case 'shutdownGrace': out.shutdownGraceMs = Math.round(n * 1000); break;
-      case 'busyPoll': out.busyPollUs = n; break;
-      default: (out as unknown as Record<string, number>)[le.name] = n;
+      case 'loginTimeout':
+        out.loginTimeoutMs = Math.round(n * 1000);
+        break;
+      case 'nopInterval':
+        out.nopIntervalMs = Math.round(n * 1000);
+        break;
+      case 'nopTimeout':
+        out.nopTimeoutMs = Math.round(n * 1000);
+        break;
+      case 'stallTimeout':
+        out.stallTimeoutMs = Math.round(n * 1000);
+        break;
+      case 'connectionBuffer':
+        out.connectionBufferBytes = n;
+        break;
+      case 'shutdownGrace':
+        out.shutdownGraceMs = Math.round(n * 1000);
+        break;
+      case 'busyPoll':
+        out.busyPollUs = n;
+        break;
+      default:
+        (out as unknown as Record<string, number>)[le.name] = n;
     }
   }
   return c.errors.length > before ? undefined : out;
@@ -903,7 +961,8 @@ function parseChap(c: Checker, e: Entry): ChapCredentials | undefined {
   let minAlgorithm: ChapCredentials['minAlgorithm'];
   for (const ce of entries) {
     if (ce.name === 'minAlgorithm') {
-      if (e.name !== 'chap') c.error(ce.keyNode, ce.key, 'minAlgorithm belongs in chap: one algorithm serves both directions of mutual CHAP');
+      if (e.name !== 'chap')
+        c.error(ce.keyNode, ce.key, 'minAlgorithm belongs in chap: one algorithm serves both directions of mutual CHAP');
       else minAlgorithm = chapAlgorithm(c, ce);
     } else if (ce.name === 'user') {
       user = c.string(ce, 'the CHAP user');
@@ -918,17 +977,34 @@ function parseChap(c: Checker, e: Entry): ChapCredentials | undefined {
       // Never quote the value: say what is wrong with it, not what it is.
       if (!(isScalar(ce.value) && typeof ce.value.value === 'string')) {
         const v = isScalar(ce.value) ? ce.value.value : undefined;
-        const kind = isMap(ce.value) ? 'a mapping' : isSeq(ce.value) ? 'a list' : c.isEmpty(ce.value) ? 'empty'
-          : typeof v === 'number' ? 'a number (put it in quotes)' : typeof v === 'boolean' ? 'true/false (put it in quotes)' : 'not text';
+        const kind = isMap(ce.value)
+          ? 'a mapping'
+          : isSeq(ce.value)
+            ? 'a list'
+            : c.isEmpty(ce.value)
+              ? 'empty'
+              : typeof v === 'number'
+                ? 'a number (put it in quotes)'
+                : typeof v === 'boolean'
+                  ? 'true/false (put it in quotes)'
+                  : 'not text';
         c.error(ce.value ?? ce.keyNode, ce.key, `the CHAP secret must be a string; it is ${kind}`);
         continue;
       }
       secret = ce.value.value;
       const len = Buffer.byteLength(secret, 'utf8');
       if (len < CHAP_SECRET_MIN || len > CHAP_SECRET_MAX) {
-        c.error(ce.value, ce.key, `the CHAP secret is ${len} bytes long; it must be ${CHAP_SECRET_MIN}..${CHAP_SECRET_MAX} bytes (RFC 7143 §12.1.3 asks for at least ${CHAP_SECRET_MIN})`);
+        c.error(
+          ce.value,
+          ce.key,
+          `the CHAP secret is ${len} bytes long; it must be ${CHAP_SECRET_MIN}..${CHAP_SECRET_MAX} bytes (RFC 7143 §12.1.3 asks for at least ${CHAP_SECRET_MIN})`,
+        );
       } else if (len > CHAP_SECRET_PORTABLE_MAX) {
-        c.warn(ce.value, ce.key, `the CHAP secret is ${len} bytes long: open-iscsi accepts it, the Microsoft iSCSI initiator accepts only ${CHAP_SECRET_MIN}..${CHAP_SECRET_PORTABLE_MAX}`);
+        c.warn(
+          ce.value,
+          ce.key,
+          `the CHAP secret is ${len} bytes long: open-iscsi accepts it, the Microsoft iSCSI initiator accepts only ${CHAP_SECRET_MIN}..${CHAP_SECRET_PORTABLE_MAX}`,
+        );
       }
     }
   }
@@ -942,7 +1018,8 @@ function parseChap(c: Checker, e: Entry): ChapCredentials | undefined {
 /** md5, sha1 or sha256. */
 function chapAlgorithm(c: Checker, e: Entry): ChapAlgorithmName | undefined {
   const v = isScalar(e.value) ? e.value.value : undefined;
-  if (typeof v === 'string' && (CHAP_ALGORITHM_NAMES as readonly string[]).includes(v.toLowerCase())) return v.toLowerCase() as ChapAlgorithmName;
+  if (typeof v === 'string' && (CHAP_ALGORITHM_NAMES as readonly string[]).includes(v.toLowerCase()))
+    return v.toLowerCase() as ChapAlgorithmName;
   c.error(e.value ?? e.keyNode, e.key, `must be one of ${CHAP_ALGORITHM_NAMES.join(', ')}, not ${describe(e.value)}`);
   return undefined;
 }
@@ -1096,10 +1173,7 @@ export async function loadConfigDetailed(file: string, opts: ParseOptions = {}):
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const why =
-      e.code === 'ENOENT' ? 'no such file' :
-      e.code === 'EACCES' ? 'permission denied' :
-      e.code === 'EISDIR' ? 'is a directory' :
-      e.message;
+      e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EISDIR' ? 'is a directory' : e.message;
     throw new ConfigError([{ file, line: 0, col: 0, key: '', message: `cannot read the config: ${why}` }]);
   }
   return parseConfigDetailed(text, file, { checkFiles: true, fileMode: mode, ...opts });

@@ -47,12 +47,10 @@ export function parseSize(value: number | string): number {
     const m = /^\s*([+-]?)(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)\s*$/i.exec(value);
     if (!m) throw new SizeError(`${show(value)} is not a size ${HINT}`);
     const [, sign, num, unitRaw] = m;
-    const unit = unitRaw!.toLowerCase();
+    const unit = unitRaw.toLowerCase();
     if (AMBIGUOUS.has(unit)) {
-      const fix = `${unit[0]!.toUpperCase()}iB`;
-      throw new SizeError(
-        `${show(value)}: "${unitRaw}" is ambiguous; write ${num}${fix} (binary) or the number of bytes`,
-      );
+      const fix = `${unit[0].toUpperCase()}iB`;
+      throw new SizeError(`${show(value)}: "${unitRaw}" is ambiguous; write ${num}${fix} (binary) or the number of bytes`);
     }
     const mult = UNITS[unit];
     if (mult === undefined) {

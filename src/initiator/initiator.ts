@@ -194,7 +194,7 @@ export class Initiator {
 
   private loginPdu(csg: number, nsg: number, transit: boolean, data: Buffer, itt: number): Promise<LoginResponse> {
     return new Promise((resolve, reject) => {
-      if (this.closed) return reject(this.closeError);
+      if (this.closed) return reject(this.closeError ?? new Error('closed'));
       this.loginWaiter = { resolve, reject };
       this.send({
         op: Op.LoginRequest,
@@ -413,7 +413,7 @@ export class Initiator {
           // The target asks us to log out within Parameter3 seconds (RFC 7143 §11.9.1): no
           // new commands; those already sent get their answers, then we log out.
           this.loggingOut = true;
-          void this.logoutWhenIdle();
+          this.logoutWhenIdle().catch(() => undefined); // logging out is best effort
         }
         return;
       default:
@@ -517,15 +517,12 @@ export class Initiator {
     const held = opts.holdData ? opts.dataOut : undefined;
     const out = opts.holdData ? undefined : opts.dataOut;
     const edtl = opts.expectedLength ?? (out ? out.length : held ? held.length : (opts.readLength ?? 0));
-    const immLen = out && this.params.immediateData ? Math.min(out.length, this.params.firstBurstLength, this.params.maxSendDataSegmentLength) : 0;
-    const unsolicitedEnd = out
-      ? this.params.initialR2T
-        ? immLen
-        : Math.min(out.length, this.params.firstBurstLength)
-      : 0;
+    const immLen =
+      out && this.params.immediateData ? Math.min(out.length, this.params.firstBurstLength, this.params.maxSendDataSegmentLength) : 0;
+    const unsolicitedEnd = out ? (this.params.initialR2T ? immLen : Math.min(out.length, this.params.firstBurstLength)) : 0;
     const result = new Promise<CommandResult>((resolve, reject) => {
       this.pending.set(itt, {
-        resolve: resolve as (r: unknown) => void,
+        resolve: resolve,
         reject,
         kind: 'scsi',
         chunks: [],
@@ -622,9 +619,9 @@ export class Initiator {
   }
 
   private request<T>(kind: Pending['kind'], itt: number, build: () => InitiatorPdu): Promise<T> {
-    if (this.closed) return Promise.reject(this.closeError);
+    if (this.closed) return Promise.reject(this.closeError ?? new Error('closed'));
     const p = new Promise<T>((resolve, reject) => {
-      this.pending.set(itt, { resolve: resolve as (r: unknown) => void, reject, kind, text: [] });
+      this.pending.set(itt, { resolve: resolve, reject, kind, text: [] });
     });
     this.send(build());
     return p;

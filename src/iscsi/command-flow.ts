@@ -176,7 +176,10 @@ export class CommandFlow {
             pdu.data.copy(imm, 0);
           }
           detach(cmd);
-          this.deferred.set(cmd, writeBudget.wait(edtl, () => this.guarded(() => this.admitWrite(cmd, imm))));
+          this.deferred.set(
+            cmd,
+            writeBudget.wait(edtl, () => this.guarded(() => this.admitWrite(cmd, imm))),
+          );
           return;
         }
         writeBudget.force(edtl); // unsolicited Data-Out is on its way: it must have a place
@@ -295,7 +298,7 @@ export class CommandFlow {
     const cmd = this.session.tasks.get(bhs.readUInt32BE(16));
     if (cmd === undefined || cmd.state !== 'receiving' || cmd.buffer === null) return null;
     const off = bhs.readUInt32BE(40);
-    const final = (bhs[1]! & 0x80) !== 0;
+    const final = (bhs[1] & 0x80) !== 0;
     if (dataOutProblem(cmd, bhs.readUInt32BE(20), bhs.readUInt32BE(36), off, len, final) !== undefined) return null;
     return cmd.buffer.subarray(off, off + len);
   }
@@ -384,7 +387,7 @@ export class CommandFlow {
     r.then(
       (result) => this.finish(cmd, result, done),
       (err: unknown) => this.finish(cmd, this.internalFailure(cmd, err), done),
-    ).catch(this.sink.fault);
+    ).catch((err: unknown) => this.sink.fault(err));
   }
 
   /** Run deferred work (a budget grant) inside the connection's fault boundary. */
@@ -417,7 +420,12 @@ export class CommandFlow {
       if (result.sense !== undefined && senseKeyOf(result.sense) === SenseKey.UnitAttention) counters.unitAttentions++;
       else counters.errors++;
     }
-    this.sink.commandDone?.(cmd, result.status, cmd.read && result.data ? Math.min(result.data.length, cmd.expectedLength) : 0, result.sense);
+    this.sink.commandDone?.(
+      cmd,
+      result.status,
+      cmd.read && result.data ? Math.min(result.data.length, cmd.expectedLength) : 0,
+      result.sense,
+    );
     this.respond(cmd, result);
   }
 

@@ -68,7 +68,7 @@ export class DataBudget {
 
   private pump(): void {
     while (this.queue.length > 0) {
-      const w = this.queue[0]!;
+      const w = this.queue[0];
       if (!w.cancelled && this.used !== 0 && this.used + w.bytes > this.limit) return;
       this.queue.shift();
       if (w.cancelled) continue;

@@ -42,7 +42,7 @@ export function sendResult(session: Session, cmd: Command, result: ScsiResult, r
     session.counters.readBytes += len;
     if (len > 0) sink.cork();
     let copied = true;
-    for (let off = 0; off < len; ) {
+    for (let off = 0; off < len;) {
       const n = Math.min(seg, len - off, burst - (off % burst));
       const last = off + n >= len;
       const pdu: DataIn = {

@@ -66,7 +66,10 @@ export class Liveness {
   private tick(now: number): void {
     const stallMs = this.bounds.stallTimeoutMs;
     if (this.stalled(now, stallMs)) {
-      this.probe.log.warn({ seconds: stallMs / 1000 }, 'initiator stalled: it owes Data-Out or leaves its READ data unread, with no progress; closing');
+      this.probe.log.warn(
+        { seconds: stallMs / 1000 },
+        'initiator stalled: it owes Data-Out or leaves its READ data unread, with no progress; closing',
+      );
       this.probe.drop();
       return;
     }

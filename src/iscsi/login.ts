@@ -8,12 +8,7 @@
 
 import { LoginRequest, LoginResponse, Op } from './pdu/messages';
 import { encodeTextKeys, parseTextKeys } from './pdu/text';
-import {
-  defaultParams,
-  negotiateKeys,
-  SessionParams,
-  TargetLimits,
-} from './negotiation';
+import { defaultParams, negotiateKeys, SessionParams, TargetLimits } from './negotiation';
 import { TextSplitter } from './text-exchange';
 import {
   chapResponse,
@@ -228,9 +223,7 @@ export class LoginPhase {
       this.authDone = true;
     }
 
-    answers.push(
-      ...negotiateKeys(pairs, this.params, { sessionType: this.sessionType, phase: 'login', limits: this.host.limits }),
-    );
+    answers.push(...negotiateKeys(pairs, this.params, { sessionType: this.sessionType, phase: 'login', limits: this.host.limits }));
 
     // Leaving the security stage waits for authentication to complete.
     if (req.transit && req.csg === Stage.Security && !this.authDone && !creds && this.chap === undefined) {
@@ -284,7 +277,7 @@ export class LoginPhase {
       if (offer === undefined) return this.fail(req, LoginStatus.AuthFailure, 'CHAP_A missing');
       const alg = chooseAlgorithm(offer, creds!.minAlgorithm);
       if (alg === undefined) {
-        const floor = creds!.minAlgorithm !== undefined ? ` at least ${CHAP_ALGORITHMS[creds!.minAlgorithm]!.name}` : '';
+        const floor = creds!.minAlgorithm !== undefined ? ` at least ${CHAP_ALGORITHMS[creds!.minAlgorithm].name}` : '';
         return this.fail(req, LoginStatus.AuthFailure, `no supported CHAP algorithm${floor} in CHAP_A=${offer.slice(0, 64)}`);
       }
       this.challenge = newChallenge(alg);
@@ -299,7 +292,8 @@ export class LoginPhase {
       if (name === undefined || !response) return this.fail(req, LoginStatus.AuthFailure, 'CHAP_N or CHAP_R missing');
       // Compare the response even when the name is wrong, so timing says nothing.
       const ok = verifyResponse(c, creds!.chap.secret, response);
-      if (!ok || name !== creds!.chap.user) return this.fail(req, LoginStatus.AuthFailure, `CHAP response for user ${JSON.stringify(name)} did not match`);
+      if (!ok || name !== creds!.chap.user)
+        return this.fail(req, LoginStatus.AuthFailure, `CHAP response for user ${JSON.stringify(name)} did not match`);
       const idText = keys.get('CHAP_I');
       const theirChallenge = keys.get('CHAP_C');
       if (idText !== undefined || theirChallenge !== undefined) {
@@ -364,7 +358,7 @@ export class LoginPhase {
 
   private finish(req: LoginRequest, text: Buffer, transit: boolean): LoginStep {
     const nsg = transit ? req.nsg : req.csg;
-    if (transit) this.stage = req.nsg as Stage;
+    if (transit) this.stage = req.nsg;
     if (transit && nsg === Stage.FullFeature) {
       this.tsih = this.allocateTsih();
       const res = this.response(req, text, true);

@@ -210,11 +210,7 @@ export interface NegotiateContext {
  * Negotiate the operational keys of one request. Returns the pairs the target
  * answers with; `params` is updated in place with the results.
  */
-export function negotiateKeys(
-  pairs: Array<[string, string]>,
-  params: SessionParams,
-  ctx: NegotiateContext,
-): Array<[string, string]> {
+export function negotiateKeys(pairs: Array<[string, string]>, params: SessionParams, ctx: NegotiateContext): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   for (const [key, value] of pairs) {
     if (LOGIN_KEYS.has(key)) continue;
@@ -245,13 +241,7 @@ export function negotiateKeys(
   return out;
 }
 
-function negotiateOne(
-  key: string,
-  value: string,
-  kind: Kind,
-  params: SessionParams,
-  limits: TargetLimits,
-): string | undefined {
+function negotiateOne(key: string, value: string, kind: Kind, params: SessionParams, limits: TargetLimits): string | undefined {
   switch (kind.t) {
     case 'digest': {
       const offered = value.split(',');

@@ -379,6 +379,6 @@ export function letGo(sent: Sent): void {
 
 /** A written batch's data let go (buffers to the pool, views released), its READs' bytes back to the read budget. */
 function giveBack(batch: Batch): void {
-  for (let i = 0; i < batch.sent.length; i++) letGo(batch.sent[i]!);
+  for (let i = 0; i < batch.sent.length; i++) letGo(batch.sent[i]);
   if (batch.bytes > 0) readBudget.give(batch.bytes);
 }

@@ -6,5 +6,5 @@ export function snAdd(a: number, n: number): number {
 
 /** a < b in serial arithmetic. */
 export function snLt(a: number, b: number): boolean {
-  return a !== b && ((b - a) >>> 0) < 0x80000000;
+  return a !== b && (b - a) >>> 0 < 0x80000000;
 }

@@ -32,9 +32,7 @@ const MAX_TEXT_BYTES = 64 * 1024;
 const MAX_TEXT_SPLITTERS = 4;
 
 /** What a Text Request gets: a Reject, or a Text Response with these fields. */
-export type TextAnswer =
-  | { reject: RejectReason }
-  | { final: boolean; cont: boolean; ttt: number; data: Buffer };
+export type TextAnswer = { reject: RejectReason } | { final: boolean; cont: boolean; ttt: number; data: Buffer };
 
 /**
  * The full-feature Text Request exchange of one connection (RFC 7143 §11.10): requests
@@ -69,7 +67,7 @@ export class TextExchange {
     }
     // More text follows: acknowledge with an empty response carrying a TTT.
     if (pdu.cont) return { final: false, cont: false, ttt: this.allocTtt(), data: Buffer.alloc(0) };
-    const text = this.pieces.length === 1 ? this.pieces[0]! : Buffer.concat(this.pieces);
+    const text = this.pieces.length === 1 ? this.pieces[0] : Buffer.concat(this.pieces);
     this.pieces = [];
     this.bytes = 0;
     let pairs: Array<[string, string]>;

@@ -41,7 +41,7 @@ export class BufferPool {
       // A new buffer replaces idle ones of other sizes (what an earlier workload left),
       // so a change of transfer size does not add a second set to the first.
       if (this.idle > 0) this.evictOthers(size, this.idle - size);
-      ab = Buffer.allocUnsafeSlow(size).buffer as ArrayBuffer;
+      ab = Buffer.allocUnsafeSlow(size).buffer;
     }
     this.lent.add(ab);
     return Buffer.from(ab, 0, length);

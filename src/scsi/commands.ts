@@ -7,12 +7,7 @@
 // COMMAND OPERATION CODE; a service action not in it gets INVALID FIELD IN CDB.
 
 import type { LogicalUnit } from './logical-unit';
-import {
-  PR_ALLOWED,
-  PR_CONFLICT,
-  type PrAccess,
-  type PrAccessRule,
-} from './persistent-reservations';
+import { PR_ALLOWED, PR_CONFLICT, type PrAccess, type PrAccessRule } from './persistent-reservations';
 import * as xcopy from './extended-copy';
 import * as sanitize from './sanitize';
 import * as sbc from './sbc';
@@ -91,6 +86,8 @@ const { None, Read, Write } = { None: DataDirection.None, Read: DataDirection.Re
 const PR_START_ONLY = (cdb: Buffer): PrAccess => ((cdb[4] & 0xf1) === 0x01 ? PR_ALLOWED : PR_CONFLICT);
 const PR_UNLESS_PREVENT = (cdb: Buffer): PrAccess => ((cdb[4] & 0x03) === 0 ? PR_ALLOWED : PR_CONFLICT);
 
+// (A table reads better aligned by hand.)
+// prettier-ignore
 const ENTRIES: Entry[] = [
   // ---- SPC-4 (spc.ts)
   { opcode: 0x00, name: 'TEST UNIT READY', cdbLength: 6, direction: None, handler: spc.testUnitReady,
@@ -265,19 +262,20 @@ const ENTRIES: Entry[] = [
 ];
 
 /** Every supported command, sorted by opcode then service action. */
-export const COMMANDS: readonly CommandSpec[] = ENTRIES.map(
-  (e): CommandSpec =>
-    Object.freeze({
-      ...e,
-      allowedWithUnitAttention: e.allowedWithUnitAttention ?? false,
-      writesMedium: e.writesMedium ?? false,
-      allowedUnderReservation: e.allowedUnderReservation ?? false,
-      timeout: e.timeout ?? 60,
-    }),
+export const COMMANDS: readonly CommandSpec[] = ENTRIES.map((e): CommandSpec =>
+  Object.freeze({
+    ...e,
+    allowedWithUnitAttention: e.allowedWithUnitAttention ?? false,
+    writesMedium: e.writesMedium ?? false,
+    allowedUnderReservation: e.allowedUnderReservation ?? false,
+    timeout: e.timeout ?? 60,
+  }),
 ).sort((x, y) => x.opcode - y.opcode || (x.sa ?? 0) - (y.sa ?? 0));
 
 // opcode -> command, or -> service action map for multiplexed opcodes.
-const BY_OPCODE: (CommandSpec | Map<number, CommandSpec> | undefined)[] = new Array(256);
+const BY_OPCODE: (CommandSpec | Map<number, CommandSpec> | undefined)[] = new Array<CommandSpec | Map<number, CommandSpec> | undefined>(
+  256,
+);
 for (const c of COMMANDS) {
   if (c.usage.length !== c.cdbLength || c.usage[0] !== c.opcode) {
     throw new Error(`command table: bad CDB usage data for ${c.name}`);
@@ -308,7 +306,7 @@ export function classifyCdb(cdb: Buffer): DataPhase {
 }
 
 /** For REPORT SUPPORTED OPERATION CODES: the entry (or SA map) for an opcode. */
-export function commandsForOpcode(opcode: number): CommandSpec | ReadonlyMap<number, CommandSpec> | undefined {
+export function commandsForOpcode(opcode: number): CommandSpec | Map<number, CommandSpec> | undefined {
   return BY_OPCODE[opcode & 0xff];
 }
 
@@ -361,7 +359,7 @@ export function reportSupportedOperationCodes(lu: LogicalUnit, task: ScsiTask): 
       spec = slot.get(sa);
     } else if (slot !== undefined) {
       if (options === 2) throw invalidFieldInCdb(2, 2);
-      spec = slot as CommandSpec;
+      spec = slot;
     }
     if (spec?.supported && !spec.supported(lu)) spec = undefined;
     if (spec === undefined) {

@@ -3,16 +3,7 @@
 // target, whatever LUN it names); anything for a LUN in the map goes to its LogicalUnit;
 // a LUN not in the map gets what SPC-4 says an unsupported logical unit answers.
 
-import {
-  ASC,
-  buildSense,
-  CheckCondition,
-  checkCondition,
-  fixedSense,
-  invalidFieldInCdb,
-  SenseKey,
-  type SenseSpec,
-} from './sense';
+import { ASC, buildSense, CheckCondition, checkCondition, fixedSense, invalidFieldInCdb, SenseKey, type SenseSpec } from './sense';
 import { writeLunField } from './lun';
 import { standardInquiryData, truncate } from './spc';
 import { ScsiStatus, type ScsiResult, type ScsiTask } from './task';

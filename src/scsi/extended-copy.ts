@@ -65,7 +65,6 @@ const CSCD_IDENTIFICATION = 0xe4;
 const SEGMENT_BLOCK_TO_BLOCK = 0x02;
 const B2B_DESCRIPTOR_LENGTH = 0x18; // bytes after the first four
 
-
 /** What a copy left for RECEIVE COPY RESULTS (list id usage 00b). */
 interface HeldResult {
   state: 'running' | 'done' | 'failed';
@@ -86,7 +85,7 @@ export class CopyManagerState {
 
   hold(nexus: ItNexus, listId: number, r: HeldResult): void {
     let m = this.held.get(nexus.id);
-    if (m === undefined) this.held.set(nexus.id, (m = new Map()));
+    if (m === undefined) this.held.set(nexus.id, (m = new Map<number, HeldResult>()));
     m.delete(listId);
     m.set(listId, r);
     for (const [id, old] of m) {
@@ -159,7 +158,7 @@ export async function extendedCopy(lu: LogicalUnit, task: ScsiTask): Promise<Scs
 
   // Walk both descriptor lists (counts first, then type codes).
   const cscds: Cscd[] = [];
-  for (let at = HEADER_BYTES; at < HEADER_BYTES + cscdBytes; ) {
+  for (let at = HEADER_BYTES; at < HEADER_BYTES + cscdBytes;) {
     const size = cscdLength(p[at]);
     if (at + size > HEADER_BYTES + cscdBytes) throw parameterListLengthError();
     cscds.push({ at, type: p[at] });
@@ -167,7 +166,7 @@ export async function extendedCopy(lu: LogicalUnit, task: ScsiTask): Promise<Scs
   }
   const segStart = HEADER_BYTES + cscdBytes;
   const segAts: number[] = [];
-  for (let at = segStart; at < segStart + segBytes; ) {
+  for (let at = segStart; at < segStart + segBytes;) {
     if (at + 4 > segStart + segBytes) throw parameterListLengthError();
     const size = 4 + p.readUInt16BE(at + 2);
     if (at + size > segStart + segBytes) throw parameterListLengthError();

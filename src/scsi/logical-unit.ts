@@ -205,8 +205,7 @@ export class LogicalUnit {
 
   /** MODE SELECT applied new values; tell every other I_T nexus (SPC-4 §7.5.2). */
   setModeValues(values: ModeValues, from: ItNexus): void {
-    const changed =
-      values.wce !== this.mode.wce || values.dSense !== this.mode.dSense || values.swp !== this.mode.swp;
+    const changed = values.wce !== this.mode.wce || values.dSense !== this.mode.dSense || values.swp !== this.mode.swp;
     this.mode = { ...values };
     if (!changed) return;
     for (const s of this.nexuses.values()) {
@@ -352,9 +351,9 @@ export class LogicalUnit {
     const result = prev.then(() => this.drained()).then(() => this.runCounted(task));
     const gate = result.then(noop, noop);
     this.gate = gate;
-    void gate.then(() => {
+    gate.then(() => {
       if (this.gate === gate) this.gate = null;
-    });
+    }, noop);
     return result;
   }
 
@@ -438,10 +437,7 @@ export class LogicalUnit {
 
   private errorResult(err: unknown, task: ScsiTask, spec: CommandSpec | undefined): ScsiResult {
     if (err instanceof CheckCondition) return this.senseResult(err.sense);
-    this.logger?.error(
-      { err, lu: this.name, opcode: task.cdb[0], command: spec?.name },
-      'internal error while executing a SCSI command',
-    );
+    this.logger?.error({ err, lu: this.name, opcode: task.cdb[0], command: spec?.name }, 'internal error while executing a SCSI command');
     return this.senseResult({
       key: SenseKey.HardwareError,
       asc: ASC.INTERNAL_TARGET_FAILURE.asc,

@@ -96,11 +96,7 @@ function writeChangeableMask(code: number, b: Buffer): void {
  * or the offset within `page` of the first byte that tries to change something that is
  * not changeable.
  */
-export function applyPage(
-  code: number,
-  page: Buffer,
-  current: ModeValues,
-): { values: ModeValues } | { badByte: number; bit?: number } {
+export function applyPage(code: number, page: Buffer, current: ModeValues): { values: ModeValues } | { badByte: number; bit?: number } {
   const cur = encodePage(code, PageControl.Current, current);
   const mask = encodePage(code, PageControl.Changeable, current);
   for (let i = 2; i < cur.length; i++) {

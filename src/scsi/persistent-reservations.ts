@@ -19,15 +19,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
-import {
-  ASC,
-  checkCondition,
-  invalidFieldInCdb,
-  invalidFieldInParameterList,
-  parameterListLengthError,
-  SenseKey,
-  type Asc,
-} from './sense';
+import { ASC, checkCondition, invalidFieldInCdb, invalidFieldInParameterList, parameterListLengthError, SenseKey, type Asc } from './sense';
 import { ScsiStatus, type ItNexus, type ScsiResult, type ScsiTask } from './task';
 
 // ------------------------------------------------------------------ constants
@@ -72,9 +64,7 @@ const isRegistrantsOnly = (t: PrType): boolean =>
   t === PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY || t === PrType.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY;
 /** Types whose write-exclusive flavour lets non-holders read (WE, WE-RO, WE-AR). */
 const isWriteExclusiveFamily = (t: PrType): boolean =>
-  t === PrType.WRITE_EXCLUSIVE ||
-  t === PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY ||
-  t === PrType.WRITE_EXCLUSIVE_ALL_REGISTRANTS;
+  t === PrType.WRITE_EXCLUSIVE || t === PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY || t === PrType.WRITE_EXCLUSIVE_ALL_REGISTRANTS;
 
 /**
  * How a command fares under a persistent reservation, from an I_T nexus that does not hold
@@ -480,13 +470,7 @@ export class PersistentReservations {
     return (n) => n.id !== except.id && list.some((r) => covers(r, n));
   }
 
-  private register(
-    nexus: ItNexus,
-    ignoreExisting: boolean,
-    key: bigint,
-    sark: bigint,
-    p: Buffer,
-  ): Effects {
+  private register(nexus: ItNexus, ignoreExisting: boolean, key: bigint, sark: bigint, p: Buffer): Effects {
     const allTgPt = (p[20] & 0x04) !== 0;
     const aptpl = (p[20] & 0x01) !== 0;
     const effects: Effects = { ua: [], abort: [] };
@@ -571,14 +555,7 @@ export class PersistentReservations {
     return { ua: [{ to: this.coveredBy(everyone, nexus), code: UA_RESERVATIONS_PREEMPTED }], abort: [] };
   }
 
-  private preempt(
-    nexus: ItNexus,
-    key: bigint,
-    sark: bigint,
-    scope: number,
-    rawType: number,
-    abort: boolean,
-  ): Effects {
+  private preempt(nexus: ItNexus, key: bigint, sark: bigint, scope: number, rawType: number, abort: boolean): Effects {
     const reg = this.requireRegistration(nexus, key);
     const res = this.reservation;
     const effects: Effects = { ua: [], abort: [] };
@@ -678,9 +655,7 @@ export class PersistentReservations {
       }
     }
     if (effects.abort.length > 0) {
-      const ids = [...this.host.knownNexuses()]
-        .filter((n) => n.id !== from.id && effects.abort.some((r) => covers(r, n)))
-        .map((n) => n.id);
+      const ids = [...this.host.knownNexuses()].filter((n) => n.id !== from.id && effects.abort.some((r) => covers(r, n))).map((n) => n.id);
       if (ids.length > 0) this.host.preemptAbort(ids);
     }
   }
@@ -706,8 +681,7 @@ export class PersistentReservations {
         relativePortId: r.relativePortId,
         allTgPt: r.allTgPt,
       })),
-      reservation:
-        res === null ? null : { type: res.type, holder: res.holder === null ? null : regs.indexOf(res.holder) },
+      reservation: res === null ? null : { type: res.type, holder: res.holder === null ? null : regs.indexOf(res.holder) },
     };
   }
 
@@ -759,7 +733,7 @@ export class PersistentReservations {
       if (s.aptpl !== true) return; // APTPL was cleared: nothing persists through power loss
       this.registrations = regs;
       this.reservation = reservation;
-      this.generation = (Number(s.generation) >>> 0) || 0;
+      this.generation = Number(s.generation) >>> 0 || 0;
       this.aptpl = true;
       this.host.logger?.info(
         { lu: this.host.name, path: file, registrations: regs.length, reservation: reservation?.type ?? null },

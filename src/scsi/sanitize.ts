@@ -32,14 +32,7 @@
 
 import type { CommandSpec } from './commands';
 import type { LogicalUnit } from './logical-unit';
-import {
-  ASC,
-  invalidFieldInCdb,
-  invalidFieldInParameterList,
-  parameterListLengthError,
-  SenseKey,
-  type SenseSpec,
-} from './sense';
+import { ASC, invalidFieldInCdb, invalidFieldInParameterList, parameterListLengthError, SenseKey, type SenseSpec } from './sense';
 import { ScsiStatus, type ScsiResult, type ScsiTask } from './task';
 
 /** Default pace of an OVERWRITE, in bytes per second (0 = as fast as the store goes). */
@@ -240,7 +233,7 @@ export async function sanitizeOverwrite(lu: LogicalUnit, task: ScsiTask): Promis
     const started = Date.now();
     for (let pass = 0; pass < passes; pass++) {
       const buf = pass % 2 === 1 ? inverse : chunk;
-      for (let off = 0; off < size; ) {
+      for (let off = 0; off < size;) {
         if (op.cancelled) return;
         const n = Math.min(size - off, buf.length);
         await lu.backstore.write(n === buf.length ? buf : buf.subarray(0, n), off);
@@ -273,7 +266,7 @@ export async function sanitizeBlockErase(lu: LogicalUnit, task: ScsiTask): Promi
 
 /** Unmap every block in steps (so progress advances), then flush. */
 async function deallocateAll(lu: LogicalUnit, op: Operation, size: number): Promise<void> {
-  for (let off = 0; off < size; ) {
+  for (let off = 0; off < size;) {
     if (op.cancelled) return;
     const n = Math.min(size - off, ERASE_STEP_BYTES);
     await lu.backstore.unmap(off, n);

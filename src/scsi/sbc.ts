@@ -124,13 +124,7 @@ export function read16(lu: LogicalUnit, task: ScsiTask): ScsiResult | Promise<Sc
  * Read `blocks` blocks at `lba` into one buffer of the transfer size. DPO and FUA need
  * nothing: we keep no cache of our own, and the page cache is coherent with the medium.
  */
-function doRead(
-  lu: LogicalUnit,
-  task: ScsiTask,
-  lba: number,
-  blocks: number,
-  lengthByte: number,
-): ScsiResult | Promise<ScsiResult> {
+function doRead(lu: LogicalUnit, task: ScsiTask, lba: number, blocks: number, lengthByte: number): ScsiResult | Promise<ScsiResult> {
   checkRange(lu, lba, blocks);
   checkTransferLength(lu, blocks, lengthByte);
   if (blocks === 0) return { status: ScsiStatus.Good, data: EMPTY };
@@ -154,7 +148,8 @@ function doRead(
   const into = readLen === len ? buf : buf.subarray(0, readLen);
   // A shared hold: never waits for other reads or plain writes, only for an atomic one.
   const held = lu.writeLock.acquire(lba, readLen / bs, false);
-  if (typeof held !== 'function') return held.then((release) => settle(lu, startIo(lu, 'read', lba, release, into, lba * bs), release, 'read', lba, result));
+  if (typeof held !== 'function')
+    return held.then((release) => settle(lu, startIo(lu, 'read', lba, release, into, lba * bs), release, 'read', lba, result));
   const io = startIo(lu, 'read', lba, held, into, lba * bs);
   if (io === DONE_INLINE) {
     // Served inline (memory filesystem, page cache): answer in this turn, no promise hops.
@@ -174,7 +169,10 @@ function mappedRead(lu: LogicalUnit, lba: number, blocks: number, len: number): 
   const held = lu.writeLock.acquire(lba, blocks, false);
   if (typeof held !== 'function') {
     // An atomic write holds part of the range: wait for it the ordinary way.
-    void held.then((release) => release());
+    held.then(
+      (release) => release(),
+      () => undefined,
+    );
     return null;
   }
   let view;
@@ -365,8 +363,7 @@ async function doVerify(
   checkTransferLength(lu, blocks, lengthByte);
   const bs = lu.blockSize;
   const dataOutLength = check === 0 ? undefined : check === 1 ? blocks * bs : blocks > 0 ? bs : 0;
-  const result: ScsiResult =
-    dataOutLength === undefined ? { status: ScsiStatus.Good } : { status: ScsiStatus.Good, dataOutLength };
+  const result: ScsiResult = dataOutLength === undefined ? { status: ScsiStatus.Good } : { status: ScsiStatus.Good, dataOutLength };
   if (blocks === 0) return result;
 
   let compareBlocks = blocks; // how many blocks we can check
@@ -384,7 +381,7 @@ async function doVerify(
 
   const chunkBlocks = Math.max(1, Math.floor(CHUNK_BYTES / bs));
   const chunk = Buffer.allocUnsafe(Math.min(compareBlocks, chunkBlocks) * bs);
-  for (let done = 0; done < compareBlocks; ) {
+  for (let done = 0; done < compareBlocks;) {
     const n = Math.min(compareBlocks - done, chunkBlocks);
     const buf = n * bs === chunk.length ? chunk : chunk.subarray(0, n * bs);
     try {
@@ -430,13 +427,7 @@ export function writeAndVerify16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiR
  * WRITE AND VERIFY: write, make it durable, read it back from the medium and compare
  * with what was sent (BYTCHK 0 and 1 both end up comparing: the data is at hand).
  */
-async function doWriteAndVerify(
-  lu: LogicalUnit,
-  task: ScsiTask,
-  lba: number,
-  blocks: number,
-  lengthByte: number,
-): Promise<ScsiResult> {
+async function doWriteAndVerify(lu: LogicalUnit, task: ScsiTask, lba: number, blocks: number, lengthByte: number): Promise<ScsiResult> {
   const c = task.cdb;
   if (((c[1] >> 1) & 0x03) > 1) throw invalidFieldInCdb(1, 2); // BYTCHK 10b/11b
   checkRange(lu, lba, blocks);
@@ -524,7 +515,7 @@ async function doWriteSame(
   const held = lu.writeLock.acquire(lba, blocks, false);
   const release = typeof held === 'function' ? held : await held;
   try {
-    for (let done = 0; done < blocks; ) {
+    for (let done = 0; done < blocks;) {
       const n = Math.min(blocks - done, chunkBlocks);
       try {
         await lu.backstore.write(n === chunkBlocks ? chunk : chunk.subarray(0, n * bs), (lba + done) * bs);

@@ -9,15 +9,7 @@ import { LIMITS, PRODUCT_ID, PRODUCT_REVISION, VENDOR_ID } from './limits';
 import { provisioningOf, unmapLimits } from './provisioning';
 import { maxAtomicTransferBlocks } from './sbc';
 import { cryptoEraseSupported } from './sanitize';
-import {
-  applyPage,
-  encodePage,
-  isSupportedPage,
-  PAGE_ALL,
-  PageControl,
-  pageSize,
-  SUPPORTED_PAGES,
-} from './mode-pages';
+import { applyPage, encodePage, isSupportedPage, PAGE_ALL, PageControl, pageSize, SUPPORTED_PAGES } from './mode-pages';
 import {
   ASC,
   buildSense,
@@ -328,8 +320,7 @@ function modeSense(lu: LogicalUnit, task: ScsiTask, ten: boolean): ScsiResult {
       blockDescriptor.writeUInt32BE(blen & 0xffffff, 4); // density code 0, block length
     }
   }
-  const deviceSpecific =
-    pc === PageControl.Changeable ? 0 : (lu.writeProtected ? 0x80 : 0) | 0x10; // WP, DPOFUA
+  const deviceSpecific = pc === PageControl.Changeable ? 0 : (lu.writeProtected ? 0x80 : 0) | 0x10; // WP, DPOFUA
 
   const headerLen = ten ? 8 : 4;
   const header = Buffer.alloc(headerLen);

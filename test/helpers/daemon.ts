@@ -98,13 +98,13 @@ export async function startDaemon(yamlTemplate: string, opts: DaemonOptions = {}
   await opts.beforeStart?.(configFile);
   let out = '';
   const argv = [...(opts.prefix ?? []), process.execPath, BIN, 'serve', '--config', configFile];
-  const proc = spawn(argv[0]!, argv.slice(1), {
+  const proc = spawn(argv[0], argv.slice(1), {
     cwd: dir,
     env: opts.env ?? { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  proc.stdout!.on('data', (c) => (out += c));
-  proc.stderr!.on('data', (c) => (out += c));
+  proc.stdout.on('data', (c) => (out += c));
+  proc.stderr.on('data', (c) => (out += c));
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
   const deadline = Date.now() + 15000;
   for (;;) {
@@ -118,7 +118,7 @@ export async function startDaemon(yamlTemplate: string, opts: DaemonOptions = {}
   }
   // The control socket opens just after the portals: give it a moment (its log line says so;
   // at a quieter LOG_LEVEL the line never comes and this waits its 5 s out).
-  for (const end = Date.now() + 5000; !/"msg":"serving"|serving$/m.test(out) && Date.now() < end && proc.exitCode === null; ) {
+  for (const end = Date.now() + 5000; !/"msg":"serving"|serving$/m.test(out) && Date.now() < end && proc.exitCode === null;) {
     await new Promise((r) => setTimeout(r, 20));
   }
   if (proc.exitCode !== null || /could not start/.test(out)) {

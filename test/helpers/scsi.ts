@@ -90,16 +90,14 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-export async function setup(
-  opts: { blockSize?: 512 | 4096; physicalBlockSize?: 512 | 4096; readonly?: boolean; blocks?: number } = {},
-) {
+export async function setup(opts: { blockSize?: 512 | 4096; physicalBlockSize?: 512 | 4096; readonly?: boolean; blocks?: number } = {}) {
   const bs = opts.blockSize ?? 512;
   const blocks = opts.blocks ?? 4096;
   const store = new TestStore(new MemoryBackstore(blocks * bs));
   const lu = new LogicalUnit({
     name: 'vol0',
     backstore: store,
-    blockSize: bs as 512 | 4096,
+    blockSize: bs,
     physicalBlockSize: opts.physicalBlockSize,
     readonly: opts.readonly ?? false,
   });
@@ -111,10 +109,7 @@ export async function setup(
 }
 
 /** A task on LUN 0 (its LUN map is set by executeOn). */
-export function task(
-  cdb: number[],
-  opts: { expected?: number; dataOut?: Buffer | null; attr?: number; nexus?: ItNexus } = {},
-): ScsiTask {
+export function task(cdb: number[], opts: { expected?: number; dataOut?: Buffer | null; attr?: number; nexus?: ItNexus } = {}): ScsiTask {
   const b = Buffer.alloc(16);
   Buffer.from(cdb).copy(b);
   return {
@@ -140,11 +135,7 @@ export function executeOn(luns: ReadonlyMap<number, LogicalUnit>, t: ScsiTask): 
   return executeScsi(t);
 }
 
-export function run(
-  luns: ReadonlyMap<number, LogicalUnit>,
-  cdb: number[],
-  opts: Parameters<typeof task>[1] = {},
-): Promise<ScsiResult> {
+export function run(luns: ReadonlyMap<number, LogicalUnit>, cdb: number[], opts: Parameters<typeof task>[1] = {}): Promise<ScsiResult> {
   return executeOn(luns, task(cdb, opts));
 }
 
@@ -188,11 +179,17 @@ export const CDB = {
   getLbaStatus: (lba: bigint | number, alloc: number) => [0x9e, 0x12, ...be64(lba), ...be32(alloc), 0, 0],
   writeSame10: (lba: number, n: number, b1 = 0) => [0x41, b1, ...be32(lba), 0, ...be16(n), 0],
   writeSame16: (lba: bigint | number, n: number, b1 = 0) => [0x93, b1, ...be64(lba), ...be32(n), 0, 0],
-  writeAtomic16: (lba: bigint | number, n: number, b1 = 0, boundary = 0) => [
-    0x9c, b1, ...be64(lba), ...be16(boundary), ...be16(n), 0, 0,
-  ],
+  writeAtomic16: (lba: bigint | number, n: number, b1 = 0, boundary = 0) => [0x9c, b1, ...be64(lba), ...be16(boundary), ...be16(n), 0, 0],
   sanitize: (sa: number, len: number, opts: { immed?: boolean; ause?: boolean } = {}) => [
-    0x48, (opts.immed ? 0x80 : 0) | (opts.ause ? 0x20 : 0) | sa, 0, 0, 0, 0, 0, ...be16(len), 0,
+    0x48,
+    (opts.immed ? 0x80 : 0) | (opts.ause ? 0x20 : 0) | sa,
+    0,
+    0,
+    0,
+    0,
+    0,
+    ...be16(len),
+    0,
   ],
 };
 

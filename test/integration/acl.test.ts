@@ -97,7 +97,10 @@ describe('ACLs and CHAP', () => {
     assert.deepEqual(await stranger.sendTargets(), []);
     await stranger.logout();
     const a = await Initiator.connect({ host: t.host, port: t.port, initiatorName: A });
-    assert.deepEqual((await a.sendTargets()).map((x) => x.name), [SAN]);
+    assert.deepEqual(
+      (await a.sendTargets()).map((x) => x.name),
+      [SAN],
+    );
     await a.logout();
   });
 

@@ -29,7 +29,11 @@ describe('ConfigController and the control socket', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-target-apply-'));
     env.ISCSI_TARGET_RUN_DIR = dir;
     file = path.join(dir, 'iscsi-target.yaml');
-    fs.writeFileSync(file, `portals: ["127.0.0.1:0"]\nvolumes:\n  m: { memory: true, size: 1MiB }\ntargets:\n  - iqn: ${IQN}\n    luns: { 0: m }\n`, { mode: 0o600 });
+    fs.writeFileSync(
+      file,
+      `portals: ["127.0.0.1:0"]\nvolumes:\n  m: { memory: true, size: 1MiB }\ntargets:\n  - iqn: ${IQN}\n    luns: { 0: m }\n`,
+      { mode: 0o600 },
+    );
     const logger = pino({ level: 'silent' });
     server = await TargetServer.start({ config: parseConfig(fs.readFileSync(file, 'utf8'), file), logger });
     control = await startControlServer(new ConfigController(server, file, logger), logger, env);
@@ -84,10 +88,12 @@ describe('ConfigController and the control socket', () => {
   });
 
   test('a good change applies: a new LUN appears in a live session', async () => {
-    const ini = await Initiator.connect({ host: '127.0.0.1', port: server.addresses[0]!.port, targetName: IQN });
+    const ini = await Initiator.connect({ host: '127.0.0.1', port: server.addresses[0].port, targetName: IQN });
     await ini.testUnitReady(0);
     const before = fs.readFileSync(file, 'utf8');
-    const text = before.replace('volumes:\n', 'volumes:\n  extra: { memory: true, size: 2MiB }\n').replace('luns: { 0: m }', 'luns: { 0: m, 1: extra }');
+    const text = before
+      .replace('volumes:\n', 'volumes:\n  extra: { memory: true, size: 2MiB }\n')
+      .replace('luns: { 0: m }', 'luns: { 0: m, 1: extra }');
     const r = await controlRequest(file, { op: 'apply', text, baseSha256: sha256(before) }, env);
     assert.ok(r && r.ok && 'report' in r, JSON.stringify(r));
     assert.deepEqual(r.report.opened, ['extra']);
@@ -128,7 +134,7 @@ describe('ConfigController and the control socket', () => {
       new Promise<string>((resolve) => {
         let buf = '';
         const s = net.connect(control.path, () => s.write(line));
-        s.on('data', (c) => (buf += c));
+        s.on('data', (c: Buffer) => (buf += c.toString()));
         s.on('end', () => resolve(buf));
       });
     assert.deepEqual(JSON.parse(await ask('not json\n')), { ok: false, message: 'malformed request' });

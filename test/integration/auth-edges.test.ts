@@ -23,12 +23,28 @@ const MUTUAL_A = { user: 'san', secret: 'san-target-secret' };
 const CHAP_S = { user: 'host-s', secret: 'host-s-secret-1' };
 
 /** One login step over a raw socket: the Login Response and its keys. */
-async function step(peer: RawPeer, keys: Array<[string, string]>, over: Partial<LoginRequest> = {}): Promise<{ res: LoginResponse; keys: Map<string, string> }> {
+async function step(
+  peer: RawPeer,
+  keys: Array<[string, string]>,
+  over: Partial<LoginRequest> = {},
+): Promise<{ res: LoginResponse; keys: Map<string, string> }> {
   const from = peer.received.length;
   peer.send({
-    op: Op.LoginRequest, transit: false, cont: false, csg: 0, nsg: 1, versionMax: 0, versionMin: 0,
-    isid: Buffer.from([0x80, 1, 2, 3, 4, 5]), tsih: 0, itt: 1, cid: 0, cmdSN: 1, expStatSN: 0,
-    data: encodeTextKeys(keys), ...over,
+    op: Op.LoginRequest,
+    transit: false,
+    cont: false,
+    csg: 0,
+    nsg: 1,
+    versionMax: 0,
+    versionMin: 0,
+    isid: Buffer.from([0x80, 1, 2, 3, 4, 5]),
+    tsih: 0,
+    itt: 1,
+    cid: 0,
+    cmdSN: 1,
+    expStatSN: 0,
+    data: encodeTextKeys(keys),
+    ...over,
   });
   const r = await peer.waitFor((p) => p.op === Op.LoginResponse, 5000, from);
   assert.ok(r && r.op === Op.LoginResponse, 'no login response');
@@ -44,7 +60,11 @@ describe('authentication edges', () => {
       targets: [
         { iqn: OPEN, luns: new Map([[0, 'v-open']]), acls: [] },
         { iqn: SAN, luns: new Map(), acls: [{ initiator: A, luns: new Map([[0, 'v-a']]), chap: CHAP_A, mutual: MUTUAL_A }] },
-        { iqn: STRICT, luns: new Map(), acls: [{ initiator: S, luns: new Map([[0, 'v-s']]), chap: { ...CHAP_S, minAlgorithm: 'sha256' } }] },
+        {
+          iqn: STRICT,
+          luns: new Map(),
+          acls: [{ initiator: S, luns: new Map([[0, 'v-s']]), chap: { ...CHAP_S, minAlgorithm: 'sha256' } }],
+        },
       ],
     });
   });
@@ -52,14 +72,27 @@ describe('authentication edges', () => {
 
   test('CHAP_A=5,7 gets SHA-256 (7), not the MD5 listed first', async () => {
     const peer = await RawPeer.connect(t.host, t.port);
-    const lead: Array<[string, string]> = [['InitiatorName', A], ['SessionType', 'Normal'], ['TargetName', SAN], ['AuthMethod', 'CHAP']];
+    const lead: Array<[string, string]> = [
+      ['InitiatorName', A],
+      ['SessionType', 'Normal'],
+      ['TargetName', SAN],
+      ['AuthMethod', 'CHAP'],
+    ];
     assert.equal((await step(peer, lead)).keys.get('AuthMethod'), 'CHAP');
     const ch = await step(peer, [['CHAP_A', '5,7']]);
     assert.equal(ch.keys.get('CHAP_A'), '7');
     assert.equal(decodeBinary(ch.keys.get('CHAP_C')!)!.length, 32);
     peer.socket.destroy();
     // And the login completes with it, mutual CHAP included.
-    const ini = await Initiator.connect({ host: t.host, port: t.port, targetName: SAN, initiatorName: A, chap: CHAP_A, mutual: MUTUAL_A, chapAlgorithms: '5,7' });
+    const ini = await Initiator.connect({
+      host: t.host,
+      port: t.port,
+      targetName: SAN,
+      initiatorName: A,
+      chap: CHAP_A,
+      mutual: MUTUAL_A,
+      chapAlgorithms: '5,7',
+    });
     await ini.logout();
   });
 
@@ -68,7 +101,14 @@ describe('authentication edges', () => {
       Initiator.connect({ host: t.host, port: t.port, targetName: STRICT, initiatorName: S, chap: CHAP_S, chapAlgorithms: '5,6' }),
       (e: unknown) => e instanceof LoginError && e.statusClass === 2 && e.statusDetail === 1,
     );
-    const ok = await Initiator.connect({ host: t.host, port: t.port, targetName: STRICT, initiatorName: S, chap: CHAP_S, chapAlgorithms: '5,7' });
+    const ok = await Initiator.connect({
+      host: t.host,
+      port: t.port,
+      targetName: STRICT,
+      initiatorName: S,
+      chap: CHAP_S,
+      chapAlgorithms: '5,7',
+    });
     await ok.logout();
     const missing = requireTools(['iscsi-ls']);
     if (missing) return;
@@ -76,7 +116,11 @@ describe('authentication edges', () => {
     const r = await runAsync('iscsi-ls', ['-s', '-i', S, `iscsi://${CHAP_S.user}%${CHAP_S.secret}@${t.host}:${t.port}/${STRICT}/0`], 30000);
     assert.notEqual(r.code, 0, r.out);
     assert.match(r.out, /Authentication failure/);
-    const md5Ok = await runAsync('iscsi-ls', ['-s', '-i', A, `iscsi://${CHAP_A.user}%${CHAP_A.secret}@${t.host}:${t.port}/${SAN}/0`], 30000);
+    const md5Ok = await runAsync(
+      'iscsi-ls',
+      ['-s', '-i', A, `iscsi://${CHAP_A.user}%${CHAP_A.secret}@${t.host}:${t.port}/${SAN}/0`],
+      30000,
+    );
     assert.equal(md5Ok.code, 0, `an ACL without a floor still takes libiscsi's MD5: ${md5Ok.out}`);
   });
 
@@ -87,8 +131,18 @@ describe('authentication edges', () => {
       config: { security: { minChapAlgorithm: 'sha256' } },
     });
     try {
-      await assert.rejects(Initiator.connect({ host: g.host, port: g.port, targetName: SAN, initiatorName: A, chap: CHAP_A, chapAlgorithms: '5' }), LoginError);
-      const ok = await Initiator.connect({ host: g.host, port: g.port, targetName: SAN, initiatorName: A, chap: CHAP_A, chapAlgorithms: '7' });
+      await assert.rejects(
+        Initiator.connect({ host: g.host, port: g.port, targetName: SAN, initiatorName: A, chap: CHAP_A, chapAlgorithms: '5' }),
+        LoginError,
+      );
+      const ok = await Initiator.connect({
+        host: g.host,
+        port: g.port,
+        targetName: SAN,
+        initiatorName: A,
+        chap: CHAP_A,
+        chapAlgorithms: '7',
+      });
       await ok.logout();
     } finally {
       await g.stop();
@@ -98,14 +152,35 @@ describe('authentication edges', () => {
   test('mutual CHAP over the wire: short, long, all-zero, repeated challenges and odd CHAP_I are refused', async () => {
     const attempt = async (id: string, challenge: Buffer) => {
       const peer = await RawPeer.connect(t.host, t.port);
-      await step(peer, [['InitiatorName', A], ['SessionType', 'Normal'], ['TargetName', SAN], ['AuthMethod', 'CHAP']]);
+      await step(peer, [
+        ['InitiatorName', A],
+        ['SessionType', 'Normal'],
+        ['TargetName', SAN],
+        ['AuthMethod', 'CHAP'],
+      ]);
       const c = await step(peer, [['CHAP_A', '7']]);
       const r = chapResponse(7, Number(c.keys.get('CHAP_I')), Buffer.from(CHAP_A.secret), decodeBinary(c.keys.get('CHAP_C')!)!);
-      const last = await step(peer, [['CHAP_N', CHAP_A.user], ['CHAP_R', encodeHex(r)], ['CHAP_I', id], ['CHAP_C', encodeHex(challenge)]], { transit: true });
+      const last = await step(
+        peer,
+        [
+          ['CHAP_N', CHAP_A.user],
+          ['CHAP_R', encodeHex(r)],
+          ['CHAP_I', id],
+          ['CHAP_C', encodeHex(challenge)],
+        ],
+        { transit: true },
+      );
       peer.socket.destroy();
       return { status: (last.res.statusClass << 8) | last.res.statusDetail, ourResponse: last.keys.get('CHAP_R') };
     };
-    for (const [id, ch] of [['1', randomBytes(1)], ['1', Buffer.alloc(16)], ['1', randomBytes(2000)], ['', randomBytes(32)], ['1e2', randomBytes(32)], ['0x10', randomBytes(32)]] as const) {
+    for (const [id, ch] of [
+      ['1', randomBytes(1)],
+      ['1', Buffer.alloc(16)],
+      ['1', randomBytes(2000)],
+      ['', randomBytes(32)],
+      ['1e2', randomBytes(32)],
+      ['0x10', randomBytes(32)],
+    ] as const) {
       const r = await attempt(id, ch);
       assert.equal(r.status, 0x0201, `CHAP_I ${JSON.stringify(id)}, ${ch.length} bytes`);
       assert.equal(r.ourResponse, undefined, 'the target answered it');
@@ -123,7 +198,16 @@ describe('authentication edges', () => {
       const tsih = live.tsih;
       const answer = async (value: number) => {
         const peer = await RawPeer.connect(t.host, t.port);
-        const r = await step(peer, [['InitiatorName', 'iqn.1994-05.com.example:intruder'], ['SessionType', 'Normal'], ['TargetName', SAN], ['AuthMethod', 'None']], { tsih: value, transit: true });
+        const r = await step(
+          peer,
+          [
+            ['InitiatorName', 'iqn.1994-05.com.example:intruder'],
+            ['SessionType', 'Normal'],
+            ['TargetName', SAN],
+            ['AuthMethod', 'None'],
+          ],
+          { tsih: value, transit: true },
+        );
         peer.socket.destroy();
         return { status: (r.res.statusClass << 8) | r.res.statusDetail, data: r.res.data.length, tsih: r.res.tsih };
       };
@@ -133,9 +217,25 @@ describe('authentication edges', () => {
       // Posing as the ACL's initiator without its CHAP secret tells nothing either.
       const impostor = async (value: number) => {
         const peer = await RawPeer.connect(t.host, t.port);
-        await step(peer, [['InitiatorName', A], ['SessionType', 'Normal'], ['TargetName', SAN], ['AuthMethod', 'CHAP']], { tsih: value });
+        await step(
+          peer,
+          [
+            ['InitiatorName', A],
+            ['SessionType', 'Normal'],
+            ['TargetName', SAN],
+            ['AuthMethod', 'CHAP'],
+          ],
+          { tsih: value },
+        );
         await step(peer, [['CHAP_A', '7']], { tsih: value });
-        const r = await step(peer, [['CHAP_N', CHAP_A.user], ['CHAP_R', encodeHex(randomBytes(32))]], { tsih: value, transit: true });
+        const r = await step(
+          peer,
+          [
+            ['CHAP_N', CHAP_A.user],
+            ['CHAP_R', encodeHex(randomBytes(32))],
+          ],
+          { tsih: value, transit: true },
+        );
         peer.socket.destroy();
         return (r.res.statusClass << 8) | r.res.statusDetail;
       };

@@ -32,10 +32,10 @@ async function impostor(sockPath: string, dac: boolean): Promise<{ proc: ChildPr
     });
     srv.listen(${JSON.stringify(sockPath)}, () => process.stdout.write('LISTENING\\n'));`;
   const argv = [...asNobody(dac), process.execPath, '-e', code];
-  const proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  proc.stdout!.on('data', (c) => (out += c));
-  proc.stderr!.on('data', (c) => (out += c));
+  proc.stdout.on('data', (c) => (out += c));
+  proc.stderr.on('data', (c) => (out += c));
   const end = Date.now() + 10000;
   while (!out.includes('LISTENING')) {
     if (Date.now() > end || proc.exitCode !== null) throw new Error(`impostor did not listen: ${out}`);
@@ -97,7 +97,10 @@ describe('control socket and local users', { skip }, () => {
     const started = await start.catch((e: Error) => e);
     if (started instanceof Error) {
       fake?.stop(); // or it holds the test process open
-      assert.match(started.message, /no private folder for the control socket \(\/run\/iscsi-target belongs to uid \d+, not uid 0\); set ISCSI_TARGET_RUN_DIR/);
+      assert.match(
+        started.message,
+        /no private folder for the control socket \(\/run\/iscsi-target belongs to uid \d+, not uid 0\); set ISCSI_TARGET_RUN_DIR/,
+      );
       assert.equal(fake!.received(), '');
       return;
     }
@@ -105,9 +108,26 @@ describe('control socket and local users', { skip }, () => {
     try {
       const sock = /"socket":"(\/run\/iscsi-target\/iscsi-target-[0-9a-f]{16}\.sock)"/.exec(d.output());
       assert.ok(sock, `the socket is not in /run/iscsi-target: ${d.output()}`);
-      const r = await cli(['acl', 'add', 'iqn.2026-11.io.example:t1', 'iqn.1994-05.com.redhat:host-a', '--lun', '0=v0', '--chap-user', 'host-a', '--chap-secret', SECRET, '--config', d.configFile], env, d.dir);
+      const r = await cli(
+        [
+          'acl',
+          'add',
+          'iqn.2026-11.io.example:t1',
+          'iqn.1994-05.com.redhat:host-a',
+          '--lun',
+          '0=v0',
+          '--chap-user',
+          'host-a',
+          '--chap-secret',
+          SECRET,
+          '--config',
+          d.configFile,
+        ],
+        env,
+        d.dir,
+      );
       assert.equal(fake!.received(), '', 'the impostor received something');
-      if (fs.existsSync(sock[1]!)) {
+      if (fs.existsSync(sock[1])) {
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.stdout, /applied by the running daemon/);
       } else {
@@ -130,7 +150,24 @@ describe('control socket and local users', { skip }, () => {
     const fake = await impostor(path.join(run, socketName(cfg)), true);
     try {
       const env = { ...plainEnv(), ISCSI_TARGET_RUN_DIR: run };
-      const r = await cli(['acl', 'add', 'iqn.2026-11.io.example:t1', 'iqn.1994-05.com.redhat:host-a', '--lun', '0=v0', '--chap-user', 'host-a', '--chap-secret', SECRET, '--config', cfg], env, work);
+      const r = await cli(
+        [
+          'acl',
+          'add',
+          'iqn.2026-11.io.example:t1',
+          'iqn.1994-05.com.redhat:host-a',
+          '--lun',
+          '0=v0',
+          '--chap-user',
+          'host-a',
+          '--chap-secret',
+          SECRET,
+          '--config',
+          cfg,
+        ],
+        env,
+        work,
+      );
       assert.equal(r.code, 1, r.stdout);
       assert.match(r.stderr, /runs as uid 65534, not root, you or the config's owner.*nothing was sent/);
       await new Promise((res) => setTimeout(res, 200));
@@ -171,7 +208,7 @@ describe('control socket and local users', { skip }, () => {
         const s = require('net').connect(${JSON.stringify(sock)}, () => s.write(JSON.stringify({ op: 'status' }) + '\\n'));
         let b = ''; s.on('data', (c) => (b += c)); s.on('close', () => process.stdout.write(b)); s.on('error', (e) => process.stdout.write('ERR ' + e.code));`;
       const argv = [...asNobody(true), process.execPath, '-e', code];
-      const answer = await new Promise<string>((resolve) => execFile(argv[0]!, argv.slice(1), (_e, stdout) => resolve(stdout)));
+      const answer = await new Promise<string>((resolve) => execFile(argv[0], argv.slice(1), (_e, stdout) => resolve(stdout)));
       const reply = JSON.parse(answer) as { ok: boolean; message: string };
       assert.equal(reply.ok, false);
       assert.match(reply.message, /uid 65534 may not use this control socket/);

@@ -14,12 +14,14 @@ const T = 'iqn.2026-11.io.example:faults';
 
 function metrics(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    http.get(`http://127.0.0.1:${port}/metrics`, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
+    http
+      .get(`http://127.0.0.1:${port}/metrics`, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
   });
 }
 
@@ -44,7 +46,12 @@ metrics: { listen: "127.0.0.1:${mport}" }
   );
   try {
     const login = async (n: string) => {
-      const ini = await Initiator.connect({ host: '127.0.0.1', port: d.port, targetName: T, initiatorName: `iqn.1994-05.com.example:${n}` });
+      const ini = await Initiator.connect({
+        host: '127.0.0.1',
+        port: d.port,
+        targetName: T,
+        initiatorName: `iqn.1994-05.com.example:${n}`,
+      });
       await ini.testUnitReady(0);
       return ini;
     };
@@ -85,7 +92,10 @@ metrics: { listen: "127.0.0.1:${mport}" }
 
     const m = await metrics(mport);
     assert.match(m, /^iscsi_target_connection_faults_total 2$/m);
-    const lines = d.output().split('\n').filter((l) => l.includes('internal error handling this peer'));
+    const lines = d
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('internal error handling this peer'));
     assert.equal(lines.length, 2, d.output());
     for (const l of lines) {
       const rec = JSON.parse(l) as { level: number; err: { stack: string; message: string } };

@@ -55,15 +55,33 @@ describe('connection cuts and reinstatement', () => {
     assert.ok(r.ok);
     const p2 = randomBytes(BLOCKS * 512);
     peer.send({
-      op: Op.ScsiCommand, immediate: false, final: true, read: false, write: true, attr: TaskAttr.Simple,
-      lun: encodeLun(0), itt: 0x10, expectedDataLength: p2.length, cmdSN: r.cmdSN, expStatSN: 0,
-      cdb: rw16(0x8a, LBA, BLOCKS), ahs: [], data: p2.subarray(0, 8192),
+      op: Op.ScsiCommand,
+      immediate: false,
+      final: true,
+      read: false,
+      write: true,
+      attr: TaskAttr.Simple,
+      lun: encodeLun(0),
+      itt: 0x10,
+      expectedDataLength: p2.length,
+      cmdSN: r.cmdSN,
+      expStatSN: 0,
+      cdb: rw16(0x8a, LBA, BLOCKS),
+      ahs: [],
+      data: p2.subarray(0, 8192),
     });
     const r2t = (await peer.waitFor((p) => p.op === Op.R2T)) as R2T | undefined;
     assert.ok(r2t, 'the target asks for the rest');
     peer.send({
-      op: Op.DataOut, final: false, lun: encodeLun(0), itt: 0x10, ttt: r2t.ttt, expStatSN: 0, dataSN: 0,
-      bufferOffset: r2t.bufferOffset, data: p2.subarray(r2t.bufferOffset, r2t.bufferOffset + 65536),
+      op: Op.DataOut,
+      final: false,
+      lun: encodeLun(0),
+      itt: 0x10,
+      ttt: r2t.ttt,
+      expStatSN: 0,
+      dataSN: 0,
+      bufferOffset: r2t.bufferOffset,
+      data: p2.subarray(r2t.bufferOffset, r2t.bufferOffset + 65536),
     });
     await new Promise((res) => setTimeout(res, 50));
     peer.close(); // the cable is pulled
@@ -82,15 +100,37 @@ describe('connection cuts and reinstatement', () => {
     assert.ok(r.ok);
     // TEST UNIT READY first: a new nexus's first command gets the POWER ON unit attention.
     peer.send({
-      op: Op.ScsiCommand, immediate: false, final: true, read: false, write: false, attr: TaskAttr.Simple,
-      lun: encodeLun(0), itt: 0x1f, expectedDataLength: 0, cmdSN: r.cmdSN, expStatSN: 0,
-      cdb: Buffer.alloc(16), ahs: [], data: Buffer.alloc(0),
+      op: Op.ScsiCommand,
+      immediate: false,
+      final: true,
+      read: false,
+      write: false,
+      attr: TaskAttr.Simple,
+      lun: encodeLun(0),
+      itt: 0x1f,
+      expectedDataLength: 0,
+      cmdSN: r.cmdSN,
+      expStatSN: 0,
+      cdb: Buffer.alloc(16),
+      ahs: [],
+      data: Buffer.alloc(0),
     });
     assert.ok(await peer.waitFor((p) => p.op === Op.ScsiResponse && p.itt === 0x1f));
     peer.send({
-      op: Op.ScsiCommand, immediate: false, final: true, read: true, write: false, attr: TaskAttr.Simple,
-      lun: encodeLun(0), itt: 0x20, expectedDataLength: BLOCKS * 512, cmdSN: r.cmdSN + 1, expStatSN: 0,
-      cdb: rw16(0x88, LBA, BLOCKS), ahs: [], data: Buffer.alloc(0),
+      op: Op.ScsiCommand,
+      immediate: false,
+      final: true,
+      read: true,
+      write: false,
+      attr: TaskAttr.Simple,
+      lun: encodeLun(0),
+      itt: 0x20,
+      expectedDataLength: BLOCKS * 512,
+      cmdSN: r.cmdSN + 1,
+      expStatSN: 0,
+      cdb: rw16(0x88, LBA, BLOCKS),
+      ahs: [],
+      data: Buffer.alloc(0),
     });
     assert.ok(await peer.waitFor((p) => p.op === Op.DataIn), 'Data-In starts flowing');
     peer.close(); // cut with most of the 128 Data-In PDUs still to come
@@ -184,4 +224,3 @@ test(
     }
   },
 );
-

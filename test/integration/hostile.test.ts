@@ -56,7 +56,13 @@ describe('hostile peers', () => {
     t = await startTarget({
       volumes: [memoryVolume('vol0', 64 * 1024 * 1024)],
       server: {
-        bounds: { maxLoginConnections: 24, maxLoginConnectionsPerAddress: 24, maxSessions: 6, maxImmediateCommands: 4, connectionBufferBytes: 8 * 1024 * 1024 },
+        bounds: {
+          maxLoginConnections: 24,
+          maxLoginConnectionsPerAddress: 24,
+          maxSessions: 6,
+          maxImmediateCommands: 4,
+          connectionBufferBytes: 8 * 1024 * 1024,
+        },
         timeouts: { loginMs: 600 },
       },
     });
@@ -106,8 +112,19 @@ describe('hostile peers', () => {
     const peer = await RawPeer.connect(t.host, t.port);
     const pdu = encodePduToBuffer(
       {
-        op: Op.LoginRequest, transit: true, cont: false, csg: 0, nsg: 1, versionMax: 0, versionMin: 0,
-        isid: Buffer.from([0x80, 0, 0, 0, 0, 9]), tsih: 0, itt: 1, cid: 0, cmdSN: 1, expStatSN: 0,
+        op: Op.LoginRequest,
+        transit: true,
+        cont: false,
+        csg: 0,
+        nsg: 1,
+        versionMax: 0,
+        versionMin: 0,
+        isid: Buffer.from([0x80, 0, 0, 0, 0, 9]),
+        tsih: 0,
+        itt: 1,
+        cid: 0,
+        cmdSN: 1,
+        expStatSN: 0,
         data: Buffer.alloc(8196, 0x41),
       },
       { headerDigest: false, dataDigest: false },
@@ -138,8 +155,19 @@ describe('hostile peers', () => {
     const silent = await RawPeer.connect(t.host, t.port);
     const half = await RawPeer.connect(t.host, t.port);
     half.send({
-      op: Op.LoginRequest, transit: false, cont: false, csg: 0, nsg: 0, versionMax: 0, versionMin: 0,
-      isid: Buffer.from([0x80, 0, 0, 0, 0, 3]), tsih: 0, itt: 1, cid: 0, cmdSN: 1, expStatSN: 0,
+      op: Op.LoginRequest,
+      transit: false,
+      cont: false,
+      csg: 0,
+      nsg: 0,
+      versionMax: 0,
+      versionMin: 0,
+      isid: Buffer.from([0x80, 0, 0, 0, 0, 3]),
+      tsih: 0,
+      itt: 1,
+      cid: 0,
+      cmdSN: 1,
+      expStatSN: 0,
       data: Buffer.from('InitiatorName=iqn.2026-11.x:half\0SessionType=Normal\0TargetName=' + TARGET + '\0AuthMethod=None\0'),
     });
     assert.ok(await half.waitFor((p) => p.op === Op.LoginResponse), 'the first step is answered');
@@ -159,7 +187,10 @@ describe('hostile peers', () => {
     assert.equal(t.server.loginConnections, 24);
     await honestStillWorks(); // the honest session is not disturbed by the flood
     await Promise.all(peers.map((p) => p.closesWithin(3000)));
-    assert.ok(peers.every((p) => p.closed), 'idle connections closed by the login timeout');
+    assert.ok(
+      peers.every((p) => p.closed),
+      'idle connections closed by the login timeout',
+    );
     const after = await Initiator.connect({ host: t.host, port: t.port, targetName: TARGET, initiatorName: `${INI}:after-flood` });
     await after.testUnitReady(0);
     assert.equal(await after.logout(), 0);
@@ -183,7 +214,7 @@ describe('hostile peers', () => {
     const again = await RawPeer.connect(t.host, t.port);
     const r2 = await again.login({ initiatorName: `${INI}:many-0`, targetName: TARGET, isid: isids[0] });
     assert.ok(r2.ok, 'reinstatement allowed at the session limit');
-    assert.ok(await open[0]!.closesWithin(3000), 'the reinstated session is closed');
+    assert.ok(await open[0].closesWithin(3000), 'the reinstated session is closed');
     for (const p of [...open, again]) p.close();
     await honestStillWorks();
   });
@@ -194,7 +225,8 @@ describe('hostile peers', () => {
     const rssBefore = rssMiB();
     // 128 in-window commands after a gap (CmdSN+1 ...), then 1,000,000 far outside.
     const batch: Buffer[] = [];
-    for (let i = 1; i <= 200; i++) batch.push(encodePduToBuffer(nopOut((cmdSN + i) >>> 0, 100 + i), { headerDigest: false, dataDigest: false }));
+    for (let i = 1; i <= 200; i++)
+      batch.push(encodePduToBuffer(nopOut((cmdSN + i) >>> 0, 100 + i), { headerDigest: false, dataDigest: false }));
     peer.write(Buffer.concat(batch));
     const template = encodePduToBuffer(nopOut(0, 0), { headerDigest: false, dataDigest: false });
     const per = 10000;
@@ -230,11 +262,13 @@ describe('hostile peers', () => {
     const { peer, cmdSN } = await rawSession('immediate');
     // Writes whose data never comes stay running; 4 may run at once (maxImmediateCommands).
     for (let i = 0; i < 8; i++) {
-      peer.send(scsiCommand({ immediate: true, cmdSN, itt: 200 + i, write: true, final: true, expectedDataLength: 4096, cdb: write16(i * 8, 8) }));
+      peer.send(
+        scsiCommand({ immediate: true, cmdSN, itt: 200 + i, write: true, final: true, expectedDataLength: 4096, cdb: write16(i * 8, 8) }),
+      );
     }
     const rejects = async () => {
       await peer.waitFor(() => false, 500);
-      return peer.received.filter((p) => p.op === Op.Reject) as Reject[];
+      return peer.received.filter((p): p is Reject => p.op === Op.Reject);
     };
     const r = await rejects();
     assert.equal(r.length, 4, 'the 4 beyond the bound are rejected');
@@ -248,7 +282,16 @@ describe('hostile peers', () => {
     const { peer, cmdSN } = await rawSession('budget');
     // Two 4 MiB writes (data never sent) fill the 8 MiB budget; the third is refused.
     for (let i = 0; i < 3; i++) {
-      peer.send(scsiCommand({ cmdSN: cmdSN + i, itt: 300 + i, write: true, final: true, expectedDataLength: 4 << 20, cdb: write16(i * 8192, 8192) }));
+      peer.send(
+        scsiCommand({
+          cmdSN: cmdSN + i,
+          itt: 300 + i,
+          write: true,
+          final: true,
+          expectedDataLength: 4 << 20,
+          cdb: write16(i * 8192, 8192),
+        }),
+      );
     }
     const resp = await peer.waitFor((p) => p.op === Op.ScsiResponse && p.itt === 302);
     assert.ok(resp && resp.op === Op.ScsiResponse);
@@ -262,8 +305,16 @@ describe('hostile peers', () => {
     const { peer, cmdSN } = await rawSession('text');
     for (let i = 0; i < 20; i++) {
       peer.send({
-        op: Op.TextRequest, immediate: true, final: false, cont: true, lun: 0n, itt: 400, ttt: RESERVED_TAG,
-        cmdSN, expStatSN: 0, data: Buffer.alloc(8192, 0x41),
+        op: Op.TextRequest,
+        immediate: true,
+        final: false,
+        cont: true,
+        lun: 0n,
+        itt: 400,
+        ttt: RESERVED_TAG,
+        cmdSN,
+        expStatSN: 0,
+        data: Buffer.alloc(8192, 0x41),
       });
     }
     const rej = (await peer.waitFor((p) => p.op === Op.Reject)) as Reject | undefined;
@@ -276,8 +327,19 @@ describe('hostile peers', () => {
     const peer = await RawPeer.connect(t.host, t.port);
     for (let i = 0; i < 12; i++) {
       peer.send({
-        op: Op.LoginRequest, transit: false, cont: true, csg: 0, nsg: 0, versionMax: 0, versionMin: 0,
-        isid: Buffer.from([0x80, 0, 0, 0, 0, 4]), tsih: 0, itt: 1, cid: 0, cmdSN: 1, expStatSN: 0,
+        op: Op.LoginRequest,
+        transit: false,
+        cont: true,
+        csg: 0,
+        nsg: 0,
+        versionMax: 0,
+        versionMin: 0,
+        isid: Buffer.from([0x80, 0, 0, 0, 0, 4]),
+        tsih: 0,
+        itt: 1,
+        cid: 0,
+        cmdSN: 1,
+        expStatSN: 0,
         data: Buffer.alloc(8192, 0x41),
       });
     }

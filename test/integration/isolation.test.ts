@@ -172,7 +172,14 @@ describe('isolation: each host reaches only its own volumes', () => {
           iqn: SAN,
           luns: new Map(),
           acls: [
-            { initiator: A, luns: new Map([[0, 'db-a'], [1, 'db-a2']]), chap: A_CHAP },
+            {
+              initiator: A,
+              luns: new Map([
+                [0, 'db-a'],
+                [1, 'db-a2'],
+              ]),
+              chap: A_CHAP,
+            },
             { initiator: B, luns: new Map([[0, 'db-b']]), chap: B_CHAP },
             { initiator: C, luns: new Map([[0, 'db-c']]), allowTargetReset: true },
           ],
@@ -186,7 +193,10 @@ describe('isolation: each host reaches only its own volumes', () => {
     await victim.write(0, 0, SECRET);
     await victim.write(1, 0, SECRET2);
     expectGood(await victim.command(0, prOutCdb(PrOut.REGISTER, 0), { dataOut: prParams(0n, KEY_A) }), 'victim REGISTER');
-    expectGood(await victim.command(0, prOutCdb(PrOut.RESERVE, PrType.WRITE_EXCLUSIVE), { dataOut: prParams(KEY_A, 0n) }), 'victim PR RESERVE');
+    expectGood(
+      await victim.command(0, prOutCdb(PrOut.RESERVE, PrType.WRITE_EXCLUSIVE), { dataOut: prParams(KEY_A, 0n) }),
+      'victim PR RESERVE',
+    );
     expectGood(await victim.command(1, cdb([0x16, 0, 0, 0, 0, 0])), 'victim RESERVE(6)');
     hostB = await Initiator.connect({ host: t.host, port: t.port, targetName: SAN, initiatorName: B, chap: B_CHAP });
     await hostB.testUnitReady(0);
@@ -266,7 +276,7 @@ describe('isolation: each host reaches only its own volumes', () => {
 
   // ------------------------------------------------------------------ EXTENDED COPY
 
-  test('EXTENDED COPY: another host\'s volume is neither a source nor a destination, under its own name on an open target or from the same target', async () => {
+  test("EXTENDED COPY: another host's volume is neither a source nor a destination, under its own name on an open target or from the same target", async () => {
     // Designators are not secrets (an old volume's derives from its name; any host that
     // once had the volume, or a backup of the identity file, knows it): the attacker has them.
     const dbA = identity('db-a');
@@ -277,17 +287,45 @@ describe('isolation: each host reaches only its own volumes', () => {
       await asA.testUnitReady(0);
       const mine = pattern(64 * 1024, 9);
       await asA.write(0, 4096, mine);
-      const steal = paramList([cscd({ naa: dbA.naa, blockSize: 512 }), cscd({ naa: scratchId.naa, blockSize: 512 })], [b2b(0, 1, 128, 0, 8192)]);
-      assert.deepEqual(senseTriple(await asA.command(0, xcopyCdb(steal.length), { dataOut: steal })), COPY_TARGET_NOT_REACHABLE, 'victim -> attacker');
-      const plant = paramList([cscd({ naa: scratchId.naa, blockSize: 512 }), cscd({ naa: dbA.naa, blockSize: 512 })], [b2b(0, 1, 128, 4096, 0)]);
-      assert.deepEqual(senseTriple(await asA.command(0, xcopyCdb(plant.length), { dataOut: plant })), COPY_TARGET_NOT_REACHABLE, 'attacker -> victim');
+      const steal = paramList(
+        [cscd({ naa: dbA.naa, blockSize: 512 }), cscd({ naa: scratchId.naa, blockSize: 512 })],
+        [b2b(0, 1, 128, 0, 8192)],
+      );
+      assert.deepEqual(
+        senseTriple(await asA.command(0, xcopyCdb(steal.length), { dataOut: steal })),
+        COPY_TARGET_NOT_REACHABLE,
+        'victim -> attacker',
+      );
+      const plant = paramList(
+        [cscd({ naa: scratchId.naa, blockSize: 512 }), cscd({ naa: dbA.naa, blockSize: 512 })],
+        [b2b(0, 1, 128, 4096, 0)],
+      );
+      assert.deepEqual(
+        senseTriple(await asA.command(0, xcopyCdb(plant.length), { dataOut: plant })),
+        COPY_TARGET_NOT_REACHABLE,
+        'attacker -> victim',
+      );
       const only = paramList([cscd({ naa: dbA.naa, blockSize: 512 })], [b2b(0, 0, 128, 0, 1024)]);
-      assert.deepEqual(senseTriple(await asA.command(0, xcopyCdb(only.length), { dataOut: only })), COPY_TARGET_NOT_REACHABLE, 'victim -> victim');
+      assert.deepEqual(
+        senseTriple(await asA.command(0, xcopyCdb(only.length), { dataOut: only })),
+        COPY_TARGET_NOT_REACHABLE,
+        'victim -> victim',
+      );
       assert.ok((await scratch(8192, 64 * 1024)).equals(Buffer.alloc(64 * 1024)), 'nothing was copied out');
       // Host B, authenticated on the same target, names A's volume from its own LUN.
-      const fromB = paramList([cscd({ naa: dbA.naa, blockSize: 512 }), cscd({ naa: identity('db-b').naa, blockSize: 512 })], [b2b(0, 1, 128, 0, 0)]);
-      assert.deepEqual(senseTriple(await hostB.command(0, xcopyCdb(fromB.length), { dataOut: fromB })), COPY_TARGET_NOT_REACHABLE, 'B: A -> B');
-      const toA = paramList([cscd({ naa: identity('db-b').naa, blockSize: 512 }), cscd({ naa: dbA.naa, blockSize: 512 })], [b2b(0, 1, 128, 0, 0)]);
+      const fromB = paramList(
+        [cscd({ naa: dbA.naa, blockSize: 512 }), cscd({ naa: identity('db-b').naa, blockSize: 512 })],
+        [b2b(0, 1, 128, 0, 0)],
+      );
+      assert.deepEqual(
+        senseTriple(await hostB.command(0, xcopyCdb(fromB.length), { dataOut: fromB })),
+        COPY_TARGET_NOT_REACHABLE,
+        'B: A -> B',
+      );
+      const toA = paramList(
+        [cscd({ naa: identity('db-b').naa, blockSize: 512 }), cscd({ naa: dbA.naa, blockSize: 512 })],
+        [b2b(0, 1, 128, 0, 0)],
+      );
       assert.deepEqual(senseTriple(await hostB.command(0, xcopyCdb(toA.length), { dataOut: toA })), COPY_TARGET_NOT_REACHABLE, 'B: B -> A');
     } finally {
       asA.close();
@@ -295,18 +333,26 @@ describe('isolation: each host reaches only its own volumes', () => {
     await victimIntact();
   });
 
-  test('EXTENDED COPY within one\'s own map still works (the victim copies between its two LUNs)', async () => {
+  test("EXTENDED COPY within one's own map still works (the victim copies between its two LUNs)", async () => {
     const ids = (name: string) => ({ naa: identity(name).naa, blockSize: 512 });
     const list = paramList([cscd(ids('db-a')), cscd(ids('db-a2'))], [b2b(0, 1, 16, 0, 4096)], { usage: 0, listId: 7 });
     expectGood(await victim.command(0, xcopyCdb(list.length), { dataOut: list }), 'victim EXTENDED COPY db-a -> db-a2');
     assert.ok((await victim.read(1, 4096, 16)).equals(SECRET.subarray(0, 8192)));
   });
 
-  test('RECEIVE COPY RESULTS: another nexus\'s held copy results are not visible', async () => {
+  test("RECEIVE COPY RESULTS: another nexus's held copy results are not visible", async () => {
     // The victim's copy above held its result under list identifier 7 (LIST ID USAGE 00b).
     for (const who of [hostB]) {
-      assert.deepEqual(senseTriple(await who.command(0, rcrCdb(0x00, 7), { readLength: 1024 })), [0x05, 0x24, 0x00], 'COPY STATUS of list 7');
-      assert.deepEqual(senseTriple(await who.command(0, rcrCdb(0x04, 7), { readLength: 1024 })), [0x05, 0x24, 0x00], 'FAILED SEGMENT DETAILS of list 7');
+      assert.deepEqual(
+        senseTriple(await who.command(0, rcrCdb(0x00, 7), { readLength: 1024 })),
+        [0x05, 0x24, 0x00],
+        'COPY STATUS of list 7',
+      );
+      assert.deepEqual(
+        senseTriple(await who.command(0, rcrCdb(0x04, 7), { readLength: 1024 })),
+        [0x05, 0x24, 0x00],
+        'FAILED SEGMENT DETAILS of list 7',
+      );
     }
     const mine = await victim.command(0, rcrCdb(0x00, 7), { readLength: 1024 });
     expectGood(mine, 'the victim reads its own copy status');
@@ -321,7 +367,7 @@ describe('isolation: each host reaches only its own volumes', () => {
     assert.equal(await hostB.taskManagement(7, 0), 6, 'TARGET COLD RESET');
     const lab = await Initiator.connect({ host: t.host, port: t.port, targetName: LAB, initiatorName: A });
     try {
-      assert.equal(await lab.taskManagement(6, 0), 6, 'from the open target, under A\'s name');
+      assert.equal(await lab.taskManagement(6, 0), 6, "from the open target, under A's name");
       assert.equal(await lab.taskManagement(7, 0), 6);
     } finally {
       lab.close();
@@ -330,7 +376,7 @@ describe('isolation: each host reaches only its own volumes', () => {
     await victimIntact();
   });
 
-  test('target resets allowed by the ACL touch only the initiator\'s own LUs and sessions', async () => {
+  test("target resets allowed by the ACL touch only the initiator's own LUs and sessions", async () => {
     const c1 = await Initiator.connect({ host: t.host, port: t.port, targetName: SAN, initiatorName: C });
     const c2 = await Initiator.connect({ host: t.host, port: t.port, targetName: SAN, initiatorName: C });
     try {
@@ -350,35 +396,41 @@ describe('isolation: each host reaches only its own volumes', () => {
     expectGood(await hostB.command(0, TUR), 'B keeps its session');
   });
 
-  test('ABORT TASK with another session\'s ITT finds nothing; the victim\'s task survives', async () => {
+  test("ABORT TASK with another session's ITT finds nothing; the victim's task survives", async () => {
     // The victim announces a WRITE and holds back its data: a task in the victim's task set.
     const itt = await heldVictimWrite(0x11);
     assert.equal(await hostB.taskManagement(1, 0, itt), 1, 'ABORT TASK: task does not exist');
     const asA = await Initiator.connect({ host: t.host, port: t.port, targetName: LAB, initiatorName: A, isid: victim.isid });
     try {
-      assert.equal(await asA.taskManagement(1, 0, itt), 1, 'nor from A\'s name on the open target');
+      assert.equal(await asA.taskManagement(1, 0, itt), 1, "nor from A's name on the open target");
       assert.equal(await asA.taskManagement(2, 0), 0, 'ABORT TASK SET there aborts only its own (empty) task set');
     } finally {
       asA.close();
     }
-    assert.ok([...t.server.sessions.keys()].some((s) => s.initiatorName === A && s.tasks.get(itt)?.aborted === false), "the victim's task is still there, not aborted");
+    assert.ok(
+      [...t.server.sessions.keys()].some((s) => s.initiatorName === A && s.tasks.get(itt)?.aborted === false),
+      "the victim's task is still there, not aborted",
+    );
     assert.equal(await victim.taskManagement(1, 0, itt), 0, 'the victim itself can abort it');
     await victimIntact();
   });
 
-  test('ABORT TASK SET, CLEAR TASK SET and LOGICAL UNIT RESET: a LUN outside the map does not exist; one\'s own LUN reaches only one\'s own LU', async () => {
+  test("ABORT TASK SET, CLEAR TASK SET and LOGICAL UNIT RESET: a LUN outside the map does not exist; one's own LUN reaches only one's own LU", async () => {
     for (const func of [2, 4, 5]) assert.equal(await hostB.taskManagement(func, 1), 2, `function ${func} on LUN 1: LUN does not exist`);
     const itt = await heldVictimWrite(0x22);
     for (const func of [2, 4, 5]) assert.equal(await hostB.taskManagement(func, 0), 0, `function ${func} on B's own LUN 0`);
     assert.deepEqual(senseTriple(await hostB.command(0, TUR)), [0x06, 0x29, 0x03], 'B sees its own LU reset');
-    assert.ok([...t.server.sessions.keys()].some((s) => s.initiatorName === A && s.tasks.get(itt)?.aborted === false), "the victim's task was not aborted");
+    assert.ok(
+      [...t.server.sessions.keys()].some((s) => s.initiatorName === A && s.tasks.get(itt)?.aborted === false),
+      "the victim's task was not aborted",
+    );
     assert.equal(await victim.taskManagement(1, 0, itt), 0);
     await victimIntact();
   });
 
   // ------------------------------------------------------------------ reservations
 
-  test('PREEMPT AND ABORT, PREEMPT and CLEAR with the victim\'s key reach only the attacker\'s own LU', async () => {
+  test("PREEMPT AND ABORT, PREEMPT and CLEAR with the victim's key reach only the attacker's own LU", async () => {
     expectGood(await hostB.command(0, prOutCdb(PrOut.REGISTER, 0), { dataOut: prParams(0n, KEY_B) }), 'B registers on db-b');
     const pa = await hostB.command(0, prOutCdb(PrOut.PREEMPT_AND_ABORT, PrType.WRITE_EXCLUSIVE), { dataOut: prParams(KEY_B, KEY_A) });
     assert.equal(pa.status, 0x18, 'PREEMPT AND ABORT of a key unknown on db-b: RESERVATION CONFLICT');
@@ -386,7 +438,11 @@ describe('isolation: each host reaches only its own volumes', () => {
     assert.equal(pr.status, 0x18);
     expectGood(await hostB.command(0, prOutCdb(PrOut.CLEAR, 0), { dataOut: prParams(KEY_B, 0n) }), 'CLEAR clears db-b only');
     for (const sa of [PrOut.PREEMPT_AND_ABORT, PrOut.CLEAR, PrOut.REGISTER_AND_IGNORE_EXISTING_KEY]) {
-      assert.deepEqual(senseTriple(await hostB.command(1, prOutCdb(sa, PrType.WRITE_EXCLUSIVE), { dataOut: prParams(KEY_B, KEY_A) })), LU_NOT_SUPPORTED, `service action ${sa} on LUN 1`);
+      assert.deepEqual(
+        senseTriple(await hostB.command(1, prOutCdb(sa, PrType.WRITE_EXCLUSIVE), { dataOut: prParams(KEY_B, KEY_A) })),
+        LU_NOT_SUPPORTED,
+        `service action ${sa} on LUN 1`,
+      );
     }
     const keys = await hostB.command(0, prInCdb(PrIn.READ_KEYS), { readLength: 0x2000 });
     expectGood(keys, 'READ KEYS on db-b');
@@ -394,15 +450,19 @@ describe('isolation: each host reaches only its own volumes', () => {
     await victimIntact();
   });
 
-  test('RESERVE and RELEASE: the victim\'s reservation cannot be released or broken from elsewhere', async () => {
+  test("RESERVE and RELEASE: the victim's reservation cannot be released or broken from elsewhere", async () => {
     expectGood(await hostB.command(0, cdb([0x17, 0, 0, 0, 0, 0])), "RELEASE(6) on B's own LU is a no-op for the victim");
     assert.deepEqual(senseTriple(await hostB.command(1, cdb([0x17, 0, 0, 0, 0, 0]))), LU_NOT_SUPPORTED, 'RELEASE(6) on LUN 1');
     assert.deepEqual(senseTriple(await hostB.command(1, cdb([0x16, 0, 0, 0, 0, 0]))), LU_NOT_SUPPORTED, 'RESERVE(6) on LUN 1');
     const asA = await Initiator.connect({ host: t.host, port: t.port, targetName: LAB, initiatorName: A, isid: victim.isid });
     try {
       await asA.testUnitReady(0);
-      expectGood(await asA.command(0, cdb([0x17, 0, 0, 0, 0, 0])), 'RELEASE under A\'s name and ISID on the open target');
-      assert.deepEqual(senseTriple(await asA.command(1, cdb([0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]))), LU_NOT_SUPPORTED, 'RESERVE(10) on LUN 1 there');
+      expectGood(await asA.command(0, cdb([0x17, 0, 0, 0, 0, 0])), "RELEASE under A's name and ISID on the open target");
+      assert.deepEqual(
+        senseTriple(await asA.command(1, cdb([0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]))),
+        LU_NOT_SUPPORTED,
+        'RESERVE(10) on LUN 1 there',
+      );
     } finally {
       asA.close();
     }
@@ -411,14 +471,22 @@ describe('isolation: each host reaches only its own volumes', () => {
 
   // ------------------------------------------------------------------ SANITIZE, MODE SELECT, unit attentions
 
-  test('SANITIZE reaches only the issuer\'s own LU; the victim sees no unit attention and keeps its data', async () => {
+  test("SANITIZE reaches only the issuer's own LU; the victim sees no unit attention and keeps its data", async () => {
     const list = Buffer.from([0x01, 0, 0, 1, 0xee]); // OVERWRITE: one pass of 0xee
-    assert.deepEqual(senseTriple(await hostB.command(1, cdb([0x48, 0x01, 0, 0, 0, 0, 0, 0, 5, 0]), { dataOut: list })), LU_NOT_SUPPORTED, 'SANITIZE on LUN 1');
-    assert.deepEqual(senseTriple(await hostB.command(1, cdb([0x48, 0x02, 0, 0, 0, 0, 0, 0, 0, 0]))), LU_NOT_SUPPORTED, 'BLOCK ERASE on LUN 1');
+    assert.deepEqual(
+      senseTriple(await hostB.command(1, cdb([0x48, 0x01, 0, 0, 0, 0, 0, 0, 5, 0]), { dataOut: list })),
+      LU_NOT_SUPPORTED,
+      'SANITIZE on LUN 1',
+    );
+    assert.deepEqual(
+      senseTriple(await hostB.command(1, cdb([0x48, 0x02, 0, 0, 0, 0, 0, 0, 0, 0]))),
+      LU_NOT_SUPPORTED,
+      'BLOCK ERASE on LUN 1',
+    );
     await victimIntact();
   });
 
-  test('MODE SELECT on one\'s own LU changes nothing the victim sees and queues it no unit attention', async () => {
+  test("MODE SELECT on one's own LU changes nothing the victim sees and queues it no unit attention", async () => {
     const sense = await hostB.command(0, cdb([0x1a, 0x08, 0x0a, 0, 255, 0]), { readLength: 255 });
     expectGood(sense, 'MODE SENSE control page');
     const page = Buffer.from(sense.data.subarray(4, 4 + 12));
@@ -435,7 +503,10 @@ describe('isolation: each host reaches only its own volumes', () => {
     // Undo on B's LU (SWP would fail B's later writes).
     page[2] &= ~0x04;
     page[4] &= ~0x08;
-    expectGood(await hostB.command(0, cdb([0x15, 0x10, 0, 0, param.length, 0]), { dataOut: Buffer.concat([Buffer.alloc(4), page]) }), 'MODE SELECT back');
+    expectGood(
+      await hostB.command(0, cdb([0x15, 0x10, 0, 0, param.length, 0]), { dataOut: Buffer.concat([Buffer.alloc(4), page]) }),
+      'MODE SELECT back',
+    );
   });
 
   // ------------------------------------------------------------------ what a host can learn
@@ -453,19 +524,32 @@ describe('isolation: each host reaches only its own volumes', () => {
     const std = await hostB.command(1, cdb([0x12, 0, 0, 0, 96, 0]), { readLength: 96 });
     expectGood(std, 'INQUIRY on LUN 1');
     assert.equal(std.data[0], 0x7f, 'LUN 1 is "not present" to B');
-    assert.deepEqual(senseTriple(await hostB.command(1, cdb([0x12, 1, 0x83, 0, 255, 0]), { readLength: 255 })), [0x05, 0x25, 0x00], 'no VPD pages of LUN 1');
+    assert.deepEqual(
+      senseTriple(await hostB.command(1, cdb([0x12, 1, 0x83, 0, 255, 0]), { readLength: 255 })),
+      [0x05, 0x25, 0x00],
+      'no VPD pages of LUN 1',
+    );
     const vpd = await hostB.command(0, cdb([0x12, 1, 0x83, 0x10, 0, 0]), { readLength: 4096 });
-    expectGood(vpd, 'VPD 0x83 of B\'s LUN 0');
+    expectGood(vpd, "VPD 0x83 of B's LUN 0");
     assert.ok(vpd.data.includes(identity('db-b').naa), "B's own designator");
     for (const other of ['db-a', 'db-a2', 'db-c', 'scratch']) assert.ok(!vpd.data.includes(identity(other).naa), `not ${other}'s`);
     const serial = await hostB.command(0, cdb([0x12, 1, 0x80, 0, 255, 0]), { readLength: 255 });
-    assert.equal(serial.data.subarray(4, 4 + serial.data[3]).toString('latin1').trim(), identity('db-b').serial);
+    assert.equal(
+      serial.data
+        .subarray(4, 4 + serial.data[3])
+        .toString('latin1')
+        .trim(),
+      identity('db-b').serial,
+    );
   });
 
   test('discovery lists only the targets an initiator may use; SendTargets for another target answers nothing', async () => {
     const asStranger = await Initiator.connect({ host: t.host, port: t.port, initiatorName: STRANGER });
     try {
-      assert.deepEqual((await asStranger.sendTargets()).map((x) => x.name), [LAB]);
+      assert.deepEqual(
+        (await asStranger.sendTargets()).map((x) => x.name),
+        [LAB],
+      );
     } finally {
       asStranger.close();
     }
@@ -482,19 +566,20 @@ describe('isolation: each host reaches only its own volumes', () => {
   test('metrics name no initiator and no secret', async () => {
     const m = new TargetMetrics(t.server);
     const text = await m.registry.metrics();
-    for (const s of [A, B, C, A_CHAP.secret, B_CHAP.secret, 'host-a', 'host-b']) assert.ok(!text.includes(s), `metrics do not contain ${s}`);
+    for (const s of [A, B, C, A_CHAP.secret, B_CHAP.secret, 'host-a', 'host-b'])
+      assert.ok(!text.includes(s), `metrics do not contain ${s}`);
   });
 
   // ------------------------------------------------------------------ login, logout, reinstatement
 
-  test('login: A\'s name without its secret, a second connection to A\'s TSIH, and A\'s ISID elsewhere leave A\'s session alone', async () => {
+  test("login: A's name without its secret, a second connection to A's TSIH, and A's ISID elsewhere leave A's session alone", async () => {
     const noSecret = await RawPeer.connect(t.host, t.port);
     const r1 = await noSecret.login({ initiatorName: A, targetName: SAN, isid: victim.isid });
     assert.ok(!r1.ok && r1.statusClass === 0x02, 'A without CHAP is refused (initiator error class)');
     noSecret.close();
     const join = await RawPeer.connect(t.host, t.port);
     const r2 = await join.login({ initiatorName: A, targetName: SAN, isid: victim.isid, tsih: victim.tsih });
-    assert.ok(!r2.ok, 'adding a connection to the victim\'s session is refused');
+    assert.ok(!r2.ok, "adding a connection to the victim's session is refused");
     join.close();
     // Same name and ISID on the open target: a session of its own, which ends by itself.
     const lab = await RawPeer.connect(t.host, t.port);
@@ -525,7 +610,10 @@ describe('isolation: each host reaches only its own volumes', () => {
       sendData(h, itt, r2t);
       const res = await h.response(itt);
       assert.equal(res.status, 0x02, `${name}: the WRITE ends with CHECK CONDITION`);
-      assert.ok(h.rejects().some((r) => r.reason === 0x04), `${name}: a Reject (protocol error) names the bad Data-Out`);
+      assert.ok(
+        h.rejects().some((r) => r.reason === 0x04),
+        `${name}: a Reject (protocol error) names the bad Data-Out`,
+      );
     } finally {
       h.close();
     }
@@ -536,7 +624,7 @@ describe('isolation: each host reaches only its own volumes', () => {
 
   const piece = (n: number, fill = 0x41) => Buffer.alloc(n, fill);
 
-  test('Data-Out: 128 PDUs that all carry offset 0 are refused; nothing (no other host\'s data above all) reaches the volume', async () => {
+  test("Data-Out: 128 PDUs that all carry offset 0 are refused; nothing (no other host's data above all) reaches the volume", async () => {
     await badWrite('offset-0', 20000, (h, itt, r2t) => {
       for (let i = 0; i < 128; i++) h.dataOut(itt, r2t!.ttt, 0, piece(512), i, i === 127);
     });
@@ -545,13 +633,53 @@ describe('isolation: each host reaches only its own volumes', () => {
 
   test('Data-Out: gaps, overlaps, data past the R2T, DataSN skips and a misplaced F bit are each a protocol error, never a write', async () => {
     const cases: Array<[string, (h: RawHost, itt: number, r2t: R2T | undefined) => void]> = [
-      ['gap', (h, itt, r) => { h.dataOut(itt, r!.ttt, 0, piece(4096), 0, false); h.dataOut(itt, r!.ttt, 8192, piece(57344), 1, true); }],
-      ['overlap', (h, itt, r) => { h.dataOut(itt, r!.ttt, 0, piece(32768), 0, false); h.dataOut(itt, r!.ttt, 16384, piece(49152), 1, true); }],
-      ['past the R2T', (h, itt, r) => { h.dataOut(itt, r!.ttt, 0, piece(61440), 0, false); h.dataOut(itt, r!.ttt, 61440, piece(8192), 1, true); }],
-      ['DataSN skip', (h, itt, r) => { h.dataOut(itt, r!.ttt, 0, piece(32768), 0, false); h.dataOut(itt, r!.ttt, 32768, piece(32768), 2, true); }],
-      ['F bit early', (h, itt, r) => { h.dataOut(itt, r!.ttt, 0, piece(32768), 0, true); h.dataOut(itt, r!.ttt, 32768, piece(32768), 1, true); }],
-      ['no F bit at the end', (h, itt, r) => { h.dataOut(itt, r!.ttt, 0, piece(65536), 0, false); }],
-      ['unsolicited while InitialR2T=Yes', (h, itt) => { h.dataOut(itt, RESERVED_TAG, 0, piece(65536), 0, true); }],
+      [
+        'gap',
+        (h, itt, r) => {
+          h.dataOut(itt, r!.ttt, 0, piece(4096), 0, false);
+          h.dataOut(itt, r!.ttt, 8192, piece(57344), 1, true);
+        },
+      ],
+      [
+        'overlap',
+        (h, itt, r) => {
+          h.dataOut(itt, r!.ttt, 0, piece(32768), 0, false);
+          h.dataOut(itt, r!.ttt, 16384, piece(49152), 1, true);
+        },
+      ],
+      [
+        'past the R2T',
+        (h, itt, r) => {
+          h.dataOut(itt, r!.ttt, 0, piece(61440), 0, false);
+          h.dataOut(itt, r!.ttt, 61440, piece(8192), 1, true);
+        },
+      ],
+      [
+        'DataSN skip',
+        (h, itt, r) => {
+          h.dataOut(itt, r!.ttt, 0, piece(32768), 0, false);
+          h.dataOut(itt, r!.ttt, 32768, piece(32768), 2, true);
+        },
+      ],
+      [
+        'F bit early',
+        (h, itt, r) => {
+          h.dataOut(itt, r!.ttt, 0, piece(32768), 0, true);
+          h.dataOut(itt, r!.ttt, 32768, piece(32768), 1, true);
+        },
+      ],
+      [
+        'no F bit at the end',
+        (h, itt, r) => {
+          h.dataOut(itt, r!.ttt, 0, piece(65536), 0, false);
+        },
+      ],
+      [
+        'unsolicited while InitialR2T=Yes',
+        (h, itt) => {
+          h.dataOut(itt, RESERVED_TAG, 0, piece(65536), 0, true);
+        },
+      ],
     ];
     let lba = 21000;
     for (const [name, send] of cases) {
@@ -562,14 +690,27 @@ describe('isolation: each host reaches only its own volumes', () => {
   });
 
   test('Data-Out: unsolicited data must fill the first burst exactly, in order', async () => {
-    const initialR2TNo: Array<[string, string]> = [['InitialR2T', 'No'], ['FirstBurstLength', '65536']];
-    await badWrite('past the first burst', 24000, (h, itt) => {
-      h.dataOut(itt, RESERVED_TAG, 0, piece(32768), 0, false);
-      h.dataOut(itt, RESERVED_TAG, 32768, piece(40960), 1, true);
-    }, { operational: initialR2TNo, unsolicited: true });
-    await badWrite('unsolicited repeated offset', 24256, (h, itt) => {
-      for (let i = 0; i < 8; i++) h.dataOut(itt, RESERVED_TAG, 0, piece(8192), i, i === 7);
-    }, { operational: initialR2TNo, unsolicited: true });
+    const initialR2TNo: Array<[string, string]> = [
+      ['InitialR2T', 'No'],
+      ['FirstBurstLength', '65536'],
+    ];
+    await badWrite(
+      'past the first burst',
+      24000,
+      (h, itt) => {
+        h.dataOut(itt, RESERVED_TAG, 0, piece(32768), 0, false);
+        h.dataOut(itt, RESERVED_TAG, 32768, piece(40960), 1, true);
+      },
+      { operational: initialR2TNo, unsolicited: true },
+    );
+    await badWrite(
+      'unsolicited repeated offset',
+      24256,
+      (h, itt) => {
+        for (let i = 0; i < 8; i++) h.dataOut(itt, RESERVED_TAG, 0, piece(8192), i, i === 7);
+      },
+      { operational: initialR2TNo, unsolicited: true },
+    );
     await victimIntact();
   });
 
@@ -587,7 +728,7 @@ describe('isolation: each host reaches only its own volumes', () => {
     await victimIntact();
   });
 
-  test('Data-Out with another command\'s Target Transfer Tag is rejected and lands nowhere', async () => {
+  test("Data-Out with another command's Target Transfer Tag is rejected and lands nowhere", async () => {
     await plantVictimData();
     const h = await RawHost.login(t, `${STRANGER}-ttt`, LAB);
     try {
@@ -611,7 +752,7 @@ describe('isolation: each host reaches only its own volumes', () => {
 
   // ------------------------------------------------------------------ shared budgets
 
-  test('write budget: a host that takes R2Ts for 20 MiB of WRITEs and sends no data is dropped; the victim\'s WRITE goes through', async () => {
+  test("write budget: a host that takes R2Ts for 20 MiB of WRITEs and sends no data is dropped; the victim's WRITE goes through", async () => {
     const h = await RawHost.login(t, `${STRANGER}-hoard-w`, LAB);
     try {
       for (let i = 0; i < 20; i++) h.command(write10(i * 2048, 2048), { write: MiB });
@@ -629,7 +770,7 @@ describe('isolation: each host reaches only its own volumes', () => {
     await victimIntact();
   });
 
-  test('read budget: a host that asks for 64 MiB of READs and never reads its socket is dropped; the victim\'s READ goes through', async () => {
+  test("read budget: a host that asks for 64 MiB of READs and never reads its socket is dropped; the victim's READ goes through", async () => {
     const h = await RawHost.login(t, `${STRANGER}-hoard-r`, LAB);
     try {
       h.peer.socket.pause();
@@ -640,7 +781,11 @@ describe('isolation: each host reaches only its own volumes', () => {
       for (let i = 0; i < 4; i++) await victim.read(0, 0, 2048);
       const waited = Date.now() - started;
       assert.ok(waited < STALL_MS + 2500, `the victim's READs waited ${waited} ms`);
-      await waitUntil(() => ![...t.server.sessions.keys()].some((s) => s.initiatorName === `${STRANGER}-hoard-r`), 'the hoarding session ends', STALL_MS + 3000);
+      await waitUntil(
+        () => ![...t.server.sessions.keys()].some((s) => s.initiatorName === `${STRANGER}-hoard-r`),
+        'the hoarding session ends',
+        STALL_MS + 3000,
+      );
     } finally {
       h.close();
     }
@@ -649,7 +794,7 @@ describe('isolation: each host reaches only its own volumes', () => {
 
   // ------------------------------------------------------------------ buffers
 
-  test('buffers: reads of never-written blocks and Data-In padding carry no other host\'s bytes', async () => {
+  test("buffers: reads of never-written blocks and Data-In padding carry no other host's bytes", async () => {
     await plantVictimData();
     const h = await RawHost.login(t, `${STRANGER}-pad`, LAB);
     try {
@@ -678,7 +823,7 @@ describe('isolation: each host reaches only its own volumes', () => {
   // ------------------------------------------------------------------ real clients
 
   describe('with libiscsi', { skip: requireTools(['iscsi-ls', 'iscsi-inq', 'iscsi-readcapacity16']) }, () => {
-    test('a stranger discovers only the open target; A\'s name without its secret reads nothing', async () => {
+    test("a stranger discovers only the open target; A's name without its secret reads nothing", async () => {
       const portal = `${t.host}:${t.port}`;
       const ls = await runAsync('iscsi-ls', ['-i', STRANGER, `iscsi://${portal}`], 20000);
       assert.equal(ls.code, 0, ls.out);

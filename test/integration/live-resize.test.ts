@@ -24,7 +24,7 @@ for (const encrypted of [false, true]) {
       `portals: ["127.0.0.1:0"]\nvolumes:\n  v: { path: v.img, size: ${size}${encrypted ? ', encryption: true' : ''} }\ntargets:\n  - iqn: ${IQN}\n    luns: { 0: v }\n`;
     const before = parseConfig(text('8MiB'), file);
     const server = await TargetServer.start({ config: before, logger: pino({ level: 'silent' }) });
-    const ini = await Initiator.connect({ host: '127.0.0.1', port: server.addresses[0]!.port, targetName: IQN });
+    const ini = await Initiator.connect({ host: '127.0.0.1', port: server.addresses[0].port, targetName: IQN });
     try {
       await ini.testUnitReady(0);
       const data = randomBytes(64 * 1024);

@@ -42,35 +42,42 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function watch(p: Promise<unknown>): { done: () => boolean } {
   let done = false;
-  void p.then(() => (done = true));
+  p.then(
+    () => (done = true),
+    () => (done = true),
+  );
   return { done: () => done };
 }
 
-test('a WRITE to blocks a READ is still sending waits for it; the READ returns the old data', { skip: !haveShm && 'no /dev/shm' }, async () => {
-  const a = await connect();
-  const b = await connect();
-  await a.testUnitReady(0);
-  await b.testUnitReady(0);
-  socketOf(a).pause(); // A stops reading: the target's sends to A back up
-  const reads = Array.from({ length: READS }, (_, i) => a.read(0, i * BLOCKS, BLOCKS));
-  await sleep(300);
-  const lba = (READS - 1) * BLOCKS; // the last READ: certainly still queued
-  const fresh = randomBytes(4096);
-  const write = b.write(0, lba, fresh);
-  const w = watch(write);
-  const elsewhere = b.write(0, SIZE / 512 - 8, randomBytes(4096));
-  await elsewhere; // blocks no READ covers: no wait
-  await sleep(300);
-  assert.equal(w.done(), false, 'the WRITE waits while the READ of its blocks is unsent');
-  socketOf(a).resume();
-  const got = await Promise.all(reads);
-  got.forEach((d, i) => assert.ok(d.equals(original.subarray(i * BLOCKS * 512, (i + 1) * BLOCKS * 512)), `READ ${i}`));
-  await write;
-  assert.ok((await b.read(0, lba, 8)).equals(fresh), 'the WRITE landed');
-  fresh.copy(original, lba * 512);
-  await a.logout();
-  await b.logout();
-});
+test(
+  'a WRITE to blocks a READ is still sending waits for it; the READ returns the old data',
+  { skip: !haveShm && 'no /dev/shm' },
+  async () => {
+    const a = await connect();
+    const b = await connect();
+    await a.testUnitReady(0);
+    await b.testUnitReady(0);
+    socketOf(a).pause(); // A stops reading: the target's sends to A back up
+    const reads = Array.from({ length: READS }, (_, i) => a.read(0, i * BLOCKS, BLOCKS));
+    await sleep(300);
+    const lba = (READS - 1) * BLOCKS; // the last READ: certainly still queued
+    const fresh = randomBytes(4096);
+    const write = b.write(0, lba, fresh);
+    const w = watch(write);
+    const elsewhere = b.write(0, SIZE / 512 - 8, randomBytes(4096));
+    await elsewhere; // blocks no READ covers: no wait
+    await sleep(300);
+    assert.equal(w.done(), false, 'the WRITE waits while the READ of its blocks is unsent');
+    socketOf(a).resume();
+    const got = await Promise.all(reads);
+    got.forEach((d, i) => assert.ok(d.equals(original.subarray(i * BLOCKS * 512, (i + 1) * BLOCKS * 512)), `READ ${i}`));
+    await write;
+    assert.ok((await b.read(0, lba, 8)).equals(fresh), 'the WRITE landed');
+    fresh.copy(original, lba * 512);
+    await a.logout();
+    await b.logout();
+  },
+);
 
 test('when the reader drops its connection, the waiting WRITE goes through', { skip: !haveShm && 'no /dev/shm' }, async () => {
   const a = await connect();

@@ -29,7 +29,7 @@ for (const kind of ['path', 'abstract'] as const) {
       const ready = await sd.waitFor('READY=1');
       assert.ok(ready >= 0, `no READY=1: ${JSON.stringify(sd.messages)}`);
       assert.ok(await canConnect(d.port), 'the portal listens');
-      const msg = sd.messages[ready]!;
+      const msg = sd.messages[ready];
       assert.match(msg, /^STATUS=serving 1 target on 127\.0\.0\.1:\d+$/m);
       assert.match(msg, new RegExp(`^MAINPID=${d.proc.pid}$`, 'm'));
       assert.match(d.output(), /control socket listening/, 'READY came after the control socket');
@@ -37,7 +37,7 @@ for (const kind of ['path', 'abstract'] as const) {
       d.proc.kill('SIGHUP');
       const reloading = await sd.waitFor('RELOADING=1', 10000, ready + 1);
       assert.ok(reloading > ready);
-      assert.match(sd.messages[reloading]!, /^MONOTONIC_USEC=\d+$/m);
+      assert.match(sd.messages[reloading], /^MONOTONIC_USEC=\d+$/m);
       assert.ok((await sd.waitFor('READY=1', 10000, reloading + 1)) > reloading, 'READY=1 again after the reload');
     } finally {
       const code = await d.stop();
@@ -55,9 +55,16 @@ test('an invalid config exits 2 without READY=1', () => {
   const sd = new NotifySocket(where);
   try {
     fs.writeFileSync(path.join(dir, 'bad.yaml'), 'portals: ["127.0.0.1:1"]\nvolumes: { v: { memory: true } }\n');
-    const r = spawnSync(process.execPath, [BIN, 'serve', '--config', path.join(dir, 'bad.yaml')], { env: { ...process.env, NOTIFY_SOCKET: where }, encoding: 'utf8', timeout: 30000 });
+    const r = spawnSync(process.execPath, [BIN, 'serve', '--config', path.join(dir, 'bad.yaml')], {
+      env: { ...process.env, NOTIFY_SOCKET: where },
+      encoding: 'utf8',
+      timeout: 30000,
+    });
     assert.equal(r.status, 2, r.stderr);
-    assert.deepEqual(sd.poll().filter((m) => m.includes('READY=1')), []);
+    assert.deepEqual(
+      sd.poll().filter((m) => m.includes('READY=1')),
+      [],
+    );
   } finally {
     sd.close();
     fs.rmSync(dir, { recursive: true, force: true });

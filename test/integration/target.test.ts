@@ -200,7 +200,12 @@ describe('target over TCP', () => {
   });
 
   test('ABORT TASK of a write waiting for data, then the session still works', async () => {
-    const ini = await connect({ loginKeys: [['InitialR2T', 'Yes'], ['ImmediateData', 'No']] });
+    const ini = await connect({
+      loginKeys: [
+        ['InitialR2T', 'Yes'],
+        ['ImmediateData', 'No'],
+      ],
+    });
     await ini.testUnitReady(0);
     // Send a WRITE(10) by hand and never answer its R2T.
     const cdb = Buffer.alloc(10);

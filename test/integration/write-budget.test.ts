@@ -42,7 +42,7 @@ test('many large WRITEs over a small write budget wait their turn and land intac
       const writes = Array.from({ length: 8 }, (_, i) => ({ lba: (s * 8 + i) * blocks, data: randomBytes(blocks * 512) }));
       await Promise.all(writes.map((w) => ini.write(0, w.lba, w.data)));
       const back = await Promise.all(writes.map((w) => ini.read(0, w.lba, blocks)));
-      back.forEach((b, i) => assert.ok(b.equals(writes[i]!.data), `session ${s} write ${i}`));
+      back.forEach((b, i) => assert.ok(b.equals(writes[i].data), `session ${s} write ${i}`));
     }),
   );
   assert.ok(writeBudget.waited > waitedBefore, 'some WRITEs had to wait for room');

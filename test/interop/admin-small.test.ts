@@ -42,7 +42,7 @@ test('reload after a limits change says it takes effect at restart, not "nothing
   }
 });
 
-test('an edit shows only the warnings it brought, not the config\'s old ones again', async () => {
+test("an edit shows only the warnings it brought, not the config's old ones again", async () => {
   const d = await startDaemon(CONFIG);
   try {
     // The config already warns that "lonely" is mapped nowhere.
@@ -65,7 +65,12 @@ test('the same edits without a daemon show only the new warnings too', () => {
   try {
     const file = path.join(dir, 'c.yaml');
     fs.writeFileSync(file, CONFIG.replace('PORT', '3260'));
-    const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args, '--config', file], { cwd: dir, encoding: 'utf8', env: { ...process.env, ISCSI_TARGET_RUN_DIR: dir } });
+    const run = (...args: string[]) =>
+      spawnSync(process.execPath, [BIN, ...args, '--config', file], {
+        cwd: dir,
+        encoding: 'utf8',
+        env: { ...process.env, ISCSI_TARGET_RUN_DIR: dir },
+      });
     const r = run('volume', 'create', 'b', '--memory', '--size', '1MiB');
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /volume b is not mapped/);
@@ -81,9 +86,19 @@ test('a second serve on a taken port names our own daemon and its pid; another p
   try {
     const other = path.join(dir, 'other.yaml');
     fs.writeFileSync(other, CONFIG.replace('PORT', String(d.port)));
-    const r = spawnSync(process.execPath, [BIN, 'serve', '--config', other], { cwd: dir, encoding: 'utf8', timeout: 30000, env: { ...process.env, LOG_FORMAT: 'json' } });
+    const r = spawnSync(process.execPath, [BIN, 'serve', '--config', other], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 30000,
+      env: { ...process.env, LOG_FORMAT: 'json' },
+    });
     assert.equal(r.status, 1, r.stdout + r.stderr);
-    assert.match(r.stdout, new RegExp(`our own iscsi-target daemon \\(pid ${d.proc.pid}, config ${d.configFile.replace(/[.]/g, '\\.')}\\) already listens there`));
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `our own iscsi-target daemon \\(pid ${d.proc.pid}, config ${d.configFile.replace(/[.]/g, '\\.')}\\) already listens there`,
+      ),
+    );
     assert.doesNotMatch(r.stdout, /perhaps/);
 
     // Someone else's listener: this test process.
@@ -92,7 +107,12 @@ test('a second serve on a taken port names our own daemon and its pid; another p
     const port = (srv.address() as net.AddressInfo).port;
     try {
       fs.writeFileSync(other, CONFIG.replace('PORT', String(port)));
-      const r2 = spawnSync(process.execPath, [BIN, 'serve', '--config', other], { cwd: dir, encoding: 'utf8', timeout: 30000, env: { ...process.env, LOG_FORMAT: 'json' } });
+      const r2 = spawnSync(process.execPath, [BIN, 'serve', '--config', other], {
+        cwd: dir,
+        encoding: 'utf8',
+        timeout: 30000,
+        env: { ...process.env, LOG_FORMAT: 'json' },
+      });
       assert.equal(r2.status, 1);
       assert.match(r2.stdout, new RegExp(`node \\(pid ${process.pid}\\) already listens there`));
     } finally {

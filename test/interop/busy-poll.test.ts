@@ -32,7 +32,7 @@ interface Session {
 function status(d: Daemon): Promise<Session[]> {
   return new Promise((resolve, reject) => {
     execFile(process.execPath, [BIN, 'status', '--json', '--config', d.configFile], { cwd: d.dir }, (err, stdout) => {
-      if (err) reject(err);
+      if (err) reject(new Error(`status --json failed: ${err.message}`));
       else resolve((JSON.parse(stdout) as { sessions: Session[] }).sessions);
     });
   });

@@ -70,28 +70,46 @@ describe('iscsi-test-cu output parsing', () => {
       ['Reserve6.Simple', 'SKIP'],
     ]);
     const c = compare(expected, p.tests);
-    assert.deepEqual(c.regressions.map((x) => x.name), ['Reserve6.ITNexusLoss']);
-    assert.deepEqual(c.improvements.map((x) => x.name), ['Reserve6.LUNReset', 'Reserve6.Simple']);
-    assert.deepEqual(c.changes.map((x) => `${x.name} ${x.was}->${x.now}`), ['Inquiry.BlockLimits FAIL->SKIP']);
+    assert.deepEqual(
+      c.regressions.map((x) => x.name),
+      ['Reserve6.ITNexusLoss'],
+    );
+    assert.deepEqual(
+      c.improvements.map((x) => x.name),
+      ['Reserve6.LUNReset', 'Reserve6.Simple'],
+    );
+    assert.deepEqual(
+      c.changes.map((x) => `${x.name} ${x.was}->${x.now}`),
+      ['Inquiry.BlockLimits FAIL->SKIP'],
+    );
   });
 });
 
 describe('conformance passes', () => {
-  const all = ['Read10.Simple', 'Read10.BeyondEol', 'Sanitize.Overwrite', 'Sanitize.Reset', 'WriteSame10.UnmapUnaligned', 'ReadOnly.ReadOnlySBC', 'GetLBAStatus.UnmapSingle'];
+  const all = [
+    'Read10.Simple',
+    'Read10.BeyondEol',
+    'Sanitize.Overwrite',
+    'Sanitize.Reset',
+    'WriteSame10.UnmapUnaligned',
+    'ReadOnly.ReadOnlySBC',
+    'GetLBAStatus.UnmapSingle',
+  ];
   const suites = ['Read10', 'GetLBAStatus', 'ReadOnly', 'Sanitize', 'WriteSame10'];
 
   test('a -t list takes whole suites as ALL.SUITE, parts of one test by test, in the listed order', () => {
-    assert.deepEqual(testList(['Sanitize.Reset', 'Read10.Simple', 'Read10.BeyondEol'], suites, all), [
-      'ALL.Read10',
-      'ALL.Sanitize.Reset',
-    ]);
+    assert.deepEqual(testList(['Sanitize.Reset', 'Read10.Simple', 'Read10.BeyondEol'], suites, all), ['ALL.Read10', 'ALL.Sanitize.Reset']);
   });
 
   test('Sanitize runs single-path (and without Reset on the encrypted LUN), LBPPB tests on the 512e LUN; every test runs', () => {
     const passes = new Map(planPasses(all, 'iscsi://h/t').map((p) => [p.name, p]));
     assert.deepEqual(passes.get('main')!.urls, ['iscsi://h/t/0', 'iscsi://h/t/0']);
     assert.ok(!passes.get('main')!.tests.some((n) => n.startsWith('Sanitize.')));
-    assert.deepEqual(passes.get('sanitize')!, { name: 'sanitize', tests: ['Sanitize.Overwrite', 'Sanitize.Reset'], urls: ['iscsi://h/t/0'] });
+    assert.deepEqual(passes.get('sanitize')!, {
+      name: 'sanitize',
+      tests: ['Sanitize.Overwrite', 'Sanitize.Reset'],
+      urls: ['iscsi://h/t/0'],
+    });
     assert.deepEqual(passes.get('sanitize-encrypted')!.tests, ['Sanitize.Overwrite']);
     assert.deepEqual(passes.get('sanitize-encrypted')!.urls, ['iscsi://h/t/3']);
     assert.deepEqual(passes.get('lbppb')!.tests, ['WriteSame10.UnmapUnaligned']);
@@ -102,20 +120,23 @@ describe('conformance passes', () => {
 });
 
 const skip =
-  requireTools(['iscsi-test-cu', 'iscsi-inq']) ??
-  (process.env.SKIP_CONFORMANCE && !process.env.CI ? 'SKIP_CONFORMANCE is set' : undefined);
+  requireTools(['iscsi-test-cu', 'iscsi-inq']) ?? (process.env.SKIP_CONFORMANCE && !process.env.CI ? 'SKIP_CONFORMANCE is set' : undefined);
 
-test('iscsi-test-cu conformance: no crash, no hang, no regression against conformance-expected.txt', { skip, timeout: 30 * 60_000 }, async (t) => {
-  const lines: string[] = [];
-  const r = await runConformance({ log: (s) => lines.push(s) });
-  report(r, { log: (s) => lines.push(s) });
-  for (const l of lines) t.diagnostic(l);
+test(
+  'iscsi-test-cu conformance: no crash, no hang, no regression against conformance-expected.txt',
+  { skip, timeout: 30 * 60_000 },
+  async (t) => {
+    const lines: string[] = [];
+    const r = await runConformance({ log: (s) => lines.push(s) });
+    report(r, { log: (s) => lines.push(s) });
+    for (const l of lines) t.diagnostic(l);
 
-  assert.deepEqual(r.problems, [], `the run had problems (logs in ${r.resultsDir}):\n${r.problems.join('\n')}`);
-  assert.ok(r.totals.tests >= 230, `only ${r.totals.tests} tests seen; iscsi-test-cu 1.19 -l lists 230`);
-  assert.deepEqual(
-    r.comparison.regressions.map((x) => `${x.name}: ${x.now} (${x.reason ?? ''})`),
-    [],
-    'tests expected to PASS that no longer pass',
-  );
-});
+    assert.deepEqual(r.problems, [], `the run had problems (logs in ${r.resultsDir}):\n${r.problems.join('\n')}`);
+    assert.ok(r.totals.tests >= 230, `only ${r.totals.tests} tests seen; iscsi-test-cu 1.19 -l lists 230`);
+    assert.deepEqual(
+      r.comparison.regressions.map((x) => `${x.name}: ${x.now} (${x.reason ?? ''})`),
+      [],
+      'tests expected to PASS that no longer pass',
+    );
+  },
+);

@@ -186,7 +186,7 @@ export function parseCuOutput(text: string, run: string): ParsedRun {
       suiteInitFailures.push(m[1]);
       continue;
     }
-    m = /^  Test: (.+?) \.\.\.(.*)$/.exec(line);
+    m = /^ {2}Test: (.+?) \.\.\.(.*)$/.exec(line);
     if (m) {
       finish();
       cur = { name: `${suite}.${m[1]}`, output: [] };
@@ -331,7 +331,7 @@ function runCu(o: RunCuOptions): Promise<CuRun> {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       }, 3000).unref();
     };
-    child.stdout!.on('data', (c: Buffer) => {
+    child.stdout.on('data', (c: Buffer) => {
       const s = c.toString('utf8');
       stdout += s;
       log.write(s);
@@ -343,7 +343,7 @@ function runCu(o: RunCuOptions): Promise<CuRun> {
         for (const l of lines) o.echo(l);
       }
     });
-    child.stderr!.on('data', (c: Buffer) => {
+    child.stderr.on('data', (c: Buffer) => {
       log.write(c);
       lastOutput = Date.now();
     });
@@ -465,7 +465,15 @@ function toolVersion(): string {
 
 /** fnmatch-ish test of a SUITE.TEST name against a -t pattern FAMILY[.SUITE[.TEST]] (family ignored). */
 function selected(name: string, pattern: string): boolean {
-  const glob = (g: string) => new RegExp('^' + g.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$');
+  const glob = (g: string) =>
+    new RegExp(
+      '^' +
+        g
+          .replace(/[.+^${}()|\\]/g, '\\$&')
+          .replace(/\*/g, '.*')
+          .replace(/\?/g, '.') +
+        '$',
+    );
   return pattern.split(',').some((p) => {
     const [, suite = '*', test = '*'] = p.split('.');
     const [s, t] = name.split('.');
@@ -570,7 +578,7 @@ targets:
     log(`conformance: target on 127.0.0.1:${d.port}, ${toolVersion()}, results in ${path.relative(process.cwd(), resultsDir) || '.'}`);
 
     const echo = opts.echo
-      ? (l: string) => (/^(Suite: |  Test: |passed|FAILED|    \[FAILED\]|\s+\d+\. \S+:\d+)/.test(l) ? log(l) : undefined)
+      ? (l: string) => (/^(Suite: | {2}Test: |passed|FAILED| {4}\[FAILED\]|\s+\d+\. \S+:\d+)/.test(l) ? log(l) : undefined)
       : undefined;
     // Each pass: a name, the tests (a -t list file, in `iscsi-test-cu -l` order) and the URLs.
     const passes = planPasses(universe, url);
@@ -612,7 +620,9 @@ targets:
       const wasAlive = d.proc.exitCode === null && d.proc.signalCode === null;
       const code = await d.stop();
       if (wasAlive && code !== 0) {
-        healthProblems.push(`TARGET DID NOT STOP CLEANLY: SIGTERM -> ${code === null ? 'no exit within 20 s (killed)' : `exit code ${code}`}`);
+        healthProblems.push(
+          `TARGET DID NOT STOP CLEANLY: SIGTERM -> ${code === null ? 'no exit within 20 s (killed)' : `exit code ${code}`}`,
+        );
       }
     }
     await new Promise<void>((r) => daemonLog.end(() => r()));
@@ -627,7 +637,13 @@ targets:
     if (r.timedOut) problems.push(`HARD TIMEOUT: the ${r.name} run exceeded ${Math.round(timeoutMs / 60000)} min and was killed`);
     if (r.idle) problems.push(`HANG: the ${r.name} run printed nothing for ${Math.round(idleMs / 1000)} s and was killed`);
     if (parsed.unfinished) {
-      const why = r.daemonDied ? 'target crashed' : r.timedOut ? 'hard timeout' : r.idle ? 'hang' : `iscsi-test-cu ended (${r.exitCode ?? r.signal})`;
+      const why = r.daemonDied
+        ? 'target crashed'
+        : r.timedOut
+          ? 'hard timeout'
+          : r.idle
+            ? 'hang'
+            : `iscsi-test-cu ended (${r.exitCode ?? r.signal})`;
       problems.push(`the ${r.name} run stopped inside ${parsed.unfinished} (${why}); see ${r.logFile}`);
       results.set(parsed.unfinished, {
         name: parsed.unfinished,
@@ -656,7 +672,13 @@ targets:
   }
   for (const name of universe) {
     if (!results.has(name)) {
-      results.set(name, { name, verdict: 'FAIL', run: '-', output: [], reason: 'not run (the run ended before this test, or its suite did not start)' });
+      results.set(name, {
+        name,
+        verdict: 'FAIL',
+        run: '-',
+        output: [],
+        reason: 'not run (the run ended before this test, or its suite did not start)',
+      });
     }
   }
   problems.push(...healthProblems);
@@ -665,10 +687,7 @@ targets:
 
   const expectedFile = opts.expectedFile ?? EXPECTED_FILE;
   const expected = readVerdicts(expectedFile);
-  const comparison = compare(
-    full ? expected : new Map([...expected].filter(([n]) => results.has(n))),
-    results,
-  );
+  const comparison = compare(full ? expected : new Map([...expected].filter(([n]) => results.has(n))), results);
   const baseline = readVerdicts(opts.baselineFile ?? BASELINE_FILE);
   const res: ConformanceResult = {
     results,
@@ -815,7 +834,16 @@ function writeResults(r: ConformanceResult): void {
     tests: Object.fromEntries(
       [...r.results.values()]
         .sort((a, b) => a.name.localeCompare(b.name))
-        .map((t) => [t.name, { verdict: t.verdict, baseline: r.baseline.get(t.name) ?? null, reason: t.reason ?? null, run: t.run, output: t.output.slice(0, 40) }]),
+        .map((t) => [
+          t.name,
+          {
+            verdict: t.verdict,
+            baseline: r.baseline.get(t.name) ?? null,
+            reason: t.reason ?? null,
+            run: t.run,
+            output: t.output.slice(0, 40),
+          },
+        ]),
     ),
   };
   fs.writeFileSync(path.join(r.resultsDir, 'results.json'), JSON.stringify(json, null, 2) + '\n');
@@ -852,7 +880,8 @@ export function report(r: ConformanceResult, opts: { table?: boolean; updating?:
     log(`FAIL (${fails.length}):`);
     const notRun = fails.filter((n) => r.results.get(n)!.run === '-');
     for (const n of fails) if (r.results.get(n)!.run !== '-') log(`  ${n}: ${r.results.get(n)!.reason ?? ''}`);
-    if (notRun.length > 0) log(`  ${notRun.length} more not run (the run ended early): ${notRun.slice(0, 5).join(', ')}${notRun.length > 5 ? ', ...' : ''}`);
+    if (notRun.length > 0)
+      log(`  ${notRun.length} more not run (the run ended early): ${notRun.slice(0, 5).join(', ')}${notRun.length > 5 ? ', ...' : ''}`);
   }
   const b = totals(names.filter((n) => r.baseline.has(n)).map((n) => r.baseline.get(n)!));
   log('');

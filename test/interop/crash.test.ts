@@ -45,7 +45,12 @@ test('kill -9 during a write load: every FUA or synced acknowledged write is on 
     const writers = 4;
     const slots = VOLUME_BYTES / BLOCK / IO_BLOCKS / writers; // each writer owns its slots; no LBA is written twice
     const writer = async (w: number) => {
-      const ini = await Initiator.connect({ host: '127.0.0.1', port: d1.port, targetName: IQN, initiatorName: `iqn.2026-11.io.iscsi-target:writer-${w}` });
+      const ini = await Initiator.connect({
+        host: '127.0.0.1',
+        port: d1.port,
+        targetName: IQN,
+        initiatorName: `iqn.2026-11.io.iscsi-target:writer-${w}`,
+      });
       await ini.testUnitReady(0);
       let pending: Logged[] = [];
       try {
@@ -90,7 +95,9 @@ test('kill -9 during a write load: every FUA or synced acknowledged write is on 
         if (sha(back) !== l.sum) bad++;
       }
       assert.equal(bad, 0, `${bad} of ${durable.length} durable writes lost`);
-      console.log(`kill -9: ${durable.length} acknowledged durable writes verified by checksum (${ackedNotDurable} acknowledged but not yet synced make no claim)`);
+      console.log(
+        `kill -9: ${durable.length} acknowledged durable writes verified by checksum (${ackedNotDurable} acknowledged but not yet synced make no claim)`,
+      );
       await ini.logout();
     } finally {
       assert.equal(await d2.stop(), 0);
@@ -125,7 +132,11 @@ test('FUA writes and SYNCHRONIZE CACHE reach fdatasync (strace)', { skip: noStra
     }
     assert.ok(ini, 'daemon under strace came up');
     await ini.testUnitReady(0);
-    const count = () => fs.readFileSync(trace, 'utf8').split('\n').filter((l) => /fdatasync\(\d+\)\s+= 0/.test(l)).length;
+    const count = () =>
+      fs
+        .readFileSync(trace, 'utf8')
+        .split('\n')
+        .filter((l) => /fdatasync\(\d+\)\s+= 0/.test(l)).length;
     const before = count();
     for (let i = 0; i < 20; i++) await ini.write(0, i * 8, randomBytes(4096), BLOCK, true);
     const afterFua = count();

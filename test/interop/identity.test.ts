@@ -44,7 +44,7 @@ test('two targets exporting a volume of the same name give hosts two different d
     const ib = inquire(b);
     assert.notEqual(ia.serial, ib.serial);
     assert.ok(!ia.naa.equals(ib.naa), `both answer NAA ${ia.naa.toString('hex')}`);
-    assert.equal(ia.naa[0]! >> 4, 6);
+    assert.equal(ia.naa[0] >> 4, 6);
   } finally {
     await a.stop();
     await b.stop();

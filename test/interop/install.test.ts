@@ -21,7 +21,11 @@ test('npm ci --omit=dev installs the production dependencies without building', 
   const dir = tmp();
   try {
     for (const f of ['package.json', 'package-lock.json']) fs.copyFileSync(path.join(ROOT, f), path.join(dir, f));
-    const r = spawnSync('npm', ['ci', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: dir, encoding: 'utf8', timeout: 300000 });
+    const r = spawnSync('npm', ['ci', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund'], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 300000,
+    });
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.doesNotMatch(r.stderr, /tsc: not found/);
     assert.ok(fs.existsSync(path.join(dir, 'node_modules', 'commander')));
@@ -63,7 +67,8 @@ test('build-if-stale: builds a fresh clone, skips an up-to-date tree, rebuilds a
 });
 
 test('npm start on an up-to-date tree does not build again', () => {
-  const run = () => spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'build-if-stale.cjs')], { encoding: 'utf8', cwd: ROOT, timeout: 300000 });
+  const run = () =>
+    spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'build-if-stale.cjs')], { encoding: 'utf8', cwd: ROOT, timeout: 300000 });
   assert.equal(run().status, 0); // builds if this checkout was built some other way
   const stamp = fs.statSync(path.join(ROOT, 'dist', '.build-stamp')).mtimeMs;
   const again = run();
@@ -82,9 +87,15 @@ test('npm pack + npm install -g: iscsi-target on the PATH, built code only, no d
     const list = spawnSync('tar', ['-tzf', tgz], { encoding: 'utf8' }).stdout.split('\n');
     assert.ok(list.includes('package/dist/src/cli/index.js'));
     assert.ok(list.includes('package/man/iscsi-target.1'));
-    assert.ok(!list.some((f) => f.startsWith('package/src/') || f.startsWith('package/dist/test/') || f === 'package/tsconfig.json'), 'sources or tests in the package');
+    assert.ok(
+      !list.some((f) => f.startsWith('package/src/') || f.startsWith('package/dist/test/') || f === 'package/tsconfig.json'),
+      'sources or tests in the package',
+    );
     const prefix = path.join(dir, 'prefix');
-    const inst = spawnSync('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tgz], { encoding: 'utf8', timeout: 300000 });
+    const inst = spawnSync('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tgz], {
+      encoding: 'utf8',
+      timeout: 300000,
+    });
     assert.equal(inst.status, 0, inst.stderr);
     const pkg = path.join(prefix, 'lib', 'node_modules', 'iscsi-target');
     assert.ok(!fs.existsSync(path.join(pkg, 'node_modules', 'typescript')));
@@ -92,8 +103,15 @@ test('npm pack + npm install -g: iscsi-target on the PATH, built code only, no d
     const v = spawnSync(bin, ['--version'], { encoding: 'utf8' });
     assert.equal(v.stdout.trim(), JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version);
     // It works from there: a config check through $ISCSI_TARGET_CONFIG.
-    fs.writeFileSync(path.join(dir, 'c.yaml'), 'volumes:\n  v: { memory: true, size: 1MiB }\ntargets:\n  - iqn: iqn.2026-11.io.example:t\n    luns: { 0: v }\n');
-    const check = spawnSync(bin, ['config', 'check'], { encoding: 'utf8', cwd: dir, env: { ...process.env, ISCSI_TARGET_CONFIG: path.join(dir, 'c.yaml') } });
+    fs.writeFileSync(
+      path.join(dir, 'c.yaml'),
+      'volumes:\n  v: { memory: true, size: 1MiB }\ntargets:\n  - iqn: iqn.2026-11.io.example:t\n    luns: { 0: v }\n',
+    );
+    const check = spawnSync(bin, ['config', 'check'], {
+      encoding: 'utf8',
+      cwd: dir,
+      env: { ...process.env, ISCSI_TARGET_CONFIG: path.join(dir, 'c.yaml') },
+    });
     assert.equal(check.status, 0, check.stderr);
     assert.match(check.stdout, /^OK: 1 volume, 1 target/);
   } finally {

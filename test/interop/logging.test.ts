@@ -40,7 +40,13 @@ async function start(env: NodeJS.ProcessEnv, journal: boolean): Promise<Started>
   const proc = spawn(process.execPath, [BIN, 'serve', '--config', config], {
     cwd: dir,
     stdio: ['ignore', fd, fd],
-    env: { ...process.env, ISCSI_TARGET_RUN_DIR: dir, LOG_FORMAT: '', ...(journal ? { JOURNAL_STREAM: `${st.dev}:${st.ino}` } : {}), ...env },
+    env: {
+      ...process.env,
+      ISCSI_TARGET_RUN_DIR: dir,
+      LOG_FORMAT: '',
+      ...(journal ? { JOURNAL_STREAM: `${st.dev}:${st.ino}` } : {}),
+      ...env,
+    },
   });
   fs.closeSync(fd);
   const log = () => fs.readFileSync(logFile, 'utf8');
@@ -62,7 +68,10 @@ async function start(env: NodeJS.ProcessEnv, journal: boolean): Promise<Started>
 }
 
 function cli(d: Started, args: string[]): { status: number | null; out: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args, '--config', d.config], { encoding: 'utf8', env: { ...process.env, ISCSI_TARGET_RUN_DIR: d.dir } });
+  const r = spawnSync(process.execPath, [BIN, ...args, '--config', d.config], {
+    encoding: 'utf8',
+    env: { ...process.env, ISCSI_TARGET_RUN_DIR: d.dir },
+  });
   return { status: r.status, out: r.stdout + r.stderr };
 }
 
@@ -83,14 +92,17 @@ test('under journald every line carries its syslog priority; one info line per l
     const url = `iscsi://127.0.0.1:${d.port}/${IQN}/0`;
     assert.match(tool('iscsi-inq', ['-i', HOST, url]), /VIRTUAL-DISK/);
     await waitFor(d, /^<6>logout: /m);
-    const lines = d.log().split('\n').filter((l) => l !== '');
+    const lines = d
+      .log()
+      .split('\n')
+      .filter((l) => l !== '');
     for (const l of lines) assert.match(l, /^<[0-7]>/, `no priority prefix: ${l}`);
     const session = lines.filter((l) => l.includes(`tsih=`) && !l.startsWith('<7>'));
     assert.equal(session.filter((l) => /^<6>login: /.test(l)).length, 1, session.join('\n'));
     assert.equal(session.filter((l) => /^<6>logout: /.test(l)).length, 1, session.join('\n'));
     assert.equal(session.length, 2, `more info lines than one login and one logout:\n${session.join('\n')}`);
-    assert.match(session[0]!, new RegExp(`^<6>login: ${HOST} on ${IQN} from 127\\.0\\.0\\.1:\\d+, LUNs 0 .*auth=None`));
-    assert.match(session[1]!, /commands=\d+ readBytes=\d+/);
+    assert.match(session[0], new RegExp(`^<6>login: ${HOST} on ${IQN} from 127\\.0\\.0\\.1:\\d+, LUNs 0 .*auth=None`));
+    assert.match(session[1], /commands=\d+ readBytes=\d+/);
     // A refused login is a warning (priority 4) with its reason.
     tool('iscsi-inq', ['-i', STRANGER, url]);
     await waitFor(d, /^<4>login failed: .* is not in the acls of/m);
@@ -159,7 +171,13 @@ test('a discovery that shows an initiator nothing is logged with the reason', { 
   try {
     const out = tool('iscsi-ls', ['-i', STRANGER, `iscsi://127.0.0.1:${d.port}`]);
     assert.doesNotMatch(out, /Target:/);
-    await waitFor(d, new RegExp(`^<6>discovery refused: ${STRANGER.replace(/\./g, '\\.')} is in no acl of ${IQN.replace(/\./g, '\\.')}; it sees no target`, 'm'));
+    await waitFor(
+      d,
+      new RegExp(
+        `^<6>discovery refused: ${STRANGER.replace(/\./g, '\\.')} is in no acl of ${IQN.replace(/\./g, '\\.')}; it sees no target`,
+        'm',
+      ),
+    );
   } finally {
     await d.stop();
   }

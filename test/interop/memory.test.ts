@@ -15,7 +15,6 @@ const DEPTH = 32;
 const LIMIT_MIB = 200;
 const skip = requireTools(['iscsi-perf', 'qemu-img']);
 
-
 function peakRssMiB(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   assert.ok(m, 'VmHWM in /proc/PID/status');
@@ -52,7 +51,7 @@ targets:
     for (const r of await Promise.all(runs)) {
       const all = [...r.out.matchAll(/iops average (\d+)/g)];
       assert.ok(r.code === 0 && all.length > 0, `iscsi-perf failed:\n${r.out.slice(-2000)}`);
-      iops += Number(all[all.length - 1]![1]);
+      iops += Number(all[all.length - 1][1]);
     }
     return iops;
   }
@@ -68,9 +67,29 @@ targets:
     const count = 40;
     const writes = Array.from({ length: SESSIONS }, (_, i) => {
       const opts = `driver=iscsi,transport=tcp,portal=127.0.0.1:${d.port},target=${IQN},lun=0,initiator-name=${IQN}-w-${i}`;
-      return runAsync('qemu-img', ['bench', '-w', '-d', String(DEPTH), '-s', '1M', '-c', String(count), '-o', String(i * count * 1024 * 1024), '-t', 'none', '--image-opts', opts], 120_000);
+      return runAsync(
+        'qemu-img',
+        [
+          'bench',
+          '-w',
+          '-d',
+          String(DEPTH),
+          '-s',
+          '1M',
+          '-c',
+          String(count),
+          '-o',
+          String(i * count * 1024 * 1024),
+          '-t',
+          'none',
+          '--image-opts',
+          opts,
+        ],
+        120_000,
+      );
     });
-    for (const r of await Promise.all(writes)) assert.ok(r.code === 0 && /Run completed/.test(r.out), `qemu-img bench failed:\n${r.out.slice(-2000)}`);
+    for (const r of await Promise.all(writes))
+      assert.ok(r.code === 0 && /Run completed/.test(r.out), `qemu-img bench failed:\n${r.out.slice(-2000)}`);
     const afterWrites = peakRssMiB(pid);
 
     const large = await reads(2048, false, 3);

@@ -11,7 +11,15 @@ import path from 'node:path';
 import { Initiator } from '../../src/initiator/initiator';
 import { BIN, startDaemon } from '../helpers/daemon';
 
-const SECRETS = ['DISCOVERY-SECRET-1', 'DISCOVERY-MUTUAL-2', 'HOST-A-SECRET-3', 'TARGET-MUTUAL-4', 'NEW-ACL-SECRET-5', 'URL%SECRET-6', 'Zq!'];
+const SECRETS = [
+  'DISCOVERY-SECRET-1',
+  'DISCOVERY-MUTUAL-2',
+  'HOST-A-SECRET-3',
+  'TARGET-MUTUAL-4',
+  'NEW-ACL-SECRET-5',
+  'URL%SECRET-6',
+  'Zq!',
+];
 const T = 'iqn.2026-11.io.example:sec';
 const A = 'iqn.1994-05.com.redhat:host-a';
 
@@ -45,10 +53,31 @@ test('no secret in any output, log line or --json answer', async () => {
     });
   try {
     // Logins: right, wrong, mutual, discovery.
-    const good = await Initiator.connect({ host: '127.0.0.1', port: d.port, targetName: T, initiatorName: A, chap: { user: 'host-a', secret: 'HOST-A-SECRET-3' }, mutual: { user: 'sec-t', secret: 'TARGET-MUTUAL-4' } });
+    const good = await Initiator.connect({
+      host: '127.0.0.1',
+      port: d.port,
+      targetName: T,
+      initiatorName: A,
+      chap: { user: 'host-a', secret: 'HOST-A-SECRET-3' },
+      mutual: { user: 'sec-t', secret: 'TARGET-MUTUAL-4' },
+    });
     await good.logout();
-    await assert.rejects(Initiator.connect({ host: '127.0.0.1', port: d.port, targetName: T, initiatorName: A, chap: { user: 'host-a', secret: 'wrong-secret-0000' } }));
-    const disc = await Initiator.connect({ host: '127.0.0.1', port: d.port, initiatorName: A, chap: { user: 'disc', secret: 'DISCOVERY-SECRET-1' }, mutual: { user: 'disc-t', secret: 'DISCOVERY-MUTUAL-2' } });
+    await assert.rejects(
+      Initiator.connect({
+        host: '127.0.0.1',
+        port: d.port,
+        targetName: T,
+        initiatorName: A,
+        chap: { user: 'host-a', secret: 'wrong-secret-0000' },
+      }),
+    );
+    const disc = await Initiator.connect({
+      host: '127.0.0.1',
+      port: d.port,
+      initiatorName: A,
+      chap: { user: 'disc', secret: 'DISCOVERY-SECRET-1' },
+      mutual: { user: 'disc-t', secret: 'DISCOVERY-MUTUAL-2' },
+    });
     assert.ok((await disc.sendTargets()).length > 0);
     await disc.logout();
 
@@ -59,10 +88,41 @@ test('no secret in any output, log line or --json answer', async () => {
     assert.equal((await cli('probe', `iscsi://host-a%URL%SECRET-6@127.0.0.1:${d.port}/${T}/0`, '-i', A)).code, 1);
     assert.equal((await cli('probe', 'iscsi://host-a%URL%SECRET-6@127.0.0.1:1/x', '-i', A)).code, 1, 'malformed URL');
     assert.equal((await cli('probe', `iscsi://host-a%URL%SECRET-6@127.0.0.1:1/${T}/0`, '--json')).code, 1);
-    assert.equal((await cli('acl', 'add', T, 'iqn.1994-05.com.redhat:host-b', '--lun', '0=v1', '--chap-user', 'host-b', '--chap-secret', 'NEW-ACL-SECRET-5')).code, 0);
-    assert.equal((await cli('acl', 'add', T, 'iqn.1994-05.com.redhat:host-c', '--chap-user', 'host-c', '--chap-secret', 'Zq!')).code, 1, 'too short');
-    assert.equal((await cli('acl', 'add', T, 'iqn.1994-05.com.redhat:host-c', '--chap-user', 'host-c', '--chap-secret', 'Zq!', '--json')).code, 1);
-    for (const args of [['acl', 'list'], ['acl', 'list', '--json'], ['status', '-v'], ['status', '--json'], ['volume', 'list', '--json'], ['config', 'check'], ['reload']]) {
+    assert.equal(
+      (
+        await cli(
+          'acl',
+          'add',
+          T,
+          'iqn.1994-05.com.redhat:host-b',
+          '--lun',
+          '0=v1',
+          '--chap-user',
+          'host-b',
+          '--chap-secret',
+          'NEW-ACL-SECRET-5',
+        )
+      ).code,
+      0,
+    );
+    assert.equal(
+      (await cli('acl', 'add', T, 'iqn.1994-05.com.redhat:host-c', '--chap-user', 'host-c', '--chap-secret', 'Zq!')).code,
+      1,
+      'too short',
+    );
+    assert.equal(
+      (await cli('acl', 'add', T, 'iqn.1994-05.com.redhat:host-c', '--chap-user', 'host-c', '--chap-secret', 'Zq!', '--json')).code,
+      1,
+    );
+    for (const args of [
+      ['acl', 'list'],
+      ['acl', 'list', '--json'],
+      ['status', '-v'],
+      ['status', '--json'],
+      ['volume', 'list', '--json'],
+      ['config', 'check'],
+      ['reload'],
+    ]) {
       assert.equal((await cli(...args)).code, 0, args.join(' '));
     }
     // A hand edit that breaks the YAML on the secret's own line, then reload and check.
@@ -83,5 +143,8 @@ test('no secret in any output, log line or --json answer', async () => {
       assert.ok(!o.text.includes(encodeURIComponent(s)), `${o.what} printed the secret ${s} (URL-encoded)`);
     }
   }
-  assert.ok(outputs.some((o) => o.text.includes('iscsi://host-a%***@')), 'the probe URL is shown redacted');
+  assert.ok(
+    outputs.some((o) => o.text.includes('iscsi://host-a%***@')),
+    'the probe URL is shown redacted',
+  );
 });

@@ -11,7 +11,8 @@ import path from 'node:path';
 import { BIN, which } from '../helpers/daemon';
 
 const need = ['unshare', 'setpriv', 'ip'];
-const skip = process.getuid?.() !== 0 ? 'needs root (network namespace, setpriv)' : need.some((t) => !which(t)) ? `missing ${need.join(', ')}` : false;
+const skip =
+  process.getuid?.() !== 0 ? 'needs root (network namespace, setpriv)' : need.some((t) => !which(t)) ? `missing ${need.join(', ')}` : false;
 
 test('uid 65534 serves on 3260 with no capability at all, and on 860 with CAP_NET_BIND_SERVICE alone', { skip }, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-unpriv-'));
@@ -22,10 +23,21 @@ test('uid 65534 serves on 3260 with no capability at all, and on 860 with CAP_NE
     fs.chownSync(run, 65534, 65534);
     const attempt = (port: number, caps: boolean) => {
       const cfg = path.join(dir, `c${port}.yaml`);
-      fs.writeFileSync(cfg, `portals: ["127.0.0.1:${port}"]\nvolumes:\n  v: { memory: true, size: 8MiB }\ntargets:\n  - iqn: iqn.2026-11.io.example:u\n    luns: { 0: v }\n`, { mode: 0o600 });
+      fs.writeFileSync(
+        cfg,
+        `portals: ["127.0.0.1:${port}"]\nvolumes:\n  v: { memory: true, size: 8MiB }\ntargets:\n  - iqn: iqn.2026-11.io.example:u\n    luns: { 0: v }\n`,
+        { mode: 0o600 },
+      );
       fs.chownSync(cfg, 65534, 65534);
-      const priv = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
-        ...(caps ? ['--inh-caps=-all,+net_bind_service', '--ambient-caps=-all,+net_bind_service', '--bounding-set=-all,+net_bind_service'] : ['--inh-caps=-all', '--bounding-set=-all'])].join(' ');
+      const priv = [
+        'setpriv',
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        ...(caps
+          ? ['--inh-caps=-all,+net_bind_service', '--ambient-caps=-all,+net_bind_service', '--bounding-set=-all,+net_bind_service']
+          : ['--inh-caps=-all', '--bounding-set=-all']),
+      ].join(' ');
       const probe = `${process.execPath} -e "const s=require('net').connect(${port},'127.0.0.1',()=>{console.log('PORT OPEN');s.destroy()});s.on('error',()=>process.exit(1))"`;
       const script = `
         ip link set lo up

@@ -24,7 +24,7 @@ targets:
 `,
   'acl.yaml',
 );
-const [lab, san1] = config.targets as [typeof config.targets[0], typeof config.targets[0]];
+const [lab, san1] = config.targets as [(typeof config.targets)[0], (typeof config.targets)[0]];
 const A = 'iqn.1994-05.com.redhat:host-a';
 const B = 'iqn.1994-05.com.redhat:host-b';
 const C = 'iqn.1994-05.com.redhat:host-c';
@@ -42,7 +42,13 @@ test('an ACL with its own luns sees only those (and carries its CHAP credentials
   assert.equal(r.allowed, true);
   assert.deepEqual(r.luns, new Map([[0, 'db-a']]));
   assert.deepEqual(r.acl?.chap, { user: 'host-a', secret: 'at-least-12-chars' });
-  assert.deepEqual(resolveAccess(san1, B).luns, new Map([[0, 'db-b'], [1, 'common']]));
+  assert.deepEqual(
+    resolveAccess(san1, B).luns,
+    new Map([
+      [0, 'db-b'],
+      [1, 'common'],
+    ]),
+  );
 });
 
 test('an ACL without luns inherits the target luns', () => {
@@ -66,8 +72,14 @@ test('initiator names match case-insensitively, exactly otherwise', () => {
 });
 
 test('discovery lists only the targets an initiator may use', () => {
-  assert.deepEqual(visibleTargets(config, STRANGER).map((t) => t.iqn), ['iqn.2026-11.io.example:lab']);
-  assert.deepEqual(visibleTargets(config, A).map((t) => t.iqn), ['iqn.2026-11.io.example:lab', 'iqn.2026-11.io.example:san1']);
+  assert.deepEqual(
+    visibleTargets(config, STRANGER).map((t) => t.iqn),
+    ['iqn.2026-11.io.example:lab'],
+  );
+  assert.deepEqual(
+    visibleTargets(config, A).map((t) => t.iqn),
+    ['iqn.2026-11.io.example:lab', 'iqn.2026-11.io.example:san1'],
+  );
 });
 
 test('findTarget and volumeUsers', () => {

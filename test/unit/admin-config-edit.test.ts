@@ -42,7 +42,10 @@ function edit(text: string, fn: (doc: ReturnType<typeof openDocument>) => void):
 }
 
 function comments(text: string): string[] {
-  return text.split('\n').map((l) => l.slice(l.indexOf('#'))).filter((l) => l.startsWith('#'));
+  return text
+    .split('\n')
+    .map((l) => l.slice(l.indexOf('#')))
+    .filter((l) => l.startsWith('#'));
 }
 
 describe('config edits keep comments', () => {
@@ -58,7 +61,7 @@ describe('config edits keep comments', () => {
     assert.match(out, /chap: \{ user: host-b, secret: "123456789012" \}/);
     const c = parseConfig(out, '/etc/iscsi-target.yaml');
     assert.equal(c.volumes.get('db-b')!.size, 10 * 1024 ** 3);
-    const acl = c.targets[0]!.acls.find((a) => a.initiator === B)!;
+    const acl = c.targets[0].acls.find((a) => a.initiator === B)!;
     assert.deepEqual([...acl.luns!], [[0, 'db-b']]);
     assert.deepEqual(acl.chap, { user: 'host-b', secret: '123456789012' }); // a number-looking secret stays a string
   });
@@ -84,14 +87,38 @@ describe('config edits keep comments', () => {
       addPortal(doc, '127.0.0.1:3261');
     });
     const c = parseConfig(out, '/x/iscsi-target.yaml');
-    assert.deepEqual(c.portals, [{ host: '0.0.0.0', port: 3260 }, { host: '127.0.0.1', port: 3261 }]);
-    assert.equal(c.targets[0]!.acls[0]!.luns!.get(0), 'scratch');
+    assert.deepEqual(c.portals, [
+      { host: '0.0.0.0', port: 3260 },
+      { host: '127.0.0.1', port: 3261 },
+    ]);
+    assert.equal(c.targets[0].acls[0].luns!.get(0), 'scratch');
   });
 
   test('the first portal added to a file without portals keeps the default, unless it takes its port', () => {
-    assert.deepEqual(parseConfig(edit('', (d) => addPortal(d, '0.0.0.0:3260')), '/x.yaml').portals, [{ host: '0.0.0.0', port: 3260 }]);
-    assert.deepEqual(parseConfig(edit('', (d) => addPortal(d, '10.0.0.1:3260')), '/x.yaml').portals, [{ host: '10.0.0.1', port: 3260 }]);
-    assert.deepEqual(parseConfig(edit('', (d) => addPortal(d, '10.0.0.1:3261')), '/x.yaml').portals, [{ host: '0.0.0.0', port: 3260 }, { host: '10.0.0.1', port: 3261 }]);
+    assert.deepEqual(
+      parseConfig(
+        edit('', (d) => addPortal(d, '0.0.0.0:3260')),
+        '/x.yaml',
+      ).portals,
+      [{ host: '0.0.0.0', port: 3260 }],
+    );
+    assert.deepEqual(
+      parseConfig(
+        edit('', (d) => addPortal(d, '10.0.0.1:3260')),
+        '/x.yaml',
+      ).portals,
+      [{ host: '10.0.0.1', port: 3260 }],
+    );
+    assert.deepEqual(
+      parseConfig(
+        edit('', (d) => addPortal(d, '10.0.0.1:3261')),
+        '/x.yaml',
+      ).portals,
+      [
+        { host: '0.0.0.0', port: 3260 },
+        { host: '10.0.0.1', port: 3261 },
+      ],
+    );
   });
 
   test('portals: add quotes like its siblings, remove by address', () => {
@@ -107,9 +134,12 @@ describe('config edits keep comments', () => {
     const out = edit(BASE.replace('db-a: {', 'db-x: { path: luns/x.img, size: 1GiB }\n  db-a: {'), (doc) =>
       addAcl(doc, SAN, A.toUpperCase().replace('IQN', 'iqn'), { luns: new Map([[1, 'db-x']]) }),
     );
-    const acl = parseConfig(out, '/x.yaml').targets[0]!.acls;
+    const acl = parseConfig(out, '/x.yaml').targets[0].acls;
     assert.equal(acl.length, 1);
-    assert.deepEqual([...acl[0]!.luns!].sort(), [[0, 'db-a'], [1, 'db-x']]);
+    assert.deepEqual([...acl[0].luns!].sort(), [
+      [0, 'db-a'],
+      [1, 'db-x'],
+    ]);
     assert.match(out, /luns: \{ 0: db-a, 1: db-x \} # A sees db-a/);
   });
 
@@ -117,14 +147,20 @@ describe('config edits keep comments', () => {
     assert.throws(() => edit(BASE, (d) => addVolume(d, 'db-a', { size: '1GiB', path: 'x' })), /already exists/);
     assert.throws(() => edit(BASE, (d) => addTarget(d, SAN)), /already exists/);
     assert.throws(() => edit(BASE, (d) => removeTarget(d, 'iqn.2026-11.io.example:nope')), /no target .*targets: iqn/);
-    assert.throws(() => edit(BASE, (d) => removeVolume(d, 'db-a')), /mapped \(iqn\.2026-11\.io\.example:san1 iqn\.1994-05\.com\.redhat:host-a LUN 0\)/);
+    assert.throws(
+      () => edit(BASE, (d) => removeVolume(d, 'db-a')),
+      /mapped \(iqn\.2026-11\.io\.example:san1 iqn\.1994-05\.com\.redhat:host-a LUN 0\)/,
+    );
     assert.throws(() => edit(BASE, (d) => removeAcl(d, SAN, A)), /last acl .* admits every initiator/);
     assert.throws(() => openDocument('volumes: {'), /not valid YAML/);
   });
 
   test('keepLayout restores spacing of unchanged lines only, never changing the meaning', () => {
     const original = 'a: ["x"]   # c\nb: { k: 1 }\ns: "two  spaces"\n';
-    assert.equal(keepLayout(original, 'a: [ "x" ] # c\nb: { k: 2 }\ns: "two  spaces"\n'), 'a: ["x"]   # c\nb: { k: 2 }\ns: "two  spaces"\n');
+    assert.equal(
+      keepLayout(original, 'a: [ "x" ] # c\nb: { k: 2 }\ns: "two  spaces"\n'),
+      'a: ["x"]   # c\nb: { k: 2 }\ns: "two  spaces"\n',
+    );
     // A line equal but for spaces inside a string would change the value: left as edited.
     assert.equal(keepLayout('s: "a  b"\n', 's: "a b"\n'), 's: "a b"\n');
   });
@@ -133,7 +169,7 @@ describe('config edits keep comments', () => {
     const out = edit(BASE, (d) => removeVolume(d, 'db-a', { force: true }));
     const c = parseConfig(out, '/x.yaml');
     assert.equal(c.volumes.size, 0);
-    assert.equal(c.targets[0]!.acls[0]!.luns!.size, 0);
+    assert.equal(c.targets[0].acls[0].luns!.size, 0);
     assert.ok(out.startsWith('# Lab SAN: edited by hand and by the CLI\n'));
   });
 });

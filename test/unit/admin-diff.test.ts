@@ -35,12 +35,18 @@ describe('diffConfig', () => {
   });
 
   test('physicalBlockSize and encryption of a live volume are refused; limits wait for a restart', () => {
-    const phys = diffConfig(cfg(BASE), cfg(BASE.replace('db-a: { path: a.img, size: 1GiB }', 'db-a: { path: a.img, size: 1GiB, physicalBlockSize: 4096 }')));
+    const phys = diffConfig(
+      cfg(BASE),
+      cfg(BASE.replace('db-a: { path: a.img, size: 1GiB }', 'db-a: { path: a.img, size: 1GiB, physicalBlockSize: 4096 }')),
+    );
     assert.equal(phys.refused.length, 1);
-    assert.match(phys.refused[0]!, /volume db-a: physicalBlockSize/);
-    const enc = diffConfig(cfg(BASE), cfg(BASE.replace('db-b: { path: b.img, size: 1GiB }', 'db-b: { path: b.img, size: 1GiB, encryption: true }')));
+    assert.match(phys.refused[0], /volume db-a: physicalBlockSize/);
+    const enc = diffConfig(
+      cfg(BASE),
+      cfg(BASE.replace('db-b: { path: b.img, size: 1GiB }', 'db-b: { path: b.img, size: 1GiB, encryption: true }')),
+    );
     assert.equal(enc.refused.length, 1);
-    assert.match(enc.refused[0]!, /volume db-b: encryption/);
+    assert.match(enc.refused[0], /volume db-b: encryption/);
     const lim = diffConfig(cfg(BASE), cfg(BASE + 'limits: { maxSessions: 4 }\n'));
     assert.deepEqual(lim.refused, []);
     assert.equal(lim.limitsChanged, true);
@@ -62,14 +68,19 @@ describe('diffConfig', () => {
   });
 
   test('growing is a resize; shrinking, moving a volume or resizing a memory volume are refused', () => {
-    assert.deepEqual(diffConfig(cfg(BASE), cfg(BASE.replace('a.img, size: 1GiB', 'a.img, size: 2GiB'))).volumes.resized, [{ name: 'db-a', size: 2 * 1024 ** 3 }]);
-    assert.match(diffConfig(cfg(BASE.replace('a.img, size: 1GiB', 'a.img, size: 2GiB')), cfg(BASE)).refused[0]!, /db-a: shrinking/);
-    assert.match(diffConfig(cfg(BASE), cfg(BASE.replace('path: a.img', 'path: other.img'))).refused[0]!, /db-a: path/);
-    assert.match(diffConfig(cfg(BASE), cfg(BASE.replace('size: 64MiB', 'size: 128MiB'))).refused[0]!, /memory volume/);
+    assert.deepEqual(diffConfig(cfg(BASE), cfg(BASE.replace('a.img, size: 1GiB', 'a.img, size: 2GiB'))).volumes.resized, [
+      { name: 'db-a', size: 2 * 1024 ** 3 },
+    ]);
+    assert.match(diffConfig(cfg(BASE.replace('a.img, size: 1GiB', 'a.img, size: 2GiB')), cfg(BASE)).refused[0], /db-a: shrinking/);
+    assert.match(diffConfig(cfg(BASE), cfg(BASE.replace('path: a.img', 'path: other.img'))).refused[0], /db-a: path/);
+    assert.match(diffConfig(cfg(BASE), cfg(BASE.replace('size: 64MiB', 'size: 128MiB'))).refused[0], /memory volume/);
   });
 
   test('metrics and discovery changes are seen', () => {
-    const d = diffConfig(cfg(BASE), cfg(`${BASE}metrics: { listen: "127.0.0.1:9287" }\ndiscovery:\n  chap: { user: d, secret: "discovery-secret" }\n`));
+    const d = diffConfig(
+      cfg(BASE),
+      cfg(`${BASE}metrics: { listen: "127.0.0.1:9287" }\ndiscovery:\n  chap: { user: d, secret: "discovery-secret" }\n`),
+    );
     assert.ok(d.metricsChanged);
     assert.ok(d.discoveryChanged);
   });
@@ -84,7 +95,9 @@ describe('sessionVerdict', () => {
   });
 
   test('a removed acl or target ends the session; other hosts keep theirs', () => {
-    const noB = cfg(BASE.replace(`      - initiator: ${B}\n        luns: { 0: db-b }\n`, '').replace('  db-b: { path: b.img, size: 1GiB }\n', ''));
+    const noB = cfg(
+      BASE.replace(`      - initiator: ${B}\n        luns: { 0: db-b }\n`, '').replace('  db-b: { path: b.img, size: 1GiB }\n', ''),
+    );
     assert.equal(sessionVerdict(prev, noB, SAN, B).action, 'end');
     assert.deepEqual(sessionVerdict(prev, noB, SAN, A), { action: 'keep' });
     const noLab = cfg(BASE.replace(`  - iqn: ${LAB}\n    luns: { 0: scratch }\n`, ''));
@@ -92,9 +105,19 @@ describe('sessionVerdict', () => {
   });
 
   test('a new LUN is added; an unmapped or remapped LUN, or new CHAP, ends the session', () => {
-    const more = cfg(BASE.replace('luns: { 0: db-a }', 'luns: { 0: db-a, 1: db-b }').replace('  db-b: { path: b.img, size: 1GiB }', '  db-b: { path: b.img, size: 1GiB, shared: true }'));
+    const more = cfg(
+      BASE.replace('luns: { 0: db-a }', 'luns: { 0: db-a, 1: db-b }').replace(
+        '  db-b: { path: b.img, size: 1GiB }',
+        '  db-b: { path: b.img, size: 1GiB, shared: true }',
+      ),
+    );
     assert.deepEqual(sessionVerdict(prev, more, SAN, A), { action: 'add', luns: new Map([[1, 'db-b']]) });
-    const remap = cfg(BASE.replace('luns: { 0: db-a }', 'luns: { 0: db-b }').replace('  db-b: { path: b.img, size: 1GiB }', '  db-b: { path: b.img, size: 1GiB, shared: true }'));
+    const remap = cfg(
+      BASE.replace('luns: { 0: db-a }', 'luns: { 0: db-b }').replace(
+        '  db-b: { path: b.img, size: 1GiB }',
+        '  db-b: { path: b.img, size: 1GiB, shared: true }',
+      ),
+    );
     assert.match((sessionVerdict(prev, remap, SAN, A) as { why: string }).why, /LUN 0 now maps db-b instead of db-a/);
     const chap = cfg(BASE.replace('luns: { 0: db-a }', 'luns: { 0: db-a }\n        chap: { user: a, secret: "a-secret-12345" }'));
     assert.deepEqual(sessionVerdict(prev, chap, SAN, A), { action: 'end', why: 'its CHAP credentials changed' });

@@ -4,6 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- the CommonJS module object itself, to stub fdatasync
 import nodeFs = require('node:fs');
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -54,10 +55,16 @@ test('writes and reads round-trip and survive reopening; reads past EOF are zero
     assert.deepEqual(back, data);
     const hole = Buffer.alloc(4096, 0xee);
     await r.read(hole, 2 * MiB);
-    assert.ok(hole.every((b) => b === 0), 'a hole reads zeros');
+    assert.ok(
+      hole.every((b) => b === 0),
+      'a hole reads zeros',
+    );
     const tail = Buffer.alloc(1024, 0xee);
     await r.read(tail, 4 * MiB - 512);
-    assert.ok(tail.every((b) => b === 0), 'past EOF reads zeros');
+    assert.ok(
+      tail.every((b) => b === 0),
+      'past EOF reads zeros',
+    );
   } finally {
     await r.close();
   }
@@ -73,20 +80,20 @@ test('a larger configured size extends the file (sparse) and says so; a smaller 
     assert.match(s.notes.join('\n'), /extended .*grow\.img from 1048576 to 8388608 bytes/);
     const b = Buffer.alloc(512);
     await s.read(b, 0);
-    assert.ok(b.every((x) => x === 1), 'existing data kept');
+    assert.ok(
+      b.every((x) => x === 1),
+      'existing data kept',
+    );
   } finally {
     await s.close();
   }
-  await assert.rejects(
-    FileBackstore.open({ path: p, size: 4 * MiB, blockSize: 512, readonly: false }),
-    (err: Error) => {
-      assert.match(err.message, /grow\.img/);
-      assert.match(err.message, /8388608/);
-      assert.match(err.message, /4194304/);
-      assert.match(err.message, /shrink/);
-      return true;
-    },
-  );
+  await assert.rejects(FileBackstore.open({ path: p, size: 4 * MiB, blockSize: 512, readonly: false }), (err: Error) => {
+    assert.match(err.message, /grow\.img/);
+    assert.match(err.message, /8388608/);
+    assert.match(err.message, /4194304/);
+    assert.match(err.message, /shrink/);
+    return true;
+  });
   assert.equal(fs.statSync(p).size, 8 * MiB, 'not shrunk');
 });
 
@@ -159,9 +166,7 @@ test('many concurrent positional writes and reads on one fd', async () => {
   const p = path.join(tmp, 'parallel.img');
   const s = await FileBackstore.open({ path: p, size: 4 * MiB, blockSize: 512, readonly: false });
   try {
-    await Promise.all(
-      Array.from({ length: 64 }, (_, i) => s.write(Buffer.alloc(4096, i + 1), i * 4096)),
-    );
+    await Promise.all(Array.from({ length: 64 }, (_, i) => s.write(Buffer.alloc(4096, i + 1), i * 4096)));
     const bufs = Array.from({ length: 64 }, () => Buffer.alloc(4096));
     await Promise.all(bufs.map((b, i) => s.read(b, i * 4096)));
     bufs.forEach((b, i) => assert.ok(b.every((x) => x === i + 1)));
@@ -221,8 +226,14 @@ test('small I/O runs inline where it cannot block, and round-trips like pool I/O
       await s.write(Buffer.alloc(512, 0x5a), 4 * MiB - 512);
       const tail = Buffer.alloc(4096, 0xee);
       await s.read(tail, 4 * MiB - 512);
-      assert.ok(tail.subarray(0, 512).every((b) => b === 0x5a), `${kind}: last block`);
-      assert.ok(tail.subarray(512).every((b) => b === 0), `${kind}: zeros past EOF`);
+      assert.ok(
+        tail.subarray(0, 512).every((b) => b === 0x5a),
+        `${kind}: last block`,
+      );
+      assert.ok(
+        tail.subarray(512).every((b) => b === 0),
+        `${kind}: zeros past EOF`,
+      );
     } finally {
       await s.close();
     }

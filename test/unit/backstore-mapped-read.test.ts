@@ -33,7 +33,10 @@ async function filled(name: string, size: number): Promise<{ store: FileBackstor
 /** Settles within a few loop turns? (A write waiting on a view must not.) */
 async function settlesSoon(p: Promise<unknown>): Promise<boolean> {
   let done = false;
-  void p.then(() => (done = true));
+  p.then(
+    () => (done = true),
+    () => (done = true),
+  );
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
   return done;
 }
@@ -58,52 +61,60 @@ test('on tmpfs a large read is a view of the file, equal to what read() returns'
   }
 });
 
-test('a range with a hole is not mapped (mapping would allocate it), and stays unallocated', { skip: !haveShm && 'no /dev/shm' }, async () => {
-  const p = path.join(dir, 'sparse.img');
-  const store = await FileBackstore.open({ path: p, size: 64 * MiB, blockSize: 512, readonly: false });
-  try {
-    await store.write(randomBytes(LEN), 0);
-    const before = fs.statSync(p).blocks;
-    assert.equal(store.readView(MiB, LEN), null, 'all hole');
-    assert.equal(store.readView(LEN / 2, LEN), null, 'half data, half hole');
-    const v = store.readView(0, LEN);
-    assert.ok(v !== null, 'all data');
-    v.release();
-    assert.equal(fs.statSync(p).blocks, before, 'no block allocated by the checks');
-    // After an unmap the range is a hole again: no view, even though it had data before.
-    await store.unmap(0, LEN);
-    assert.equal(store.readView(0, LEN), null);
-    assert.equal(fs.statSync(p).blocks, 0);
-  } finally {
-    await store.close();
-  }
-});
+test(
+  'a range with a hole is not mapped (mapping would allocate it), and stays unallocated',
+  { skip: !haveShm && 'no /dev/shm' },
+  async () => {
+    const p = path.join(dir, 'sparse.img');
+    const store = await FileBackstore.open({ path: p, size: 64 * MiB, blockSize: 512, readonly: false });
+    try {
+      await store.write(randomBytes(LEN), 0);
+      const before = fs.statSync(p).blocks;
+      assert.equal(store.readView(MiB, LEN), null, 'all hole');
+      assert.equal(store.readView(LEN / 2, LEN), null, 'half data, half hole');
+      const v = store.readView(0, LEN);
+      assert.ok(v !== null, 'all data');
+      v.release();
+      assert.equal(fs.statSync(p).blocks, before, 'no block allocated by the checks');
+      // After an unmap the range is a hole again: no view, even though it had data before.
+      await store.unmap(0, LEN);
+      assert.equal(store.readView(0, LEN), null);
+      assert.equal(fs.statSync(p).blocks, 0);
+    } finally {
+      await store.close();
+    }
+  },
+);
 
-test('a write to blocks a pending view covers waits for its release; elsewhere it does not', { skip: !haveShm && 'no /dev/shm' }, async () => {
-  const { store, data } = await filled('b.img', 4 * MiB);
-  try {
-    const v = store.readView(MiB, LEN)!;
-    assert.ok(v !== null);
-    const overlapping = store.write(Buffer.alloc(4096, 0xaa), MiB + LEN - 4096);
-    const elsewhere = store.write(Buffer.alloc(4096, 0xbb), 2 * MiB);
-    assert.equal(await settlesSoon(elsewhere), true, 'a write elsewhere goes through');
-    assert.equal(await settlesSoon(overlapping), false, 'the overlapping write waits');
-    assert.ok(v.data.equals(data.subarray(MiB, MiB + LEN)), 'the view still shows the data as read');
-    const punch = store.unmap(MiB, 4096);
-    assert.equal(await settlesSoon(punch), false, 'an unmap of those blocks waits too');
-    v.release();
-    v.release(); // twice is harmless
-    await overlapping;
-    await punch;
-    const back = Buffer.alloc(4096);
-    await store.read(back, MiB + LEN - 4096);
-    assert.ok(back.equals(Buffer.alloc(4096, 0xaa)), 'the write landed after the release');
-    await store.read(back, MiB);
-    assert.ok(back.equals(Buffer.alloc(4096)), 'and the unmap');
-  } finally {
-    await store.close();
-  }
-});
+test(
+  'a write to blocks a pending view covers waits for its release; elsewhere it does not',
+  { skip: !haveShm && 'no /dev/shm' },
+  async () => {
+    const { store, data } = await filled('b.img', 4 * MiB);
+    try {
+      const v = store.readView(MiB, LEN)!;
+      assert.ok(v !== null);
+      const overlapping = store.write(Buffer.alloc(4096, 0xaa), MiB + LEN - 4096);
+      const elsewhere = store.write(Buffer.alloc(4096, 0xbb), 2 * MiB);
+      assert.equal(await settlesSoon(elsewhere), true, 'a write elsewhere goes through');
+      assert.equal(await settlesSoon(overlapping), false, 'the overlapping write waits');
+      assert.ok(v.data.equals(data.subarray(MiB, MiB + LEN)), 'the view still shows the data as read');
+      const punch = store.unmap(MiB, 4096);
+      assert.equal(await settlesSoon(punch), false, 'an unmap of those blocks waits too');
+      v.release();
+      v.release(); // twice is harmless
+      await overlapping;
+      await punch;
+      const back = Buffer.alloc(4096);
+      await store.read(back, MiB + LEN - 4096);
+      assert.ok(back.equals(Buffer.alloc(4096, 0xaa)), 'the write landed after the release');
+      await store.read(back, MiB);
+      assert.ok(back.equals(Buffer.alloc(4096)), 'and the unmap');
+    } finally {
+      await store.close();
+    }
+  },
+);
 
 test('a grown volume maps its new blocks; a view outlives close until released', { skip: !haveShm && 'no /dev/shm' }, async () => {
   const { store, data } = await filled('c.img', 3 * MiB);
@@ -137,30 +148,34 @@ test('not on tmpfs: no views (reads from disk are copied)', async () => {
   }
 });
 
-test('a view never released does not hang writes for ever: they go ahead after viewWait.maxMs, with a warning', { skip: !haveShm && 'no /dev/shm' }, async () => {
-  const { store } = await filled('d.img', MiB);
-  const saved = viewWait.maxMs;
-  viewWait.maxMs = 100;
-  const warnings: string[] = [];
-  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
-  process.on('warning', onWarning);
-  try {
-    const lost = store.readView(0, LEN);
-    assert.ok(lost !== null);
-    const write = store.write(Buffer.alloc(4096, 0xcc), 4096);
-    assert.equal(await settlesSoon(write), false, 'waits at first');
-    const alive = setInterval(() => undefined, 10); // the wait's own timer does not hold the process
-    await write; // after about 100 ms
-    clearInterval(alive);
-    await new Promise((r) => setImmediate(r));
-    assert.equal(warnings.length, 1, warnings.join('\n'));
-    assert.match(warnings[0]!, /^MappedReadWarning: a write to bytes 4096\+4096 waited 0.1 s/);
-    const back = Buffer.alloc(4096);
-    await store.read(back, 4096);
-    assert.ok(back.equals(Buffer.alloc(4096, 0xcc)));
-  } finally {
-    viewWait.maxMs = saved;
-    process.off('warning', onWarning);
-    await store.close();
-  }
-});
+test(
+  'a view never released does not hang writes for ever: they go ahead after viewWait.maxMs, with a warning',
+  { skip: !haveShm && 'no /dev/shm' },
+  async () => {
+    const { store } = await filled('d.img', MiB);
+    const saved = viewWait.maxMs;
+    viewWait.maxMs = 100;
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const lost = store.readView(0, LEN);
+      assert.ok(lost !== null);
+      const write = store.write(Buffer.alloc(4096, 0xcc), 4096);
+      assert.equal(await settlesSoon(write), false, 'waits at first');
+      const alive = setInterval(() => undefined, 10); // the wait's own timer does not hold the process
+      await write; // after about 100 ms
+      clearInterval(alive);
+      await new Promise((r) => setImmediate(r));
+      assert.equal(warnings.length, 1, warnings.join('\n'));
+      assert.match(warnings[0], /^MappedReadWarning: a write to bytes 4096\+4096 waited 0.1 s/);
+      const back = Buffer.alloc(4096);
+      await store.read(back, 4096);
+      assert.ok(back.equals(Buffer.alloc(4096, 0xcc)));
+    } finally {
+      viewWait.maxMs = saved;
+      process.off('warning', onWarning);
+      await store.close();
+    }
+  },
+);

@@ -34,12 +34,18 @@ test('the allocation map is a bitfield (one bit per 4 KiB granule) that follows 
   const m = new MemoryBackstore(64 * 1024);
   const map = (m as unknown as { map: unknown }).map;
   assert.ok(map instanceof BitField, 'the memory store keeps its map in a BitField');
-  const bits = map as InstanceType<typeof BitField>;
+  const bits = map;
   assert.equal(bits.length >= 16, true);
   await m.write(Buffer.alloc(4096, 1), 3 * 4096 + 100); // touches granules 3 and 4
-  assert.deepEqual([0, 1, 2, 3, 4, 5].map((g) => bits.get(g)), [false, false, false, true, true, false]);
+  assert.deepEqual(
+    [0, 1, 2, 3, 4, 5].map((g) => bits.get(g)),
+    [false, false, false, true, true, false],
+  );
   await m.unmap(4 * 4096, 4096); // granule 4 exactly
-  assert.deepEqual([3, 4].map((g) => bits.get(g)), [true, false]);
+  assert.deepEqual(
+    [3, 4].map((g) => bits.get(g)),
+    [true, false],
+  );
   assert.deepEqual(await m.mapStatus(3 * 4096, 3 * 4096), { mapped: true, length: 4096 });
   assert.deepEqual(await m.mapStatus(4 * 4096, 2 * 4096), { mapped: false, length: 2 * 4096 });
 });

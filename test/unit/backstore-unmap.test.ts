@@ -21,7 +21,7 @@ const MiB = 1024 * KiB;
 /** Every extent mapStatus reports over the whole store, as [mapped, offset, length]. */
 async function extents(s: Backstore): Promise<Array<[boolean, number, number]>> {
   const out: Array<[boolean, number, number]> = [];
-  for (let off = 0; off < s.size; ) {
+  for (let off = 0; off < s.size;) {
     const st = await s.mapStatus!(off, s.size - off);
     assert.ok(st.length > 0 && st.length <= s.size - off, `length ${st.length} at ${off}`);
     const last = out[out.length - 1];

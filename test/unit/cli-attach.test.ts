@@ -29,8 +29,11 @@ targets:
   );
   const text = attachInstructions(config, [{ host: '10.0.0.5', port: 3260 }]);
   assert.ok(!text.includes('very-secret-123') && !text.includes('other-secret-456'));
-  assert.match(text, /Portals:\n  10\.0\.0\.5:3260\n/);
-  assert.match(text, /initiator iqn\.1994-05\.com\.redhat:host-a \(CHAP user host-a, mutual CHAP user san1\)\n +LUN 0: db-a, 20 GiB, \/srv\/db-a\.img/);
+  assert.match(text, /Portals:\n {2}10\.0\.0\.5:3260\n/);
+  assert.match(
+    text,
+    /initiator iqn\.1994-05\.com\.redhat:host-a \(CHAP user host-a, mutual CHAP user san1\)\n +LUN 0: db-a, 20 GiB, \/srv\/db-a\.img/,
+  );
   assert.match(text, /initiator iqn\.1994-05\.com\.redhat:host-b\n +LUN 1: gold, 1 GiB, read-only, \/srv\/gold\.img/);
   assert.match(text, /iscsiadm -m discovery -t st -p 10\.0\.0\.5:3260/);
   assert.match(text, /iscsiadm -m node -T iqn\.2026-11\.io\.example:san1 -p 10\.0\.0\.5:3260 --login/);

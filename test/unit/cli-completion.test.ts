@@ -40,7 +40,8 @@ function complete(words: string[], env: NodeJS.ProcessEnv = {}, cwd = os.tmpdir(
 test('bash completion knows every command and option', () => {
   for (const c of commands(program)) {
     assert.ok(bash.includes(`"/${c.path.join('/')}"`), `missing command ${c.path.join(' ')}`);
-    for (const l of c.longs) assert.match(bash, new RegExp(`"/${c.path.join('/')}"\\) words="[^"]*${l}[ "]`), `missing ${c.path.join(' ')} ${l}`);
+    for (const l of c.longs)
+      assert.match(bash, new RegExp(`"/${c.path.join('/')}"\\) words="[^"]*${l}[ "]`), `missing ${c.path.join(' ')} ${l}`);
   }
   assert.deepEqual(complete(['iscsi-target', 'vol']), ['volume']);
   assert.deepEqual(complete(['iscsi-target', 'volume', 'cr']), ['create']);
@@ -48,14 +49,24 @@ test('bash completion knows every command and option', () => {
   assert.deepEqual(complete(['iscsi-target', 'lo']), ['log-level']);
 });
 
-test('bash completion offers the config\'s volume names (through the iscsi-target on the PATH)', () => {
+test("bash completion offers the config's volume names (through the iscsi-target on the PATH)", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-compl-'));
   try {
     fs.mkdirSync(path.join(dir, 'bin'));
-    fs.writeFileSync(path.join(dir, 'bin', 'iscsi-target'), `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} "$@"\n`, { mode: 0o755 });
-    fs.writeFileSync(path.join(dir, 'iscsi-target.yaml'), 'volumes:\n  alpha: { memory: true, size: 1MiB }\n  beta: { memory: true, size: 1MiB }\n');
+    fs.writeFileSync(
+      path.join(dir, 'bin', 'iscsi-target'),
+      `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} "$@"\n`,
+      { mode: 0o755 },
+    );
+    fs.writeFileSync(
+      path.join(dir, 'iscsi-target.yaml'),
+      'volumes:\n  alpha: { memory: true, size: 1MiB }\n  beta: { memory: true, size: 1MiB }\n',
+    );
     const env = { PATH: `${path.join(dir, 'bin')}:${process.env.PATH}` };
-    assert.deepEqual(complete(['iscsi-target', 'volume', 'resize', ''], env, dir).sort(), ['--config', '--help', '--json', '--size', '-c', 'alpha', 'beta'].sort());
+    assert.deepEqual(
+      complete(['iscsi-target', 'volume', 'resize', ''], env, dir).sort(),
+      ['--config', '--help', '--json', '--size', '-c', 'alpha', 'beta'].sort(),
+    );
     assert.deepEqual(complete(['iscsi-target', 'volume', 'delete', 'a'], env, dir), ['alpha']);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -80,7 +91,8 @@ test('the man page documents every command and option and renders without warnin
   for (const c of commands(program)) {
     if (c.path.length === 1 && program.commands.find((x) => x.name() === c.path[0])!.commands.length > 0) continue; // groups
     assert.ok(text.includes(`iscsi-target ${c.path.join(' ')}`), `man page lacks ${c.path.join(' ')}`);
-    for (const l of c.longs) if (!['--config', '--json', '--help'].includes(l)) assert.ok(text.includes(l), `man page lacks ${c.path.join(' ')} ${l}`);
+    for (const l of c.longs)
+      if (!['--config', '--json', '--help'].includes(l)) assert.ok(text.includes(l), `man page lacks ${c.path.join(' ')} ${l}`);
   }
   assert.match(page, /^\.TH ISCSI\\-TARGET 1 "2026-11-01" "iscsi-target 1\.2\.3"/);
   const groff = spawnSync('groff', ['-man', '-Tutf8', '-ww', '-z'], { input: page, encoding: 'utf8' });
@@ -90,7 +102,21 @@ test('the man page documents every command and option and renders without warnin
 });
 
 test('--help shows examples for the program and its main commands', () => {
-  for (const args of [[], ['serve'], ['status'], ['config', 'check'], ['volume', 'create'], ['volume', 'resize'], ['target', 'create'], ['acl', 'add'], ['discovery', 'chap'], ['log-level'], ['top'], ['probe'], ['completion']]) {
+  for (const args of [
+    [],
+    ['serve'],
+    ['status'],
+    ['config', 'check'],
+    ['volume', 'create'],
+    ['volume', 'resize'],
+    ['target', 'create'],
+    ['acl', 'add'],
+    ['discovery', 'chap'],
+    ['log-level'],
+    ['top'],
+    ['probe'],
+    ['completion'],
+  ]) {
     const r = spawnSync(process.execPath, [BIN, ...args, '--help'], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /\nExamples?:\n {2}\$ .*iscsi-target /, `no examples in ${args.join(' ')} --help`);

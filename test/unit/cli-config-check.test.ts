@@ -86,7 +86,13 @@ test('config check --json reports errors and warnings as data', () => {
     const j = JSON.parse(r.stdout);
     assert.equal(j.ok, false);
     assert.equal(j.errors.length, 4);
-    assert.deepEqual(j.errors[0], { file: bad, line: 3, col: 39, key: 'volumes.scratch.size', message: '"20Q" is not a size: unknown unit "Q" (use e.g. 20GiB)' });
+    assert.deepEqual(j.errors[0], {
+      file: bad,
+      line: 3,
+      col: 39,
+      key: 'volumes.scratch.size',
+      message: '"20Q" is not a size: unknown unit "Q" (use e.g. 20GiB)',
+    });
 
     const good = path.join(dir, 'good.yaml');
     fs.writeFileSync(good, GOOD.replace('luns: { 0: scratch, 1: ram }', 'luns: { 0: scratch }'));
@@ -124,8 +130,14 @@ targets:
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trimEnd().split('\n');
     assert.equal(lines[0], 'OK: 1 volume, 1 target (iscsi-target.yaml)');
-    assert.match(lines[1]!, /^warning: iscsi-target\.yaml: holds CHAP secrets but is readable by other users \(mode 0644\); run: chmod 600 iscsi-target\.yaml$/);
-    assert.match(lines[2]!, /^warning: iscsi-target\.yaml:2:3: volumes\.shared: volume shared is shared between iqn\.1994-05\.com\.redhat:a and iqn\.1994-05\.com\.redhat:b/);
+    assert.match(
+      lines[1],
+      /^warning: iscsi-target\.yaml: holds CHAP secrets but is readable by other users \(mode 0644\); run: chmod 600 iscsi-target\.yaml$/,
+    );
+    assert.match(
+      lines[2],
+      /^warning: iscsi-target\.yaml:2:3: volumes\.shared: volume shared is shared between iqn\.1994-05\.com\.redhat:a and iqn\.1994-05\.com\.redhat:b/,
+    );
     assert.equal(lines.length, 3);
   });
 });
@@ -134,7 +146,10 @@ test('config check without a file says so and exits 1', () => {
   withDir((dir) => {
     const r = run(['config', 'check'], dir);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /no config file: \.\/iscsi-target\.yaml does not exist \(give one with --config FILE or \$ISCSI_TARGET_CONFIG\)/);
+    assert.match(
+      r.stderr,
+      /no config file: \.\/iscsi-target\.yaml does not exist \(give one with --config FILE or \$ISCSI_TARGET_CONFIG\)/,
+    );
     const m = run(['config', 'check', '--config', path.join(dir, 'missing.yaml')]);
     assert.equal(m.code, 1);
     assert.match(m.stderr, /missing\.yaml: cannot read the config: no such file/);

@@ -61,7 +61,7 @@ test('--config works before the command and after it (the README systemd line)',
   }
 });
 
-test('the command\'s own --config wins over one given before the command', async () => {
+test("the command's own --config wins over one given before the command", async () => {
   const f = fixture();
   try {
     const a = f.write('a.yaml', 'a');
@@ -81,11 +81,20 @@ test('$ISCSI_TARGET_CONFIG names the config when --config is not given', async (
     const r = await run(['config', 'check', '--json'], { cwd: f.dir, env: { ISCSI_TARGET_CONFIG: env } });
     assert.equal(JSON.parse(r.out).file, env);
     const list = await run(['volume', 'list', '--json'], { cwd: f.dir, env: { ISCSI_TARGET_CONFIG: env, ISCSI_TARGET_RUN_DIR: f.dir } });
-    assert.deepEqual(JSON.parse(list.out).map((v: { name: string }) => v.name), ['fromenv']);
+    assert.deepEqual(
+      JSON.parse(list.out).map((v: { name: string }) => v.name),
+      ['fromenv'],
+    );
     // --config still wins over the variable.
     const other = f.write('y.yaml', 'y');
-    const r2 = await run(['volume', 'list', '--json', '--config', other], { cwd: f.dir, env: { ISCSI_TARGET_CONFIG: env, ISCSI_TARGET_RUN_DIR: f.dir } });
-    assert.deepEqual(JSON.parse(r2.out).map((v: { name: string }) => v.name), ['y']);
+    const r2 = await run(['volume', 'list', '--json', '--config', other], {
+      cwd: f.dir,
+      env: { ISCSI_TARGET_CONFIG: env, ISCSI_TARGET_RUN_DIR: f.dir },
+    });
+    assert.deepEqual(
+      JSON.parse(r2.out).map((v: { name: string }) => v.name),
+      ['y'],
+    );
   } finally {
     f.done();
   }
@@ -99,16 +108,25 @@ test('an installed program falls back to the system config; a source checkout do
     fs.mkdirSync(work);
     const env = { ISCSI_TARGET_RUN_DIR: f.dir };
     const installed = await run(['volume', 'list', '--json'], { cwd: work, env, installed: true, systemConfigFile: system });
-    assert.deepEqual(JSON.parse(installed.out).map((v: { name: string }) => v.name), ['system']);
+    assert.deepEqual(
+      JSON.parse(installed.out).map((v: { name: string }) => v.name),
+      ['system'],
+    );
     const checked = await run(['config', 'check', '--json'], { cwd: work, env, installed: true, systemConfigFile: system });
     assert.equal(JSON.parse(checked.out).file, system);
     // ./iscsi-target.yaml, when present, comes first.
     fs.writeFileSync(path.join(work, 'iscsi-target.yaml'), config('local'));
     const local = await run(['volume', 'list', '--json'], { cwd: work, env, installed: true, systemConfigFile: system });
-    assert.deepEqual(JSON.parse(local.out).map((v: { name: string }) => v.name), ['local']);
+    assert.deepEqual(
+      JSON.parse(local.out).map((v: { name: string }) => v.name),
+      ['local'],
+    );
     fs.rmSync(path.join(work, 'iscsi-target.yaml'));
     // Run from a checkout, the system file is not used.
-    const dev = chooseConfigFile({ stdout: process.stdout, stderr: process.stderr, cwd: work, env: {}, installed: false, systemConfigFile: system }, undefined);
+    const dev = chooseConfigFile(
+      { stdout: process.stdout, stderr: process.stderr, cwd: work, env: {}, installed: false, systemConfigFile: system },
+      undefined,
+    );
     assert.equal(dev.file, undefined);
   } finally {
     f.done();

@@ -73,7 +73,11 @@ test('setLogLevel reaches child loggers made before the change, and logFlags fol
   setLogLevel('warn');
   assert.equal(logFlags.debug, false);
   grandchild.info('hidden again');
-  const msgs = c.text().trim().split('\n').map((l) => JSON.parse(l).msg);
+  const msgs = c
+    .text()
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l).msg);
   assert.deepEqual(msgs, ['deep', 'shown']);
   assert.throws(() => setLogLevel('loud'), /unknown log level/);
 });
@@ -89,8 +93,11 @@ test('journal format: "<N>" syslog priority per level, fields as key=value, erro
   log.debug('d');
   log.trace('t');
   const lines = c.text().trim().split('\n');
-  assert.deepEqual(lines.map((l) => l.slice(0, 4)), ['<2>f', '<3>e', '<4>w', '<6>i', '<7>d', '<7>t']);
-  assert.match(lines[1]!, /^<3>e err="Error: boom \| second line \| at /);
+  assert.deepEqual(
+    lines.map((l) => l.slice(0, 4)),
+    ['<2>f', '<3>e', '<4>w', '<6>i', '<7>d', '<7>t'],
+  );
+  assert.match(lines[1], /^<3>e err="Error: boom \| second line \| at /);
   assert.equal(lines[2], '<4>w volume="db a"');
   assert.equal(lines[3], '<6>i n=3');
   assert.equal(journalLine('not json'), '<6>not json\n');

@@ -6,12 +6,27 @@ import { progressBar } from '../../src/cli/progress';
 import type { CliContext } from '../../src/cli/context';
 
 function ctxWith(isTTY: boolean): { ctx: CliContext; text: () => string } {
-  const stream = new PassThrough() as PassThrough & { isTTY?: boolean; columns?: number; cursorTo?: unknown; clearLine?: unknown; moveCursor?: unknown };
+  const stream = new PassThrough() as PassThrough & {
+    isTTY?: boolean;
+    columns?: number;
+    cursorTo?: unknown;
+    clearLine?: unknown;
+    moveCursor?: unknown;
+  };
   stream.isTTY = isTTY;
   stream.columns = 120;
-  stream.cursorTo = (_x: number, _y?: unknown, cb?: () => void) => { cb?.(); return true; };
-  stream.clearLine = (_d: number, cb?: () => void) => { cb?.(); return true; };
-  stream.moveCursor = (_x: number, _y: number, cb?: () => void) => { cb?.(); return true; };
+  stream.cursorTo = (_x: number, _y?: unknown, cb?: () => void) => {
+    cb?.();
+    return true;
+  };
+  stream.clearLine = (_d: number, cb?: () => void) => {
+    cb?.();
+    return true;
+  };
+  stream.moveCursor = (_x: number, _y: number, cb?: () => void) => {
+    cb?.();
+    return true;
+  };
   let out = '';
   stream.on('data', (c: Buffer) => (out += c.toString()));
   return { ctx: { stdout: stream, stderr: new PassThrough(), cwd: '/', env: {} }, text: () => out };

@@ -97,7 +97,10 @@ test('a second signal exits at once with 1', async () => {
   const dir = tmpdir();
   try {
     const file = path.join(dir, 'c.yaml');
-    fs.writeFileSync(file, 'portals: ["127.0.0.1:3260"]\nvolumes:\n  m: { memory: true, size: 1M }\ntargets:\n  - iqn: iqn.2026-11.io.example:t\n    luns: { 0: m }\n');
+    fs.writeFileSync(
+      file,
+      'portals: ["127.0.0.1:3260"]\nvolumes:\n  m: { memory: true, size: 1M }\ntargets:\n  - iqn: iqn.2026-11.io.example:t\n    luns: { 0: m }\n',
+    );
     const s = startFake(dir, file, 'hang');
     await s.waitFor(/iscsiadm -m discovery -t st -p 127\.0\.0\.1:3260/);
     s.child.kill('SIGINT');
@@ -114,7 +117,10 @@ test('a start failure (port in use) is logged clearly and exits 1', async () => 
   const dir = tmpdir();
   try {
     const file = path.join(dir, 'c.yaml');
-    fs.writeFileSync(file, 'portals: ["127.0.0.1:3260"]\nvolumes:\n  m: { memory: true, size: 1M }\ntargets:\n  - iqn: iqn.2026-11.io.example:t\n    luns: { 0: m }\n');
+    fs.writeFileSync(
+      file,
+      'portals: ["127.0.0.1:3260"]\nvolumes:\n  m: { memory: true, size: 1M }\ntargets:\n  - iqn: iqn.2026-11.io.example:t\n    luns: { 0: m }\n',
+    );
     const s = startFake(dir, file, 'fail');
     assert.equal(await s.exited, 1);
     assert.match(s.out(), /could not start: cannot listen on 127\.0\.0\.1:3260: EADDRINUSE \(another process/);

@@ -80,7 +80,10 @@ test('--adopt exports an existing file as it is', () => {
     const r = cli('volume', 'create', 'old', '--adopt', '--path', 'old.img');
     assert.equal(r.code, 0, r.stderr);
     // As it is, with the identity an image new to this target gets (config serial and wwn).
-    assert.match(fs.readFileSync(path.join(dir, 'c.yaml'), 'utf8'), /old:\s*\{\s*path: old\.img,\s*serial: [0-9A-F]{24},\s*wwn: naa\.6[0-9a-f]{31}\s*\}/);
+    assert.match(
+      fs.readFileSync(path.join(dir, 'c.yaml'), 'utf8'),
+      /old:\s*\{\s*path: old\.img,\s*serial: [0-9A-F]{24},\s*wwn: naa\.6[0-9a-f]{31}\s*\}/,
+    );
     assert.equal(fs.statSync(img).size, 1024 * 1024);
     assert.equal(fs.readFileSync(img)[4096], 7);
     const missing = cli('volume', 'create', 'none', '--adopt', '--path', 'none.img');
@@ -89,15 +92,19 @@ test('--adopt exports an existing file as it is', () => {
   });
 });
 
-test('root creating a volume for a config another user owns gives the file to that user', { skip: process.getuid?.() === 0 ? false : 'needs root' }, () => {
-  withDir((dir, cli) => {
-    fs.chownSync(path.join(dir, 'c.yaml'), 65534, 65534);
-    const r = cli('volume', 'create', 'svc', '--size', '4MiB');
-    assert.equal(r.code, 0, r.stderr);
-    for (const p of [path.join(dir, 'luns'), path.join(dir, 'luns', 'svc.img')]) {
-      const st = fs.statSync(p);
-      assert.deepEqual([st.uid, st.gid], [65534, 65534], p);
-    }
-    assert.equal(fs.statSync(path.join(dir, 'c.yaml')).uid, 65534, 'the config stays its owner\'s');
-  });
-});
+test(
+  'root creating a volume for a config another user owns gives the file to that user',
+  { skip: process.getuid?.() === 0 ? false : 'needs root' },
+  () => {
+    withDir((dir, cli) => {
+      fs.chownSync(path.join(dir, 'c.yaml'), 65534, 65534);
+      const r = cli('volume', 'create', 'svc', '--size', '4MiB');
+      assert.equal(r.code, 0, r.stderr);
+      for (const p of [path.join(dir, 'luns'), path.join(dir, 'luns', 'svc.img')]) {
+        const st = fs.statSync(p);
+        assert.deepEqual([st.uid, st.gid], [65534, 65534], p);
+      }
+      assert.equal(fs.statSync(path.join(dir, 'c.yaml')).uid, 65534, "the config stays its owner's");
+    });
+  },
+);

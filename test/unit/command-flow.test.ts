@@ -11,7 +11,17 @@ import { CommandFlow, type FlowSink } from '../../src/iscsi/command-flow';
 import { readBudget, writeBudget } from '../../src/iscsi/data-budget';
 import { defaultParams, type SessionParams } from '../../src/iscsi/negotiation';
 import { letGo, type Sent } from '../../src/iscsi/pdu-channel';
-import { Op, RESERVED_TAG, TaskAttr, type DataIn, type R2T, type Reject, type ScsiCommand, type ScsiResponse, type TargetPdu } from '../../src/iscsi/pdu/messages';
+import {
+  Op,
+  RESERVED_TAG,
+  TaskAttr,
+  type DataIn,
+  type R2T,
+  type Reject,
+  type ScsiCommand,
+  type ScsiResponse,
+  type TargetPdu,
+} from '../../src/iscsi/pdu/messages';
 import { Session } from '../../src/iscsi/session';
 import { LogicalUnit } from '../../src/scsi/logical-unit';
 import { encodeLun } from '../../src/scsi/lun';
@@ -25,7 +35,19 @@ function setup(params: Partial<SessionParams> = {}) {
   const lu = new LogicalUnit({ name: `flow-${++units}`, backstore: new MemoryBackstore(4096 * BS), blockSize: BS, readonly: false });
   lu.takeUnitAttention(nexus(1)); // the power-on unit attention, out of the way
   const p: SessionParams = { ...defaultParams(), maxSendDataSegmentLength: 8192, maxRecvDataSegmentLength: 8192, ...params };
-  const session = new Session(1, Buffer.alloc(6), 0, 'iqn.2026-12.test:flow', 'Normal', 'iqn.2026-12.test:t', p, nexus(1), new Map([[0, lu]]), 1, 32);
+  const session = new Session(
+    1,
+    Buffer.alloc(6),
+    0,
+    'iqn.2026-12.test:flow',
+    'Normal',
+    'iqn.2026-12.test:t',
+    p,
+    nexus(1),
+    new Map([[0, lu]]),
+    1,
+    32,
+  );
   const sent: TargetPdu[] = [];
   let statSN = 0;
   let ttt = 0x100;
@@ -59,16 +81,30 @@ function command(cdb: number[], o: { itt: number; write?: number; read?: number;
   const c = Buffer.alloc(16);
   Buffer.from(cdb).copy(c);
   return {
-    op: Op.ScsiCommand, immediate: false, final: o.final ?? true, read: (o.read ?? 0) > 0, write: (o.write ?? 0) > 0,
-    attr: TaskAttr.Simple, lun: encodeLun(0), itt: o.itt, expectedDataLength: o.write ?? o.read ?? 0,
-    cmdSN: cmdSN++, expStatSN: 0, cdb: c, ahs: [], data: o.data ?? Buffer.alloc(0),
+    op: Op.ScsiCommand,
+    immediate: false,
+    final: o.final ?? true,
+    read: (o.read ?? 0) > 0,
+    write: (o.write ?? 0) > 0,
+    attr: TaskAttr.Simple,
+    lun: encodeLun(0),
+    itt: o.itt,
+    expectedDataLength: o.write ?? o.read ?? 0,
+    cmdSN: cmdSN++,
+    expStatSN: 0,
+    cdb: c,
+    ahs: [],
+    data: o.data ?? Buffer.alloc(0),
   };
 }
 const write10 = (lba: number, blocks: number) => [0x2a, 0, 0, 0, (lba >> 8) & 0xff, lba & 0xff, 0, 0, blocks, 0];
 const read10 = (lba: number, blocks: number) => [0x28, 0, 0, 0, (lba >> 8) & 0xff, lba & 0xff, 0, 0, blocks, 0];
 
 function dataOut(flow: CommandFlow, itt: number, ttt: number, offset: number, data: Buffer, dataSN: number, final: boolean): void {
-  flow.onDataOut({ op: Op.DataOut, final, lun: encodeLun(0), itt, ttt, expStatSN: 0, dataSN, bufferOffset: offset, data }, Buffer.alloc(48));
+  flow.onDataOut(
+    { op: Op.DataOut, final, lun: encodeLun(0), itt, ttt, expStatSN: 0, dataSN, bufferOffset: offset, data },
+    Buffer.alloc(48),
+  );
 }
 
 const r2ts = (sent: TargetPdu[]) => sent.filter((p): p is R2T => p.op === Op.R2T);
@@ -95,19 +131,32 @@ test('R2Ts: at most MaxOutstandingR2T at once, each MaxBurstLength, the next as 
   const { lu, flow, session, sent } = setup({ maxBurstLength: 8192, maxOutstandingR2T: 2, initialR2T: true });
   const data = fill(32768, 3);
   flow.onCommand(command(write10(0, 64), { itt: 1, write: 32768 }), Buffer.alloc(48));
-  assert.deepEqual(r2ts(sent).map((r) => [r.bufferOffset, r.desiredLength, r.r2tSN]), [[0, 8192, 0], [8192, 8192, 1]]);
+  assert.deepEqual(
+    r2ts(sent).map((r) => [r.bufferOffset, r.desiredLength, r.r2tSN]),
+    [
+      [0, 8192, 0],
+      [8192, 8192, 1],
+    ],
+  );
   const [a, b] = r2ts(sent);
-  dataOut(flow, 1, a!.ttt, 0, data.subarray(0, 8192), 0, true);
-  assert.deepEqual(r2ts(sent).map((r) => r.bufferOffset), [0, 8192, 16384], 'the third R2T once the first is answered');
-  dataOut(flow, 1, b!.ttt, 8192, data.subarray(8192, 16384), 0, true);
-  const c = r2ts(sent)[2]!;
-  const d = r2ts(sent)[3]!;
+  dataOut(flow, 1, a.ttt, 0, data.subarray(0, 8192), 0, true);
+  assert.deepEqual(
+    r2ts(sent).map((r) => r.bufferOffset),
+    [0, 8192, 16384],
+    'the third R2T once the first is answered',
+  );
+  dataOut(flow, 1, b.ttt, 8192, data.subarray(8192, 16384), 0, true);
+  const c = r2ts(sent)[2];
+  const d = r2ts(sent)[3];
   assert.equal(d.bufferOffset, 24576);
   dataOut(flow, 1, c.ttt, 16384, data.subarray(16384, 24576), 0, true);
   dataOut(flow, 1, d.ttt, 24576, data.subarray(24576, 28672), 0, false);
   assert.equal(responses(sent).length, 0, 'no status before the last byte');
   dataOut(flow, 1, d.ttt, 28672, data.subarray(28672), 1, true);
-  assert.deepEqual(responses(sent).map((r) => r.status), [0]);
+  assert.deepEqual(
+    responses(sent).map((r) => r.status),
+    [0],
+  );
   assert.ok((await blocks(lu, 0, 64)).equals(data));
   assert.equal(session.tasks.size, 0);
   assert.equal(session.inFlight, 0);
@@ -118,10 +167,17 @@ test('immediate data, then unsolicited Data-Out up to FirstBurstLength, then R2T
   const { lu, flow, sent } = setup({ initialR2T: false, immediateData: true, firstBurstLength: 4096, maxBurstLength: 65536 });
   const data = fill(16384, 5);
   flow.onCommand(command(write10(10, 32), { itt: 2, write: 16384, data: data.subarray(0, 1024), final: false }), Buffer.alloc(48));
-  assert.deepEqual(r2ts(sent).map((r) => [r.bufferOffset, r.desiredLength]), [[4096, 12288]], 'the R2T starts after the first burst');
+  assert.deepEqual(
+    r2ts(sent).map((r) => [r.bufferOffset, r.desiredLength]),
+    [[4096, 12288]],
+    'the R2T starts after the first burst',
+  );
   dataOut(flow, 2, RESERVED_TAG, 1024, data.subarray(1024, 4096), 0, true);
-  dataOut(flow, 2, r2ts(sent)[0]!.ttt, 4096, data.subarray(4096), 0, true);
-  assert.deepEqual(responses(sent).map((r) => r.status), [0]);
+  dataOut(flow, 2, r2ts(sent)[0].ttt, 4096, data.subarray(4096), 0, true);
+  assert.deepEqual(
+    responses(sent).map((r) => r.status),
+    [0],
+  );
   assert.ok((await blocks(lu, 10, 32)).equals(data));
 });
 
@@ -131,18 +187,26 @@ test('Data-Out out of order (the second R2T answered first) or overlapping: Reje
     flow.onCommand(command(write10(0, 32), { itt: 3, write: 16384 }), Buffer.alloc(48));
     const [a, b] = r2ts(sent);
     if (shape === 'out-of-order') {
-      dataOut(flow, 3, b!.ttt, 8192, fill(8192, 1), 0, true);
+      dataOut(flow, 3, b.ttt, 8192, fill(8192, 1), 0, true);
     } else {
-      dataOut(flow, 3, a!.ttt, 0, fill(4096, 1), 0, false);
-      dataOut(flow, 3, a!.ttt, 2048, fill(6144, 1), 1, true);
+      dataOut(flow, 3, a.ttt, 0, fill(4096, 1), 0, false);
+      dataOut(flow, 3, a.ttt, 2048, fill(6144, 1), 1, true);
     }
-    assert.deepEqual(rejects(sent).map((r) => r.reason), [0x04], shape);
+    assert.deepEqual(
+      rejects(sent).map((r) => r.reason),
+      [0x04],
+      shape,
+    );
     const res = responses(sent);
     assert.equal(res.length, 1);
-    assert.equal(res[0]!.status, 0x02);
-    assert.deepEqual([res[0]!.sense![2]! & 0x0f, res[0]!.sense![12], res[0]!.sense![13]], [0x0b, 0x4b, 0x00], 'ABORTED COMMAND, DATA PHASE ERROR');
+    assert.equal(res[0].status, 0x02);
+    assert.deepEqual(
+      [res[0].sense![2] & 0x0f, res[0].sense![12], res[0].sense![13]],
+      [0x0b, 0x4b, 0x00],
+      'ABORTED COMMAND, DATA PHASE ERROR',
+    );
     // Whatever follows for the task is discarded.
-    dataOut(flow, 3, a!.ttt, 0, fill(8192, 2), 0, true);
+    dataOut(flow, 3, a.ttt, 0, fill(8192, 2), 0, true);
     assert.equal(responses(sent).length, 1);
     assert.ok((await blocks(lu, 0, 32)).equals(Buffer.alloc(16384)), `${shape}: nothing was written`);
     assert.equal(session.tasks.size, 0);
@@ -153,7 +217,7 @@ test('Data-Out out of order (the second R2T answered first) or overlapping: Reje
 test('an abort while receiving retires the command at once: no response, no write, budgets back', async () => {
   const { lu, flow, session, sent } = setup({ maxBurstLength: 65536 });
   flow.onCommand(command(write10(0, 128), { itt: 4, write: 65536 }), Buffer.alloc(48));
-  const r2t = r2ts(sent)[0]!;
+  const r2t = r2ts(sent)[0];
   dataOut(flow, 4, r2t.ttt, 0, fill(8192, 9), 0, false);
   assert.equal(writeBudget.inUse, 65536, 'the WRITE holds its buffer in the write budget');
   const cmd = session.tasks.get(4)!;
@@ -179,7 +243,7 @@ test('a WRITE beyond the write budget waits for room before its R2T; a READ beyo
     writeBudget.give(16384);
     assert.equal(r2ts(sent).length, 1, 'the R2T once there is room');
     const data = fill(8192, 4);
-    dataOut(flow, 5, r2ts(sent)[0]!.ttt, 0, data, 0, true);
+    dataOut(flow, 5, r2ts(sent)[0].ttt, 0, data, 0, true);
     assert.ok((await blocks(lu, 0, 16)).equals(data));
 
     readBudget.force(16384);
@@ -188,7 +252,7 @@ test('a WRITE beyond the write budget waits for room before its R2T; a READ beyo
     readBudget.give(16384);
     const din = sent.filter((p): p is DataIn => p.op === Op.DataIn && p.itt === 6);
     assert.equal(din.length, 1);
-    assert.ok(din[0]!.data.equals(data) && din[0]!.hasStatus);
+    assert.ok(din[0].data.equals(data) && din[0].hasStatus);
   } finally {
     writeBudget.limit = saved.w;
     readBudget.limit = saved.r;

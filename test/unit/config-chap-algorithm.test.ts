@@ -15,8 +15,11 @@ targets:
 `;
 
 test('minAlgorithm and security.minChapAlgorithm are read', () => {
-  const { config } = parseConfigDetailed(base('{ user: a, secret: "a-secret-twelve", minAlgorithm: sha256 }', 'security: { minChapAlgorithm: SHA1 }\n'), 'c.yaml');
-  assert.equal(config.targets[0]!.acls[0]!.chap!.minAlgorithm, 'sha256');
+  const { config } = parseConfigDetailed(
+    base('{ user: a, secret: "a-secret-twelve", minAlgorithm: sha256 }', 'security: { minChapAlgorithm: SHA1 }\n'),
+    'c.yaml',
+  );
+  assert.equal(config.targets[0].acls[0].chap!.minAlgorithm, 'sha256');
   assert.deepEqual(config.security, { minChapAlgorithm: 'sha1' });
 });
 
@@ -30,9 +33,20 @@ test('bad values and a minAlgorithm under mutual name the key', () => {
     }
     return [];
   };
-  assert.match(errs(base('{ user: a, secret: "a-secret-twelve", minAlgorithm: sha512 }')).join('\n'), /8: targets\[0\]\.acls\[0\]\.chap\.minAlgorithm: must be one of md5, sha1, sha256/);
-  assert.match(errs(base('{ user: a, secret: "a-secret-twelve" }', 'security: { minChapAlgorithm: 7 }\n')).join('\n'), /security\.minChapAlgorithm: must be one of/);
+  assert.match(
+    errs(base('{ user: a, secret: "a-secret-twelve", minAlgorithm: sha512 }')).join('\n'),
+    /8: targets\[0\]\.acls\[0\]\.chap\.minAlgorithm: must be one of md5, sha1, sha256/,
+  );
+  assert.match(
+    errs(base('{ user: a, secret: "a-secret-twelve" }', 'security: { minChapAlgorithm: 7 }\n')).join('\n'),
+    /security\.minChapAlgorithm: must be one of/,
+  );
   assert.match(errs(base('{ user: a, secret: "a-secret-twelve" }', 'security: { minAlgo: sha256 }\n')).join('\n'), /unknown key "minAlgo"/);
-  const m = errs(base('{ user: a, secret: "a-secret-twelve" }').replace('secret: "target-secret-16" }', 'secret: "target-secret-16", minAlgorithm: sha256 }'));
+  const m = errs(
+    base('{ user: a, secret: "a-secret-twelve" }').replace(
+      'secret: "target-secret-16" }',
+      'secret: "target-secret-16", minAlgorithm: sha256 }',
+    ),
+  );
   assert.match(m.join('\n'), /mutual\.minAlgorithm: minAlgorithm belongs in chap/);
 });

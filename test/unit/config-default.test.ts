@@ -8,14 +8,25 @@ test('built-in default: 1 GiB sparse file under <cwd>/luns, LUN 0 of one open ta
   const c = defaultConfig('/home/me/work');
   assert.equal(c.source, DEFAULT_SOURCE);
   assert.deepEqual(c.portals, [{ host: '0.0.0.0', port: 3260 }]);
-  assert.deepEqual([...c.volumes.values()], [
-    { name: 'default', path: '/home/me/work/luns/default.img', size: 1024 ** 3, readonly: false, blockSize: 512, memory: false, shared: false },
-  ]);
+  assert.deepEqual(
+    [...c.volumes.values()],
+    [
+      {
+        name: 'default',
+        path: '/home/me/work/luns/default.img',
+        size: 1024 ** 3,
+        readonly: false,
+        blockSize: 512,
+        memory: false,
+        shared: false,
+      },
+    ],
+  );
   assert.equal(c.targets.length, 1);
-  assert.equal(c.targets[0]!.iqn, DEFAULT_TARGET_IQN);
+  assert.equal(c.targets[0].iqn, DEFAULT_TARGET_IQN);
   assert.ok(isIscsiName(DEFAULT_TARGET_IQN));
-  assert.deepEqual(c.targets[0]!.luns, new Map([[0, 'default']]));
-  assert.deepEqual(c.targets[0]!.acls, []);
+  assert.deepEqual(c.targets[0].luns, new Map([[0, 'default']]));
+  assert.deepEqual(c.targets[0].acls, []);
 });
 
 test('the default written as YAML validates to the same model', () => {

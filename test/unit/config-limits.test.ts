@@ -13,7 +13,8 @@ test('no limits key: the model leaves limits out (defaults apply)', () => {
 
 test('limits: given keys override defaults, seconds become milliseconds, sizes parse', () => {
   const c = parseConfig(
-    base + 'limits:\n  maxSessions: 4\n  loginTimeout: 2.5\n  nopInterval: 0\n  connectionBuffer: 64MiB\n  dropIdlePeers: true\n  shutdownGrace: 0.5\n',
+    base +
+      'limits:\n  maxSessions: 4\n  loginTimeout: 2.5\n  nopInterval: 0\n  connectionBuffer: 64MiB\n  dropIdlePeers: true\n  shutdownGrace: 0.5\n',
     'c.yaml',
   );
   assert.deepEqual(c.limits, {
@@ -36,11 +37,11 @@ test('limits: bad values and unknown keys are errors with file:line and key', ()
     assert.ok(e instanceof ConfigError);
     const msgs = e.errors.map((i) => `${i.line}:${i.key}: ${i.message}`);
     assert.equal(e.errors.length, 5, msgs.join('\n'));
-    assert.match(msgs[0]!, /^7:limits\.maxSessions: must be between 1 and 65535/);
-    assert.match(msgs[1]!, /^8:limits\.loginTimeout: must be a number of seconds/);
-    assert.match(msgs[2]!, /^9:limits\.connectionBuffer: must be between 1 MiB/);
-    assert.match(msgs[3]!, /^10:limits\.maxSesions: unknown key .*did you mean "maxSessions"/);
-    assert.match(msgs[4]!, /^11:limits\.dropIdlePeers: must be true or false/);
+    assert.match(msgs[0], /^7:limits\.maxSessions: must be between 1 and 65535/);
+    assert.match(msgs[1], /^8:limits\.loginTimeout: must be a number of seconds/);
+    assert.match(msgs[2], /^9:limits\.connectionBuffer: must be between 1 MiB/);
+    assert.match(msgs[3], /^10:limits\.maxSesions: unknown key .*did you mean "maxSessions"/);
+    assert.match(msgs[4], /^11:limits\.dropIdlePeers: must be true or false/);
   }
 });
 
@@ -58,7 +59,7 @@ test('limits.busyPoll: whole microseconds from 0 (off) to 1000, default 50', () 
       assert.fail(`busyPoll: ${bad} should be refused`);
     } catch (e) {
       assert.ok(e instanceof ConfigError, String(e));
-      assert.match(`${e.errors[0]!.line}:${e.errors[0]!.key}: ${e.errors[0]!.message}`, why);
+      assert.match(`${e.errors[0].line}:${e.errors[0].key}: ${e.errors[0].message}`, why);
     }
   }
 });

@@ -28,7 +28,10 @@ test('binary units, long and short forms, any case, optional space', () => {
 });
 
 test('rejects negative, fractional bytes, unknown and ambiguous units, naming the value', () => {
-  assert.throws(() => parseSize('20Q'), (e: Error) => e instanceof SizeError && e.message === '"20Q" is not a size: unknown unit "Q" (use e.g. 20GiB)');
+  assert.throws(
+    () => parseSize('20Q'),
+    (e: Error) => e instanceof SizeError && e.message === '"20Q" is not a size: unknown unit "Q" (use e.g. 20GiB)',
+  );
   assert.throws(() => parseSize('-1G'), /"-1G".*negative/);
   assert.throws(() => parseSize(-512), /-512.*negative/);
   assert.throws(() => parseSize(1.5), /1\.5 is not a whole number of bytes/);

@@ -14,7 +14,7 @@ function oneError(text: string): string {
   } catch (e) {
     assert.ok(e instanceof ConfigError);
     assert.equal(e.errors.length, 1, e.errors.map(formatIssue).join('\n'));
-    return formatIssue(e.errors[0]!);
+    return formatIssue(e.errors[0]);
   }
   assert.fail('expected a ConfigError');
 }
@@ -43,12 +43,36 @@ test('physicalBlockSize and encryption reach the model; keyFile resolves against
 });
 
 const CASES: Array<[string, string, RegExp]> = [
-  ['physicalBlockSize not 512/4096', 'volumes:\n  a:\n    path: a.img\n    physicalBlockSize: 2048\n', /:4:\d+: volumes\.a\.physicalBlockSize: physicalBlockSize must be 512 or 4096, not 2048/],
-  ['physicalBlockSize below blockSize', 'volumes:\n  a:\n    path: a.img\n    blockSize: 4096\n    physicalBlockSize: 512\n', /:5:\d+: volumes\.a\.physicalBlockSize: physicalBlockSize 512 is smaller than the block size 4096/],
-  ['encryption not true or a mapping', 'volumes:\n  a:\n    path: a.img\n    encryption: yes\n', /:4:\d+: volumes\.a\.encryption: encryption \(true, or \{ keyFile: PATH \}\) must be a mapping/],
-  ['unknown encryption key', 'volumes:\n  a:\n    path: a.img\n    encryption: { keyfile: k }\n', /volumes\.a\.encryption\.keyfile: unknown key "keyfile".*did you mean "keyFile"/],
-  ['empty keyFile', 'volumes:\n  a:\n    path: a.img\n    encryption: { keyFile: "" }\n', /volumes\.a\.encryption\.keyFile: keyFile cannot be empty/],
-  ['keyFile on a memory volume', 'volumes:\n  a:\n    memory: true\n    size: 1M\n    encryption: { keyFile: k }\n', /volumes\.a\.encryption: memory volume a keeps its key in memory/],
+  [
+    'physicalBlockSize not 512/4096',
+    'volumes:\n  a:\n    path: a.img\n    physicalBlockSize: 2048\n',
+    /:4:\d+: volumes\.a\.physicalBlockSize: physicalBlockSize must be 512 or 4096, not 2048/,
+  ],
+  [
+    'physicalBlockSize below blockSize',
+    'volumes:\n  a:\n    path: a.img\n    blockSize: 4096\n    physicalBlockSize: 512\n',
+    /:5:\d+: volumes\.a\.physicalBlockSize: physicalBlockSize 512 is smaller than the block size 4096/,
+  ],
+  [
+    'encryption not true or a mapping',
+    'volumes:\n  a:\n    path: a.img\n    encryption: yes\n',
+    /:4:\d+: volumes\.a\.encryption: encryption \(true, or \{ keyFile: PATH \}\) must be a mapping/,
+  ],
+  [
+    'unknown encryption key',
+    'volumes:\n  a:\n    path: a.img\n    encryption: { keyfile: k }\n',
+    /volumes\.a\.encryption\.keyfile: unknown key "keyfile".*did you mean "keyFile"/,
+  ],
+  [
+    'empty keyFile',
+    'volumes:\n  a:\n    path: a.img\n    encryption: { keyFile: "" }\n',
+    /volumes\.a\.encryption\.keyFile: keyFile cannot be empty/,
+  ],
+  [
+    'keyFile on a memory volume',
+    'volumes:\n  a:\n    memory: true\n    size: 1M\n    encryption: { keyFile: k }\n',
+    /volumes\.a\.encryption: memory volume a keeps its key in memory/,
+  ],
 ];
 
 for (const [name, text, re] of CASES) {

@@ -126,7 +126,12 @@ test('failures carry the right status class and detail', () => {
 });
 
 test('a target that requires CHAP refuses a login that skips the security stage', () => {
-  failsWith(leading, LoginStatus.AuthFailure, { csg: 1, nsg: 3 }, host({ chapFor: () => ({ chap: { user: 'u', secret: 'twelve-chars!' } }) }));
+  failsWith(
+    leading,
+    LoginStatus.AuthFailure,
+    { csg: 1, nsg: 3 },
+    host({ chapFor: () => ({ chap: { user: 'u', secret: 'twelve-chars!' } }) }),
+  );
 });
 
 test('discovery session needs no TargetName', () => {
@@ -181,7 +186,6 @@ test('a long answer is split with the C bit and continued on empty requests', ()
 
 // ---------------------------------------------------------------- CHAP
 
-
 const CREDS = { chap: { user: 'host-a', secret: 'host-a-secret-1' }, mutual: { user: 'san1', secret: 'target-secret-16' } };
 
 /** Run the security stage up to the target's challenge; returns the phase and the challenge. */
@@ -213,13 +217,23 @@ test('CHAP: the strongest algorithm offered; challenges are random and sized to 
 test('CHAP: a right answer lets the login transit; a wrong one is an authentication failure', () => {
   const ok = challenged();
   const r = chapResponse(ok.alg, ok.id, Buffer.from(CREDS.chap.secret), ok.challenge);
-  const step = ok.login.handle(req(0, 1, true, [['CHAP_N', 'host-a'], ['CHAP_R', encodeHex(r)]]));
+  const step = ok.login.handle(
+    req(0, 1, true, [
+      ['CHAP_N', 'host-a'],
+      ['CHAP_R', encodeHex(r)],
+    ]),
+  );
   assert.equal(step.failed, undefined);
   assert.equal(step.responses[0].transit, true);
 
   const bad = challenged();
   const wrong = chapResponse(bad.alg, bad.id, Buffer.from('not-the-secret'), bad.challenge);
-  const f = bad.login.handle(req(0, 1, true, [['CHAP_N', 'host-a'], ['CHAP_R', encodeHex(wrong)]]));
+  const f = bad.login.handle(
+    req(0, 1, true, [
+      ['CHAP_N', 'host-a'],
+      ['CHAP_R', encodeHex(wrong)],
+    ]),
+  );
   assert.equal(f.failed?.status, LoginStatus.AuthFailure);
 });
 
@@ -236,7 +250,12 @@ test('mutual CHAP: the target answers the initiator challenge with its own secre
   const r = chapResponse(m.alg, m.id, Buffer.from(CREDS.chap.secret), m.challenge);
   const mine = randomBytes(32);
   const step = m.login.handle(
-    req(0, 1, true, [['CHAP_N', 'host-a'], ['CHAP_R', encodeHex(r)], ['CHAP_I', '17'], ['CHAP_C', encodeHex(mine)]]),
+    req(0, 1, true, [
+      ['CHAP_N', 'host-a'],
+      ['CHAP_R', encodeHex(r)],
+      ['CHAP_I', '17'],
+      ['CHAP_C', encodeHex(mine)],
+    ]),
   );
   assert.equal(step.failed, undefined);
   const k = new Map(parseTextKeys(step.responses[0].data));
@@ -246,10 +265,15 @@ test('mutual CHAP: the target answers the initiator challenge with its own secre
   const refl = challenged();
   const rr = chapResponse(refl.alg, refl.id, Buffer.from(CREDS.chap.secret), refl.challenge);
   const f = refl.login.handle(
-    req(0, 1, true, [['CHAP_N', 'host-a'], ['CHAP_R', encodeHex(rr)], ['CHAP_I', '3'], ['CHAP_C', encodeHex(refl.challenge)]]),
+    req(0, 1, true, [
+      ['CHAP_N', 'host-a'],
+      ['CHAP_R', encodeHex(rr)],
+      ['CHAP_I', '3'],
+      ['CHAP_C', encodeHex(refl.challenge)],
+    ]),
   );
   assert.equal(f.failed?.status, LoginStatus.AuthFailure);
-  assert.match(f.failed!.reason, /reflected/);
+  assert.match(f.failed.reason, /reflected/);
 });
 
 // ---------------------------------------------------------------- CHAP edges (issue 14)
@@ -258,11 +282,25 @@ test('mutual CHAP: the target answers the initiator challenge with its own secre
 function mutualWith(id: string, challenge: string) {
   const m = challenged();
   const r = chapResponse(m.alg, m.id, Buffer.from(CREDS.chap.secret), m.challenge);
-  return m.login.handle(req(0, 1, true, [['CHAP_N', 'host-a'], ['CHAP_R', encodeHex(r)], ['CHAP_I', id], ['CHAP_C', challenge]]));
+  return m.login.handle(
+    req(0, 1, true, [
+      ['CHAP_N', 'host-a'],
+      ['CHAP_R', encodeHex(r)],
+      ['CHAP_I', id],
+      ['CHAP_C', challenge],
+    ]),
+  );
 }
 
 test('mutual CHAP: challenges under 16 or over 1024 bytes, of one repeated byte, or sent before are refused', () => {
-  for (const [len, fill] of [[1, -1], [15, -1], [1025, -1], [2000, -1], [16, 0], [64, 0xff]] as const) {
+  for (const [len, fill] of [
+    [1, -1],
+    [15, -1],
+    [1025, -1],
+    [2000, -1],
+    [16, 0],
+    [64, 0xff],
+  ] as const) {
     const ch = fill < 0 ? randomBytes(len) : Buffer.alloc(len, fill);
     const f = mutualWith('17', encodeHex(ch));
     assert.equal(f.failed?.status, LoginStatus.AuthFailure, `${len} bytes`);
@@ -273,7 +311,7 @@ test('mutual CHAP: challenges under 16 or over 1024 bytes, of one repeated byte,
   assert.equal(mutualWith('17', encodeHex(once)).failed, undefined);
   const again = mutualWith('18', encodeHex(once));
   assert.equal(again.failed?.status, LoginStatus.AuthFailure);
-  assert.match(again.failed!.reason, /used before/);
+  assert.match(again.failed.reason, /used before/);
   // base64 is the same challenge
   const b64 = randomBytes(32);
   assert.equal(mutualWith('1', '0b' + b64.toString('base64')).failed, undefined);
@@ -284,7 +322,7 @@ test('mutual CHAP: CHAP_I must be decimal 0..255', () => {
   for (const id of ['', '1e2', '0x10', '-1', '256', '1.0', ' 7', '+3', '99999']) {
     const f = mutualWith(id, encodeHex(randomBytes(32)));
     assert.equal(f.failed?.status, LoginStatus.AuthFailure, JSON.stringify(id));
-    assert.match(f.failed!.reason, /CHAP_I must be decimal/);
+    assert.match(f.failed.reason, /CHAP_I must be decimal/);
   }
   for (const id of ['0', '255', '42', '007']) assert.equal(mutualWith(id, encodeHex(randomBytes(32))).failed, undefined, id);
 });
@@ -304,17 +342,29 @@ test('CHAP: the strongest algorithm offered wins, whatever the order; a floor re
   strict.handle(req(0, 1, false, [...leading.slice(0, 3), ['AuthMethod', 'CHAP']]));
   const f = strict.handle(req(0, 1, false, [['CHAP_A', '5,6']]));
   assert.equal(f.failed?.status, LoginStatus.AuthFailure);
-  assert.match(f.failed!.reason, /at least sha256/);
+  assert.match(f.failed.reason, /at least sha256/);
 });
 
 test('a TSIH is looked at only after authentication; an unauthenticated peer gets the same answer either way', () => {
-  const chapHost = (exists: boolean) =>
-    host({ chapFor: () => CREDS, sessionExists: () => exists, mayAccess: () => true });
+  const chapHost = (exists: boolean) => host({ chapFor: () => CREDS, sessionExists: () => exists, mayAccess: () => true });
   const answers = [true, false].map((exists) => {
     const login = new LoginPhase(chapHost(exists), () => 9);
     const a = login.handle(req(0, 1, true, [...leading.slice(0, 3), ['AuthMethod', 'CHAP']], { tsih: 77 }));
     const b = a.failed ? a : login.handle(req(0, 1, false, [['CHAP_A', '7']], { tsih: 77 }));
-    const bad = b.failed ? b : login.handle(req(0, 1, true, [['CHAP_N', 'host-a'], ['CHAP_R', '0x' + '00'.repeat(32)]], { tsih: 77 }));
+    const bad = b.failed
+      ? b
+      : login.handle(
+          req(
+            0,
+            1,
+            true,
+            [
+              ['CHAP_N', 'host-a'],
+              ['CHAP_R', '0x' + '00'.repeat(32)],
+            ],
+            { tsih: 77 },
+          ),
+        );
     return bad.failed?.status;
   });
   assert.deepEqual(answers, [LoginStatus.AuthFailure, LoginStatus.AuthFailure]);
@@ -322,7 +372,10 @@ test('a TSIH is looked at only after authentication; an unauthenticated peer get
   const own = host({ sessionExists: (_t, i) => i === INITIATOR });
   assert.equal(new LoginPhase(own, () => 9).handle(req(0, 1, true, leading, { tsih: 77 })).failed?.status, LoginStatus.TooManyConnections);
   const other = host({ sessionExists: (_t, i) => i === undefined });
-  assert.equal(new LoginPhase(other, () => 9).handle(req(0, 1, true, leading, { tsih: 77 })).failed?.status, LoginStatus.SessionDoesNotExist);
+  assert.equal(
+    new LoginPhase(other, () => 9).handle(req(0, 1, true, leading, { tsih: 77 })).failed?.status,
+    LoginStatus.SessionDoesNotExist,
+  );
 });
 
 test('the challenge history forgets the oldest beyond its size', () => {

@@ -37,7 +37,7 @@ function parseOne(wire: Buffer, o: DigestOptions): { pdu: Pdu; bhs: Buffer } {
   assert.deepEqual(c.errors, []);
   assert.equal(c.pdus.length, 1);
   assert.equal(c.parser.pendingBytes, 0);
-  return { pdu: c.pdus[0]!, bhs: c.bhs[0]! };
+  return { pdu: c.pdus[0], bhs: c.bhs[0] };
 }
 
 /** Hex with whitespace and comments ("# ...") allowed, for byte vectors. */
@@ -74,8 +74,7 @@ test('wire length is BHS + AHS + header digest + padded data + data digest', () 
     for (const p of samplePdus()) {
       const wire = encodePduToBuffer(p, mode);
       const dl = wire.readUIntBE(5, 3);
-      const expected =
-        48 + wire[4]! * 4 + (mode.headerDigest ? 4 : 0) + ((dl + 3) & ~3) + (mode.dataDigest && dl > 0 ? 4 : 0);
+      const expected = 48 + wire[4] * 4 + (mode.headerDigest ? 4 : 0) + ((dl + 3) & ~3) + (mode.dataDigest && dl > 0 ? 4 : 0);
       assert.equal(wire.length, expected);
     }
   }
@@ -104,19 +103,19 @@ test('encodePdu does not copy the data segment and omits an empty trailer', () =
   };
   const parts = encodePdu(p, { headerDigest: false, dataDigest: false });
   assert.equal(parts.length, 2);
-  assert.equal(parts[0]!.length, 48);
+  assert.equal(parts[0].length, 48);
   assert.equal(parts[1], data);
   const withDigests = encodePdu(p, { headerDigest: true, dataDigest: true });
   assert.equal(withDigests.length, 3);
-  assert.equal(withDigests[0]!.length, 52);
+  assert.equal(withDigests[0].length, 52);
   assert.equal(withDigests[1], data);
-  assert.equal(withDigests[2]!.length, 4);
-  assert.equal(withDigests[2]!.readUInt32LE(0), crc32c(data));
-  assert.equal(withDigests[0]!.readUInt32LE(48), crc32c(withDigests[0]!.subarray(0, 48)));
+  assert.equal(withDigests[2].length, 4);
+  assert.equal(withDigests[2].readUInt32LE(0), crc32c(data));
+  assert.equal(withDigests[0].readUInt32LE(48), crc32c(withDigests[0].subarray(0, 48)));
   // No data: just the header, and no data digest even when enabled.
   const empty = encodePdu({ ...p, data: Buffer.alloc(0) }, { headerDigest: true, dataDigest: true });
   assert.equal(empty.length, 1);
-  assert.equal(empty[0]!.length, 52);
+  assert.equal(empty[0].length, 52);
 });
 
 for (const len of [1, 2, 3, 4, 5]) {
@@ -136,13 +135,13 @@ for (const len of [1, 2, 3, 4, 5]) {
     const plain = encodePdu(p, { headerDigest: false, dataDigest: false });
     assert.equal(plain.length, pad ? 3 : 2);
     if (pad) assert.deepEqual(plain[2], Buffer.alloc(pad));
-    assert.equal(plain[0]!.readUIntBE(5, 3), len, 'DataSegmentLength excludes padding');
+    assert.equal(plain[0].readUIntBE(5, 3), len, 'DataSegmentLength excludes padding');
 
     const dd = encodePdu(p, { headerDigest: false, dataDigest: true });
-    assert.equal(dd[2]!.length, pad + 4);
-    assert.deepEqual(dd[2]!.subarray(0, pad), Buffer.alloc(pad));
+    assert.equal(dd[2].length, pad + 4);
+    assert.deepEqual(dd[2].subarray(0, pad), Buffer.alloc(pad));
     // The data digest covers data + padding.
-    assert.equal(dd[2]!.readUInt32LE(pad), crc32c(Buffer.concat([data, Buffer.alloc(pad)])));
+    assert.equal(dd[2].readUInt32LE(pad), crc32c(Buffer.concat([data, Buffer.alloc(pad)])));
 
     for (const mode of DIGEST_MODES) {
       const wire = encodePduToBuffer(p, mode);
@@ -254,20 +253,31 @@ test('ScsiResponse with a SenseLength past the data segment is a non-fatal malfo
   c.parser.push(encodePduToBuffer(bad, { headerDigest: false, dataDigest: false }));
   c.parser.push(encodePduToBuffer(noSense, { headerDigest: false, dataDigest: false }));
   assert.equal(c.errors.length, 1);
-  assert.equal(c.errors[0]!.kind, 'malformed');
-  assert.equal(c.errors[0]!.fatal, false);
+  assert.equal(c.errors[0].kind, 'malformed');
+  assert.equal(c.errors[0].fatal, false);
   assert.equal(c.pdus.length, 1);
 });
 
 test('flags and fixed fields: F bit always set where mandatory, ITT 0xffffffff on Reject/Async', () => {
   for (const p of samplePdus()) {
     const wire = encodePduToBuffer(p, { headerDigest: false, dataDigest: false });
-    assert.equal(wire[0]! & 0x3f, p.op);
+    assert.equal(wire[0] & 0x3f, p.op);
     if (
-      [Op.NopOut, Op.TaskMgmtRequest, Op.LogoutRequest, Op.Snack, Op.NopIn, Op.ScsiResponse, Op.TaskMgmtResponse,
-        Op.LogoutResponse, Op.R2T, Op.AsyncMessage, Op.Reject].includes(p.op)
+      [
+        Op.NopOut,
+        Op.TaskMgmtRequest,
+        Op.LogoutRequest,
+        Op.Snack,
+        Op.NopIn,
+        Op.ScsiResponse,
+        Op.TaskMgmtResponse,
+        Op.LogoutResponse,
+        Op.R2T,
+        Op.AsyncMessage,
+        Op.Reject,
+      ].includes(p.op)
     ) {
-      assert.equal(wire[1]! & 0x80, 0x80, `F bit of opcode 0x${p.op.toString(16)}`);
+      assert.equal(wire[1] & 0x80, 0x80, `F bit of opcode 0x${p.op.toString(16)}`);
     }
     if (p.op === Op.Reject || p.op === Op.AsyncMessage) assert.equal(wire.readUInt32BE(16), 0xffffffff);
     if (p.op === Op.LoginRequest) assert.equal(wire[0], 0x43, 'Login Request always has the I bit');
@@ -275,7 +285,7 @@ test('flags and fixed fields: F bit always set where mandatory, ITT 0xffffffff o
 });
 
 test('sequence numbers wrap modulo 2^32 on encode', () => {
-  const p = samplePdus()[0]!;
+  const p = samplePdus()[0];
   const wire = encodePduToBuffer({ ...p, cmdSN: 2 ** 32 + 5 } as Pdu, { headerDigest: false, dataDigest: false });
   assert.equal(wire.readUInt32BE(24), 5);
 });
@@ -340,8 +350,19 @@ test('vector: RFC 7143 B.4 read PDU gets header digest bytes 56 3a 96 d9', () =>
   const wire = encodePduToBuffer(p, { headerDigest: true, dataDigest: true });
   assert.equal(
     wire.toString('hex'),
-    '01c00000' + '00000000' + '00000000' + '00000000' + '14000000' + '00000400' +
-      '00000014' + '00000018' + '28000000' + '00000000' + '02000000' + '00000000' + '563a96d9',
+    '01c00000' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '14000000' +
+      '00000400' +
+      '00000014' +
+      '00000018' +
+      '28000000' +
+      '00000000' +
+      '02000000' +
+      '00000000' +
+      '563a96d9',
   );
   assert.deepEqual(parseOne(wire, { headerDigest: true, dataDigest: true }).pdu, p);
 });
@@ -444,7 +465,7 @@ test('vector: Data-In with the S bit carries status and residual', () => {
 });
 
 test('vector: Reject carries the rejected header as data', () => {
-  const rejected = encodePduToBuffer(samplePdus()[1]!, { headerDigest: false, dataDigest: false }).subarray(0, 48);
+  const rejected = encodePduToBuffer(samplePdus()[1], { headerDigest: false, dataDigest: false }).subarray(0, 48);
   const wire = Buffer.concat([
     hex(`
       3f 80 04 00       # opcode 0x3f, F, reason 0x04 protocol error
@@ -474,9 +495,15 @@ test('vector: Reject carries the rejected header as data', () => {
 });
 
 test('decodePdu: short or truncated input and unknown opcodes throw PduError', () => {
-  assert.throws(() => decodePdu(Buffer.alloc(47)), (e: unknown) => e instanceof PduError && e.kind === 'malformed');
-  const wire = encodePduToBuffer(samplePdus()[0]!, { headerDigest: false, dataDigest: false });
-  assert.throws(() => decodePdu(wire.subarray(0, 50)), (e: unknown) => e instanceof PduError && e.kind === 'malformed');
+  assert.throws(
+    () => decodePdu(Buffer.alloc(47)),
+    (e: unknown) => e instanceof PduError && e.kind === 'malformed',
+  );
+  const wire = encodePduToBuffer(samplePdus()[0], { headerDigest: false, dataDigest: false });
+  assert.throws(
+    () => decodePdu(wire.subarray(0, 50)),
+    (e: unknown) => e instanceof PduError && e.kind === 'malformed',
+  );
   const unknown = Buffer.alloc(48);
   unknown[0] = 0x1c;
   assert.throws(

@@ -1,13 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  crc32c,
-  crc32cOf,
-  digestBytes,
-  readDigest,
-  verifyDigest,
-  writeDigest,
-} from '../../src/iscsi/pdu';
+import { crc32c, crc32cOf, digestBytes, readDigest, verifyDigest, writeDigest } from '../../src/iscsi/pdu';
 
 // RFC 7143 Appendix B.4 (also RFC 3720 B.4). Each CRC is given both as the
 // numeric value and as the bytes that travel on the wire (little-endian).
@@ -19,9 +12,18 @@ const vectors: Array<[string, Buffer, number, string]> = [
   [
     'an iSCSI SCSI Read (10) command PDU',
     Buffer.from(
-      '01c00000' + '00000000' + '00000000' + '00000000' +
-        '14000000' + '00000400' + '00000014' + '00000018' +
-        '28000000' + '00000000' + '02000000' + '00000000',
+      '01c00000' +
+        '00000000' +
+        '00000000' +
+        '00000000' +
+        '14000000' +
+        '00000400' +
+        '00000014' +
+        '00000018' +
+        '28000000' +
+        '00000000' +
+        '02000000' +
+        '00000000',
       'hex',
     ),
     0xd9963a56,

@@ -1,16 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  crc32c,
-  DigestOptions,
-  encodePdu,
-  encodePduToBuffer,
-  NopOut,
-  Op,
-  Pdu,
-  PduParser,
-  ScsiCommand,
-} from '../../src/iscsi/pdu';
+import { crc32c, DigestOptions, encodePdu, encodePduToBuffer, NopOut, Op, Pdu, PduParser, ScsiCommand } from '../../src/iscsi/pdu';
 import { bytes, collector, Collected, expectedDecode, rng, samplePdus } from './pdu-fixtures';
 
 const BOTH: DigestOptions = { headerDigest: true, dataDigest: true };
@@ -75,7 +65,7 @@ test('a PDU held in one chunk is sliced, not copied', () => {
   const wire = encodePduToBuffer(nop(1, data), NONE);
   const c = collector();
   c.parser.push(wire);
-  const got = c.pdus[0]!.data;
+  const got = c.pdus[0].data;
   assert.equal(got.buffer, wire.buffer);
   assert.equal(got.byteOffset, wire.byteOffset + 48);
 });
@@ -95,7 +85,7 @@ test('header digest error is fatal and stops the parser', () => {
   c.parser.push(wire);
   assert.equal(c.pdus.length, 1);
   assert.equal(c.errors.length, 1);
-  const e = c.errors[0]!;
+  const e = c.errors[0];
   assert.equal(e.kind, 'header-digest');
   assert.equal(e.fatal, true);
   assert.equal(e.bhs?.length, 48);
@@ -111,7 +101,7 @@ test('header digest error is found before waiting for a (corrupted) huge data se
   const c = collector(BOTH);
   c.parser.push(wire);
   assert.equal(c.errors.length, 1);
-  assert.equal(c.errors[0]!.kind, 'header-digest');
+  assert.equal(c.errors[0].kind, 'header-digest');
 });
 
 test('data digest error is not fatal: the PDU is skipped and the next one parses', () => {
@@ -128,7 +118,7 @@ test('data digest error is not fatal: the PDU is skipped and the next one parses
       [1, 3],
     );
     assert.equal(c.errors.length, 1);
-    const e = c.errors[0]!;
+    const e = c.errors[0];
     assert.equal(e.kind, 'data-digest');
     assert.equal(e.fatal, false);
     assert.equal(e.bhs!.readUInt32BE(16), 2, 'bhs of the damaged PDU, for the Reject');
@@ -151,7 +141,7 @@ test('data segment above maxDataSegmentLength is fatal, announced from the BHS a
   const wire = encodePduToBuffer(nop(2, bytes(8193)), NONE);
   c.parser.push(wire.subarray(0, 48));
   assert.equal(c.errors.length, 1);
-  const e = c.errors[0]!;
+  const e = c.errors[0];
   assert.equal(e.kind, 'data-too-long');
   assert.equal(e.fatal, true);
   assert.deepEqual(e.bhs, wire.subarray(0, 48));
@@ -177,9 +167,9 @@ test('unknown opcode is not fatal: its bytes are skipped and the next PDU parses
     [1, 2],
   );
   assert.equal(c.errors.length, 1);
-  assert.equal(c.errors[0]!.kind, 'unknown-opcode');
-  assert.equal(c.errors[0]!.fatal, false);
-  assert.equal(c.errors[0]!.bhs![0], 0x1c);
+  assert.equal(c.errors[0].kind, 'unknown-opcode');
+  assert.equal(c.errors[0].fatal, false);
+  assert.equal(c.errors[0].bhs![0], 0x1c);
 });
 
 test('an AHS running past TotalAHSLength is fatal', () => {
@@ -191,8 +181,8 @@ test('an AHS running past TotalAHSLength is fatal', () => {
   c.parser.push(encodePduToBuffer(nop(1), NONE));
   assert.equal(c.pdus.length, 0);
   assert.equal(c.errors.length, 1);
-  assert.equal(c.errors[0]!.kind, 'malformed');
-  assert.equal(c.errors[0]!.fatal, true);
+  assert.equal(c.errors[0].kind, 'malformed');
+  assert.equal(c.errors[0].fatal, true);
 });
 
 test('re-entrancy: a handler turning digests on applies to the very next PDU in the same chunk', () => {
@@ -270,7 +260,7 @@ test('many small PDUs across many chunks (chunk list compaction)', () => {
   const c2 = collector(BOTH);
   for (let i = 0; i < w2.length; i += 100) c2.parser.push(w2.subarray(i, i + 100));
   assert.deepEqual(c2.pdus, [big]);
-  assert.equal(crc32c(c2.pdus[0]!.data), crc32c(big.data));
+  assert.equal(crc32c(c2.pdus[0].data), crc32c(big.data));
 });
 
 // ---- data sink: a split data segment assembled straight into the caller's buffer
@@ -298,7 +288,7 @@ function sinkCollector(mode: DigestOptions, dest: Buffer) {
     error: (e) => errors.push(e.kind),
     dataSink(bhs, len) {
       asked.push(len);
-      if ((bhs[0]! & 0x3f) !== Op.DataOut) return null;
+      if ((bhs[0] & 0x3f) !== Op.DataOut) return null;
       const off = bhs.readUInt32BE(40);
       return dest.subarray(off, off + len);
     },
@@ -321,14 +311,14 @@ for (const mode of [NONE, BOTH]) {
     c.parser.push(wire.subarray(300));
     assert.deepEqual(c.errors, []);
     assert.equal(c.pdus.length, 3);
-    const first = c.pdus[0]! as Pdu & { data: Buffer };
+    const first = c.pdus[0];
     assert.deepEqual(first.data, payload);
     assert.equal(first.data.buffer, dest.buffer, 'data assembled in the sink');
     assert.equal(first.data.byteOffset, dest.byteOffset + 3000);
     assert.deepEqual(dest.subarray(3000, 4001), payload);
     assert.deepEqual(c.asked, [1001], 'the sink is asked only for the split PDU');
     assert.deepEqual((c.pdus[1] as NopOut).data, Buffer.from('ping'));
-    assert.notEqual((c.pdus[2] as Pdu & { data: Buffer }).data.buffer, dest.buffer, 'contiguous data stays a view');
+    assert.notEqual(c.pdus[2].data.buffer, dest.buffer, 'contiguous data stays a view');
     assert.equal(c.parser.pendingBytes, 0);
   });
 }
@@ -342,7 +332,7 @@ test('a corrupted data digest on a sunk Data-Out is reported and parsing goes on
   c.parser.push(wire.subarray(700));
   assert.deepEqual(c.errors, ['data-digest']);
   assert.equal(c.pdus.length, 1);
-  assert.equal(c.pdus[0]!.op, Op.NopOut);
+  assert.equal(c.pdus[0].op, Op.NopOut);
 });
 
 test('a sink that declines (null) leaves assembly to the parser', () => {
@@ -353,5 +343,5 @@ test('a sink that declines (null) leaves assembly to the parser', () => {
   parser.push(wire.subarray(0, 1000));
   parser.push(wire.subarray(1000));
   assert.equal(pdus.length, 1);
-  assert.deepEqual((pdus[0] as Pdu & { data: Buffer }).data, payload);
+  assert.deepEqual(pdus[0].data, payload);
 });

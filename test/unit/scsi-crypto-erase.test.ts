@@ -48,7 +48,10 @@ test('CRYPTO ERASE: the data written before is gone, the volume reads zeros and 
   await inner.read(cipherBefore, 0);
   expectGood(await run(luns, CDB.sanitize(CRYPTO_ERASE, 0)));
   const back = (await run(luns, CDB.read16(0, blocks))).data!;
-  assert.ok(back.every((b) => b === 0), 'reads zeros after the erase');
+  assert.ok(
+    back.every((b) => b === 0),
+    'reads zeros after the erase',
+  );
   assert.deepEqual(lbaStatus(await run(luns, CDB.getLbaStatus(0, 256))), [[0, blocks, 1]]);
   // Even the old ciphertext, put back, no longer decrypts to the data: the key is gone.
   await inner.write(cipherBefore, 0);
@@ -59,7 +62,7 @@ test('CRYPTO ERASE: the data written before is gone, the volume reads zeros and 
   assert.deepEqual((await run(luns, CDB.read16(10, 4))).data!, a.subarray(0, 4 * bs));
 });
 
-test('CRYPTO ERASE: a parameter list is refused; IMMED returns at once; another nexus\'s RESERVE conflicts', async () => {
+test("CRYPTO ERASE: a parameter list is refused; IMMED returns at once; another nexus's RESERVE conflicts", async () => {
   const { luns, lu } = await encryptedLu();
   expectSense(await run(luns, CDB.sanitize(CRYPTO_ERASE, 8), { dataOut: Buffer.alloc(8) }), 0x05, 0x24, 0x00);
   expectGood(await run(luns, CDB.sanitize(CRYPTO_ERASE, 0, { immed: true })));

@@ -145,7 +145,10 @@ test('an ORDERED task waits for earlier SIMPLE tasks, and later tasks wait for i
   const ro = await ordered;
   await after;
   assert.deepEqual(store.events, ['write 1', 'read 1', 'read 7']);
-  assert.ok(ro.data!.every((b) => b === 0xaa), 'the ORDERED read saw the earlier write');
+  assert.ok(
+    ro.data!.every((b) => b === 0xaa),
+    'the ORDERED read saw the earlier write',
+  );
   assert.equal((await w1).status, ScsiStatus.Good);
 });
 

@@ -101,14 +101,34 @@ function prOut(
   luns: Luns,
   n: ItNexus,
   sa: number,
-  o: { key?: bigint; sark?: bigint; type?: number; scope?: number; aptpl?: boolean; allTgPt?: boolean; specIPt?: boolean; len?: number } = {},
+  o: {
+    key?: bigint;
+    sark?: bigint;
+    type?: number;
+    scope?: number;
+    aptpl?: boolean;
+    allTgPt?: boolean;
+    specIPt?: boolean;
+    len?: number;
+  } = {},
 ): Promise<ScsiResult> {
   const p = Buffer.alloc(24);
   p.writeBigUInt64BE(o.key ?? 0n, 0);
   p.writeBigUInt64BE(o.sark ?? 0n, 8);
   p[20] = (o.specIPt ? 0x08 : 0) | (o.allTgPt ? 0x04 : 0) | (o.aptpl ? 0x01 : 0);
   const len = o.len ?? 24;
-  const cdb = [0x5f, sa, ((o.scope ?? 0) << 4) | (o.type ?? 0), 0, 0, (len >> 24) & 0xff, (len >> 16) & 0xff, (len >> 8) & 0xff, len & 0xff, 0];
+  const cdb = [
+    0x5f,
+    sa,
+    ((o.scope ?? 0) << 4) | (o.type ?? 0),
+    0,
+    0,
+    (len >> 24) & 0xff,
+    (len >> 16) & 0xff,
+    (len >> 8) & 0xff,
+    len & 0xff,
+    0,
+  ];
   return run(luns, cdb, n, len <= 24 ? p.subarray(0, len) : Buffer.concat([p, Buffer.alloc(len - 24)]));
 }
 
@@ -420,12 +440,7 @@ test('PREEMPT of the holder: takes the reservation with the new type, preempted 
   expectGood(await register(luns, C, K3));
   expectGood(await reserve(luns, A, K1, PrType.WRITE_EXCLUSIVE));
   // SARK 0 while a non-all-registrants reservation exists: INVALID FIELD IN PARAMETER LIST.
-  expectSense(
-    await prOut(luns, B, PrOut.PREEMPT, { key: K2, sark: 0n, type: PrType.EXCLUSIVE_ACCESS }),
-    SenseKey.IllegalRequest,
-    0x26,
-    0,
-  );
+  expectSense(await prOut(luns, B, PrOut.PREEMPT, { key: K2, sark: 0n, type: PrType.EXCLUSIVE_ACCESS }), SenseKey.IllegalRequest, 0x26, 0);
   expectGood(await prOut(luns, B, PrOut.PREEMPT, { key: K2, sark: K1, type: PrType.EXCLUSIVE_ACCESS }));
   assert.deepEqual(await readReservation(luns, B), { key: K2, type: PrType.EXCLUSIVE_ACCESS });
   assert.deepEqual((await readKeys(luns, B)).keys, [K2, K3]);
@@ -540,7 +555,7 @@ test('READ FULL STATUS: one descriptor per registration with R_HOLDER, type, rel
   const total = d.readUInt32BE(4);
   assert.equal(d.length, 8 + total);
   const seen: { key: bigint; holder: boolean; type: number; rel: number; tid: string }[] = [];
-  for (let off = 8; off < d.length; ) {
+  for (let off = 8; off < d.length;) {
     const tidLen = d.readUInt32BE(off + 20);
     const tid = d.subarray(off + 24, off + 24 + tidLen);
     assert.equal(tid[0], 0x45, 'format 01b, iSCSI');

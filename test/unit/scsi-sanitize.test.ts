@@ -7,19 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseSense } from '../../src/scsi/sense';
 import { ScsiStatus, type ScsiResult } from '../../src/scsi/task';
-import {
-  CDB,
-  executeOn,
-  expectGood,
-  expectSense,
-  lbaStatus,
-  nexus,
-  pattern,
-  run,
-  setup,
-  sleep,
-  task,
-} from '../helpers/scsi';
+import { CDB, executeOn, expectGood, expectSense, lbaStatus, nexus, pattern, run, setup, sleep, task } from '../helpers/scsi';
 
 const OVERWRITE = 0x01;
 const BLOCK_ERASE = 0x02;
@@ -158,10 +146,7 @@ test('while SANITIZE runs: NOT READY, SANITIZE IN PROGRESS with progress; INQUIR
   expectGood(await run(luns, [0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0])); // REPORT LUNS
   const rs = await run(luns, [0x03, 0, 0, 0, 18, 0]); // REQUEST SENSE: the pollable sense
   expectGood(rs);
-  assert.deepEqual(
-    [parseSense(rs.data!).key, parseSense(rs.data!).asc, parseSense(rs.data!).ascq],
-    [0x02, 0x04, 0x1b],
-  );
+  assert.deepEqual([parseSense(rs.data!).key, parseSense(rs.data!).asc, parseSense(rs.data!).ascq], [0x02, 0x04, 0x1b]);
   // Descriptor-format REQUEST SENSE carries the progress in a sense key specific descriptor.
   const rsd = await run(luns, [0x03, 1, 0, 0, 252, 0]);
   assert.equal(rsd.data![0], 0x72);

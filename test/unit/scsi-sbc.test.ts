@@ -56,10 +56,10 @@ test('write-then-read round trips for every READ/WRITE size', async () => {
   for (const [w, r, seed] of sizes) {
     const lba = 100 + seed * 50;
     const data = pattern(7 * bs, seed);
-    const wr = await run(luns, (CDB[w] as (l: number, n: number) => number[])(lba, 7), { dataOut: data });
+    const wr = await run(luns, CDB[w](lba, 7), { dataOut: data });
     expectGood(wr);
     assert.equal(wr.dataOutLength, 7 * bs);
-    const rd = await run(luns, (CDB[r] as (l: number, n: number) => number[])(lba, 7));
+    const rd = await run(luns, CDB[r](lba, 7));
     expectGood(rd);
     assert.deepEqual(rd.data, data, `${w} -> ${r}`);
     // Cross check with READ(16).

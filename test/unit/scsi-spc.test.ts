@@ -18,7 +18,12 @@ const NEXUS: ItNexus = {
   targetName: 'iqn.2026-01.test:target',
   relativePortId: 1,
 };
-const OTHER: ItNexus = { ...NEXUS, id: 'iqn.2026-01.test:other,i,0x400001370001', initiatorName: 'iqn.2026-01.test:other', isid: '400001370001' };
+const OTHER: ItNexus = {
+  ...NEXUS,
+  id: 'iqn.2026-01.test:other,i,0x400001370001',
+  initiatorName: 'iqn.2026-01.test:other',
+  isid: '400001370001',
+};
 
 function makeLu(opts: { blocks?: number; blockSize?: 512 | 4096; readonly?: boolean; name?: string } = {}) {
   const bs = opts.blockSize ?? 512;
@@ -141,7 +146,7 @@ test('INQUIRY VPD 0x83 device identification designators', async () => {
   assert.equal(d[1], 0x83);
   assert.equal(d.readUInt16BE(2), d.length - 4);
   const des: { proto: number; code: number; piv: boolean; assoc: number; type: number; value: Buffer }[] = [];
-  for (let p = 4; p < d.length; ) {
+  for (let p = 4; p < d.length;) {
     const len = d[p + 3];
     des.push({
       proto: d[p] >> 4,
@@ -424,7 +429,12 @@ test('MODE SENSE page control: changeable masks, defaults, saved refused, unknow
   assert.equal(ch.pages.get(0x08)![2], 0x04); // WCE changeable
   assert.equal(ch.pages.get(0x0a)![2], 0x04); // D_SENSE changeable
   assert.equal(ch.pages.get(0x0a)![4], 0x08); // SWP changeable
-  assert.ok(ch.pages.get(0x01)!.subarray(2).every((b) => b === 0));
+  assert.ok(
+    ch.pages
+      .get(0x01)!
+      .subarray(2)
+      .every((b) => b === 0),
+  );
   const df = parseMode6((await run(luns, [0x1a, 0x08, 0x80 | 0x08, 0, 255, 0])).data!);
   assert.equal(df.pages.get(0x08)![2] & 0x04, 0x04);
   expectSense(await run(luns, [0x1a, 0, 0xc0 | 0x3f, 0, 255, 0]), 0x05, 0x39, 0x00);

@@ -7,19 +7,7 @@ import assert from 'node:assert/strict';
 import { MemoryBackstore } from '../../src/backstore/memory';
 import { LogicalUnit } from '../../src/scsi/logical-unit';
 import { ScsiStatus } from '../../src/scsi/task';
-import {
-  be16,
-  be32,
-  CDB,
-  expectGood,
-  expectSense,
-  lbaStatus,
-  NEXUS,
-  pattern,
-  run,
-  setup,
-  unmapList,
-} from '../helpers/scsi';
+import { be16, be32, CDB, expectGood, expectSense, lbaStatus, NEXUS, pattern, run, setup, unmapList } from '../helpers/scsi';
 
 const MAPPED = 0;
 const DEALLOCATED = 1;
@@ -272,5 +260,5 @@ test('physicalBlockSize smaller than the block size is refused; 4096-byte blocks
   const rc = await run(luns, [0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, ...be32(32), 0, 0]);
   assert.equal(rc.data![13] & 0x0f, 0);
   const b0 = await run(luns, [0x12, 0x01, 0xb0, 0, 64, 0]);
-  assert.equal(b0.data!.readUInt32BE(28), 0, "one-block granularity is reported as 0 (not reported)");
+  assert.equal(b0.data!.readUInt32BE(28), 0, 'one-block granularity is reported as 0 (not reported)');
 });

@@ -40,7 +40,7 @@ async function uaOf(lu: LogicalUnit, n = nexus(1)): Promise<string> {
   return `${s[12].toString(16)}/${s[13].toString(16)}`;
 }
 
-test('a LUN outside the issuer\'s map does not exist for every LUN-addressed function', async () => {
+test("a LUN outside the issuer's map does not exist for every LUN-addressed function", async () => {
   const { s, calls } = scope(new Map([[0, unit('tmf-a')]]), true);
   for (const fn of [TmfFunction.AbortTask, TmfFunction.AbortTaskSet, TmfFunction.ClearTaskSet, TmfFunction.LogicalUnitReset]) {
     assert.equal(await performTmf(fn, 3, 7, s), TmfResponse.LunDoesNotExist, `function ${fn}`);
@@ -48,7 +48,7 @@ test('a LUN outside the issuer\'s map does not exist for every LUN-addressed fun
   assert.deepEqual(calls, [], 'nothing was asked of the transport');
 });
 
-test('ABORT TASK and ABORT TASK SET reach only the issuer\'s own tasks', async () => {
+test("ABORT TASK and ABORT TASK SET reach only the issuer's own tasks", async () => {
   const { s, calls } = scope(new Map([[0, unit('tmf-b')]]), false);
   assert.equal(await performTmf(TmfFunction.AbortTask, 0, 7, s), TmfResponse.Complete);
   assert.equal(await performTmf(TmfFunction.AbortTask, 0, 8, s), TmfResponse.TaskDoesNotExist);
@@ -69,20 +69,32 @@ test('CLEAR TASK SET clears one LU; LOGICAL UNIT RESET also resets it (29/03), a
   assert.equal(await uaOf(other), 'none', 'an LU outside the map is not reset');
 });
 
-test('target resets: refused without allowTargetReset; allowed, they reset only the issuer\'s LUs', async () => {
+test("target resets: refused without allowTargetReset; allowed, they reset only the issuer's LUs", async () => {
   const a = unit('tmf-e');
   const b = unit('tmf-f');
   const other = unit('tmf-g');
   for (const lu of [a, b, other]) await uaOf(lu);
-  const refused = scope(new Map([[0, a], [1, b]]), false);
+  const refused = scope(
+    new Map([
+      [0, a],
+      [1, b],
+    ]),
+    false,
+  );
   for (const fn of [TmfFunction.TargetWarmReset, TmfFunction.TargetColdReset]) {
     assert.equal(await performTmf(fn, 0, 0, refused.s), TmfResponse.AuthorizationFailed);
   }
   assert.equal(refused.calls.length, 2);
-  assert.match(refused.calls[0]!, /^refused: /);
+  assert.match(refused.calls[0], /^refused: /);
   for (const lu of [a, b]) assert.equal(await uaOf(lu), 'none', 'a refused reset resets nothing');
 
-  const allowed = scope(new Map([[0, a], [1, b]]), true);
+  const allowed = scope(
+    new Map([
+      [0, a],
+      [1, b],
+    ]),
+    true,
+  );
   assert.equal(await performTmf(TmfFunction.TargetWarmReset, 0, 0, allowed.s), TmfResponse.Complete);
   for (const lu of [a, b]) assert.equal(await uaOf(lu), '29/0');
   assert.equal(await performTmf(TmfFunction.TargetColdReset, 0, 0, allowed.s), TmfResponse.Complete);

@@ -9,7 +9,21 @@ import { XCOPY_LIMITS } from '../../src/scsi/extended-copy';
 import { LogicalUnit } from '../../src/scsi/logical-unit';
 import { parseSense } from '../../src/scsi/sense';
 import { ScsiStatus, type ItNexus, type ScsiResult } from '../../src/scsi/task';
-import { b2b, be32, CDB, cscd, executeOn, expectGood, expectSense, nexus, paramList, pattern, sleep, task, TestStore } from '../helpers/scsi';
+import {
+  b2b,
+  be32,
+  CDB,
+  cscd,
+  executeOn,
+  expectGood,
+  expectSense,
+  nexus,
+  paramList,
+  pattern,
+  sleep,
+  task,
+  TestStore,
+} from '../helpers/scsi';
 
 const BLOCKS = 8192;
 let serial = 0;

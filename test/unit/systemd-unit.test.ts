@@ -34,7 +34,11 @@ test('systemd-analyze verify: no complaints', { skip: tool() }, () => {
 
 test('the unit: its own user, writable config and state, notify, no restart on a bad config, 3260 without root', () => {
   const text = fs.readFileSync(UNIT, 'utf8');
-  const set = (k: string) => text.split('\n').filter((l) => l.startsWith(`${k}=`)).map((l) => l.slice(k.length + 1));
+  const set = (k: string) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(`${k}=`))
+      .map((l) => l.slice(k.length + 1));
   assert.deepEqual(set('User'), ['iscsi-target']);
   assert.deepEqual(set('Type'), ['notify']);
   assert.deepEqual(set('RestartPreventExitStatus'), ['2']);
@@ -44,7 +48,7 @@ test('the unit: its own user, writable config and state, notify, no restart on a
   assert.deepEqual(set('StateDirectory'), ['iscsi-target']);
   assert.deepEqual(set('RuntimeDirectory'), ['iscsi-target']);
   assert.deepEqual(set('RuntimeDirectoryMode'), ['0700']);
-  assert.ok(set('ExecStart')[0]!.includes('serve --config /etc/iscsi-target/iscsi-target.yaml'));
+  assert.ok(set('ExecStart')[0].includes('serve --config /etc/iscsi-target/iscsi-target.yaml'));
   const sysusers = fs.readFileSync(path.join(ROOT, 'deploy', 'iscsi-target.sysusers'), 'utf8');
   assert.match(sysusers, /^u iscsi-target - "iSCSI target" \/var\/lib\/iscsi-target \/usr\/sbin\/nologin$/m);
 });

@@ -15,11 +15,16 @@ function tmp(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-identity-'));
 }
 
-const fileVol = (name: string, p: string, extra: Partial<IdentitySource> = {}): IdentitySource => ({ name, path: p, memory: false, ...extra });
+const fileVol = (name: string, p: string, extra: Partial<IdentitySource> = {}): IdentitySource => ({
+  name,
+  path: p,
+  memory: false,
+  ...extra,
+});
 
 /** The vendor-specific bits of an NAA 6 designator (after NAA and company id): 100 bits. */
 function randomPart(naa: Buffer): string {
-  return `${(naa[3]! & 0x0f).toString(16)}${naa.subarray(4).toString('hex')}`;
+  return `${(naa[3] & 0x0f).toString(16)}${naa.subarray(4).toString('hex')}`;
 }
 
 test('two targets each creating a volume "data" give it different identities (>= 96 random bits)', async () => {
@@ -35,8 +40,8 @@ test('two targets each creating a volume "data" give it different identities (>=
     assert.ok(!ia.naa.equals(legacy.naa), 'not the name-derived designator');
     for (const id of [ia, ib]) {
       assert.equal(id.naa.length, 16);
-      assert.equal(id.naa[0]! >> 4, 6, 'NAA IEEE Registered Extended');
-      const company = ((id.naa[0]! & 0x0f) << 20) | (id.naa[1]! << 12) | (id.naa[2]! << 4) | (id.naa[3]! >> 4);
+      assert.equal(id.naa[0] >> 4, 6, 'NAA IEEE Registered Extended');
+      const company = ((id.naa[0] & 0x0f) << 20) | (id.naa[1] << 12) | (id.naa[2] << 4) | (id.naa[3] >> 4);
       assert.equal(company, COMPANY_ID);
       assert.equal(randomPart(id.naa).length * 4, 100);
       assert.ok(id.serial.length >= 24);
@@ -151,13 +156,19 @@ test('a damaged identity file is never replaced silently; a copied identity is r
 
 test('a new volume whose identity cannot be saved is refused before its file is created', async () => {
   // /proc refuses new files, to root too.
-  await assert.rejects(resolveVolumeIdentity(fileVol('v', 'v.img'), '/proc/self'), /volume v: cannot write its identity file \/proc\/self\/v\.img\.identity\.json: E[A-Z]+/);
+  await assert.rejects(
+    resolveVolumeIdentity(fileVol('v', 'v.img'), '/proc/self'),
+    /volume v: cannot write its identity file \/proc\/self\/v\.img\.identity\.json: E[A-Z]+/,
+  );
   assert.equal(fs.existsSync('/proc/self/v.img'), false);
   // A path that cannot be a file is named, not thrown raw.
   const dir = tmp();
   try {
     fs.writeFileSync(path.join(dir, 'blocked'), '');
-    await assert.rejects(resolveVolumeIdentity(fileVol('w', 'blocked/w.img'), dir), /^Error: volume w: cannot use .*blocked\/w\.img: ENOTDIR$/);
+    await assert.rejects(
+      resolveVolumeIdentity(fileVol('w', 'blocked/w.img'), dir),
+      /^Error: volume w: cannot use .*blocked\/w\.img: ENOTDIR$/,
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -19,7 +19,6 @@ import {
   ScsiCommand,
   ScsiResponse,
   Snack,
-  TaskAttr,
   TaskMgmtRequest,
   TaskMgmtResponse,
   TextRequest,
@@ -61,8 +60,8 @@ export class PduError extends Error {
  */
 export function decodePdu(buf: Buffer): Pdu {
   if (buf.length < BHS_LENGTH) throw new PduError('malformed', `PDU shorter than ${BHS_LENGTH} bytes`);
-  const ahsEnd = BHS_LENGTH + (buf[4]! << 2);
-  const dataLength = (buf[5]! << 16) | (buf[6]! << 8) | buf[7]!;
+  const ahsEnd = BHS_LENGTH + (buf[4] << 2);
+  const dataLength = (buf[5] << 16) | (buf[6] << 8) | buf[7];
   const bhs = buf.subarray(0, BHS_LENGTH);
   if (buf.length < ahsEnd + dataLength) {
     throw new PduError('malformed', `PDU truncated: ${buf.length} < ${ahsEnd + dataLength} bytes`, bhs);
@@ -75,7 +74,7 @@ export function decodePdu(buf: Buffer): Pdu {
  * and the unpadded data segment. The result references these buffers.
  */
 export function decodePduParts(bhs: Buffer, ahs: Buffer, data: Buffer): Pdu {
-  const op = bhs[0]! & 0x3f;
+  const op = bhs[0] & 0x3f;
   switch (op) {
     case Op.NopOut:
       return decodeNopOut(bhs, data);
@@ -119,7 +118,7 @@ export function decodePduParts(bhs: Buffer, ahs: Buffer, data: Buffer): Pdu {
 }
 
 function immediate(bhs: Buffer): boolean {
-  return (bhs[0]! & 0x40) !== 0;
+  return (bhs[0] & 0x40) !== 0;
 }
 
 function decodeNopOut(b: Buffer, data: Buffer): NopOut {
@@ -136,7 +135,7 @@ function decodeNopOut(b: Buffer, data: Buffer): NopOut {
 }
 
 function decodeScsiCommand(b: Buffer, ahsBuf: Buffer, data: Buffer): ScsiCommand {
-  const f = b[1]!;
+  const f = b[1];
   let cdb = b.subarray(32, 48);
   let bidiReadLength: number | undefined;
   const ahs: Ahs[] = [];
@@ -146,7 +145,7 @@ function decodeScsiCommand(b: Buffer, ahsBuf: Buffer, data: Buffer): ScsiCommand
   while (pos < end) {
     if (end - pos < 4) throw new PduError('malformed', 'truncated AHS header', b);
     const len = ahsBuf.readUInt16BE(pos);
-    const type = ahsBuf[pos + 2]!;
+    const type = ahsBuf[pos + 2];
     const bodyEnd = pos + 3 + len;
     if (bodyEnd > end) throw new PduError('malformed', `AHS length ${len} runs past TotalAHSLength`, b);
     if (type === AHS_EXTENDED_CDB) {
@@ -169,7 +168,7 @@ function decodeScsiCommand(b: Buffer, ahsBuf: Buffer, data: Buffer): ScsiCommand
     final: (f & 0x80) !== 0,
     read: (f & 0x40) !== 0,
     write: (f & 0x20) !== 0,
-    attr: (f & 0x07) as TaskAttr,
+    attr: f & 0x07,
     lun: b.readBigUInt64BE(8),
     itt: b.readUInt32BE(16),
     expectedDataLength: b.readUInt32BE(20),
@@ -187,7 +186,7 @@ function decodeTaskMgmtRequest(b: Buffer, data: Buffer): TaskMgmtRequest {
   return {
     op: Op.TaskMgmtRequest,
     immediate: immediate(b),
-    func: b[1]! & 0x7f,
+    func: b[1] & 0x7f,
     lun: b.readBigUInt64BE(8),
     itt: b.readUInt32BE(16),
     refTaskTag: b.readUInt32BE(20),
@@ -200,15 +199,15 @@ function decodeTaskMgmtRequest(b: Buffer, data: Buffer): TaskMgmtRequest {
 }
 
 function decodeLoginRequest(b: Buffer, data: Buffer): LoginRequest {
-  const f = b[1]!;
+  const f = b[1];
   return {
     op: Op.LoginRequest,
     transit: (f & 0x80) !== 0,
     cont: (f & 0x40) !== 0,
     csg: (f >> 2) & 3,
     nsg: f & 3,
-    versionMax: b[2]!,
-    versionMin: b[3]!,
+    versionMax: b[2],
+    versionMin: b[3],
     isid: b.subarray(8, 14),
     tsih: b.readUInt16BE(14),
     itt: b.readUInt32BE(16),
@@ -220,7 +219,7 @@ function decodeLoginRequest(b: Buffer, data: Buffer): LoginRequest {
 }
 
 function decodeTextRequest(b: Buffer, data: Buffer): TextRequest {
-  const f = b[1]!;
+  const f = b[1];
   return {
     op: Op.TextRequest,
     immediate: immediate(b),
@@ -238,7 +237,7 @@ function decodeTextRequest(b: Buffer, data: Buffer): TextRequest {
 function decodeDataOut(b: Buffer, data: Buffer): DataOut {
   return {
     op: Op.DataOut,
-    final: (b[1]! & 0x80) !== 0,
+    final: (b[1] & 0x80) !== 0,
     lun: b.readBigUInt64BE(8),
     itt: b.readUInt32BE(16),
     ttt: b.readUInt32BE(20),
@@ -253,7 +252,7 @@ function decodeLogoutRequest(b: Buffer, data: Buffer): LogoutRequest {
   return {
     op: Op.LogoutRequest,
     immediate: immediate(b),
-    reason: b[1]! & 0x7f,
+    reason: b[1] & 0x7f,
     itt: b.readUInt32BE(16),
     cid: b.readUInt16BE(20),
     cmdSN: b.readUInt32BE(24),
@@ -265,7 +264,7 @@ function decodeLogoutRequest(b: Buffer, data: Buffer): LogoutRequest {
 function decodeSnack(b: Buffer, data: Buffer): Snack {
   return {
     op: Op.Snack,
-    type: b[1]! & 0x0f,
+    type: b[1] & 0x0f,
     lun: b.readBigUInt64BE(8),
     itt: b.readUInt32BE(16),
     ttt: b.readUInt32BE(20),
@@ -290,15 +289,15 @@ function decodeNopIn(b: Buffer, data: Buffer): NopIn {
 }
 
 function decodeScsiResponse(b: Buffer, data: Buffer): ScsiResponse {
-  const f = b[1]!;
+  const f = b[1];
   const p: ScsiResponse = {
     op: Op.ScsiResponse,
     bidiOverflow: (f & 0x10) !== 0,
     bidiUnderflow: (f & 0x08) !== 0,
     overflow: (f & 0x04) !== 0,
     underflow: (f & 0x02) !== 0,
-    response: b[2]!,
-    status: b[3]!,
+    response: b[2],
+    status: b[3],
     itt: b.readUInt32BE(16),
     snackTag: b.readUInt32BE(20),
     statSN: b.readUInt32BE(24),
@@ -325,7 +324,7 @@ function decodeScsiResponse(b: Buffer, data: Buffer): ScsiResponse {
 function decodeTaskMgmtResponse(b: Buffer, data: Buffer): TaskMgmtResponse {
   return {
     op: Op.TaskMgmtResponse,
-    response: b[2]!,
+    response: b[2],
     itt: b.readUInt32BE(16),
     statSN: b.readUInt32BE(24),
     expCmdSN: b.readUInt32BE(28),
@@ -335,29 +334,29 @@ function decodeTaskMgmtResponse(b: Buffer, data: Buffer): TaskMgmtResponse {
 }
 
 function decodeLoginResponse(b: Buffer, data: Buffer): LoginResponse {
-  const f = b[1]!;
+  const f = b[1];
   return {
     op: Op.LoginResponse,
     transit: (f & 0x80) !== 0,
     cont: (f & 0x40) !== 0,
     csg: (f >> 2) & 3,
     nsg: f & 3,
-    versionMax: b[2]!,
-    versionActive: b[3]!,
+    versionMax: b[2],
+    versionActive: b[3],
     isid: b.subarray(8, 14),
     tsih: b.readUInt16BE(14),
     itt: b.readUInt32BE(16),
     statSN: b.readUInt32BE(24),
     expCmdSN: b.readUInt32BE(28),
     maxCmdSN: b.readUInt32BE(32),
-    statusClass: b[36]!,
-    statusDetail: b[37]!,
+    statusClass: b[36],
+    statusDetail: b[37],
     data,
   };
 }
 
 function decodeTextResponse(b: Buffer, data: Buffer): TextResponse {
-  const f = b[1]!;
+  const f = b[1];
   return {
     op: Op.TextResponse,
     final: (f & 0x80) !== 0,
@@ -373,7 +372,7 @@ function decodeTextResponse(b: Buffer, data: Buffer): TextResponse {
 }
 
 function decodeDataIn(b: Buffer, data: Buffer): DataIn {
-  const f = b[1]!;
+  const f = b[1];
   return {
     op: Op.DataIn,
     final: (f & 0x80) !== 0,
@@ -381,7 +380,7 @@ function decodeDataIn(b: Buffer, data: Buffer): DataIn {
     overflow: (f & 0x04) !== 0,
     underflow: (f & 0x02) !== 0,
     hasStatus: (f & 0x01) !== 0,
-    status: b[3]!,
+    status: b[3],
     lun: b.readBigUInt64BE(8),
     itt: b.readUInt32BE(16),
     ttt: b.readUInt32BE(20),
@@ -398,7 +397,7 @@ function decodeDataIn(b: Buffer, data: Buffer): DataIn {
 function decodeLogoutResponse(b: Buffer, data: Buffer): LogoutResponse {
   return {
     op: Op.LogoutResponse,
-    response: b[2]!,
+    response: b[2],
     itt: b.readUInt32BE(16),
     statSN: b.readUInt32BE(24),
     expCmdSN: b.readUInt32BE(28),
@@ -432,8 +431,8 @@ function decodeAsyncMessage(b: Buffer, data: Buffer): AsyncMessage {
     statSN: b.readUInt32BE(24),
     expCmdSN: b.readUInt32BE(28),
     maxCmdSN: b.readUInt32BE(32),
-    asyncEvent: b[36]!,
-    asyncVCode: b[37]!,
+    asyncEvent: b[36],
+    asyncVCode: b[37],
     parameter1: b.readUInt16BE(38),
     parameter2: b.readUInt16BE(40),
     parameter3: b.readUInt16BE(42),
@@ -444,7 +443,7 @@ function decodeAsyncMessage(b: Buffer, data: Buffer): AsyncMessage {
 function decodeReject(b: Buffer, data: Buffer): Reject {
   return {
     op: Op.Reject,
-    reason: b[2]!,
+    reason: b[2],
     statSN: b.readUInt32BE(24),
     expCmdSN: b.readUInt32BE(28),
     maxCmdSN: b.readUInt32BE(32),

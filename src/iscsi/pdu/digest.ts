@@ -21,7 +21,7 @@ export function crc32c(buf: Uint8Array, init = 0): number {
 /** CRC32C over several buffers taken as one byte stream. */
 export function crc32cOf(bufs: readonly Uint8Array[]): number {
   let crc = 0;
-  for (let i = 0; i < bufs.length; i++) crc = nativeCrc32c(bufs[i]!, crc);
+  for (let i = 0; i < bufs.length; i++) crc = nativeCrc32c(bufs[i], crc);
   return crc >>> 0;
 }
 

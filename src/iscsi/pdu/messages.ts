@@ -293,27 +293,10 @@ export interface Reject extends Base {
   dataSN: number;
 }
 
-export type InitiatorPdu =
-  | NopOut
-  | ScsiCommand
-  | TaskMgmtRequest
-  | LoginRequest
-  | TextRequest
-  | DataOut
-  | LogoutRequest
-  | Snack;
+export type InitiatorPdu = NopOut | ScsiCommand | TaskMgmtRequest | LoginRequest | TextRequest | DataOut | LogoutRequest | Snack;
 
 export type TargetPdu =
-  | NopIn
-  | ScsiResponse
-  | TaskMgmtResponse
-  | LoginResponse
-  | TextResponse
-  | DataIn
-  | LogoutResponse
-  | R2T
-  | AsyncMessage
-  | Reject;
+  NopIn | ScsiResponse | TaskMgmtResponse | LoginResponse | TextResponse | DataIn | LogoutResponse | R2T | AsyncMessage | Reject;
 
 export type Pdu = InitiatorPdu | TargetPdu;
 

@@ -90,8 +90,8 @@ export class PduParser {
         if (this.buffered < BHS_LENGTH) return;
         const bhs = this.peek(BHS_LENGTH);
         this.bhs = bhs;
-        this.ahsLength = bhs[4]! << 2;
-        this.dataLength = (bhs[5]! << 16) | (bhs[6]! << 8) | bhs[7]!;
+        this.ahsLength = bhs[4] << 2;
+        this.dataLength = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7];
         this.headerChecked = false;
       }
       const headerEnd = BHS_LENGTH + this.ahsLength;
@@ -204,7 +204,7 @@ export class PduParser {
 
   /** Do the next `n` buffered bytes lie in one chunk? */
   private contiguous(n: number): boolean {
-    return this.chunks[this.head]!.length - this.offset >= n;
+    return this.chunks[this.head].length - this.offset >= n;
   }
 
   /** Consume the next `dest.length` buffered bytes by copying them into `dest`. */
@@ -212,7 +212,7 @@ export class PduParser {
     const n = dest.length;
     let filled = 0;
     while (filled < n) {
-      const c = this.chunks[this.head]!;
+      const c = this.chunks[this.head];
       const m = Math.min(c.length - this.offset, n - filled);
       c.copy(dest, filled, this.offset, this.offset + m);
       filled += m;
@@ -249,13 +249,13 @@ export class PduParser {
 
   /** The next `n` buffered bytes without consuming them (a view when contiguous). */
   private peek(n: number): Buffer {
-    const first = this.chunks[this.head]!;
+    const first = this.chunks[this.head];
     if (first.length - this.offset >= n) return first.subarray(this.offset, this.offset + n);
     const out = Buffer.allocUnsafe(n);
     let filled = 0;
     let off = this.offset;
     for (let i = this.head; filled < n; i++) {
-      const c = this.chunks[i]!;
+      const c = this.chunks[i];
       const m = Math.min(c.length - off, n - filled);
       c.copy(out, filled, off, off + m);
       filled += m;
@@ -266,7 +266,7 @@ export class PduParser {
 
   /** Consume the next `n` buffered bytes: a view when in one chunk, else one copy. */
   private take(n: number): Buffer {
-    const first = this.chunks[this.head]!;
+    const first = this.chunks[this.head];
     if (first.length - this.offset < n) {
       const out = Buffer.allocUnsafe(n);
       this.takeInto(out);

@@ -219,11 +219,7 @@ export function encodeBhsInto(pdu: Pdu, buf: Buffer, dataLength: number, ahsLeng
     case Op.ScsiResponse:
       buf[0] = Op.ScsiResponse;
       buf[1] =
-        0x80 |
-        (pdu.bidiOverflow ? 0x10 : 0) |
-        (pdu.bidiUnderflow ? 0x08 : 0) |
-        (pdu.overflow ? 0x04 : 0) |
-        (pdu.underflow ? 0x02 : 0);
+        0x80 | (pdu.bidiOverflow ? 0x10 : 0) | (pdu.bidiUnderflow ? 0x08 : 0) | (pdu.overflow ? 0x04 : 0) | (pdu.underflow ? 0x02 : 0);
       buf[2] = pdu.response;
       buf[3] = pdu.status;
       u32(buf, 16, pdu.itt);
@@ -271,11 +267,7 @@ export function encodeBhsInto(pdu: Pdu, buf: Buffer, dataLength: number, ahsLeng
     case Op.DataIn:
       buf[0] = Op.DataIn;
       buf[1] =
-        (pdu.final ? 0x80 : 0) |
-        (pdu.ack ? 0x40 : 0) |
-        (pdu.overflow ? 0x04 : 0) |
-        (pdu.underflow ? 0x02 : 0) |
-        (pdu.hasStatus ? 0x01 : 0);
+        (pdu.final ? 0x80 : 0) | (pdu.ack ? 0x40 : 0) | (pdu.overflow ? 0x04 : 0) | (pdu.underflow ? 0x02 : 0) | (pdu.hasStatus ? 0x01 : 0);
       buf[3] = pdu.status;
       buf.writeBigUInt64BE(pdu.lun, 8);
       u32(buf, 16, pdu.itt);
@@ -405,5 +397,5 @@ export function encodePduInto(pdu: Pdu, opts: DigestOptions, out: Buffer, pos: n
 /** encodePdu() concatenated into one buffer (login phase, tests). */
 export function encodePduToBuffer(pdu: Pdu, opts: DigestOptions): Buffer {
   const parts = encodePdu(pdu, opts);
-  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
 }
