@@ -208,7 +208,7 @@ export class TargetMetrics implements ServerObserver {
     let st = this.volumes.get(lu.name);
     if (!st) this.volumes.set(lu.name, (st = new VolumeStats()));
     const o = st.ops[cmd.read ? 0 : cmd.write ? 1 : 2];
-    const seconds = Number(process.hrtime.bigint() - cmd.startedAt) / 1e9;
+    const seconds = (performance.now() - cmd.startedAt) / 1000;
     o.commands++;
     o.seconds += seconds;
     const b = bucketOf(seconds);

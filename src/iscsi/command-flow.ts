@@ -130,7 +130,7 @@ export class CommandFlow {
       unsolicitedDataSN: 0,
       state: 'receiving',
       aborted: false,
-      startedAt: process.hrtime.bigint(),
+      startedAt: performance.now(),
     };
     if (refusal === 'busy') {
       // Over this connection's data budget: TASK SET FULL, and the initiator retries later.

@@ -39,7 +39,8 @@ export interface Command {
   aborted: boolean;
   /** Settles when the command has finished executing (for TMF waits). */
   finished?: Promise<void>;
-  startedAt: bigint;
+  /** performance.now() when its PDU arrived (a number: no BigInt allocated per command). */
+  startedAt: number;
 }
 
 export interface SessionCounters {
