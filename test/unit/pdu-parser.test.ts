@@ -300,14 +300,17 @@ function sinkCollector(mode: DigestOptions, dest: Buffer) {
 
 for (const mode of [NONE, BOTH]) {
   const name = mode.headerDigest ? 'with digests' : 'without digests';
-  test(`a Data-Out split across chunks lands in the sink, once; contiguous ones stay views (${name})`, () => {
+  test(`Data-Out segments land in the sink as they arrive, once; other PDUs stay views (${name})`, () => {
     const payload = Buffer.from(Array.from({ length: 1001 }, (_, i) => (i * 7) & 0xff)); // 1001: padded
     const wire = stream([dataOut(5, 3000, payload), nop(9, Buffer.from('ping')), dataOut(5, 0, payload.subarray(0, 8))], mode);
     const dest = Buffer.alloc(8192);
     const c = sinkCollector(mode, dest);
-    // Split inside the first PDU's data segment; the rest arrives in one chunk.
+    // Split inside the first PDU's data segment; what arrived of it is in place at once.
     c.parser.push(wire.subarray(0, 300));
     assert.equal(c.pdus.length, 0);
+    const headerBytes = 48 + (mode.headerDigest ? 4 : 0);
+    assert.deepEqual(dest.subarray(3000, 3000 + 300 - headerBytes), payload.subarray(0, 300 - headerBytes), 'copied on arrival');
+    assert.equal(c.parser.pendingBytes, 0, 'nothing of it left in the chunks');
     c.parser.push(wire.subarray(300));
     assert.deepEqual(c.errors, []);
     assert.equal(c.pdus.length, 3);
@@ -316,10 +319,37 @@ for (const mode of [NONE, BOTH]) {
     assert.equal(first.data.buffer, dest.buffer, 'data assembled in the sink');
     assert.equal(first.data.byteOffset, dest.byteOffset + 3000);
     assert.deepEqual(dest.subarray(3000, 4001), payload);
-    assert.deepEqual(c.asked, [1001], 'the sink is asked only for the split PDU');
+    assert.deepEqual(c.asked, [1001, 4, 8], 'the sink is asked once per PDU with data');
     assert.deepEqual((c.pdus[1] as NopOut).data, Buffer.from('ping'));
-    assert.notEqual(c.pdus[2].data.buffer, dest.buffer, 'contiguous data stays a view');
+    assert.notEqual(c.pdus[1].data.buffer, dest.buffer, 'a declined segment stays a view');
+    assert.equal(c.pdus[2].data.buffer, dest.buffer);
     assert.equal(c.parser.pendingBytes, 0);
+  });
+
+  test(`directTarget: the rest of a sunk segment is offered for the socket to read into, and taken without a copy (${name})`, () => {
+    const payload = Buffer.from(Array.from({ length: 6000 }, (_, i) => (i * 13 + 1) & 0xff));
+    const wire = stream([dataOut(5, 0, payload), nop(9)], mode);
+    const dest = Buffer.alloc(8192);
+    const c = sinkCollector(mode, dest);
+    const headerBytes = 48 + (mode.headerDigest ? 4 : 0);
+    assert.equal(c.parser.directTarget(), null, 'nothing to offer before a header');
+    c.parser.push(wire.subarray(0, headerBytes + 1000));
+    const target = c.parser.directTarget()!;
+    assert.ok(target, 'the rest of the segment is offered');
+    assert.equal(target.byteOffset, dest.byteOffset + 1000);
+    assert.equal(target.length, 5000);
+    // The socket reads 3000 bytes into it, then the rest arrives in an ordinary chunk.
+    wire.copy(target, 0, headerBytes + 1000, headerBytes + 4000);
+    dest.fill(0xee, 4000); // bytes not yet read: a copy from elsewhere would overwrite these
+    c.parser.push(target.subarray(0, 3000));
+    assert.equal(c.parser.directTarget()!.byteOffset, dest.byteOffset + 4000);
+    c.parser.push(wire.subarray(headerBytes + 4000));
+    assert.deepEqual(c.errors, []);
+    assert.equal(c.pdus.length, 2);
+    assert.deepEqual(c.pdus[0].data, payload);
+    assert.equal(c.pdus[0].data.buffer, dest.buffer);
+    assert.equal(c.parser.directTarget(), null, 'nothing once the segment is complete');
+    assert.equal(c.pdus[1].op, Op.NopOut);
   });
 }
 

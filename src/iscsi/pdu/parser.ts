@@ -19,11 +19,11 @@ export interface PduHandlers {
   pdu(p: Pdu, bhs: Buffer): void;
   error(e: PduError): void;
   /**
-   * Optional: where a data segment that arrived split across chunks should be assembled
-   * (exactly `dataLength` bytes, e.g. the slice of a command's buffer a Data-Out fills),
-   * or null to let the parser assemble it in a frame of its own. Called only once the
-   * whole PDU is buffered and its header checked; the PDU's `data` is then that buffer,
-   * so its bytes are copied once, straight from the socket's chunks.
+   * Optional: where a data segment should go as it arrives (exactly `dataLength` bytes,
+   * e.g. the slice of a command's buffer a Data-Out fills), or null to let the parser
+   * frame it as usual. Called once per PDU, as soon as its header is in and checked; the
+   * PDU's `data` is then that buffer, whose bytes were copied there once from the
+   * socket's chunks, or read there directly (directTarget).
    */
   dataSink?(bhs: Buffer, dataLength: number): Buffer | null;
 }
@@ -53,6 +53,12 @@ export class PduParser {
   private headerChecked = false;
   /** Whether the current PDU carries a header digest (fixed once checked). */
   private frameHeaderDigest = false;
+  /** The current PDU's data segment goes here as it arrives (see dataSink), with its header. */
+  private sink: Buffer | null = null;
+  private sinkHead: Buffer | null = null;
+  private sinkFilled = 0;
+  /** dataSink was asked about the current PDU already. */
+  private sinkAsked = false;
   private draining = false;
   private stopped = false;
 
@@ -93,6 +99,7 @@ export class PduParser {
         this.ahsLength = bhs[4] << 2;
         this.dataLength = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7];
         this.headerChecked = false;
+        this.sinkAsked = false;
       }
       const headerEnd = BHS_LENGTH + this.ahsLength;
       if (!this.headerChecked) {
@@ -127,15 +134,28 @@ export class PduParser {
       const dataStart = headerEnd + (this.frameHeaderDigest ? DIGEST_LENGTH : 0);
       const paddedData = dataLength + padLength(dataLength);
       const total = dataStart + paddedData + (dd ? DIGEST_LENGTH : 0);
-      if (this.buffered < total) return;
 
-      if (dataLength > 0 && this.handlers.dataSink !== undefined && !this.contiguous(total)) {
+      // A data segment with a place of its own (a Data-Out's slice of its command's buffer)
+      // goes there as it arrives, or is read there directly (directTarget), instead of
+      // waiting in chunks for the whole PDU.
+      if (dataLength > 0 && !this.sinkAsked && this.handlers.dataSink !== undefined) {
+        if (this.buffered < dataStart) return;
+        this.sinkAsked = true;
         const sink = this.handlers.dataSink(this.bhs, dataLength);
         if (sink !== null && sink.length === dataLength) {
-          if (!this.emitIntoSink(sink, headerEnd, dataStart, paddedData - dataLength, dd)) return;
-          continue;
+          this.sinkHead = this.take(dataStart);
+          this.sink = sink;
+          this.sinkFilled = 0;
         }
       }
+      if (this.sink !== null) {
+        if (!this.fillSink()) return;
+        const pad = paddedData - dataLength;
+        if (this.buffered < pad + (dd ? DIGEST_LENGTH : 0)) return;
+        if (!this.emitSunk(headerEnd, pad, dd)) return;
+        continue;
+      }
+      if (this.buffered < total) return;
 
       const frame = this.take(total);
       this.bhs = null;
@@ -166,14 +186,49 @@ export class PduParser {
   }
 
   /**
-   * Emit the buffered PDU with its data segment copied into `sink`; the header and the
-   * padding + digest are taken as usual. Returns false when parsing must stop.
+   * Where the next bytes from the socket may be read directly: the rest of the data segment
+   * being sunk, when nothing received before it is still buffered. Bytes pushed as a view of
+   * exactly that place are taken without a copy.
    */
-  private emitIntoSink(sink: Buffer, headerEnd: number, dataStart: number, pad: number, dd: boolean): boolean {
-    const head = this.take(dataStart);
+  directTarget(): Buffer | null {
+    const sink = this.sink;
+    if (sink === null || this.buffered !== 0 || this.stopped || this.sinkFilled >= sink.length) return null;
+    return sink.subarray(this.sinkFilled);
+  }
+
+  /** Move buffered bytes into the sink (those read there directly without a copy); true once it is full. */
+  private fillSink(): boolean {
+    const sink = this.sink!;
+    const want = sink.length;
+    while (this.sinkFilled < want && this.buffered > 0) {
+      const c = this.chunks[this.head];
+      const m = Math.min(c.length - this.offset, want - this.sinkFilled);
+      if (c.buffer !== sink.buffer || c.byteOffset + this.offset !== sink.byteOffset + this.sinkFilled) {
+        c.copy(sink, this.sinkFilled, this.offset, this.offset + m);
+      }
+      this.sinkFilled += m;
+      this.offset += m;
+      this.buffered -= m;
+      if (this.offset === c.length) {
+        this.head++;
+        this.offset = 0;
+      }
+    }
+    this.compact();
+    return this.sinkFilled === want;
+  }
+
+  /**
+   * Emit the PDU whose data segment filled the sink; its padding and digest are taken as
+   * usual. Returns false when parsing must stop.
+   */
+  private emitSunk(headerEnd: number, pad: number, dd: boolean): boolean {
+    const head = this.sinkHead!;
+    const sink = this.sink!;
+    this.sink = null;
+    this.sinkHead = null;
     this.bhs = null;
     const bhs = head.subarray(0, BHS_LENGTH);
-    this.takeInto(sink);
     const trailerLength = pad + (dd ? DIGEST_LENGTH : 0);
     if (trailerLength > 0) {
       const trailer = this.take(trailerLength);
@@ -200,11 +255,6 @@ export class PduParser {
     }
     this.handlers.pdu(pdu, bhs);
     return true;
-  }
-
-  /** Do the next `n` buffered bytes lie in one chunk? */
-  private contiguous(n: number): boolean {
-    return this.chunks[this.head].length - this.offset >= n;
   }
 
   /** Consume the next `dest.length` buffered bytes by copying them into `dest`. */
@@ -244,6 +294,8 @@ export class PduParser {
     this.offset = 0;
     this.buffered = 0;
     this.bhs = null;
+    this.sink = null;
+    this.sinkHead = null;
     this.handlers.error(e);
   }
 
