@@ -63,7 +63,10 @@ async function status(ctx: CliContext, o: Opts & { verbose?: boolean }): Promise
           .join(' ')}`,
       );
       // Unit attentions are news (power on, capacity or LUN changes), not failures.
-      out(ctx, `  unit attentions reported: ${s.unitAttentions}; reads done by busy polling: ${s.polledReads}`);
+      out(
+        ctx,
+        `  unit attentions reported: ${s.unitAttentions}; reads done by busy polling: ${s.polledReads}; Data-Out bytes read in place: ${s.directBytes}`,
+      );
     }
   } else {
     out(ctx, '(negotiated parameters and unit attentions: --verbose or --json)');

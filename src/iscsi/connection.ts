@@ -49,16 +49,20 @@ export class Connection {
   private logoutRequested = false;
   private badPdus = 0;
 
+  /** The connection's socket (the accepted one, taken over by the channel). */
+  readonly socket: Socket;
+
+  /** `raw`: the accepted socket, with pauseOnConnect. */
   constructor(
-    readonly socket: Socket,
+    raw: Socket,
     private readonly host: ConnectionHost,
     readonly id: number,
   ) {
     this.bounds = host.bounds ?? LIMIT_DEFAULTS;
-    this.log = host.logger.child({ conn: id, peer: `${socket.remoteAddress}:${socket.remotePort}` });
+    this.log = host.logger.child({ conn: id, peer: `${raw.remoteAddress}:${raw.remotePort}` });
     this.phase = { kind: 'login', login: new LoginPhase(host, () => host.allocateTsih()) };
     this.channel = new PduChannel(
-      socket,
+      raw,
       {
         pdu: (pdu, bhs) => this.onPdu(pdu, bhs),
         parseError: (err) => this.onParseError(err),
@@ -68,12 +72,16 @@ export class Connection {
         polled: () => {
           if (this.phase.kind === 'full') this.phase.session.counters.polledReads++;
         },
+        direct: (bytes) => {
+          if (this.phase.kind === 'full') this.phase.session.counters.directBytes += bytes;
+        },
         closed: () => this.onClose(),
         fault: this.fault,
       },
       this.bounds.busyPollUs,
       () => this.log,
     );
+    this.socket = this.channel.socket;
     this.loginTimer = setTimeout(() => {
       this.log.warn('login not completed in time; closing');
       this.destroy();

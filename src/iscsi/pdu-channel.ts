@@ -19,6 +19,7 @@ import { readBudget } from './data-budget';
 import type { Pdu, TargetPdu } from './pdu/messages';
 import { PduError, PduParser } from './pdu/parser';
 import { encodePdu, encodePduInto } from './pdu/serializer';
+import { adoptAccepted } from './socket-reads';
 import { describePdu } from './trace';
 
 /** What the channel reports to its owner. */
@@ -31,6 +32,8 @@ export interface ChannelEvents {
   idle(): boolean;
   /** A socket read done by busy polling. */
   polled(): void;
+  /** `bytes` of a Data-Out segment were read straight into their place. */
+  direct(bytes: number): void;
   /** The socket has closed (after the channel let go of everything it held). */
   closed(): void;
   /** Handling received bytes threw: the owner's fault boundary. */
@@ -62,13 +65,16 @@ export class PduChannel {
   private readonly parser: PduParser;
   private digests = { headerDigest: false, dataDigest: false };
 
+  readonly socket: Socket;
+
+  /** `raw`: a socket accepted with pauseOnConnect (nothing read yet); the channel reads it its own way. */
   constructor(
-    readonly socket: Socket,
+    raw: Socket,
     private readonly events: ChannelEvents,
     busyPollUs: number,
     private readonly log: () => Logger,
   ) {
-    this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.remote = `${raw.remoteAddress}:${raw.remotePort}`;
     this.pollNs = busyPollUs * 1000;
     this.parser = new PduParser({
       pdu: (pdu, bhs) => {
@@ -79,15 +85,20 @@ export class PduChannel {
       dataSink: (bhs, len) => events.dataSink(bhs, len),
     });
     this.parser.maxDataSegmentLength = 8192;
+    const socket = adoptAccepted(raw, {
+      direct: () => this.parser.directTarget(),
+      read: (chunk, direct) => {
+        try {
+          if (direct) events.direct(chunk.length);
+          this.receive(chunk);
+        } catch (err) {
+          events.fault(err);
+        }
+      },
+    });
+    this.socket = socket;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30000);
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        this.receive(chunk);
-      } catch (err) {
-        events.fault(err);
-      }
-    });
     socket.on('error', (err) => this.log().warn({ err: err.message }, 'socket error'));
     this.closedP = new Promise((r) => socket.once('close', () => r()));
     socket.on('close', () => this.onClose());

@@ -165,7 +165,8 @@ export class TargetServer implements ConnectionHost {
   private listen(host: string, port: number): Promise<void> {
     const key = formatPortal({ host, port }).toLowerCase();
     return new Promise((resolve, reject) => {
-      const srv = net.createServer((socket) => this.accept(socket));
+      // Paused: the connection's channel takes the socket over before anything is read (socket-reads.ts).
+      const srv = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
       const onError = (err: NodeJS.ErrnoException) => {
         reject(new Error(`cannot listen on ${fmtAddr(host, port)}: ${err.code ?? err.message}`));
       };
@@ -192,7 +193,7 @@ export class TargetServer implements ConnectionHost {
     const conn = new Connection(socket, this, this.nextConnId++);
     this.connections.add(conn);
     this.loginBudget.enter(conn, socket.remoteAddress);
-    socket.on('close', () => {
+    conn.socket.on('close', () => {
       this.connections.delete(conn);
       this.loginBudget.leave(conn);
     });

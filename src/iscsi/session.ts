@@ -53,6 +53,8 @@ export interface SessionCounters {
   unitAttentions: number;
   /** Socket reads done by busy polling (busy-poll.ts) rather than by the event loop. */
   polledReads: number;
+  /** Data-Out bytes the socket read straight into their command's buffer (socket-reads.ts). */
+  directBytes: number;
 }
 
 export class Session {
@@ -61,7 +63,15 @@ export class Session {
   inFlight = 0;
   readonly tasks = new Map<number, Command>();
   readonly createdAt = Date.now();
-  readonly counters: SessionCounters = { commands: 0, readBytes: 0, writtenBytes: 0, errors: 0, unitAttentions: 0, polledReads: 0 };
+  readonly counters: SessionCounters = {
+    commands: 0,
+    readBytes: 0,
+    writtenBytes: 0,
+    errors: 0,
+    unitAttentions: 0,
+    polledReads: 0,
+    directBytes: 0,
+  };
   closed = false;
 
   constructor(
