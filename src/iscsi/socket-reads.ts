@@ -15,7 +15,7 @@ import net from 'node:net';
 const SMALL_SLAB = 4 * 1024;
 const SLAB = 64 * 1024;
 /** A slab with less room than this is left behind for a new one. */
-const MIN_ROOM = 2 * 1024;
+const MIN_ROOM = 16 * 1024;
 
 export interface ReadTarget {
   /** Where the next bytes should go, or null for slab room. */
