@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import nodeFs = require('node:fs');
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { devMajorMinor, FileBackstore } from '../../src/backstore/file';
+import { DONE_INLINE } from '../../src/backstore/backstore';
+import { devMajorMinor, FileBackstore, INLINE_WRITE_MAX, inlineWriteTuning } from '../../src/backstore/file';
 import { MemoryBackstore } from '../../src/backstore/memory';
 import { openBackstore } from '../../src/backstore/open';
 import type { VolumeConfig } from '../../src/config/model';
@@ -238,5 +239,42 @@ test('small I/O runs inline where it cannot block, and round-trips like pool I/O
       await s.close();
     }
     await assert.rejects(s.read(Buffer.alloc(512), 0), { code: 'EBADF' });
+  }
+});
+
+test('small buffered writes to a file on a disk filesystem run inline; large ones, ones during an fdatasync, and all of them for a while after a slow one go to the pool', async (t) => {
+  const p = path.join(tmp, 'inline-writes.img');
+  const s = await FileBackstore.open({ path: p, size: 4 * MiB, blockSize: 512, readonly: false });
+  const saved = { ...inlineWriteTuning };
+  t.after(async () => {
+    Object.assign(inlineWriteTuning, saved);
+    await s.close();
+  });
+  if (s.inlineIo === 'memory') {
+    t.skip('the test folder is on a memory filesystem, where every small write runs inline anyway');
+    return;
+  }
+  const small = Buffer.alloc(4096, 0x11);
+  assert.equal(s.write(small, 0), DONE_INLINE, 'a 4 KiB write completes inline');
+  const large = s.write(Buffer.alloc(INLINE_WRITE_MAX + 512, 0x22), MiB);
+  assert.notEqual(large, DONE_INLINE, 'a write above INLINE_WRITE_MAX goes to the pool');
+  await large;
+  const flushing = s.flush();
+  const during = s.write(small, 8192);
+  assert.notEqual(during, DONE_INLINE, 'not inline while an fdatasync of the file runs');
+  await Promise.all([flushing, during]);
+  assert.equal(s.write(small, 16384), DONE_INLINE, 'inline again once it is done');
+  // A write slower than the threshold (here: any) sends the next ones to the pool.
+  inlineWriteTuning.slowMs = -1;
+  inlineWriteTuning.backoffMs = 60_000;
+  assert.equal(s.write(small, 20480), DONE_INLINE, 'this one ran inline, and was "slow"');
+  assert.equal(s.slowInlineWrites, 1);
+  const after = s.write(small, 24576);
+  assert.notEqual(after, DONE_INLINE, 'the next one goes to the pool');
+  await after;
+  const back = Buffer.alloc(4096);
+  for (const at of [0, 8192, 16384, 20480, 24576]) {
+    await s.read(back, at);
+    assert.ok(back.equals(small), `the write at ${at} landed`);
   }
 });
