@@ -37,15 +37,23 @@ export interface Workload {
   write?: boolean;
   /** qemu-img bench request count for a full run (about 3 s on tgt here). */
   count?: number;
+  /** Where the volume lives: tmpfs, or a file on the machine's disk (through the page cache). */
+  medium: 'tmpfs' | 'disk';
 }
 
-export const WORKLOADS: Workload[] = [
+const TMPFS_WORKLOADS: Omit<Workload, 'medium'>[] = [
   { id: 'read-4k-qd1', title: '4 KiB read, QD1', client: 'iscsi-perf', size: 4096, depth: 1 },
   { id: 'randread-4k-qd32', title: '4 KiB random read, QD32', client: 'iscsi-perf', size: 4096, depth: 32, random: true },
   { id: 'read-128k-qd8', title: '128 KiB read, QD8', client: 'iscsi-perf', size: 131072, depth: 8 },
   { id: 'write-4k-qd1', title: '4 KiB write, QD1', client: 'qemu-img', size: 4096, depth: 1, write: true, count: 30000 },
   { id: 'write-4k-qd32', title: '4 KiB write, QD32', client: 'qemu-img', size: 4096, depth: 32, write: true, count: 120000 },
   { id: 'write-1m-qd8', title: '1 MiB write, QD8', client: 'qemu-img', size: 1 << 20, depth: 8, write: true, count: 2500 },
+];
+
+/** Each workload on a tmpfs volume, then the same on a volume file on the disk (`-disk`). */
+export const WORKLOADS: Workload[] = [
+  ...TMPFS_WORKLOADS.map((w): Workload => ({ ...w, medium: 'tmpfs' })),
+  ...TMPFS_WORKLOADS.map((w): Workload => ({ ...w, id: `${w.id}-disk`, title: `${w.title}, disk`, medium: 'disk' })),
 ];
 
 type TargetName = 'ours' | 'tgt' | 'base';
@@ -268,9 +276,16 @@ interface RunningTarget {
   proc: ChildProcess;
   port: number;
   iqn: string;
+  /** LUN of the tmpfs volume, and of the disk one. */
   lun: number;
+  diskLun: number;
   output(): string;
   stop(): Promise<void>;
+}
+
+/** The LUN a workload runs on. */
+function lunFor(t: RunningTarget, w: Workload): number {
+  return w.medium === 'disk' ? t.diskLun : t.lun;
 }
 
 function procStats(pid: number): { cpuSeconds: number; hwmMiB: number; rssMiB: number } {
@@ -317,7 +332,9 @@ async function startOurs(
   bin: string,
   dir: string,
   volume: string,
+  diskVolume: string,
   volumeBytes: number,
+  diskBytes: number,
   name: 'ours' | 'base' = 'ours',
 ): Promise<RunningTarget> {
   const port = await freePort();
@@ -328,9 +345,10 @@ async function startOurs(
       `portals: ["127.0.0.1:${port}"]`,
       `volumes:`,
       `  bench: { path: ${JSON.stringify(volume)}, size: ${volumeBytes} }`,
+      `  bench-disk: { path: ${JSON.stringify(diskVolume)}, size: ${diskBytes} }`,
       `targets:`,
       `  - iqn: ${OUR_IQN}`,
-      `    luns: { 0: bench }`,
+      `    luns: { 0: bench, 1: bench-disk }`,
       ``,
     ].join('\n'),
   );
@@ -348,7 +366,7 @@ async function startOurs(
   proc.stdout.on('data', keep);
   proc.stderr.on('data', keep);
   await waitListening(proc, port, () => out, 'iscsi-target');
-  return { name, proc, port, iqn: OUR_IQN, lun: 0, output: () => out, stop: () => stopProc(proc) };
+  return { name, proc, port, iqn: OUR_IQN, lun: 0, diskLun: 1, output: () => out, stop: () => stopProc(proc) };
 }
 
 /** A tgtadm control port whose socket is not in use (a system tgtd keeps its own). */
@@ -359,7 +377,7 @@ function freeControlPort(): number {
   }
 }
 
-async function startTgt(volume: string): Promise<RunningTarget> {
+async function startTgt(volume: string, diskVolume: string): Promise<RunningTarget> {
   const port = await freePort();
   const control = freeControlPort();
   let out = '';
@@ -376,6 +394,7 @@ async function startTgt(volume: string): Promise<RunningTarget> {
   try {
     adm('--op', 'new', '--mode', 'target', '--tid', '1', '-T', TGT_IQN);
     adm('--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '1', '-b', volume);
+    adm('--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '2', '-b', diskVolume);
     adm('--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL');
   } catch (err) {
     await stopProc(proc);
@@ -387,13 +406,13 @@ async function startTgt(volume: string): Promise<RunningTarget> {
     if (!(await waitExit(proc, 3000))) await stopProc(proc);
     for (const f of [`/var/run/tgtd/socket.${control}`, `/var/run/tgtd/socket.${control}.lock`]) fs.rmSync(f, { force: true });
   };
-  return { name: 'tgt', proc, port, iqn: TGT_IQN, lun: 1, output: () => out, stop };
+  return { name: 'tgt', proc, port, iqn: TGT_IQN, lun: 1, diskLun: 2, output: () => out, stop };
 }
 
 // ------------------------------------------------------------------ clients
 
-function iscsiUrl(t: RunningTarget, digest: boolean): string {
-  return `iscsi://127.0.0.1:${t.port}/${t.iqn}/${t.lun}` + (digest ? '?header_digest=crc32c' : '?header_digest=none');
+function iscsiUrl(t: RunningTarget, digest: boolean, lun = t.lun): string {
+  return `iscsi://127.0.0.1:${t.port}/${t.iqn}/${lun}` + (digest ? '?header_digest=crc32c' : '?header_digest=none');
 }
 
 interface ClientResult {
@@ -405,7 +424,7 @@ async function runIscsiPerf(t: RunningTarget, w: Workload, digest: boolean, seco
   const blocks = w.size / 512;
   const args = ['-t', String(seconds), '-m', String(w.depth), '-b', String(blocks)];
   if (w.random) args.push('-r');
-  args.push(iscsiUrl(t, digest));
+  args.push(iscsiUrl(t, digest, lunFor(t, w)));
   const start = process.hrtime.bigint();
   const r = await runClient('iscsi-perf', args, (seconds + 30) * 1000);
   const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
@@ -425,7 +444,7 @@ async function runQemuBench(t: RunningTarget, w: Workload, digest: boolean, quic
     'transport=tcp',
     `portal=127.0.0.1:${t.port}`,
     `target=${t.iqn}`,
-    `lun=${t.lun}`,
+    `lun=${lunFor(t, w)}`,
     `header-digest=${digest ? 'crc32c' : 'none'}`,
   ].join(',');
   const args = ['bench', '-w', '-d', String(w.depth), '-s', String(w.size), '-c', String(count), '-t', 'none', '--image-opts', opts];
@@ -527,6 +546,7 @@ function makeVolume(file: string, bytes: number): void {
   const fd = fs.openSync(file, 'w', 0o600);
   try {
     for (let off = 0; off < bytes; off += chunk.length) fs.writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - off), off);
+    fs.fdatasyncSync(fd); // a disk volume starts with nothing dirty to write back
   } finally {
     fs.closeSync(fd);
   }
@@ -642,10 +662,16 @@ async function main(): Promise<number> {
   const loadAtStart = os.loadavg().map((x) => round(x, 2));
   const dir = fs.mkdtempSync(path.join('/dev/shm', 'iscsi-bench-'));
   const volumeBytes = o.volumeMiB * 1024 * 1024;
+  // Disk volumes: files on the machine's own filesystem (BENCH_DISK_DIR, default /var/tmp),
+  // used through the page cache as most users run; tiny when no disk workload runs.
+  const wantDisk = o.workloads.some((w) => w.medium === 'disk');
+  const diskDir = fs.mkdtempSync(path.join(wantDisk ? (process.env.BENCH_DISK_DIR ?? '/var/tmp') : dir, 'iscsi-bench-disk-'));
+  const diskBytes = wantDisk ? volumeBytes : 1024 * 1024;
   const targets: RunningTarget[] = [];
   let interrupted = false;
   const cleanup = async () => {
     for (const t of targets) await t.stop().catch(() => undefined);
+    fs.rmSync(diskDir, { recursive: true, force: true });
     fs.rmSync(dir, { recursive: true, force: true });
   };
   process.once('SIGINT', () => {
@@ -658,13 +684,17 @@ async function main(): Promise<number> {
   });
 
   try {
-    log(`bench: creating ${o.volumeMiB} MiB volumes on tmpfs (${dir})`);
+    log(`bench: creating ${o.volumeMiB} MiB volumes on tmpfs (${dir})${wantDisk ? ` and on disk (${diskDir})` : ''}`);
     const started: Partial<Record<TargetName, RunningTarget>> = {};
     for (const name of o.targets) {
       const vol = path.join(dir, `${name}.img`);
       makeVolume(vol, volumeBytes);
+      const diskVol = path.join(diskDir, `${name}.img`);
+      makeVolume(diskVol, diskBytes);
       const t =
-        name === 'tgt' ? await startTgt(vol) : await startOurs(name === 'base' ? o.baseBin! : o.oursBin, dir, vol, volumeBytes, name);
+        name === 'tgt'
+          ? await startTgt(vol, diskVol)
+          : await startOurs(name === 'base' ? o.baseBin! : o.oursBin, dir, vol, diskVol, volumeBytes, diskBytes, name);
       targets.push(t);
       started[name] = t;
       log(
@@ -765,7 +795,7 @@ async function main(): Promise<number> {
     const svg = renderChart(
       rows,
       WORKLOADS,
-      `iscsi-target vs tgt ${meta.machine.tgt} — ${meta.machine.cpus} cores, loopback, tmpfs (${meta.date.slice(0, 10)})`,
+      `iscsi-target vs tgt ${meta.machine.tgt} — ${meta.machine.cpus} cores, loopback, tmpfs and disk (${meta.date.slice(0, 10)})`,
     );
     fs.writeFileSync(svgFile, svg);
     log(`\nbench: wrote ${path.relative(ROOT, jsonFile)} and ${path.relative(ROOT, svgFile)}`);
