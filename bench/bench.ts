@@ -764,6 +764,8 @@ async function main(): Promise<number> {
 
     const meta = {
       date: new Date().toISOString(),
+      /** The commit of the tree "ours" was built from ("-dirty": with uncommitted changes). */
+      commit: gitCommit(path.dirname(o.oursBin)),
       machine: {
         cpus: os.cpus().length,
         cpuModel: os.cpus()[0]?.model ?? 'unknown',
@@ -795,7 +797,7 @@ async function main(): Promise<number> {
     const svg = renderChart(
       rows,
       WORKLOADS,
-      `iscsi-target vs tgt ${meta.machine.tgt} — ${meta.machine.cpus} cores, loopback, tmpfs and disk (${meta.date.slice(0, 10)})`,
+      `iscsi-target vs tgt ${meta.machine.tgt} — ${meta.machine.cpus} cores, loopback, tmpfs and disk (${meta.date.slice(0, 10)}, ${meta.commit})`,
     );
     fs.writeFileSync(svgFile, svg);
     log(`\nbench: wrote ${path.relative(ROOT, jsonFile)} and ${path.relative(ROOT, svgFile)}`);
@@ -808,6 +810,12 @@ async function main(): Promise<number> {
   } finally {
     if (!interrupted) await cleanup();
   }
+}
+
+/** `git describe --always --dirty` of the tree holding `dir`, or 'unknown' outside git. */
+function gitCommit(dir: string): string {
+  const r = spawnSync('git', ['-C', dir, 'describe', '--always', '--dirty', '--abbrev=12'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : 'unknown';
 }
 
 function osName(): string {
