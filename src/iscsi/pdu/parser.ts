@@ -169,20 +169,26 @@ export class PduParser {
         }
       }
 
-      let pdu: Pdu;
-      try {
-        pdu = decodePduParts(bhs, frame.subarray(BHS_LENGTH, headerEnd), frame.subarray(dataStart, dataStart + dataLength));
-      } catch (e) {
-        if (!(e instanceof PduError)) throw e;
-        if (e.fatal) {
-          this.fail(e);
-          return;
-        }
-        this.handlers.error(e);
-        continue;
-      }
-      this.handlers.pdu(pdu, bhs);
+      if (!this.emit(bhs, frame.subarray(BHS_LENGTH, headerEnd), frame.subarray(dataStart, dataStart + dataLength))) return;
     }
+  }
+
+  /** Decode a framed PDU and hand it (or its error) on. Returns false when parsing must stop. */
+  private emit(bhs: Buffer, ahs: Buffer, data: Buffer): boolean {
+    let pdu: Pdu;
+    try {
+      pdu = decodePduParts(bhs, ahs, data);
+    } catch (e) {
+      if (!(e instanceof PduError)) throw e;
+      if (e.fatal) {
+        this.fail(e);
+        return false;
+      }
+      this.handlers.error(e);
+      return true;
+    }
+    this.handlers.pdu(pdu, bhs);
+    return true;
   }
 
   /**
@@ -199,23 +205,10 @@ export class PduParser {
   /** Move buffered bytes into the sink (those read there directly without a copy); true once it is full. */
   private fillSink(): boolean {
     const sink = this.sink!;
-    const want = sink.length;
-    while (this.sinkFilled < want && this.buffered > 0) {
-      const c = this.chunks[this.head];
-      const m = Math.min(c.length - this.offset, want - this.sinkFilled);
-      if (c.buffer !== sink.buffer || c.byteOffset + this.offset !== sink.byteOffset + this.sinkFilled) {
-        c.copy(sink, this.sinkFilled, this.offset, this.offset + m);
-      }
-      this.sinkFilled += m;
-      this.offset += m;
-      this.buffered -= m;
-      if (this.offset === c.length) {
-        this.head++;
-        this.offset = 0;
-      }
-    }
-    this.compact();
-    return this.sinkFilled === want;
+    const m = Math.min(this.buffered, sink.length - this.sinkFilled);
+    if (m > 0) this.takeInto(sink, this.sinkFilled, m);
+    this.sinkFilled += m;
+    return this.sinkFilled === sink.length;
   }
 
   /**
@@ -241,30 +234,21 @@ export class PduParser {
         }
       }
     }
-    let pdu: Pdu;
-    try {
-      pdu = decodePduParts(bhs, head.subarray(BHS_LENGTH, headerEnd), sink);
-    } catch (e) {
-      if (!(e instanceof PduError)) throw e;
-      if (e.fatal) {
-        this.fail(e);
-        return false;
-      }
-      this.handlers.error(e);
-      return true;
-    }
-    this.handlers.pdu(pdu, bhs);
-    return true;
+    return this.emit(bhs, head.subarray(BHS_LENGTH, headerEnd), sink);
   }
 
-  /** Consume the next `dest.length` buffered bytes by copying them into `dest`. */
-  private takeInto(dest: Buffer): void {
-    const n = dest.length;
+  /**
+   * Consume the next `n` buffered bytes into `dest` at `at`: copied, except bytes that were
+   * read into that very place (directTarget) and are there already.
+   */
+  private takeInto(dest: Buffer, at: number, n: number): void {
     let filled = 0;
     while (filled < n) {
       const c = this.chunks[this.head];
       const m = Math.min(c.length - this.offset, n - filled);
-      c.copy(dest, filled, this.offset, this.offset + m);
+      if (c.buffer !== dest.buffer || c.byteOffset + this.offset !== dest.byteOffset + at + filled) {
+        c.copy(dest, at + filled, this.offset, this.offset + m);
+      }
       filled += m;
       this.offset += m;
       if (this.offset === c.length) {
@@ -321,7 +305,7 @@ export class PduParser {
     const first = this.chunks[this.head];
     if (first.length - this.offset < n) {
       const out = Buffer.allocUnsafe(n);
-      this.takeInto(out);
+      this.takeInto(out, 0, n);
       return out;
     }
     const out = first.subarray(this.offset, this.offset + n);
