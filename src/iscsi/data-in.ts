@@ -22,20 +22,15 @@ const EMPTY = Buffer.alloc(0);
 export function sendResult(session: Session, cmd: Command, result: ScsiResult, readBytes: number, sink: ResultSink): void {
   const edtl = cmd.expectedLength;
   const data = result.data;
-  let residual = 0;
-  let overflow = false;
-  let underflow = false;
+  // What the command moved (its data, or the Data-Out it used) against what the initiator expected.
+  const moved = data && data.length > 0 ? data.length : (result.dataOutLength ?? 0);
+  const overflow = moved > edtl;
+  const underflow = moved < edtl;
+  const residual = overflow ? moved - edtl : edtl - moved;
   let dataSN = 0;
 
   if (data && data.length > 0 && cmd.read) {
     const len = Math.min(data.length, edtl);
-    if (data.length > edtl) {
-      overflow = true;
-      residual = data.length - edtl;
-    } else if (data.length < edtl) {
-      underflow = true;
-      residual = edtl - data.length;
-    }
     const statusInData = len > 0 && !result.sense && (result.status === ScsiStatus.Good || result.status === ScsiStatus.ConditionMet);
     const seg = session.params.maxSendDataSegmentLength;
     const burst = session.params.maxBurstLength;
@@ -74,15 +69,6 @@ export function sendResult(session: Session, cmd: Command, result: ScsiResult, r
     // Data the initiator did not ask to read is never sent.
     if (data) sink.afterWrite(result.release ?? data, readBytes, true);
     else if (readBytes > 0) readBudget.give(readBytes);
-    // What the command moved versus what the initiator expected.
-    const moved = data && data.length > 0 ? data.length : (result.dataOutLength ?? 0);
-    if (moved > edtl) {
-      overflow = true;
-      residual = moved - edtl;
-    } else if (moved < edtl) {
-      underflow = true;
-      residual = edtl - moved;
-    }
   }
   sink.send({
     op: Op.ScsiResponse,
