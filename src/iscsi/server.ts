@@ -427,7 +427,7 @@ export class TargetServer implements ConnectionHost {
     for (const s of this.sessions.keys()) {
       if (s.tsih !== tsih) continue;
       if (initiatorName === undefined) return true;
-      return s.initiatorName.toLowerCase() === initiatorName.toLowerCase() && !!isid && s.isid.equals(isid) && s.targetName === targetName;
+      return isid !== undefined && s.isFor(initiatorName, isid, targetName);
     }
     return false;
   }
@@ -435,11 +435,7 @@ export class TargetServer implements ConnectionHost {
   /** Under `limits.maxSessions`? A reinstatement (same initiator, ISID, target) replaces one, so it always may. */
   mayOpenSession(initiatorName: string, isid: Buffer, targetName: string | undefined): boolean {
     if (this.sessions.size < this.bounds.maxSessions) return true;
-    for (const s of this.sessions.keys()) {
-      if (s.initiatorName.toLowerCase() === initiatorName.toLowerCase() && s.isid.equals(isid) && s.targetName === targetName) {
-        return true;
-      }
-    }
+    for (const s of this.sessions.keys()) if (s.isFor(initiatorName, isid, targetName)) return true;
     return false;
   }
 
@@ -458,7 +454,7 @@ export class TargetServer implements ConnectionHost {
     const isid = o.isid.toString('hex');
     // Session reinstatement (RFC 7143 §6.3.5): same initiator, ISID and target ends the old session.
     for (const [old, oldConn] of this.sessions) {
-      if (old.initiatorName.toLowerCase() === o.initiatorName.toLowerCase() && old.isid.equals(o.isid) && old.targetName === o.targetName) {
+      if (old.isFor(o.initiatorName, o.isid, o.targetName)) {
         this.logger.info({ tsih: old.tsih, initiator: o.initiatorName }, 'session reinstated: closing the old one');
         this.closeSession(old);
         oldConn.destroy();

@@ -91,6 +91,14 @@ export class Session {
     this.expCmdSN = cmdSN;
   }
 
+  /**
+   * Is this the session of that initiator (names compare case-insensitively), ISID and
+   * target? A login naming all three reinstates it (RFC 7143 §6.3.5).
+   */
+  isFor(initiatorName: string, isid: Buffer, targetName: string | undefined): boolean {
+    return this.initiatorName.toLowerCase() === initiatorName.toLowerCase() && this.isid.equals(isid) && this.targetName === targetName;
+  }
+
   /** The one info line of a session's end: who, how long, what it did. */
   endLine(loggedOut: boolean): { fields: Record<string, unknown>; message: string } {
     const c = this.counters;
