@@ -238,7 +238,7 @@ export class FileBackstore implements Backstore {
         }
         if (opts.readonly) {
           throw new Error(
-            `volume file ${p} is ${current} bytes but the configured size is ${opts.size} bytes; ` + `a read-only volume is never extended`,
+            `volume file ${p} is ${current} bytes but the configured size is ${opts.size} bytes; a read-only volume is never extended`,
           );
         }
         await ftruncate(fd, opts.size);

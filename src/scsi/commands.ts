@@ -273,9 +273,8 @@ export const COMMANDS: readonly CommandSpec[] = ENTRIES.map((e): CommandSpec =>
 ).sort((x, y) => x.opcode - y.opcode || (x.sa ?? 0) - (y.sa ?? 0));
 
 // opcode -> command, or -> service action map for multiplexed opcodes.
-const BY_OPCODE: (CommandSpec | Map<number, CommandSpec> | undefined)[] = new Array<CommandSpec | Map<number, CommandSpec> | undefined>(
-  256,
-);
+type OpcodeSlot = CommandSpec | Map<number, CommandSpec> | undefined;
+const BY_OPCODE = new Array<OpcodeSlot>(256);
 for (const c of COMMANDS) {
   if (c.usage.length !== c.cdbLength || c.usage[0] !== c.opcode) {
     throw new Error(`command table: bad CDB usage data for ${c.name}`);
@@ -306,7 +305,7 @@ export function classifyCdb(cdb: Buffer): DataPhase {
 }
 
 /** For REPORT SUPPORTED OPERATION CODES: the entry (or SA map) for an opcode. */
-export function commandsForOpcode(opcode: number): CommandSpec | Map<number, CommandSpec> | undefined {
+export function commandsForOpcode(opcode: number): OpcodeSlot {
   return BY_OPCODE[opcode & 0xff];
 }
 

@@ -98,7 +98,7 @@ export interface SenseSpec {
 export class CheckCondition extends Error {
   override name = 'CheckCondition';
   constructor(readonly sense: SenseSpec) {
-    super(`CHECK CONDITION key 0x${sense.key.toString(16)} ` + `asc/ascq ${hex2(sense.asc)}/${hex2(sense.ascq)}`);
+    super(`CHECK CONDITION key 0x${sense.key.toString(16)} asc/ascq ${hex2(sense.asc)}/${hex2(sense.ascq)}`);
   }
 }
 
