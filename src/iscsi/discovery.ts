@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import { resolveAccess } from '../acl/access';
 import type { TargetConfig } from '../config/model';
+import { formatPortal, isWildcardHost } from '../config/portal';
 import type { Session } from './session';
 
 /** The SendTargets answer: TargetName and TargetAddress keys, in that order. */
@@ -34,8 +35,8 @@ export function sendTargetsAnswer(
     }
     out.push(['TargetName', t.iqn]);
     for (const a of addresses) {
-      const host = a.host === '0.0.0.0' || a.host === '::' ? normalizeLocal(localAddress) : a.host;
-      out.push(['TargetAddress', `${fmtAddr(host, a.port)},${tpgt}`]);
+      const host = isWildcardHost(a.host) ? normalizeLocal(localAddress) : a.host;
+      out.push(['TargetAddress', `${formatPortal({ host, port: a.port })},${tpgt}`]);
     }
   }
   // An initiator no ACL lists sees nothing: say so, or the admin sees nothing either.
@@ -49,11 +50,6 @@ export function sendTargetsAnswer(
       );
   }
   return out;
-}
-
-/** host:port, with brackets around an IPv6 host. */
-export function fmtAddr(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** The address the initiator reached us on, as it can dial it back. */

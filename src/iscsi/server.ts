@@ -16,7 +16,7 @@ import type { ItNexus } from '../scsi/task';
 import { Connection } from './connection';
 import type { ConnectionHost } from './connection-host';
 import { LoginBudget, LoginFailures } from './login-guard';
-import { fmtAddr, sendTargetsAnswer } from './discovery';
+import { sendTargetsAnswer } from './discovery';
 import { performTmf, TmfResponse } from '../scsi/task-management';
 import type { ChapCredentialsPair, LoginOutcome } from './login';
 import { DEFAULT_LIMITS, TargetLimits } from './negotiation';
@@ -168,7 +168,7 @@ export class TargetServer implements ConnectionHost {
       // Paused: the connection's channel takes the socket over before anything is read (socket-reads.ts).
       const srv = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
       const onError = (err: NodeJS.ErrnoException) => {
-        reject(new Error(`cannot listen on ${fmtAddr(host, port)}: ${err.code ?? err.message}`));
+        reject(new Error(`cannot listen on ${formatPortal({ host, port })}: ${err.code ?? err.message}`));
       };
       srv.once('error', onError);
       srv.listen({ host, port, backlog: 512 }, () => {
@@ -179,7 +179,7 @@ export class TargetServer implements ConnectionHost {
         this.addresses.push(address);
         this.listeners.push(srv);
         this.portalListeners.set(key, { srv, address });
-        this.logger.info({ portal: fmtAddr(host, addr.port) }, 'listening');
+        this.logger.info({ portal: formatPortal({ host, port: addr.port }) }, 'listening');
         resolve();
       });
     });
