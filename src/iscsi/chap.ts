@@ -32,7 +32,7 @@ export function chooseAlgorithm(offer: string, min = 5): number | undefined {
     if (!/^[0-9]{1,3}$/.test(t)) continue;
     const n = Number(t);
     if (!CHAP_ALGORITHMS[n] || STRENGTH.indexOf(n) < STRENGTH.indexOf(min)) continue;
-    if (best === undefined || STRENGTH.indexOf(n) > STRENGTH.indexOf(best)) best = n;
+    best = strongerAlgorithm(best, n);
   }
   return best;
 }
