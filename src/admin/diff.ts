@@ -49,6 +49,8 @@ function sameLuns(a: Map<number, string>, b: Map<number, string>): boolean {
 function sameAcl(a: AclConfig, b: AclConfig): boolean {
   return (
     a.initiator === b.initiator &&
+    // undefined inherits the target's value, so it is not the same as an explicit false
+    a.allowTargetReset === b.allowTargetReset &&
     sameChap(a.chap, b.chap) &&
     sameChap(a.mutual, b.mutual) &&
     (a.luns === undefined) === (b.luns === undefined) &&
@@ -96,7 +98,12 @@ export function diffConfig(prev: Config, next: Config): ConfigDiff {
   for (const t of next.targets) {
     const old = findTarget(prev, t.iqn);
     if (!old) d.targets.added.push(t.iqn);
-    else if (!sameLuns(old.luns, t.luns) || old.acls.length !== t.acls.length || old.acls.some((a, i) => !sameAcl(a, t.acls[i])))
+    else if (
+      !sameLuns(old.luns, t.luns) ||
+      (old.allowTargetReset ?? false) !== (t.allowTargetReset ?? false) ||
+      old.acls.length !== t.acls.length ||
+      old.acls.some((a, i) => !sameAcl(a, t.acls[i]))
+    )
       d.targets.changed.push(t.iqn);
   }
   for (const t of prev.targets) if (!findTarget(next, t.iqn)) d.targets.removed.push(t.iqn);

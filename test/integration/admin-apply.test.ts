@@ -140,4 +140,17 @@ describe('ConfigController and the control socket', () => {
     assert.deepEqual(JSON.parse(await ask('not json\n')), { ok: false, message: 'malformed request' });
     assert.match(JSON.parse(await ask('{"op":"format-disk"}\n')).message, /unknown request "format-disk"/);
   });
+
+  test('a reload that only changes allowTargetReset is reported and applied', async () => {
+    const ini = await Initiator.connect({ host: '127.0.0.1', port: server.addresses[0].port, targetName: IQN });
+    assert.equal(await ini.taskManagement(6, 0), 6, 'TARGET WARM RESET refused before');
+    const before = fs.readFileSync(file, 'utf8');
+    fs.writeFileSync(file, before.replace(`  - iqn: ${IQN}\n`, `  - iqn: ${IQN}\n    allowTargetReset: true\n`));
+    const r = await controlRequest(file, { op: 'reload' }, env);
+    assert.ok(r && r.ok && 'changed' in r, JSON.stringify(r));
+    assert.equal(r.changed, true);
+    // The target reset ends the issuer's own session once answered.
+    assert.equal(await ini.taskManagement(6, 0), 0, 'TARGET WARM RESET performed after');
+    ini.close();
+  });
 });

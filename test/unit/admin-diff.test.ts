@@ -84,6 +84,19 @@ describe('diffConfig', () => {
     assert.ok(d.metricsChanged);
     assert.ok(d.discoveryChanged);
   });
+
+  test('allowTargetReset of a target or of one of its acls changes the target', () => {
+    const onTarget = diffConfig(cfg(BASE), cfg(BASE.replace(`  - iqn: ${LAB}\n`, `  - iqn: ${LAB}\n    allowTargetReset: true\n`)));
+    assert.deepEqual(onTarget.targets.changed, [LAB]);
+    assert.ok(!diffIsEmpty(onTarget));
+    const onAcl = diffConfig(cfg(BASE), cfg(BASE.replace('luns: { 0: db-a }', 'luns: { 0: db-a }\n        allowTargetReset: true')));
+    assert.deepEqual(onAcl.targets.changed, [SAN]);
+    assert.ok(!diffIsEmpty(onAcl));
+    // an explicit false where the target allows it is a change too (the acl no longer inherits)
+    const allowed = BASE.replace(`  - iqn: ${SAN}\n`, `  - iqn: ${SAN}\n    allowTargetReset: true\n`);
+    const denied = allowed.replace('luns: { 0: db-a }', 'luns: { 0: db-a }\n        allowTargetReset: false');
+    assert.deepEqual(diffConfig(cfg(allowed), cfg(denied)).targets.changed, [SAN]);
+  });
 });
 
 describe('sessionVerdict', () => {
