@@ -35,19 +35,11 @@ export class ConfigController {
     private readonly logger: Logger,
     /** The daemon serves the built-in default: status answers, changes are refused. */
     private readonly builtIn = false,
+    /** The warnings of the config the daemon started with (serve has logged them). */
+    startWarnings: ConfigIssue[] = [],
   ) {
     this.startLimits = JSON.stringify(server.currentConfig.limits ?? {});
-    // The warnings of the file the daemon started with (serve logged them once).
-    if (!builtIn) {
-      try {
-        const warnings = parseConfigDetailed(fs.readFileSync(this.configFile, 'utf8'), this.configFile, {
-          fileMode: fs.statSync(this.configFile).mode,
-        }).warnings;
-        this.warningsOf = { config: server.currentConfig, warnings };
-      } catch {
-        /* unreadable or invalid now: every warning of the next change counts as new */
-      }
-    }
+    this.warningsOf = { config: server.currentConfig, warnings: startWarnings };
   }
 
   /** Validate `text`, apply it, then write it to the config file. Refused whole on any error. */

@@ -2,6 +2,7 @@
 // reload and the metrics endpoint.
 import * as path from 'node:path';
 import type { Logger } from 'pino';
+import type { ConfigIssue } from '../config/load';
 import type { TargetServer } from '../iscsi/server';
 import { startControlServer } from './control-socket';
 import { ConfigController } from './controller';
@@ -16,15 +17,22 @@ export interface AdminHandle {
 /**
  * `configFile` is the file the daemon serves; with `builtIn` it is the file the CLI commands
  * would look for (./iscsi-target.yaml), so that `status` finds the daemon while changes are
- * refused with an explanation instead of "no daemon is running".
+ * refused with an explanation instead of "no daemon is running". `warnings` are those serve
+ * found loading the config, so that a change reports only the warnings it brings.
  */
-export async function startAdmin(server: TargetServer, configFile: string, logger: Logger, builtIn = false): Promise<AdminHandle> {
+export async function startAdmin(
+  server: TargetServer,
+  configFile: string,
+  logger: Logger,
+  opts: { builtIn?: boolean; warnings?: ConfigIssue[] } = {},
+): Promise<AdminHandle> {
+  const builtIn = opts.builtIn ?? false;
   // The counters are kept always (`top`, `stats`); the HTTP endpoint only when configured.
   const metrics = new TargetMetrics(server);
   server.observer = metrics;
   const config = server.currentConfig;
   if (config.metrics) await metrics.listen(config.metrics.listen, logger);
-  const controller = new ConfigController(server, path.resolve(configFile), logger, builtIn);
+  const controller = new ConfigController(server, path.resolve(configFile), logger, builtIn, opts.warnings);
   controller.metrics = metrics;
   controller.onMetricsChanged = async (next) => {
     if (next.metrics) await metrics.listen(next.metrics.listen, logger);

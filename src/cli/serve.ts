@@ -160,7 +160,7 @@ export async function runServe(ctx: CliContext, opts: ServeOptions, start: Start
     const { startAdmin } = await import('../admin/daemon');
     try {
       const file = builtIn ? path.join(ctx.cwd, DEFAULT_CONFIG_FILE) : config.source;
-      admin = await startAdmin(server as import('../iscsi/server').TargetServer, file, logger, builtIn);
+      admin = await startAdmin(server as import('../iscsi/server').TargetServer, file, logger, { builtIn, warnings });
     } catch (e) {
       logger.error(`could not start: ${(e as Error)?.message ?? String(e)}`);
       await server.stop().catch(() => undefined);
