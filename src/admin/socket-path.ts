@@ -48,17 +48,17 @@ export function runDirCandidates(env: NodeJS.ProcessEnv = process.env): RunDirCa
   return out.filter((c) => !seen.has(c.dir) && seen.add(c.dir));
 }
 
-/**
- * What is wrong with `dir` as a private folder for uids in `owners` (undefined: nothing).
- * lstat, not stat: a symlink is refused, whatever it points to.
- */
-export function privateDirProblem(dir: string, owners: readonly number[]): string | undefined {
-  let st: fs.Stats;
+/** lstat, or the reason it failed (an errno code). lstat, not stat: a symlink is refused, whatever it points to. */
+function lstatOrWhy(dir: string): fs.Stats | string {
   try {
-    st = fs.lstatSync(dir);
+    return fs.lstatSync(dir);
   } catch (e) {
-    return `${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+    return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
   }
+}
+
+function statsProblem(dir: string, st: fs.Stats | string, owners: readonly number[]): string | undefined {
+  if (typeof st === 'string') return `${dir}: ${st}`;
   if (st.isSymbolicLink()) return `${dir} is a symbolic link, not a folder`;
   if (!st.isDirectory()) return `${dir} is not a folder`;
   if (!owners.includes(st.uid))
@@ -66,6 +66,11 @@ export function privateDirProblem(dir: string, owners: readonly number[]): strin
   const mode = st.mode & 0o7777;
   if ((mode & 0o077) !== 0) return `${dir} has mode ${mode.toString(8).padStart(4, '0')}; it must be 0700 (chmod 700 ${dir})`;
   return undefined;
+}
+
+/** What is wrong with `dir` as a private folder for uids in `owners` (undefined: nothing). */
+export function privateDirProblem(dir: string, owners: readonly number[]): string | undefined {
+  return statsProblem(dir, lstatOrWhy(dir), owners);
 }
 
 /**
@@ -76,13 +81,9 @@ export function serverSocketPath(configFile: string, env: NodeJS.ProcessEnv = pr
   const uid = myUid();
   const skipped: string[] = [];
   for (const c of runDirCandidates(env)) {
-    let exists = true;
-    try {
-      fs.lstatSync(c.dir);
-    } catch {
-      exists = false;
-    }
-    if (!exists) {
+    // One lstat decides both the check and whose folder it is (again only after creating it).
+    let st = lstatOrWhy(c.dir);
+    if (typeof st === 'string') {
       try {
         // Only the last level is made, except in a folder named explicitly.
         fs.mkdirSync(c.dir, { mode: 0o700, recursive: c.explicit });
@@ -92,16 +93,11 @@ export function serverSocketPath(configFile: string, env: NodeJS.ProcessEnv = pr
         skipped.push(why);
         continue;
       }
+      st = lstatOrWhy(c.dir);
     }
-    const problem = privateDirProblem(c.dir, [uid]);
+    const problem = statsProblem(c.dir, st, [uid]);
     if (problem === undefined) return path.join(c.dir, socketName(configFile));
-    let ownedByUs = false;
-    try {
-      const st = fs.lstatSync(c.dir);
-      ownedByUs = st.uid === uid && !st.isSymbolicLink();
-    } catch {
-      /* gone meanwhile */
-    }
+    const ownedByUs = typeof st !== 'string' && st.uid === uid && !st.isSymbolicLink();
     // Another user's folder (say, the service user's /run/iscsi-target) is not for us;
     // a folder of ours that others may enter is a mistake to fix, not to work around.
     if (c.explicit || ownedByUs) throw new Error(`the control socket's folder is not private: ${problem}`);
