@@ -55,6 +55,17 @@ export const REDACT_PATHS: string[] = [
 ];
 
 export const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LEVELS)[number];
+
+/** `level` as a level of ours (any case accepted), or undefined when it is none. */
+export function normalizeLogLevel(level: string): LogLevel | undefined {
+  const l = level.toLowerCase();
+  return (LEVELS as readonly string[]).includes(l) ? (l as LogLevel) : undefined;
+}
+
+export function unknownLogLevelMessage(level: string): string {
+  return `unknown log level ${JSON.stringify(level)}: use one of ${LEVELS.join(', ')}`;
+}
 
 /** What hot paths test before building a debug or trace line (one property read). */
 export const logFlags = { debug: false, trace: false };
@@ -88,9 +99,8 @@ export function getLogLevel(): string {
  * level they were made with). Throws on an unknown level.
  */
 export function setLogLevel(level: string): void {
-  const l = level.toLowerCase();
-  if (!(LEVELS as readonly string[]).includes(l))
-    throw new Error(`unknown log level ${JSON.stringify(level)}: use one of ${LEVELS.join(', ')}`);
+  const l = normalizeLogLevel(level);
+  if (l === undefined) throw new Error(unknownLogLevelMessage(level));
   if (root) root.level = l;
   for (const ref of children) {
     const c = ref.deref();
@@ -163,12 +173,10 @@ class JournalStream {
 
 export function createLogger(opts: LoggerOptions = {}): pino.Logger {
   const env = opts.env ?? process.env;
-  let level = (opts.level ?? env.LOG_LEVEL ?? 'info').toLowerCase();
-  let badLevel: string | undefined;
-  if (!(LEVELS as readonly string[]).includes(level)) {
-    badLevel = level;
-    level = 'info';
-  }
+  const askedLevel = (opts.level ?? env.LOG_LEVEL ?? 'info').toLowerCase();
+  const known = normalizeLogLevel(askedLevel);
+  const level = known ?? 'info';
+  const badLevel = known === undefined ? askedLevel : undefined;
   const dest = opts.destination ?? process.stdout;
   const isTty = !!(dest as NodeJS.WriteStream).isTTY;
   let badFormat: string | undefined;

@@ -14,7 +14,7 @@ import { diffConfig, diffIsEmpty, sessionVerdict } from './diff';
 import type { ApplyReply, ControlReply, StatusReply } from './protocol';
 import { sessionStatus } from './status';
 import type { TargetMetrics } from './metrics';
-import { LEVELS, getLogLevel, setLogLevel } from '../log';
+import { getLogLevel, normalizeLogLevel, setLogLevel, unknownLogLevelMessage } from '../log';
 import pino from 'pino';
 
 export function sha256(text: string): string {
@@ -106,9 +106,8 @@ export class ConfigController {
   logLevel(level?: string): ControlReply {
     const previous = getLogLevel();
     if (level === undefined) return { ok: true, level: previous, previous };
-    const to = level.toLowerCase();
-    if (!(LEVELS as readonly string[]).includes(to))
-      return { ok: false, message: `unknown log level ${JSON.stringify(level)}: use one of ${LEVELS.join(', ')}` };
+    const to = normalizeLogLevel(level);
+    if (to === undefined) return { ok: false, message: unknownLogLevelMessage(level) };
     // Logged at info under whichever of the two levels shows info lines.
     const say = () => this.logger.info({ previous, level: to }, `log level ${previous} -> ${to}`);
     const hidesInfo = pino.levels.values[to] === undefined || pino.levels.values[to] > pino.levels.values.info;
