@@ -5,7 +5,17 @@ import { iscsiNameProblem } from '../config/names';
 import { MAX_LUN } from '../config/load';
 import { editTarget, printIssues, proposeChange, readConfig } from './change';
 import { EXIT, err, out, type CliContext } from './context';
-import { addConfigOption, addJsonOption, collect, parseLunMaps, type ConfigOptions, type JsonOptions } from './options';
+import {
+  CHAP_FLAGS,
+  MUTUAL_FLAGS,
+  addConfigOption,
+  addJsonOption,
+  chapPair,
+  collect,
+  parseLunMaps,
+  type ConfigOptions,
+  type JsonOptions,
+} from './options';
 import { table } from './table';
 
 type Opts = ConfigOptions & JsonOptions;
@@ -25,20 +35,12 @@ async function add(ctx: CliContext, target: string, initiator: string, o: AddOpt
   }
   const luns = parseLunMaps(ctx, o.lun ?? []);
   if (!luns) return EXIT.FAILURE;
-  const secret = o.chapSecret ?? ctx.env.ISCSI_CHAP_SECRET;
-  if ((o.chapUser === undefined) !== (secret === undefined)) {
-    err(ctx, 'error: CHAP needs both --chap-user and --chap-secret (or $ISCSI_CHAP_SECRET)');
-    return EXIT.FAILURE;
-  }
-  const chap = o.chapUser !== undefined ? { user: o.chapUser, secret: secret! } : undefined;
-  const mutualSecret = o.mutualSecret ?? ctx.env.ISCSI_MUTUAL_SECRET;
-  if ((o.mutualUser === undefined) !== (mutualSecret === undefined)) {
-    err(ctx, 'error: mutual CHAP needs both --mutual-user and --mutual-secret (or $ISCSI_MUTUAL_SECRET)');
-    return EXIT.FAILURE;
-  }
-  const mutual = o.mutualUser !== undefined ? { user: o.mutualUser, secret: mutualSecret! } : undefined;
+  const chap = chapPair(ctx, CHAP_FLAGS, o.chapUser, o.chapSecret);
+  if (!chap) return EXIT.FAILURE;
+  const mutual = chapPair(ctx, MUTUAL_FLAGS, o.mutualUser, o.mutualSecret);
+  if (!mutual) return EXIT.FAILURE;
   const what = `${initiator} admitted to ${target}${luns.size ? ` (${[...luns].map(([n, v]) => `LUN ${n}=${v}`).join(', ')})` : ''}`;
-  return (await proposeChange(ctx, o, what, (doc) => addAcl(doc, target, initiator, { luns, chap, mutual }))).code;
+  return (await proposeChange(ctx, o, what, (doc) => addAcl(doc, target, initiator, { luns, chap: chap.chap, mutual: mutual.chap }))).code;
 }
 
 async function remove(

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { setDiscoveryChap } from '../admin/config-edit';
 import { editTarget, printIssues, proposeChange, readConfig } from './change';
 import { EXIT, err, out, type CliContext } from './context';
-import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
+import { MUTUAL_FLAGS, addConfigOption, addJsonOption, chapPair, type ConfigOptions, type JsonOptions } from './options';
 
 type Opts = ConfigOptions & JsonOptions;
 interface ChapOpts extends Opts {
@@ -19,12 +19,9 @@ async function chap(ctx: CliContext, o: ChapOpts): Promise<number> {
     err(ctx, 'error: discovery CHAP needs --user and --secret (or $ISCSI_CHAP_SECRET)');
     return EXIT.FAILURE;
   }
-  const mutualSecret = o.mutualSecret ?? ctx.env.ISCSI_MUTUAL_SECRET;
-  if ((o.mutualUser === undefined) !== (mutualSecret === undefined)) {
-    err(ctx, 'error: mutual CHAP needs both --mutual-user and --mutual-secret (or $ISCSI_MUTUAL_SECRET)');
-    return EXIT.FAILURE;
-  }
-  const mutual = o.mutualUser !== undefined ? { user: o.mutualUser, secret: mutualSecret! } : undefined;
+  const pair = chapPair(ctx, MUTUAL_FLAGS, o.mutualUser, o.mutualSecret);
+  if (!pair) return EXIT.FAILURE;
+  const mutual = pair.chap;
   const what = `discovery now needs CHAP (user ${o.user}${mutual ? `, mutual user ${mutual.user}` : ''})`;
   return (await proposeChange(ctx, o, what, (doc) => setDiscoveryChap(doc, { chap: { user: o.user!, secret }, mutual }))).code;
 }

@@ -38,3 +38,36 @@ export function parseLunMaps(ctx: CliContext, specs: string[]): Map<number, stri
   }
   return m;
 }
+
+/** How a command names one CHAP pair: its flags, and the variable that may hold the secret. */
+export interface ChapFlags {
+  what: string;
+  user: string;
+  secret: string;
+  env: string;
+}
+export const CHAP_FLAGS: ChapFlags = { what: 'CHAP', user: '--chap-user', secret: '--chap-secret', env: 'ISCSI_CHAP_SECRET' };
+export const MUTUAL_FLAGS: ChapFlags = {
+  what: 'mutual CHAP',
+  user: '--mutual-user',
+  secret: '--mutual-secret',
+  env: 'ISCSI_MUTUAL_SECRET',
+};
+
+/**
+ * An optional CHAP user and secret (the secret may come from the environment, out of ps's
+ * sight): both or neither. Prints why and returns undefined when only one is given.
+ */
+export function chapPair(
+  ctx: CliContext,
+  flags: ChapFlags,
+  user: string | undefined,
+  secret: string | undefined,
+): { chap?: { user: string; secret: string } } | undefined {
+  const s = secret ?? ctx.env[flags.env];
+  if ((user === undefined) !== (s === undefined)) {
+    err(ctx, `error: ${flags.what} needs both ${flags.user} and ${flags.secret} (or $${flags.env})`);
+    return undefined;
+  }
+  return { chap: user !== undefined ? { user, secret: s! } : undefined };
+}
