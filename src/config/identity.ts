@@ -56,16 +56,25 @@ export function identityFileText(id: VolumeIdentity, origin: string): string {
   return `${JSON.stringify({ serial: id.serial, wwn: formatWwn(id.naa), origin }, null, 2)}\n`;
 }
 
-/** A new identity: 100 random bits in the NAA (NAA 6, our company id), 96 in the serial. */
-export function randomIdentity(): VolumeIdentity {
-  const r = randomBytes(13);
+/**
+ * An NAA 6 (IEEE Registered Extended) designator under our company id carrying 100 bits:
+ * the low 4 bits of `nibble` and the 12 bytes of `rest`.
+ */
+export function naa6(nibble: number, rest: Buffer): Buffer {
   const naa = Buffer.alloc(16);
   // NAA (4 bits) | IEEE company id (24 bits) | vendor specific id (36 bits) | extension (64 bits)
   naa[0] = 0x60 | ((COMPANY_ID >> 20) & 0x0f);
   naa[1] = (COMPANY_ID >> 12) & 0xff;
   naa[2] = (COMPANY_ID >> 4) & 0xff;
-  naa[3] = ((COMPANY_ID & 0x0f) << 4) | (r[12] & 0x0f);
-  r.copy(naa, 4, 0, 12);
+  naa[3] = ((COMPANY_ID & 0x0f) << 4) | (nibble & 0x0f);
+  rest.copy(naa, 4, 0, 12);
+  return naa;
+}
+
+/** A new identity: 100 random bits in the NAA (NAA 6, our company id), 96 in the serial. */
+export function randomIdentity(): VolumeIdentity {
+  const r = randomBytes(13);
+  const naa = naa6(r[12], r.subarray(0, 12));
   const serial = randomBytes(12).toString('hex').toUpperCase();
   return { serial, naa };
 }

@@ -13,7 +13,8 @@ import type { Logger } from 'pino';
 import type { Backstore } from '../backstore/backstore';
 import { lookupCommand, BAD_SERVICE_ACTION, type CommandSpec } from './commands';
 import { DEFAULT_MODE_VALUES, type ModeValues } from './mode-pages';
-import { COMPANY_ID, LIMITS } from './limits';
+import { LIMITS } from './limits';
+import { naa6 } from '../config/identity';
 import { RangeLock } from './range-lock';
 import { SanitizeState } from './sanitize';
 import { CopyManagerState } from './extended-copy';
@@ -510,12 +511,5 @@ function noop(): void {}
 export function deriveIdentifiers(name: string): { serial: string; naa: Buffer } {
   const h = createHash('sha256').update(`iscsi-target volume\0${name}`).digest();
   const serial = h.subarray(0, 8).toString('hex').toUpperCase();
-  const naa = Buffer.alloc(16);
-  // NAA (4 bits) | IEEE company id (24 bits) | vendor specific id (36 bits) | extension (64 bits)
-  naa[0] = 0x60 | ((COMPANY_ID >> 20) & 0x0f);
-  naa[1] = (COMPANY_ID >> 12) & 0xff;
-  naa[2] = (COMPANY_ID >> 4) & 0xff;
-  naa[3] = ((COMPANY_ID & 0x0f) << 4) | (h[8] & 0x0f);
-  h.copy(naa, 4, 9, 21);
-  return { serial, naa };
+  return { serial, naa: naa6(h[8], h.subarray(9, 21)) };
 }
