@@ -8,7 +8,7 @@ import { volumeUsers } from '../acl/access';
 import { nativeFs } from '../backstore/native';
 import { formatSize, tryParseSize } from '../config/size';
 import type { Config, VolumeConfig } from '../config/model';
-import { formatWwn, identityFile, identityFileText, parseWwn, randomIdentity, serialProblem } from '../config/identity';
+import { formatWwn, identityFile, identityFileText, identityText, parseWwn, randomIdentity, serialProblem } from '../config/identity';
 import { editTarget, printIssues, proposeChange, readConfig } from './change';
 import { EXIT, err, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
@@ -181,8 +181,7 @@ function identityOptions(ctx: CliContext, o: IdentityOpts): { serial?: string; w
     return undefined;
   }
   if (o.newIdentity) {
-    const r = randomIdentity();
-    return { serial: r.serial, wwn: formatWwn(r.naa) };
+    return identityText(randomIdentity());
   }
   const out: { serial?: string; wwn?: string } = {};
   if (o.serial !== undefined) {
@@ -302,9 +301,7 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
     fs.closeSync(fd);
   }
   if (identity.serial === undefined && identity.wwn === undefined && needsConfiguredIdentity(abs)) {
-    const r = randomIdentity();
-    identity.serial = r.serial;
-    identity.wwn = formatWwn(r.naa);
+    Object.assign(identity, identityText(randomIdentity()));
   }
   const encryption = o.encrypt || o.keyFile !== undefined ? { keyFile: o.keyFile } : undefined;
   const r = await proposeChange(ctx, o, `volume ${name} ${o.adopt ? `adopted (${abs})` : 'created'}`, (doc) =>
@@ -573,8 +570,7 @@ async function importImage(
     addVolume(doc, name, {
       path: rel,
       size: /^\d+$/.test(sizeText) ? formatSizeText(bytes) : sizeText,
-      serial: id.serial,
-      wwn: formatWwn(id.naa),
+      ...identityText(id),
     }),
   );
   if (r.code !== EXIT.OK) {

@@ -51,9 +51,14 @@ export function identityFile(volumeFile: string): string {
   return `${volumeFile}${IDENTITY_FILE_SUFFIX}`;
 }
 
+/** An identity as the config and the identity file write it. */
+export function identityText(id: VolumeIdentity): { serial: string; wwn: string } {
+  return { serial: id.serial, wwn: formatWwn(id.naa) };
+}
+
 /** The identity file's content: what scsi/identity.ts reads back. */
 export function identityFileText(id: VolumeIdentity, origin: string): string {
-  return `${JSON.stringify({ serial: id.serial, wwn: formatWwn(id.naa), origin }, null, 2)}\n`;
+  return `${JSON.stringify({ ...identityText(id), origin }, null, 2)}\n`;
 }
 
 /**
