@@ -24,6 +24,8 @@ export const LATENCY_BUCKETS = [
   0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
 ];
 const OPS = ['read', 'write', 'other'] as const;
+/** Slots of every bucket array: one per bound, and a last one for commands above 10 s. */
+const SLOTS = LATENCY_BUCKETS.length + 1;
 
 /** Bucket index of a latency (LATENCY_BUCKETS.length: above the last bound). */
 function bucketOf(seconds: number): number {
@@ -35,7 +37,7 @@ function bucketOf(seconds: number): number {
 class OpStats {
   commands = 0;
   seconds = 0;
-  readonly buckets = new Float64Array(LATENCY_BUCKETS.length);
+  readonly buckets = new Float64Array(SLOTS);
 }
 
 class VolumeStats {
@@ -50,8 +52,7 @@ class VolumeStats {
 
 /** A session's latencies (its command and byte counters are the session's own). */
 class SessionLatency {
-  /** One more slot than LATENCY_BUCKETS: the last counts commands above 10 s. */
-  readonly buckets = new Float64Array(LATENCY_BUCKETS.length + 1);
+  readonly buckets = new Float64Array(SLOTS);
 }
 
 /** What `top` and the `stats` request read: the same counters as the metrics. */
@@ -94,7 +95,6 @@ export class TargetMetrics implements ServerObserver {
   constructor(private readonly server: TargetServer) {
     collectDefaultMetrics({ register: this.registry, prefix: 'iscsi_target_' });
     const volumes = this.volumes;
-    const loginFailures = (): number => this.loginFailures;
     new Gauge({
       name: 'iscsi_target_sessions',
       help: 'Live iSCSI sessions per target (discovery sessions have target "")',
@@ -141,34 +141,33 @@ export class TargetMetrics implements ServerObserver {
         }
       },
     });
-    new Counter({
-      name: 'iscsi_target_login_failures_total',
-      help: 'Logins refused (unknown target, not admitted, failed CHAP, bad parameters)',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(loginFailures());
-      },
-    });
+    // Counters without labels, read from the server (or this) at scrape time.
+    const total = (name: string, help: string, read: () => number) =>
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
     const srv = this.server;
-    new Counter({
-      name: 'iscsi_target_connection_faults_total',
-      help: 'Connections closed because handling their input threw (a bug, contained to that connection; the log has the stack)',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(srv.connectionFaults);
-      },
-    });
-    new Counter({
-      name: 'iscsi_target_login_evictions_total',
-      help: 'Connections still in login closed to make room for newer ones (limits.maxLoginConnections, maxLoginConnectionsPerAddress)',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(srv.loginEvictions);
-      },
-    });
+    total(
+      'iscsi_target_login_failures_total',
+      'Logins refused (unknown target, not admitted, failed CHAP, bad parameters)',
+      () => this.loginFailures,
+    );
+    total(
+      'iscsi_target_connection_faults_total',
+      'Connections closed because handling their input threw (a bug, contained to that connection; the log has the stack)',
+      () => srv.connectionFaults,
+    );
+    total(
+      'iscsi_target_login_evictions_total',
+      'Connections still in login closed to make room for newer ones (limits.maxLoginConnections, maxLoginConnectionsPerAddress)',
+      () => srv.loginEvictions,
+    );
     this.registry.registerMetric({
       name: 'iscsi_target_command_duration_seconds',
       get: async () => ({
@@ -212,7 +211,7 @@ export class TargetMetrics implements ServerObserver {
     o.commands++;
     o.seconds += seconds;
     const b = bucketOf(seconds);
-    if (b < LATENCY_BUCKETS.length) o.buckets[b]++;
+    o.buckets[b]++;
     let sl = this.sessionLatency.get(session);
     if (!sl) this.sessionLatency.set(session, (sl = new SessionLatency()));
     sl.buckets[b]++;
@@ -252,20 +251,14 @@ export class TargetMetrics implements ServerObserver {
         writtenBytes: c.writtenBytes,
         errors: c.errors,
         queued: s.tasks.size,
-        buckets: [...(this.sessionLatency.get(s)?.buckets ?? new Float64Array(LATENCY_BUCKETS.length + 1))],
+        buckets: [...(this.sessionLatency.get(s)?.buckets ?? new Float64Array(SLOTS))],
       });
     }
     const volumes: StatsSnapshot['volumes'] = [];
     for (const name of this.server.units.keys()) {
       const st = this.volumes.get(name) ?? new VolumeStats();
-      const buckets = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0);
-      let total = 0;
-      for (const o of st.ops) {
-        total += o.commands;
-        o.buckets.forEach((n, i) => (buckets[i] += n));
-      }
-      // Commands above the last bound are the ones no bucket counted.
-      buckets[LATENCY_BUCKETS.length] = total - buckets.reduce((a, b) => a + b, 0);
+      const buckets = new Array<number>(SLOTS).fill(0);
+      for (const o of st.ops) o.buckets.forEach((n, i) => (buckets[i] += n));
       volumes.push({
         name,
         reads: st.ops[0].commands,
