@@ -136,9 +136,9 @@ export function setVolumeFields(doc: Document, name: string, fields: Record<stri
   const v = volumeMap(doc, name);
   for (const [k, value] of Object.entries(fields)) {
     if (value === undefined) continue;
+    // yaml quotes a string that would read back as something else (serial "1234", "true",
+    // "0x10"), under the document's own YAML version, so no hand quoting here.
     if (value === null) v.delete(k);
-    else if (typeof value === 'string' && k === 'serial')
-      v.set(k, quoted(value)); // digits stay text
     else v.set(k, value);
   }
 }

@@ -14,6 +14,7 @@ import {
   removePortal,
   removeTarget,
   removeVolume,
+  setVolumeFields,
   setVolumeSize,
 } from '../../src/admin/config-edit';
 import { parseConfig } from '../../src/config/load';
@@ -171,5 +172,17 @@ describe('config edits keep comments', () => {
     assert.equal(c.volumes.size, 0);
     assert.equal(c.targets[0].acls[0].luns!.size, 0);
     assert.ok(out.startsWith('# Lab SAN: edited by hand and by the CLI\n'));
+  });
+
+  test('serials that look like numbers, booleans or null read back as the same text', () => {
+    const serials = ['1234', '007', '1E5', '1e5', 'true', 'False', '0x10', '0o17', 'null', '.inf', '1.5', '+12'];
+    for (const header of ['', '%YAML 1.1\n---\n']) {
+      for (const serial of serials) {
+        const set = edit(header + BASE, (d) => setVolumeFields(d, 'db-a', { serial }));
+        assert.equal(parseConfig(set, '/x.yaml').volumes.get('db-a')!.serial, serial, `${serial} set: ${set}`);
+        const added = edit(header + BASE, (d) => addVolume(d, 'db-b', { path: 'luns/db-b.img', size: '1GiB', serial }));
+        assert.equal(parseConfig(added, '/x.yaml').volumes.get('db-b')!.serial, serial, `${serial} added: ${added}`);
+      }
+    }
   });
 });
