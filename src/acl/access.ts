@@ -16,11 +16,14 @@ export interface Access {
   allowTargetReset: boolean;
 }
 
+/** What an initiator no ACL admits gets (shared: callers only read an Access). */
+export const NOT_ALLOWED: Readonly<Access> = Object.freeze({ allowed: false, luns: new Map<number, string>(), allowTargetReset: false });
+
 export function resolveAccess(target: TargetConfig, initiatorName: string): Access {
   const targetReset = target.allowTargetReset ?? false;
   if (target.acls.length === 0) return { allowed: true, luns: target.luns, allowTargetReset: targetReset };
   const acl = target.acls.find((a) => sameIscsiName(a.initiator, initiatorName));
-  if (!acl) return { allowed: false, luns: new Map(), allowTargetReset: false };
+  if (!acl) return NOT_ALLOWED;
   return { allowed: true, luns: acl.luns ?? target.luns, acl, allowTargetReset: acl.allowTargetReset ?? targetReset };
 }
 

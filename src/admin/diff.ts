@@ -1,7 +1,7 @@
 // What changes between the running config and a proposed one, and what that means for each
 // live session. Pure: configs in, plan out; TargetServer.apply carries the plan out.
 import type { AclConfig, ChapCredentials, Config, Portal, VolumeConfig } from '../config/model';
-import { findTarget, resolveAccess, type Access } from '../acl/access';
+import { NOT_ALLOWED, findTarget, resolveAccess, type Access } from '../acl/access';
 import { formatPortal } from '../config/portal';
 
 export interface ConfigDiff {
@@ -152,7 +152,7 @@ export function sessionVerdict(prev: Config, next: Config, target: string, initi
   const now = resolveAccess(nt, initiator);
   if (!now.allowed) return { action: 'end', why: `${initiator} is no longer admitted to ${target}` };
   const pt = findTarget(prev, target);
-  const before: Access = pt ? resolveAccess(pt, initiator) : { allowed: false, luns: new Map<number, string>(), allowTargetReset: false };
+  const before: Access = pt ? resolveAccess(pt, initiator) : NOT_ALLOWED;
   for (const [lun, vol] of before.luns) {
     const v = now.luns.get(lun);
     if (v !== vol)

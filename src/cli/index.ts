@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import { plural } from '../text';
 import { registerConfigCommands } from './config-cmd';
 import { CONFIG_ENV, DEFAULT_CONFIG_FILE, EXIT, SYSTEM_CONFIG_FILE, collectJsonFailure, defaultContext, type CliContext } from './context';
 import { registerServe } from './serve';
@@ -112,8 +113,7 @@ export async function main(argv: string[] = process.argv, ctx: CliContext = defa
   }
   if (json && code !== EXIT.OK && !json.stdoutUsed) {
     const message =
-      json.messages.join('; ') ||
-      (json.errors.length > 0 ? `${json.errors.length} config error${json.errors.length === 1 ? '' : 's'}` : `failed (exit ${code})`);
+      json.messages.join('; ') || (json.errors.length > 0 ? plural(json.errors.length, 'config error') : `failed (exit ${code})`);
     ctx.stdout.write(`${JSON.stringify({ ok: false, message, errors: json.errors }, null, 2)}\n`);
   }
   process.exitCode = code;

@@ -50,7 +50,7 @@ export async function loadServeConfig(
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     errIssues(ctx, e.errors);
-    err(ctx, `${choice.file}: ${e.errors.length} error${e.errors.length === 1 ? '' : 's'}; not starting`);
+    err(ctx, `${choice.file}: ${plural(e.errors.length, 'error')}; not starting`);
     return { exitCode: EXIT.CONFIG };
   }
 }

@@ -8,6 +8,7 @@ import { editTarget, printIssues } from './change';
 import { EXIT, err, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
 import { formatDuration, table } from './table';
+import { plural } from '../text';
 
 type Opts = ConfigOptions & JsonOptions;
 
@@ -31,7 +32,7 @@ async function status(ctx: CliContext, o: Opts & { verbose?: boolean }): Promise
     return EXIT.OK;
   }
   out(ctx, `daemon pid ${r.pid}, up ${formatDuration(r.uptimeSeconds)}, config ${r.config}`);
-  out(ctx, `portals: ${r.portals.join(', ')}; ${r.volumes.length} volume${r.volumes.length === 1 ? '' : 's'} open`);
+  out(ctx, `portals: ${r.portals.join(', ')}; ${plural(r.volumes.length, 'volume')} open`);
   out(ctx, '');
   if (r.sessions.length === 0) {
     out(ctx, 'no sessions');

@@ -9,6 +9,7 @@ import { editTarget, printIssues, proposeChange, readConfig } from './change';
 import { EXIT, err, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, collect, parseLunMaps, type ConfigOptions, type JsonOptions } from './options';
 import { table } from './table';
+import { plural } from '../text';
 
 type Opts = ConfigOptions & JsonOptions;
 
@@ -57,7 +58,7 @@ async function listTargets(ctx: CliContext, o: Opts): Promise<number> {
         Object.entries(r.luns)
           .map(([n, v]) => `${n}=${v}`)
           .join(',') || '-',
-        r.acls.length === 0 ? 'every initiator' : `${r.acls.length} acl${r.acls.length === 1 ? '' : 's'}`,
+        r.acls.length === 0 ? 'every initiator' : plural(r.acls.length, 'acl'),
         ...(st?.ok ? [String(r.sessions)] : []),
       ]),
     ),

@@ -10,6 +10,7 @@ import { editTarget } from './change';
 import { EXIT, err, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
 import { formatDuration, table } from './table';
+import { plural } from '../text';
 
 interface TopOptions extends ConfigOptions, JsonOptions {
   interval?: string;
@@ -159,7 +160,7 @@ const cells = (r: Rates, floor: number) => [
 export function render(f: TopFrame, config: string, now = new Date()): string {
   const head =
     `iscsi-target top - ${now.toTimeString().slice(0, 8)}  pid ${f.pid}, up ${formatDuration(f.uptimeSeconds)}, ` +
-    `${f.sessions.length} session${f.sessions.length === 1 ? '' : 's'}, ${f.volumes.length} volume${f.volumes.length === 1 ? '' : 's'}  (${config})\n` +
+    `${plural(f.sessions.length, 'session')}, ${plural(f.volumes.length, 'volume')}  (${config})\n` +
     `rates over the last ${f.seconds.toFixed(1)} s; latency from the command PDU to its status; QUEUE: commands in the target now\n\n`;
   const total = f.volumes.reduce((t, v) => ({ iops: t.iops + v.iops, r: t.r + v.readBps, w: t.w + v.writeBps }), { iops: 0, r: 0, w: 0 });
   const vols = table(

@@ -4,6 +4,7 @@
 
 import type { Logger } from 'pino';
 import { resolveAccess } from '../acl/access';
+import { plural } from '../text';
 import type { TargetConfig } from '../config/model';
 import { formatPortal, isWildcardHost } from '../config/portal';
 import type { Session } from './session';
@@ -43,11 +44,7 @@ export function sendTargetsAnswer(
   if (withheld.length > 0) {
     const who = { initiator: initiatorName, tsih: session.tsih, withheld };
     if (out.length === 0) logger.info(who, `discovery refused: ${initiatorName} is in no acl of ${withheld.join(', ')}; it sees no target`);
-    else
-      logger.debug(
-        who,
-        `discovery: ${withheld.length} target${withheld.length === 1 ? '' : 's'} not shown to ${initiatorName} (not in their acls)`,
-      );
+    else logger.debug(who, `discovery: ${plural(withheld.length, 'target')} not shown to ${initiatorName} (not in their acls)`);
   }
   return out;
 }
