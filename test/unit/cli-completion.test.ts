@@ -11,9 +11,7 @@ import type { Command } from 'commander';
 import { buildProgram } from '../../src/cli/index';
 import { defaultContext } from '../../src/cli/context';
 import { bashCompletion, fishCompletion, manPage } from '../../src/cli/completion';
-
-const ROOT = path.resolve(__dirname, '../../..');
-const BIN = path.join(ROOT, 'bin', 'iscsi-target');
+import { BIN } from '../helpers/daemon';
 
 function commands(c: Command, parents: string[] = []): { path: string[]; longs: string[] }[] {
   const out: { path: string[]; longs: string[] }[] = [];

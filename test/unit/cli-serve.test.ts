@@ -7,9 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-
-const ROOT = path.resolve(__dirname, '../../..');
-const BIN = path.join(ROOT, 'bin', 'iscsi-target');
+import { BIN, ROOT } from '../helpers/daemon';
 
 function tmpdir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-serve-'));

@@ -6,9 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-
-const ROOT = path.resolve(__dirname, '../../..');
-const BIN = path.join(ROOT, 'bin', 'iscsi-target');
+import { BIN } from '../helpers/daemon';
 
 function withDir(fn: (dir: string, cli: (...args: string[]) => { code: number | null; stdout: string; stderr: string }) => void) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-vol-'));
