@@ -1,8 +1,9 @@
 // Run the real daemon (`bin/iscsi-target serve`) on a free loopback port, and
 // find the external tools the interop tests drive.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -174,5 +175,62 @@ export function runAsync(cmd: string, args: string[], timeoutMs: number): Promis
       if (code !== 0 && out === '') out = `(no output; ${signal ? `killed by ${signal}` : `exit code ${code}`})`;
       resolve({ code, out });
     });
+  });
+}
+
+export interface CliOptions {
+  /** Run against this daemon: `--config` its file, in its folder (unless cwd says otherwise). */
+  daemon?: { configFile: string; dir: string };
+  cwd?: string;
+  /** The whole environment of the command (default: the test's). */
+  env?: NodeJS.ProcessEnv;
+  /** Kill it after this many ms. */
+  timeout?: number;
+}
+
+export interface CliResult {
+  /** Exit code; 1 when it was killed or did not start. */
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+function cliArgs(args: string[], o: CliOptions): string[] {
+  return [BIN, ...args, ...(o.daemon ? ['--config', o.daemon.configFile] : [])];
+}
+
+/** `iscsi-target ARGS` as a child process, without blocking this one (a daemon in this process keeps serving). */
+export function cli(args: string[], o: CliOptions = {}): Promise<CliResult> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    execFile(process.execPath, cliArgs(args, o), { cwd: o.cwd ?? o.daemon?.dir, env: o.env, timeout: o.timeout }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr, ms: Date.now() - t0 });
+    });
+  });
+}
+
+/** `iscsi-target ARGS` to its end, blocking (for a daemon in another process). */
+export function cliSync(args: string[], o: CliOptions = {}): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, cliArgs(args, o), {
+    cwd: o.cwd ?? o.daemon?.dir,
+    env: o.env,
+    timeout: o.timeout,
+    encoding: 'utf8',
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The body of a GET (any status). */
+export function httpGet(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
   });
 }

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { socketName } from '../../src/admin/socket-path';
-import { BIN, startDaemon } from '../helpers/daemon';
+import { cli as runCli, startDaemon } from '../helpers/daemon';
 
 const NOBODY = 65534;
 const SECRET = 'root-only-chap-secret-1';
@@ -56,13 +56,7 @@ async function impostor(sockPath: string, dac: boolean): Promise<{ proc: ChildPr
   };
 }
 
-function cli(args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd, env }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = (args: string[], env: NodeJS.ProcessEnv, cwd: string) => runCli(args, { env, cwd });
 
 /** The test's environment without the variables that choose the socket's folder. */
 function plainEnv(): NodeJS.ProcessEnv {

@@ -4,26 +4,14 @@
 // injected into the real daemon with test/helpers/inject-fault.ts (node --require).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Initiator } from '../../src/initiator/initiator';
-import { freePort, startDaemon } from '../helpers/daemon';
+import { freePort, httpGet, startDaemon } from '../helpers/daemon';
 
 const T = 'iqn.2026-11.io.example:faults';
 
-function metrics(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(`http://127.0.0.1:${port}/metrics`, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
-}
+const metrics = (port: number) => httpGet(`http://127.0.0.1:${port}/metrics`);
 
 test('a throwing PDU handler closes only its own connection; the other sessions carry on', async () => {
   const mport = await freePort();

@@ -3,14 +3,12 @@
 // hosts' sessions keep working, comments survive, failures change nothing.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { Initiator, senseOf } from '../../src/initiator/initiator';
 import { nameDerivedIdentity } from '../../src/scsi/identity';
 import { clientSocketPaths } from '../../src/admin/socket-path';
-import { BIN, freePort, run, startDaemon, which, type Daemon } from '../helpers/daemon';
+import { cli as runCli, freePort, httpGet, run, startDaemon, which, type CliResult, type Daemon } from '../helpers/daemon';
 
 const SAN = 'iqn.2026-11.io.example:san1';
 const A = 'iqn.1994-05.com.redhat:host-a';
@@ -18,39 +16,8 @@ const B = 'iqn.1994-05.com.redhat:host-b';
 const D = 'iqn.1994-05.com.redhat:host-d';
 const MiB = 1024 * 1024;
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
 function cli(d: Daemon, ...args: string[]): Promise<CliResult> {
-  const t0 = Date.now();
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args, '--config', d.configFile],
-      { cwd: d.dir, env: { ...process.env, CI: '' } },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ code, stdout, stderr, ms: Date.now() - t0 });
-      },
-    );
-  });
-}
-
-function get(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
+  return runCli(args, { daemon: d, env: { ...process.env, CI: '' } });
 }
 
 async function waitFor(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<boolean> {
@@ -386,11 +353,7 @@ targets:
   test('config check on a broken file exits non-zero naming the line', async () => {
     const broken = path.join(d.dir, 'broken.yaml');
     fs.writeFileSync(broken, 'volumes:\n  x: { path: x.img, size: 1GiB }\ntargets:\n  - iqn: not-an-iqn\n');
-    const r = await new Promise<CliResult>((resolve) =>
-      execFile(process.execPath, [BIN, 'config', 'check', '--config', broken], (err, stdout, stderr) =>
-        resolve({ code: err ? Number(err.code) : 0, stdout, stderr, ms: 0 }),
-      ),
-    );
+    const r = await runCli(['config', 'check', '--config', broken]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /broken\.yaml:4:\d+: targets\[0\]\.iqn/);
   });
@@ -399,7 +362,7 @@ targets:
     await assert.rejects(
       Initiator.connect({ host: '127.0.0.1', port: d.port, targetName: SAN, initiatorName: 'iqn.1994-05.com.redhat:stranger' }),
     );
-    const text = await get(`http://127.0.0.1:${metricsPort}/metrics`);
+    const text = await httpGet(`http://127.0.0.1:${metricsPort}/metrics`);
     const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
     assert.ok(value(/^iscsi_target_sessions\{target="iqn\.2026-11\.io\.example:san1"\} (\d+)$/m) >= 1, text);
     assert.ok(value(/^iscsi_target_commands_total\{volume="db-a",op="read"\} (\d+)$/m) >= 5);

@@ -9,14 +9,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN, startDaemon, type Daemon } from '../helpers/daemon';
+import { BIN, cliSync, startDaemon, type Daemon } from '../helpers/daemon';
 
 const T = 'iqn.2026-11.io.example:small';
 
-function cli(d: Daemon, ...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args, '--config', d.configFile], { cwd: d.dir, encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (d: Daemon, ...args: string[]) => cliSync(args, { daemon: d });
 
 const CONFIG = `portals: ["127.0.0.1:PORT"]
 volumes:
@@ -66,13 +63,9 @@ test('the same edits without a daemon show only the new warnings too', () => {
     const file = path.join(dir, 'c.yaml');
     fs.writeFileSync(file, CONFIG.replace('PORT', '3260'));
     const run = (...args: string[]) =>
-      spawnSync(process.execPath, [BIN, ...args, '--config', file], {
-        cwd: dir,
-        encoding: 'utf8',
-        env: { ...process.env, ISCSI_TARGET_RUN_DIR: dir },
-      });
+      cliSync([...args, '--config', file], { cwd: dir, env: { ...process.env, ISCSI_TARGET_RUN_DIR: dir } });
     const r = run('volume', 'create', 'b', '--memory', '--size', '1MiB');
-    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /volume b is not mapped/);
     assert.doesNotMatch(r.stderr, /lonely/);
   } finally {

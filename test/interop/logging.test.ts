@@ -9,7 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BIN, canConnect, freePort, requireTools } from '../helpers/daemon';
+import { BIN, canConnect, cliSync, freePort, requireTools } from '../helpers/daemon';
 
 const IQN = 'iqn.2026-11.io.example:logs';
 const HOST = 'iqn.2007-10.com.github:libiscsi-ls';
@@ -68,11 +68,8 @@ async function start(env: NodeJS.ProcessEnv, journal: boolean): Promise<Started>
 }
 
 function cli(d: Started, args: string[]): { status: number | null; out: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args, '--config', d.config], {
-    encoding: 'utf8',
-    env: { ...process.env, ISCSI_TARGET_RUN_DIR: d.dir },
-  });
-  return { status: r.status, out: r.stdout + r.stderr };
+  const r = cliSync([...args, '--config', d.config], { env: { ...process.env, ISCSI_TARGET_RUN_DIR: d.dir } });
+  return { status: r.code, out: r.stdout + r.stderr };
 }
 
 function tool(cmd: string, args: string[]): string {

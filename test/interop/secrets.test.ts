@@ -4,12 +4,11 @@
 // is searched for every secret.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Initiator } from '../../src/initiator/initiator';
-import { BIN, startDaemon } from '../helpers/daemon';
+import { cli as runCli, startDaemon } from '../helpers/daemon';
 
 const SECRETS = [
   'DISCOVERY-SECRET-1',
@@ -44,13 +43,11 @@ test('no secret in any output, log line or --json answer', async () => {
   const env = { ...process.env, CI: '', LOG_LEVEL: 'trace', ISCSI_TARGET_RUN_DIR: run };
   const d = await startDaemon(YAML, { env });
   const outputs: { what: string; text: string }[] = [];
-  const cli = (...args: string[]) =>
-    new Promise<{ code: number; text: string }>((resolve) => {
-      execFile(process.execPath, [BIN, ...args, '--config', d.configFile], { cwd: d.dir, env }, (err, stdout, stderr) => {
-        outputs.push({ what: args.join(' '), text: stdout + stderr });
-        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, text: stdout + stderr });
-      });
-    });
+  const cli = async (...args: string[]) => {
+    const r = await runCli(args, { daemon: d, env });
+    outputs.push({ what: args.join(' '), text: r.stdout + r.stderr });
+    return { code: r.code, text: r.stdout + r.stderr };
+  };
   try {
     // Logins: right, wrong, mutual, discovery.
     const good = await Initiator.connect({

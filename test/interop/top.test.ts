@@ -3,11 +3,10 @@
 // its counters are the ones `status` and the metrics endpoint give.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync } from 'node:child_process';
-import http from 'node:http';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { Initiator } from '../../src/initiator/initiator';
-import { BIN, freePort, requireTools, startDaemon, type Daemon } from '../helpers/daemon';
+import { cli as runCli, freePort, httpGet, requireTools, startDaemon, type CliResult, type Daemon } from '../helpers/daemon';
 import { frame, quantile, render } from '../../src/cli/top';
 import type { StatsReply } from '../../src/admin/protocol';
 
@@ -17,25 +16,8 @@ const HOST = 'iqn.1994-05.com.example:writer';
 const skip = requireTools(['iscsi-perf']);
 
 /** The CLI, run without blocking this process (its own initiator keeps writing meanwhile). */
-function cli(d: Daemon, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args, '--config', d.configFile], { cwd: d.dir, timeout: 60000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-function get(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
+function cli(d: Daemon, ...args: string[]): Promise<CliResult> {
+  return runCli(args, { daemon: d, timeout: 60000 });
 }
 
 test('quantiles interpolate within the bucket; a frame is the difference of two samples', () => {
@@ -164,7 +146,7 @@ targets:
       const topMine = stats.sessions.find((s) => s.initiator === HOST)!;
       assert.equal(topMine.commands, mine.commands);
       assert.equal(topMine.writtenBytes, mine.writtenBytes);
-      const metrics = await get(`http://127.0.0.1:${metricsPort}/metrics`);
+      const metrics = await httpGet(`http://127.0.0.1:${metricsPort}/metrics`);
       const writesVol = stats.volumes.find((v) => v.name === 'writes')!;
       const counted = Number(/^iscsi_target_commands_total\{volume="writes",op="write"\} (\d+)$/m.exec(metrics)?.[1]);
       assert.equal(counted, writesVol.writes);

@@ -2,23 +2,16 @@
 // exported only with --adopt (issue 14: it used to adopt, follow symlinks and grow anything).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BIN } from '../helpers/daemon';
+import { cliSync } from '../helpers/daemon';
 
 function withDir(fn: (dir: string, cli: (...args: string[]) => { code: number | null; stdout: string; stderr: string }) => void) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-vol-'));
   const run = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-run-')); // no daemon here
-  const cli = (...args: string[]) => {
-    const r = spawnSync(process.execPath, [BIN, ...args, '--config', path.join(dir, 'c.yaml')], {
-      cwd: dir,
-      encoding: 'utf8',
-      env: { ...process.env, ISCSI_TARGET_RUN_DIR: run },
-    });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-  };
+  const cli = (...args: string[]) =>
+    cliSync([...args, '--config', path.join(dir, 'c.yaml')], { cwd: dir, env: { ...process.env, ISCSI_TARGET_RUN_DIR: run } });
   try {
     fs.writeFileSync(path.join(dir, 'c.yaml'), 'portals: ["127.0.0.1:3260"]\n', { mode: 0o600 });
     fn(dir, cli);
