@@ -164,6 +164,15 @@ export function pattern(len: number, seed: number): Buffer {
   return b;
 }
 
+/** A PERSISTENT RESERVE OUT basic parameter list (24 bytes): the key, the service action key, byte 20's flags. */
+export function prOutParams(key: bigint, sark: bigint, o: { specIPt?: boolean; allTgPt?: boolean; aptpl?: boolean } = {}): Buffer {
+  const p = Buffer.alloc(24);
+  p.writeBigUInt64BE(key, 0);
+  p.writeBigUInt64BE(sark, 8);
+  p[20] = (o.specIPt ? 0x08 : 0) | (o.allTgPt ? 0x04 : 0) | (o.aptpl ? 0x01 : 0);
+  return p;
+}
+
 /** CDBs by command. */
 export const CDB = {
   read6: (lba: number, n: number) => [0x08, (lba >> 16) & 0x1f, (lba >> 8) & 0xff, lba & 0xff, n & 0xff, 0],

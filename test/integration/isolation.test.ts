@@ -17,7 +17,7 @@ import { PrIn, PrOut, PrType } from '../../src/scsi/persistent-reservations';
 import { dataBuffers } from '../../src/scsi/buffer-pool';
 import { TargetMetrics } from '../../src/admin/metrics';
 import { RawPeer } from '../../tools/raw-peer';
-import { b2b, cscd, paramList } from '../helpers/scsi';
+import { CDB, b2b, be32, cscd, paramList, prOutParams } from '../helpers/scsi';
 import { requireTools, runAsync } from '../helpers/daemon';
 import { memoryVolume, startTarget, type TestTarget } from '../helpers/target';
 
@@ -41,20 +41,12 @@ const cdb = (bytes: number[]): Buffer => {
   Buffer.from(bytes).copy(b);
   return b;
 };
-const be32 = (n: number) => [(n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
-const write10 = (lba: number, blocks: number) => cdb([0x2a, 0, ...be32(lba), 0, (blocks >> 8) & 0xff, blocks & 0xff, 0]);
-const read10 = (lba: number, blocks: number) => cdb([0x28, 0, ...be32(lba), 0, (blocks >> 8) & 0xff, blocks & 0xff, 0]);
+const write10 = (lba: number, blocks: number) => cdb(CDB.write10(lba, blocks));
+const read10 = (lba: number, blocks: number) => cdb(CDB.read10(lba, blocks));
 const xcopyCdb = (len: number) => cdb([0x83, 0, 0, 0, 0, 0, 0, 0, 0, 0, ...be32(len), 0, 0]);
 const rcrCdb = (sa: number, listId: number) => cdb([0x84, sa, listId, 0, 0, 0, 0, 0, 0, 0, ...be32(1024), 0, 0]);
 const prOutCdb = (sa: number, type: number) => cdb([0x5f, sa, type, 0, 0, 0, 0, 0, 24, 0]);
 const prInCdb = (sa: number) => cdb([0x5e, sa, 0, 0, 0, 0, 0, 0x20, 0x00, 0]);
-
-function prParams(key: bigint, sark: bigint): Buffer {
-  const p = Buffer.alloc(24);
-  p.writeBigUInt64BE(key, 0);
-  p.writeBigUInt64BE(sark, 8);
-  return p;
-}
 
 function pattern(len: number, seed: number): Buffer {
   const b = Buffer.alloc(len);
@@ -192,9 +184,9 @@ describe('isolation: each host reaches only its own volumes', () => {
     for (const lun of [0, 1]) await victim.testUnitReady(lun);
     await victim.write(0, 0, SECRET);
     await victim.write(1, 0, SECRET2);
-    expectGood(await victim.command(0, prOutCdb(PrOut.REGISTER, 0), { dataOut: prParams(0n, KEY_A) }), 'victim REGISTER');
+    expectGood(await victim.command(0, prOutCdb(PrOut.REGISTER, 0), { dataOut: prOutParams(0n, KEY_A) }), 'victim REGISTER');
     expectGood(
-      await victim.command(0, prOutCdb(PrOut.RESERVE, PrType.WRITE_EXCLUSIVE), { dataOut: prParams(KEY_A, 0n) }),
+      await victim.command(0, prOutCdb(PrOut.RESERVE, PrType.WRITE_EXCLUSIVE), { dataOut: prOutParams(KEY_A, 0n) }),
       'victim PR RESERVE',
     );
     expectGood(await victim.command(1, cdb([0x16, 0, 0, 0, 0, 0])), 'victim RESERVE(6)');
@@ -431,22 +423,22 @@ describe('isolation: each host reaches only its own volumes', () => {
   // ------------------------------------------------------------------ reservations
 
   test("PREEMPT AND ABORT, PREEMPT and CLEAR with the victim's key reach only the attacker's own LU", async () => {
-    expectGood(await hostB.command(0, prOutCdb(PrOut.REGISTER, 0), { dataOut: prParams(0n, KEY_B) }), 'B registers on db-b');
-    const pa = await hostB.command(0, prOutCdb(PrOut.PREEMPT_AND_ABORT, PrType.WRITE_EXCLUSIVE), { dataOut: prParams(KEY_B, KEY_A) });
+    expectGood(await hostB.command(0, prOutCdb(PrOut.REGISTER, 0), { dataOut: prOutParams(0n, KEY_B) }), 'B registers on db-b');
+    const pa = await hostB.command(0, prOutCdb(PrOut.PREEMPT_AND_ABORT, PrType.WRITE_EXCLUSIVE), { dataOut: prOutParams(KEY_B, KEY_A) });
     assert.equal(pa.status, 0x18, 'PREEMPT AND ABORT of a key unknown on db-b: RESERVATION CONFLICT');
-    const pr = await hostB.command(0, prOutCdb(PrOut.PREEMPT, PrType.WRITE_EXCLUSIVE), { dataOut: prParams(KEY_B, KEY_A) });
+    const pr = await hostB.command(0, prOutCdb(PrOut.PREEMPT, PrType.WRITE_EXCLUSIVE), { dataOut: prOutParams(KEY_B, KEY_A) });
     assert.equal(pr.status, 0x18);
-    expectGood(await hostB.command(0, prOutCdb(PrOut.CLEAR, 0), { dataOut: prParams(KEY_B, 0n) }), 'CLEAR clears db-b only');
+    expectGood(await hostB.command(0, prOutCdb(PrOut.CLEAR, 0), { dataOut: prOutParams(KEY_B, 0n) }), 'CLEAR clears db-b only');
     for (const sa of [PrOut.PREEMPT_AND_ABORT, PrOut.CLEAR, PrOut.REGISTER_AND_IGNORE_EXISTING_KEY]) {
       assert.deepEqual(
-        senseTriple(await hostB.command(1, prOutCdb(sa, PrType.WRITE_EXCLUSIVE), { dataOut: prParams(KEY_B, KEY_A) })),
+        senseTriple(await hostB.command(1, prOutCdb(sa, PrType.WRITE_EXCLUSIVE), { dataOut: prOutParams(KEY_B, KEY_A) })),
         LU_NOT_SUPPORTED,
         `service action ${sa} on LUN 1`,
       );
     }
     const keys = await hostB.command(0, prInCdb(PrIn.READ_KEYS), { readLength: 0x2000 });
     expectGood(keys, 'READ KEYS on db-b');
-    assert.equal(keys.data.indexOf(prParams(KEY_A, 0n).subarray(0, 8)), -1, "db-b's keys do not include the victim's");
+    assert.equal(keys.data.indexOf(prOutParams(KEY_A, 0n).subarray(0, 8)), -1, "db-b's keys do not include the victim's");
     await victimIntact();
   });
 

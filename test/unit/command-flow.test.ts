@@ -25,7 +25,7 @@ import {
 import { Session } from '../../src/iscsi/session';
 import { LogicalUnit } from '../../src/scsi/logical-unit';
 import { encodeLun } from '../../src/scsi/lun';
-import { nexus } from '../helpers/scsi';
+import { CDB, nexus } from '../helpers/scsi';
 
 const BS = 512;
 let units = 0;
@@ -97,8 +97,7 @@ function command(cdb: number[], o: { itt: number; write?: number; read?: number;
     data: o.data ?? Buffer.alloc(0),
   };
 }
-const write10 = (lba: number, blocks: number) => [0x2a, 0, 0, 0, (lba >> 8) & 0xff, lba & 0xff, 0, 0, blocks, 0];
-const read10 = (lba: number, blocks: number) => [0x28, 0, 0, 0, (lba >> 8) & 0xff, lba & 0xff, 0, 0, blocks, 0];
+const { write10, read10 } = CDB;
 
 function dataOut(flow: CommandFlow, itt: number, ttt: number, offset: number, data: Buffer, dataSN: number, final: boolean): void {
   flow.onDataOut(

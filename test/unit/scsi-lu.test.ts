@@ -9,7 +9,7 @@ import { LogicalUnit } from '../../src/scsi/logical-unit';
 import { RangeLock } from '../../src/scsi/range-lock';
 import { buildSense, descriptorSense, fixedSense, parseSense, SenseKey } from '../../src/scsi/sense';
 import { ScsiStatus, type ItNexus, type ScsiResult, type ScsiTask } from '../../src/scsi/task';
-import { executeOn } from '../helpers/scsi';
+import { CDB, executeOn } from '../helpers/scsi';
 
 // ---- helpers (kept local: each test file stands alone)
 
@@ -96,8 +96,8 @@ function expectSense(r: ScsiResult, key: number, asc: number, ascq: number): voi
 }
 
 const TUR = [0x00];
-const write10 = (lba: number) => [0x2a, 0, 0, 0, (lba >> 8) & 0xff, lba & 0xff, 0, 0, 1, 0];
-const read10 = (lba: number) => [0x28, 0, 0, 0, (lba >> 8) & 0xff, lba & 0xff, 0, 0, 1, 0];
+const write10 = (lba: number) => CDB.write10(lba, 1);
+const read10 = (lba: number) => CDB.read10(lba, 1);
 
 function makeLu(store: Backstore = new MemoryBackstore(1024 * 512), extra: Partial<ConstructorParameters<typeof LogicalUnit>[0]> = {}) {
   const lu = new LogicalUnit({ name: 'vol', backstore: store, blockSize: 512, readonly: false, ...extra });

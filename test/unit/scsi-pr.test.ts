@@ -13,7 +13,7 @@ import { LogicalUnit } from '../../src/scsi/logical-unit';
 import { iscsiTransportId, parseIscsiTransportId, PrIn, PrOut, PrType } from '../../src/scsi/persistent-reservations';
 import { parseSense, SenseKey } from '../../src/scsi/sense';
 import { ScsiStatus, type ItNexus, type ScsiResult, type ScsiTask } from '../../src/scsi/task';
-import { executeOn } from '../helpers/scsi';
+import { executeOn, prOutParams } from '../helpers/scsi';
 
 // ---- helpers (kept local: each test file stands alone)
 
@@ -112,10 +112,7 @@ function prOut(
     len?: number;
   } = {},
 ): Promise<ScsiResult> {
-  const p = Buffer.alloc(24);
-  p.writeBigUInt64BE(o.key ?? 0n, 0);
-  p.writeBigUInt64BE(o.sark ?? 0n, 8);
-  p[20] = (o.specIPt ? 0x08 : 0) | (o.allTgPt ? 0x04 : 0) | (o.aptpl ? 0x01 : 0);
+  const p = prOutParams(o.key ?? 0n, o.sark ?? 0n, o);
   const len = o.len ?? 24;
   const cdb = [
     0x5f,

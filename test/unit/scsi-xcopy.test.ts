@@ -19,6 +19,7 @@ import {
   expectSense,
   nexus,
   paramList,
+  prOutParams,
   pattern,
   sleep,
   task,
@@ -298,12 +299,8 @@ test('EXTENDED COPY meets a reservation held by another I_T nexus on its source 
   expectSense(await xcopy(luns, 0, toB), 0x0a, 0x0d, 0x02);
   expectGood(await exec(luns, 1, [0x17, 0, 0, 0, 0, 0], { nexus: holder }));
   // A persistent reservation, Exclusive Access, held by another nexus on b: reads conflict too.
-  const pr = (sa: number, type: number, key: bigint, sark: bigint) => {
-    const p = Buffer.alloc(24);
-    p.writeBigUInt64BE(key, 0);
-    p.writeBigUInt64BE(sark, 8);
-    return exec(luns, 1, [0x5f, sa, type, 0, 0, 0, 0, 0, 24, 0], { nexus: holder, dataOut: p });
-  };
+  const pr = (sa: number, type: number, key: bigint, sark: bigint) =>
+    exec(luns, 1, [0x5f, sa, type, 0, 0, 0, 0, 0, 24, 0], { nexus: holder, dataOut: prOutParams(key, sark) });
   expectGood(await pr(0x00, 0, 0n, 0x77n)); // REGISTER
   expectGood(await pr(0x01, 0x03, 0x77n, 0n)); // RESERVE, Exclusive Access
   assert.equal((await exec(luns, 1, CDB.read16(0, 16))).status, ScsiStatus.ReservationConflict);
