@@ -12,10 +12,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Initiator, ScsiError, senseOf } from '../../src/initiator/initiator';
-import { Op, TaskAttr, type R2T } from '../../src/iscsi/pdu/messages';
-import { encodeLun } from '../../src/scsi/lun';
+import { Op, type R2T } from '../../src/iscsi/pdu/messages';
 import { RawPeer } from '../../tools/raw-peer';
 import { fileVolume, startTarget, memoryVolume, TARGET, type TestTarget } from '../helpers/target';
+import { dataOut, scsiCommand } from '../helpers/pdu';
 
 const NAME = 'iqn.2026-11.io.iscsi-target:faults';
 const ISID = Buffer.from([0x80, 0x12, 0x34, 0x56, 0x78, 0x9a]);
@@ -54,35 +54,27 @@ describe('connection cuts and reinstatement', () => {
     const r = await peer.login({ initiatorName: NAME, targetName: TARGET, isid: ISID });
     assert.ok(r.ok);
     const p2 = randomBytes(BLOCKS * 512);
-    peer.send({
-      op: Op.ScsiCommand,
-      immediate: false,
-      final: true,
-      read: false,
-      write: true,
-      attr: TaskAttr.Simple,
-      lun: encodeLun(0),
-      itt: 0x10,
-      expectedDataLength: p2.length,
-      cmdSN: r.cmdSN,
-      expStatSN: 0,
-      cdb: rw16(0x8a, LBA, BLOCKS),
-      ahs: [],
-      data: p2.subarray(0, 8192),
-    });
+    peer.send(
+      scsiCommand({
+        write: true,
+        itt: 0x10,
+        expectedDataLength: p2.length,
+        cmdSN: r.cmdSN,
+        cdb: rw16(0x8a, LBA, BLOCKS),
+        data: p2.subarray(0, 8192),
+      }),
+    );
     const r2t = (await peer.waitFor((p) => p.op === Op.R2T)) as R2T | undefined;
     assert.ok(r2t, 'the target asks for the rest');
-    peer.send({
-      op: Op.DataOut,
-      final: false,
-      lun: encodeLun(0),
-      itt: 0x10,
-      ttt: r2t.ttt,
-      expStatSN: 0,
-      dataSN: 0,
-      bufferOffset: r2t.bufferOffset,
-      data: p2.subarray(r2t.bufferOffset, r2t.bufferOffset + 65536),
-    });
+    peer.send(
+      dataOut({
+        final: false,
+        itt: 0x10,
+        ttt: r2t.ttt,
+        bufferOffset: r2t.bufferOffset,
+        data: p2.subarray(r2t.bufferOffset, r2t.bufferOffset + 65536),
+      }),
+    );
     await new Promise((res) => setTimeout(res, 50));
     peer.close(); // the cable is pulled
 
@@ -99,39 +91,9 @@ describe('connection cuts and reinstatement', () => {
     const r = await peer.login({ initiatorName: NAME, targetName: TARGET, isid: ISID, extraKeys: [['MaxRecvDataSegmentLength', '8192']] });
     assert.ok(r.ok);
     // TEST UNIT READY first: a new nexus's first command gets the POWER ON unit attention.
-    peer.send({
-      op: Op.ScsiCommand,
-      immediate: false,
-      final: true,
-      read: false,
-      write: false,
-      attr: TaskAttr.Simple,
-      lun: encodeLun(0),
-      itt: 0x1f,
-      expectedDataLength: 0,
-      cmdSN: r.cmdSN,
-      expStatSN: 0,
-      cdb: Buffer.alloc(16),
-      ahs: [],
-      data: Buffer.alloc(0),
-    });
+    peer.send(scsiCommand({ itt: 0x1f, cmdSN: r.cmdSN }));
     assert.ok(await peer.waitFor((p) => p.op === Op.ScsiResponse && p.itt === 0x1f));
-    peer.send({
-      op: Op.ScsiCommand,
-      immediate: false,
-      final: true,
-      read: true,
-      write: false,
-      attr: TaskAttr.Simple,
-      lun: encodeLun(0),
-      itt: 0x20,
-      expectedDataLength: BLOCKS * 512,
-      cmdSN: r.cmdSN + 1,
-      expStatSN: 0,
-      cdb: rw16(0x88, LBA, BLOCKS),
-      ahs: [],
-      data: Buffer.alloc(0),
-    });
+    peer.send(scsiCommand({ read: true, itt: 0x20, expectedDataLength: BLOCKS * 512, cmdSN: r.cmdSN + 1, cdb: rw16(0x88, LBA, BLOCKS) }));
     assert.ok(await peer.waitFor((p) => p.op === Op.DataIn), 'Data-In starts flowing');
     peer.close(); // cut with most of the 128 Data-In PDUs still to come
 

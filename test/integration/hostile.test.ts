@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Initiator } from '../../src/initiator/initiator';
-import { Op, RESERVED_TAG, TaskAttr, type InitiatorPdu, type Reject } from '../../src/iscsi/pdu/messages';
+import { Op, RESERVED_TAG, type InitiatorPdu, type Reject } from '../../src/iscsi/pdu/messages';
 import { encodePduToBuffer } from '../../src/iscsi/pdu/serializer';
-import { encodeLun } from '../../src/scsi/lun';
 import { RawPeer, rssMiB } from '../../tools/raw-peer';
 import { startTarget, memoryVolume, TARGET, type TestTarget } from '../helpers/target';
+import { scsiCommand } from '../helpers/pdu';
 
 const INI = 'iqn.2026-11.io.iscsi-target:hostile';
 
@@ -20,26 +20,6 @@ function write16(lba: number, blocks: number): Buffer {
   cdb.writeBigUInt64BE(BigInt(lba), 2);
   cdb.writeUInt32BE(blocks, 10);
   return cdb;
-}
-
-function scsiCommand(over: Partial<Extract<InitiatorPdu, { op: Op.ScsiCommand }>>): InitiatorPdu {
-  return {
-    op: Op.ScsiCommand,
-    immediate: false,
-    final: true,
-    read: false,
-    write: false,
-    attr: TaskAttr.Simple,
-    lun: encodeLun(0),
-    itt: 1,
-    expectedDataLength: 0,
-    cmdSN: 1,
-    expStatSN: 0,
-    cdb: Buffer.alloc(16),
-    ahs: [],
-    data: Buffer.alloc(0),
-    ...over,
-  };
 }
 
 function nopOut(cmdSN: number, itt: number, immediate = false): InitiatorPdu {

@@ -11,7 +11,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Initiator, senseOf, type CommandResult } from '../../src/initiator/initiator';
-import { Op, RESERVED_TAG, TaskAttr, type DataOut, type Pdu, type R2T, type Reject, type ScsiResponse } from '../../src/iscsi/pdu/messages';
+import { Op, RESERVED_TAG, type Pdu, type R2T, type Reject, type ScsiResponse } from '../../src/iscsi/pdu/messages';
 import { encodeLun } from '../../src/scsi/lun';
 import { PrIn, PrOut, PrType } from '../../src/scsi/persistent-reservations';
 import { dataBuffers } from '../../src/scsi/buffer-pool';
@@ -20,6 +20,7 @@ import { RawPeer } from '../../tools/raw-peer';
 import { CDB, b2b, be32, cscd, paramList, prOutParams } from '../helpers/scsi';
 import { requireTools, runAsync } from '../helpers/daemon';
 import { memoryVolume, startTarget, type TestTarget } from '../helpers/target';
+import { dataOut as dataOutPdu, scsiCommand } from '../helpers/pdu';
 
 const SAN = 'iqn.2026-11.io.example:san1';
 const LAB = 'iqn.2026-11.io.example:lab';
@@ -90,29 +91,25 @@ class RawHost {
   /** Send a SCSI Command (no immediate data); returns its ITT. */
   command(cdbBytes: Buffer, o: { write?: number; read?: number; final?: boolean; lun?: number; data?: Buffer } = {}): number {
     const itt = this.itt++;
-    this.peer.send({
-      op: Op.ScsiCommand,
-      immediate: false,
-      final: o.final ?? true,
-      read: (o.read ?? 0) > 0,
-      write: (o.write ?? 0) > 0,
-      attr: TaskAttr.Simple,
-      lun: encodeLun(o.lun ?? 0),
-      itt,
-      expectedDataLength: o.write ?? o.read ?? 0,
-      cmdSN: this.cmdSN,
-      expStatSN: 0,
-      cdb: cdbBytes,
-      ahs: [],
-      data: o.data ?? Buffer.alloc(0),
-    });
+    this.peer.send(
+      scsiCommand({
+        final: o.final ?? true,
+        read: (o.read ?? 0) > 0,
+        write: (o.write ?? 0) > 0,
+        lun: encodeLun(o.lun ?? 0),
+        itt,
+        expectedDataLength: o.write ?? o.read ?? 0,
+        cmdSN: this.cmdSN,
+        cdb: cdbBytes,
+        data: o.data ?? Buffer.alloc(0),
+      }),
+    );
     this.cmdSN = (this.cmdSN + 1) >>> 0;
     return itt;
   }
 
   dataOut(itt: number, ttt: number, offset: number, data: Buffer, dataSN: number, final: boolean): void {
-    const pdu: DataOut = { op: Op.DataOut, final, lun: encodeLun(0), itt, ttt, expStatSN: 0, dataSN, bufferOffset: offset, data };
-    this.peer.send(pdu);
+    this.peer.send(dataOutPdu({ final, itt, ttt, dataSN, bufferOffset: offset, data }));
   }
 
   r2t(itt: number): Promise<R2T> {

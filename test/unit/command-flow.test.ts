@@ -14,7 +14,6 @@ import { letGo, type Sent } from '../../src/iscsi/pdu-channel';
 import {
   Op,
   RESERVED_TAG,
-  TaskAttr,
   type DataIn,
   type R2T,
   type Reject,
@@ -24,8 +23,8 @@ import {
 } from '../../src/iscsi/pdu/messages';
 import { Session } from '../../src/iscsi/session';
 import { LogicalUnit } from '../../src/scsi/logical-unit';
-import { encodeLun } from '../../src/scsi/lun';
 import { CDB, nexus } from '../helpers/scsi';
+import { dataOut as dataOutPdu, scsiCommand } from '../helpers/pdu';
 
 const BS = 512;
 let units = 0;
@@ -80,30 +79,21 @@ let cmdSN = 1;
 function command(cdb: number[], o: { itt: number; write?: number; read?: number; data?: Buffer; final?: boolean }): ScsiCommand {
   const c = Buffer.alloc(16);
   Buffer.from(cdb).copy(c);
-  return {
-    op: Op.ScsiCommand,
-    immediate: false,
+  return scsiCommand({
     final: o.final ?? true,
     read: (o.read ?? 0) > 0,
     write: (o.write ?? 0) > 0,
-    attr: TaskAttr.Simple,
-    lun: encodeLun(0),
     itt: o.itt,
     expectedDataLength: o.write ?? o.read ?? 0,
     cmdSN: cmdSN++,
-    expStatSN: 0,
     cdb: c,
-    ahs: [],
     data: o.data ?? Buffer.alloc(0),
-  };
+  });
 }
 const { write10, read10 } = CDB;
 
 function dataOut(flow: CommandFlow, itt: number, ttt: number, offset: number, data: Buffer, dataSN: number, final: boolean): void {
-  flow.onDataOut(
-    { op: Op.DataOut, final, lun: encodeLun(0), itt, ttt, expStatSN: 0, dataSN, bufferOffset: offset, data },
-    Buffer.alloc(48),
-  );
+  flow.onDataOut(dataOutPdu({ final, itt, ttt, dataSN, bufferOffset: offset, data }), Buffer.alloc(48));
 }
 
 const r2ts = (sent: TargetPdu[]) => sent.filter((p): p is R2T => p.op === Op.R2T);

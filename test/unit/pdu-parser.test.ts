@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crc32c, DigestOptions, encodePdu, encodePduToBuffer, NopOut, Op, Pdu, PduParser, ScsiCommand } from '../../src/iscsi/pdu';
 import { bytes, collector, Collected, expectedDecode, rng, samplePdus } from './pdu-fixtures';
+import { dataOut as dataOutPdu } from '../helpers/pdu';
 
 const BOTH: DigestOptions = { headerDigest: true, dataDigest: true };
 const NONE: DigestOptions = { headerDigest: false, dataDigest: false };
@@ -265,19 +266,7 @@ test('many small PDUs across many chunks (chunk list compaction)', () => {
 
 // ---- data sink: a split data segment assembled straight into the caller's buffer
 
-function dataOut(itt: number, offset: number, data: Buffer): Pdu {
-  return {
-    op: Op.DataOut,
-    final: true,
-    lun: 0n,
-    itt,
-    ttt: 0x10,
-    expStatSN: 0,
-    dataSN: 0,
-    bufferOffset: offset,
-    data,
-  };
-}
+const dataOut = (itt: number, offset: number, data: Buffer): Pdu => dataOutPdu({ itt, ttt: 0x10, bufferOffset: offset, data });
 
 function sinkCollector(mode: DigestOptions, dest: Buffer) {
   const pdus: Pdu[] = [];
