@@ -6,26 +6,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { main } from '../../src/cli/index';
-import { chooseConfigFile, runsInstalled, type CliContext } from '../../src/cli/context';
+import { chooseConfigFile, runsInstalled } from '../../src/cli/context';
+import { runMain as run } from '../helpers/cli';
 
 function config(volume: string): string {
   return `portals: ["127.0.0.1:3260"]\nvolumes:\n  ${volume}: { memory: true, size: 1MiB }\ntargets:\n  - iqn: iqn.2026-11.io.example:t\n    luns: { 0: ${volume} }\n`;
-}
-
-async function run(args: string[], over: Partial<CliContext>): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on('data', (d) => (out += d));
-  stderr.on('data', (d) => (err += d));
-  const ctx: CliContext = { stdout, stderr, cwd: over.cwd ?? os.tmpdir(), env: over.env ?? {}, installed: false, ...over };
-  const saved = process.exitCode;
-  const code = await main(['node', 'iscsi-target', ...args], ctx);
-  process.exitCode = saved;
-  return { code, out, err };
 }
 
 function fixture() {

@@ -5,24 +5,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { main } from '../../src/cli/index';
 import { loadConfig } from '../../src/config/load';
-import type { CliContext } from '../../src/cli/context';
+import { runMain } from '../helpers/cli';
 
-async function cli(dir: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on('data', (d) => (out += d));
-  stderr.on('data', (d) => (err += d));
-  const ctx: CliContext = { stdout, stderr, cwd: dir, env: { ISCSI_TARGET_RUN_DIR: dir, ...env }, installed: false };
-  const saved = process.exitCode;
-  const code = await main(['node', 'iscsi-target', ...args, '--config', path.join(dir, 'iscsi-target.yaml')], ctx);
-  process.exitCode = saved;
-  return { code, out, err };
-}
+const cli = (dir: string, args: string[], env: NodeJS.ProcessEnv = {}) =>
+  runMain([...args, '--config', path.join(dir, 'iscsi-target.yaml')], { cwd: dir, env: { ISCSI_TARGET_RUN_DIR: dir, ...env } });
 
 function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iscsi-cliopts-'));
