@@ -67,7 +67,15 @@ const VERSION_DESCRIPTORS = [
 
 const STANDARD_INQUIRY_LENGTH = 96;
 
-/** Standard INQUIRY data with the given first byte (qualifier << 5 | device type). */
+/** TPGS 11b: implicit (config, alua.ts) and explicit (SET TARGET PORT GROUPS) ALUA. */
+const INQ5_TPGS_BOTH = 0x30;
+/** 3PC: EXTENDED COPY is offered (extended-copy.ts); VMware's clone offload looks for it. */
+const INQ5_3PC = 0x08;
+
+/**
+ * Standard INQUIRY data with the given first byte (qualifier << 5 | device type). A LUN
+ * that is not there (qualifier 011b) claims no ALUA or copy support: no unit answers.
+ */
 export function standardInquiryData(peripheral: number): Buffer {
   const b = Buffer.alloc(STANDARD_INQUIRY_LENGTH);
   b[0] = peripheral;
@@ -75,7 +83,7 @@ export function standardInquiryData(peripheral: number): Buffer {
   b[2] = 0x06; // VERSION: SPC-4
   b[3] = 0x12; // HISUP | RESPONSE DATA FORMAT 2
   b[4] = STANDARD_INQUIRY_LENGTH - 5; // ADDITIONAL LENGTH
-  b[5] = 0x00; // no SCCS, ACC, TPGS (no ALUA), 3PC or PROTECT
+  b[5] = peripheral === 0x7f ? 0x00 : INQ5_TPGS_BOTH | INQ5_3PC; // no SCCS, ACC or PROTECT
   b[6] = 0x00;
   b[7] = 0x02; // CMDQUE
   b.write(VENDOR_ID.padEnd(8, ' '), 8, 8, 'ascii');
