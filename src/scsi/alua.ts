@@ -173,6 +173,11 @@ export class LuAlua {
     return true;
   }
 
+  /** Groups or ports were added or removed (config): RTPG data changed for every nexus. */
+  topologyChanged(): void {
+    this.announce();
+  }
+
   /** REPORT TARGET PORT GROUPS (MAINTENANCE IN, service action 0Ah). */
   report(task: ScsiTask): ScsiResult {
     const c = task.cdb;

@@ -212,9 +212,14 @@ const ASSOC_TARGET_PORT = 1;
 const ASSOC_TARGET_DEVICE = 2;
 
 function deviceIdentificationPage(lu: LogicalUnit, nexus: ItNexus): Buffer {
-  const tpgt = nexus.relativePortId & 0xffff;
+  // The target port: its relative target port id (type 4h) and its target port group
+  // (type 5h), numbered as alua.ts says; RTPG lists the same numbers.
+  const rtpi = nexus.relativePortId & 0xffff;
   const port = Buffer.alloc(4);
-  port.writeUInt16BE(tpgt, 2);
+  port.writeUInt16BE(rtpi, 2);
+  const group = lu.alua.topology.groupOfPort(rtpi);
+  const tpg = Buffer.alloc(4);
+  if (group !== undefined) tpg.writeUInt16BE(group, 2);
   const descriptors = [
     // The logical unit: NAA IEEE Registered Extended, and a T10 vendor id designator.
     designator({ codeSet: CODE_BINARY, piv: false, association: ASSOC_LU, type: 0x3, value: lu.naa }),
@@ -227,14 +232,26 @@ function deviceIdentificationPage(lu: LogicalUnit, nexus: ItNexus): Buffer {
     }),
     // The target port this command came through.
     designator({ protocolId: PROTOCOL_ISCSI, codeSet: CODE_BINARY, piv: true, association: ASSOC_TARGET_PORT, type: 0x4, value: port }),
-    designator({ protocolId: PROTOCOL_ISCSI, codeSet: CODE_BINARY, piv: true, association: ASSOC_TARGET_PORT, type: 0x5, value: port }),
+    ...(group === undefined
+      ? []
+      : [
+          designator({
+            protocolId: PROTOCOL_ISCSI,
+            codeSet: CODE_BINARY,
+            piv: true,
+            association: ASSOC_TARGET_PORT,
+            type: 0x5,
+            value: tpg,
+          }),
+        ]),
+    // iSCSI names its SCSI target port "<target>,t,0x<TPGT>"; our TPGT is the relative port id.
     designator({
       protocolId: PROTOCOL_ISCSI,
       codeSet: CODE_UTF8,
       piv: true,
       association: ASSOC_TARGET_PORT,
       type: 0x8,
-      value: scsiNameString(`${nexus.targetName},t,0x${tpgt.toString(16).padStart(4, '0')}`),
+      value: scsiNameString(`${nexus.targetName},t,0x${rtpi.toString(16).padStart(4, '0')}`),
     }),
     // The target device.
     designator({

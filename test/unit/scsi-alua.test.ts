@@ -260,3 +260,31 @@ test('REPORT SUPPORTED OPERATION CODES lists RTPG and STPG', async () => {
     assert.equal(r.data![5] & 0x1f, 0x0a);
   }
 });
+
+/** The target-port designators (association 01b) of VPD 83h, as [type, whole descriptor]. */
+function portDesignators(d: Buffer): Map<number, Buffer> {
+  const out = new Map<number, Buffer>();
+  for (let p = 4; p < d.length; p += 4 + d[p + 3]) {
+    if (((d[p + 1] >> 4) & 3) === 1) out.set(d[p + 1] & 0x0f, d.subarray(p, p + 4 + d[p + 3]));
+  }
+  return out;
+}
+
+test('VPD 83h: relative target port (4h) and target port group (5h) designators of the port used', async () => {
+  const { luns } = makeLu();
+  const far: ItNexus = { ...NEXUS_A, id: 'far', relativePortId: 257 };
+  await ready(luns, NEXUS_A, NEXUS_B, far);
+  const page = async (n: ItNexus) => portDesignators((await run(luns, [0x12, 1, 0x83, 1, 0, 0], n)).data!);
+  const a = await page(NEXUS_A);
+  // PROTOCOL IDENTIFIER 5 (iSCSI), CODE SET 1 (binary), PIV=1, ASSOCIATION 01b, TYPE, length 4.
+  assert.deepEqual(a.get(4), Buffer.from([0x51, 0x94, 0, 4, 0, 0, 0, 1]));
+  assert.deepEqual(a.get(5), Buffer.from([0x51, 0x95, 0, 4, 0, 0, 0, 1]));
+  const b = await page(NEXUS_B);
+  assert.deepEqual(b.get(4), Buffer.from([0x51, 0x94, 0, 4, 0, 0, 0, 2]), 'the second portal is port 2');
+  assert.deepEqual(b.get(5), Buffer.from([0x51, 0x95, 0, 4, 0, 0, 0, 1]), 'same group');
+  const c = await page(far);
+  assert.deepEqual(c.get(4), Buffer.from([0x51, 0x94, 0, 4, 0, 0, 0x01, 0x01]));
+  assert.deepEqual(c.get(5), Buffer.from([0x51, 0x95, 0, 4, 0, 0, 0, 2]), "the peer gateway's group");
+  // The SCSI target port name (type 8h) names the port too.
+  assert.match(b.get(8)!.subarray(4).toString('utf8'), /^iqn\.t,t,0x0002\0/);
+});
