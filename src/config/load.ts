@@ -566,10 +566,13 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
   // --- gateway: this daemon's target port group and its peers' (ALUA) ---
   const gatewayE = get('gateway');
   if (gatewayE && !c.isEmpty(gatewayE.value)) {
-    const g = parseGateway(c, gatewayE, config.portals.length);
+    const g = parseGateway(c, gatewayE);
     if (g) config.gateway = g;
   }
   checkOwners(c, config, volumeLocs);
+  if (config.portals.length > MAX_PORTALS_PER_GATEWAY && portalsE) {
+    c.error(portalsE.keyNode, 'portals', `a gateway has at most ${MAX_PORTALS_PER_GATEWAY} portals (each is one relative target port)`);
+  }
 
   // --- limits: resource bounds and timers ---
   const limitsE = get('limits');
@@ -916,18 +919,16 @@ function groupNumber(c: Checker, e: Entry, what: string): number | undefined {
 }
 
 /** `gateway: { group: N, peers: [M, { group: K, portals: P }] }`. */
-function parseGateway(c: Checker, e: Entry, ownPortals: number): GatewayConfig | undefined {
+function parseGateway(c: Checker, e: Entry): GatewayConfig | undefined {
   const m = c.map(e.value, e.keyNode, e.key, 'gateway');
   if (!m) return undefined;
   const before = c.errors.length;
   const out: GatewayConfig = { group: 1, peers: [] };
-  let groupNode: unknown = m;
   const peerNodes: { group: number; node: unknown; key: string }[] = [];
   for (const ge of c.entries(m, e.key, GATEWAY_KEYS)) {
     if (ge.name === 'group') {
       const n = groupNumber(c, ge, 'gateway.group');
       if (n !== undefined) out.group = n;
-      groupNode = ge.value;
       continue;
     }
     const seq = c.seq(ge.value, ge.keyNode, ge.key, 'gateway.peers');
@@ -969,9 +970,6 @@ function parseGateway(c: Checker, e: Entry, ownPortals: number): GatewayConfig |
   for (const p of peerNodes) {
     if (seen.has(p.group)) c.error(p.node, p.key, `group ${p.group} is listed twice (gateway.group and gateway.peers must all differ)`);
     seen.add(p.group);
-  }
-  if (ownPortals > MAX_PORTALS_PER_GATEWAY) {
-    c.error(groupNode, e.key, `a gateway has at most ${MAX_PORTALS_PER_GATEWAY} portals (one relative target port each)`);
   }
   return c.errors.length > before ? undefined : out;
 }
