@@ -10,8 +10,9 @@ import { resolveAccess } from '../acl/access';
 import { openBackstore } from '../backstore/open';
 import type { Backstore } from '../backstore/backstore';
 import { LogicalUnit } from '../scsi/logical-unit';
-import { AluaTopology, LocalAluaStates, relativePortId, type TargetPortGroup } from '../scsi/alua';
-import { aluaStatesFor, gatewayGroups } from '../config/alua';
+import { AluaTopology, LocalAluaStates, relativePortId } from '../scsi/alua';
+import { aluaStatesFor } from '../config/alua';
+import { applyAlua, groupsOf } from './gateway';
 import { formatWwn, resolveVolumeIdentity } from '../scsi/identity';
 import { ASC } from '../scsi/sense';
 import type { ItNexus } from '../scsi/task';
@@ -95,17 +96,7 @@ export class TargetServer implements ConnectionHost {
     this.loginBudget = new LoginBudget(b, this.logger);
     for (const t of opts.config.targets) this.targets.set(t.iqn.toLowerCase(), t);
     this.group = opts.config.gateway?.group ?? 1;
-    this.topology = new AluaTopology(this.groupsOf(opts.config));
-  }
-
-  /**
-   * The target port groups RTPG reports: this gateway's ports are its listening portals
-   * (the config's before they listen), each peer's as many as it declares (default: as
-   * many as ours), numbered alike on every gateway (scsi/alua.ts).
-   */
-  private groupsOf(config: Config): TargetPortGroup[] {
-    const own = this.addresses.length > 0 ? this.addresses.map((a) => a.tpgt) : undefined;
-    return gatewayGroups(config, own);
+    this.topology = new AluaTopology(groupsOf(opts.config, []));
   }
 
   /** Opens every volume, binds every portal; rejects with a clear Error if a volume or port fails. */
@@ -114,7 +105,7 @@ export class TargetServer implements ConnectionHost {
     try {
       await server.openVolumes();
       for (const [i, portal] of opts.config.portals.entries()) await server.listen(portal.host, portal.port, i);
-      server.topology.update(server.groupsOf(opts.config));
+      server.topology.update(groupsOf(opts.config, server.addresses));
     } catch (err) {
       await server.stop();
       throw err;
@@ -384,7 +375,7 @@ export class TargetServer implements ConnectionHost {
       l.srv.close(); // open connections stay; only new ones are refused
       report.stoppedListening.push(formatPortal(l.address));
     }
-    this.applyAlua(next);
+    applyAlua(next, this.topology, this.addresses, this.units, this.logger);
     for (const name of diff.volumes.removed) {
       const lu = this.units.get(name);
       if (!lu) continue;
@@ -397,23 +388,6 @@ export class TargetServer implements ConnectionHost {
       report.closed.push(name);
     }
     return report;
-  }
-
-  /**
-   * Config reload: peers and portals may have changed the groups, owners and `others:` the
-   * states. Each LU whose RTPG answer changes tells its I_T nexuses (2A/06).
-   */
-  private applyAlua(next: Config): void {
-    const before = JSON.stringify(this.topology.groups);
-    this.topology.update(this.groupsOf(next));
-    const groupsChanged = JSON.stringify(this.topology.groups) !== before;
-    for (const [name, lu] of this.units) {
-      const vol = next.volumes.get(name);
-      if (vol === undefined) continue;
-      const changed = lu.alua.applyImplicit(aluaStatesFor(vol, this.topology.groups));
-      if (changed) this.logger.info({ volume: name, owner: vol.owner, others: vol.others }, 'ALUA states changed');
-      else if (groupsChanged) lu.alua.topologyChanged();
-    }
   }
 
   private openUnitFrom(next: Config, name: string): Promise<LogicalUnit> {
