@@ -300,6 +300,16 @@ export function addPortal(doc: Document, portal: string): void {
   seq.add(node);
 }
 
+/** `gateway: { group, peers }` (ALUA): sets what is given; an empty peers list removes it. */
+export function setGateway(doc: Document, change: { group?: number; peers?: number[] }): void {
+  const g = childMap(doc, root(doc), 'gateway', true, true)!;
+  if (change.group !== undefined) g.set('group', change.group);
+  if (change.peers !== undefined) {
+    if (change.peers.length === 0) g.delete('peers');
+    else g.set('peers', flowNode(doc, change.peers));
+  }
+}
+
 export function removePortal(doc: Document, portal: string): void {
   const seq = childSeq(root(doc), 'portals', false);
   const i = seq ? seq.items.findIndex((n) => samePortal(scalarText(n) ?? '', portal)) : -1;

@@ -15,6 +15,8 @@ export interface ConfigDiff {
   targets: { added: string[]; removed: string[]; changed: string[] };
   discoveryChanged: boolean;
   metricsChanged: boolean;
+  /** ALUA groups or states changed (gateway.peers, volume owner/others): applied live, with 2A/06. */
+  aluaChanged: boolean;
   /** `limits` changed: they are read at start only, so this part waits for a restart. */
   limitsChanged: boolean;
   /** Changes a running daemon does not make; the whole change is refused when any is listed. */
@@ -34,6 +36,17 @@ function volumeFieldChanges(a: VolumeConfig, b: VolumeConfig): string[] {
   if (a.serial !== b.serial) out.push('serial');
   if (a.wwn !== b.wwn) out.push('wwn');
   return out;
+}
+
+/** Does `next` change what RTPG answers (peers, portals, owners or others)? */
+function aluaChanged(prev: Config, next: Config): boolean {
+  const peers = (c: Config) => JSON.stringify(c.gateway?.peers ?? []);
+  if (peers(prev) !== peers(next) || prev.portals.length !== next.portals.length) return true;
+  for (const [name, v] of next.volumes) {
+    const old = prev.volumes.get(name);
+    if (old && (old.owner !== v.owner || old.others !== v.others)) return true;
+  }
+  return false;
 }
 
 function sameChap(a?: ChapCredentials, b?: ChapCredentials): boolean {
@@ -65,9 +78,16 @@ export function diffConfig(prev: Config, next: Config): ConfigDiff {
     targets: { added: [], removed: [], changed: [] },
     discoveryChanged: false,
     metricsChanged: false,
+    aluaChanged: aluaChanged(prev, next),
     limitsChanged: false,
     refused: [],
   };
+  const group = (c: Config) => c.gateway?.group ?? 1;
+  if (group(prev) !== group(next)) {
+    d.refused.push(
+      `gateway.group: this gateway's target port group (${group(prev)} -> ${group(next)}) numbers every target port; it changes at a restart only`,
+    );
+  }
   for (const [name, v] of next.volumes) {
     const old = prev.volumes.get(name);
     if (!old) {
@@ -131,7 +151,8 @@ export function diffIsEmpty(d: ConfigDiff): boolean {
       d.targets.changed.length ===
       0 &&
     !d.discoveryChanged &&
-    !d.metricsChanged
+    !d.metricsChanged &&
+    !d.aluaChanged
   );
 }
 

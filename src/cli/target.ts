@@ -1,6 +1,7 @@
-// `iscsi-target target create|delete|list` and `portal add|remove|list`.
+// `iscsi-target target create|delete|list`, `portal add|remove|list` and `gateway set|show`.
 import type { Command } from 'commander';
-import { addPortal, addTarget, removePortal, removeTarget, setTargetLuns } from '../admin/config-edit';
+import { addPortal, addTarget, removePortal, removeTarget, setGateway, setTargetLuns } from '../admin/config-edit';
+import { gatewayGroups } from '../config/alua';
 import { MAX_LUN } from '../config/load';
 import { controlRequest } from '../admin/control-socket';
 import { iscsiNameProblem } from '../config/names';
@@ -79,6 +80,39 @@ async function listPortals(ctx: CliContext, o: Opts): Promise<number> {
   return EXIT.OK;
 }
 
+/** `gateway show`: every gateway's target port group and its relative target port ids. */
+function showGateway(ctx: CliContext, o: Opts): number {
+  const file = editTarget(ctx, o);
+  const cur = readConfig(file);
+  if ('errors' in cur) {
+    printIssues(ctx, cur.errors);
+    return EXIT.FAILURE;
+  }
+  const own = cur.config.gateway?.group ?? 1;
+  const groups = gatewayGroups(cur.config).map((g) => ({ group: g.id, self: g.id === own, ports: [...g.ports] }));
+  if (o.json) out(ctx, JSON.stringify(groups, null, 2));
+  else
+    out(
+      ctx,
+      table(
+        ['GROUP', 'GATEWAY', 'RELATIVE TARGET PORTS'],
+        groups.map((g) => [String(g.group), g.self ? 'this one' : 'peer', g.ports.join(',')]),
+      ),
+    );
+  return EXIT.OK;
+}
+
+/** "2,3" -> [2, 3]; "" or "none" -> []. */
+function parseGroups(ctx: CliContext, text: string): number[] | undefined {
+  if (text === '' || text === 'none') return [];
+  const groups = text.split(',').map((t) => Number(t.trim()));
+  if (groups.some((g) => !Number.isInteger(g) || g < 1 || g > 255)) {
+    err(ctx, `error: --peers takes group numbers 1..255 separated by commas, not ${JSON.stringify(text)}`);
+    return undefined;
+  }
+  return groups;
+}
+
 function checkPortal(ctx: CliContext, text: string): boolean {
   const p = parsePortal(text);
   if ('error' in p) err(ctx, `error: ${p.error}`);
@@ -155,4 +189,26 @@ Examples:
     },
   );
   cmd(portal.command('list').description('configured portals')).action(async (o: Opts) => setExit(await listPortals(ctx, o)));
+
+  const gateway = program.command('gateway').description("this gateway's ALUA target port group and its peers'");
+  cmd(gateway.command('set').description('set gateway.group (at the next restart) and gateway.peers (live)'))
+    .option('--group <n>', "this gateway's target port group, 1..255")
+    .option('--peers <groups>', 'the other gateways\' groups, e.g. 2,3 ("none" for none)')
+    .action(async (o: Opts & { group?: string; peers?: string }) => {
+      const group = o.group === undefined ? undefined : Number(o.group);
+      if (group !== undefined && (!Number.isInteger(group) || group < 1 || group > 255)) {
+        err(ctx, `error: --group must be 1..255, not ${o.group}`);
+        return setExit(EXIT.FAILURE);
+      }
+      const peers = o.peers === undefined ? undefined : parseGroups(ctx, o.peers);
+      if (o.peers !== undefined && peers === undefined) return setExit(EXIT.FAILURE);
+      if (group === undefined && peers === undefined) {
+        err(ctx, 'error: give --group, --peers or both');
+        return setExit(EXIT.FAILURE);
+      }
+      setExit((await proposeChange(ctx, o, 'gateway changed', (doc) => setGateway(doc, { group, peers }))).code);
+    });
+  cmd(gateway.command('show').description("every gateway's target port group and relative target port ids")).action((o: Opts) =>
+    setExit(showGateway(ctx, o)),
+  );
 }

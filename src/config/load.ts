@@ -20,7 +20,18 @@ import {
   type YAMLMap,
   type YAMLSeq,
 } from 'yaml';
-import type { AclConfig, ChapAlgorithmName, ChapCredentials, Config, Portal, TargetConfig, VolumeConfig } from './model';
+import type {
+  AclConfig,
+  AluaStateName,
+  ChapAlgorithmName,
+  ChapCredentials,
+  Config,
+  GatewayConfig,
+  Portal,
+  TargetConfig,
+  VolumeConfig,
+} from './model';
+import { MAX_GROUP, MAX_PORTALS_PER_GATEWAY } from '../scsi/alua';
 import { LIMIT_DEFAULTS, type LimitsConfig } from './model';
 import { iscsiNameProblem, normalizeIscsiName } from './names';
 import { formatPortal, isWildcardHost, parsePortal } from './portal';
@@ -84,7 +95,9 @@ export interface ParsedConfig {
   document: Document;
 }
 
-export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'security', 'limits', 'metrics'] as const;
+export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'security', 'limits', 'metrics', 'gateway'] as const;
+export const GATEWAY_KEYS = ['group', 'peers'] as const;
+const ALUA_STATE_NAMES = ['non-optimized', 'standby', 'unavailable'] as const;
 export const SECURITY_KEYS = ['minChapAlgorithm'] as const;
 const CHAP_ALGORITHM_NAMES = ['md5', 'sha1', 'sha256'] as const;
 export const METRICS_KEYS = ['listen'] as const;
@@ -99,6 +112,8 @@ export const VOLUME_KEYS = [
   'shared',
   'serial',
   'wwn',
+  'owner',
+  'others',
 ] as const;
 export const DISCOVERY_KEYS = ['chap', 'mutual'] as const;
 export const TARGET_KEYS = ['iqn', 'luns', 'acls', 'allowTargetReset'] as const;
@@ -548,6 +563,17 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
     }
   }
 
+  // --- gateway: this daemon's target port group and its peers' (ALUA) ---
+  const gatewayE = get('gateway');
+  if (gatewayE && !c.isEmpty(gatewayE.value)) {
+    const g = parseGateway(c, gatewayE);
+    if (g) config.gateway = g;
+  }
+  checkOwners(c, config, volumeLocs);
+  if (config.portals.length > MAX_PORTALS_PER_GATEWAY && portalsE) {
+    c.error(portalsE.keyNode, 'portals', `a gateway has at most ${MAX_PORTALS_PER_GATEWAY} portals (each is one relative target port)`);
+  }
+
   // --- limits: resource bounds and timers ---
   const limitsE = get('limits');
   if (limitsE && !c.isEmpty(limitsE.value)) {
@@ -789,6 +815,19 @@ function parseVolume(c: Checker, ve: Entry, baseDir: string): { volume: VolumeCo
         else vol.serial = v;
         break;
       }
+      case 'owner': {
+        const v = isScalar(e.value) ? e.value.value : undefined;
+        if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= MAX_GROUP) vol.owner = v;
+        else c.error(e.value ?? e.keyNode, e.key, `owner must be a gateway's group number (1..${MAX_GROUP}), not ${describe(e.value)}`);
+        break;
+      }
+      case 'others': {
+        const v = c.string(e, 'others');
+        if (v === undefined) break;
+        if ((ALUA_STATE_NAMES as readonly string[]).includes(v)) vol.others = v as AluaStateName;
+        else c.error(e.value, e.key, `others must be one of ${ALUA_STATE_NAMES.join(', ')}, not ${JSON.stringify(v)}`);
+        break;
+      }
       case 'wwn': {
         const v = c.string(e, 'wwn');
         if (v === undefined) break;
@@ -872,6 +911,93 @@ const LIMIT_KEYS: Record<string, { kind: 'count' | 'seconds' | 'bytes' | 'bool' 
 export const LIMITS_KEYS = Object.keys(LIMIT_KEYS);
 
 /** The `limits:` mapping; keys left out keep LIMIT_DEFAULTS. */
+function groupNumber(c: Checker, e: Entry, what: string): number | undefined {
+  const v = isScalar(e.value) ? e.value.value : undefined;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= MAX_GROUP) return v;
+  c.error(e.value ?? e.keyNode, e.key, `${what} must be a whole number from 1 to ${MAX_GROUP}, not ${describe(e.value)}`);
+  return undefined;
+}
+
+/** `gateway: { group: N, peers: [M, { group: K, portals: P }] }`. */
+function parseGateway(c: Checker, e: Entry): GatewayConfig | undefined {
+  const m = c.map(e.value, e.keyNode, e.key, 'gateway');
+  if (!m) return undefined;
+  const before = c.errors.length;
+  const out: GatewayConfig = { group: 1, peers: [] };
+  const peerNodes: { group: number; node: unknown; key: string }[] = [];
+  for (const ge of c.entries(m, e.key, GATEWAY_KEYS)) {
+    if (ge.name === 'group') {
+      const n = groupNumber(c, ge, 'gateway.group');
+      if (n !== undefined) out.group = n;
+      continue;
+    }
+    const seq = c.seq(ge.value, ge.keyNode, ge.key, 'gateway.peers');
+    if (!seq) continue;
+    seq.items.forEach((item, i) => {
+      const key = joinKey(ge.key, i);
+      const n = c.resolve(item, key);
+      if (isMap(n)) {
+        let group: number | undefined;
+        let portals: number | undefined;
+        for (const pe of c.entries(n, key, ['group', 'portals'])) {
+          if (pe.name === 'group') group = groupNumber(c, pe, 'a peer group');
+          else {
+            const v = isScalar(pe.value) ? pe.value.value : undefined;
+            if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= MAX_PORTALS_PER_GATEWAY) portals = v;
+            else
+              c.error(
+                pe.value ?? pe.keyNode,
+                pe.key,
+                `portals must be a whole number from 1 to ${MAX_PORTALS_PER_GATEWAY}, not ${describe(pe.value)}`,
+              );
+          }
+        }
+        if (group === undefined) c.error(n, key, 'a peer needs its group, e.g. { group: 2, portals: 2 }');
+        else {
+          out.peers.push(portals === undefined ? { group } : { group, portals });
+          peerNodes.push({ group, node: n, key });
+        }
+        return;
+      }
+      const g = groupNumber(c, { name: String(i), keyNode: undefined, value: n, key }, 'a peer group');
+      if (g !== undefined) {
+        out.peers.push({ group: g });
+        peerNodes.push({ group: g, node: n, key });
+      }
+    });
+  }
+  const seen = new Set([out.group]);
+  for (const p of peerNodes) {
+    if (seen.has(p.group)) c.error(p.node, p.key, `group ${p.group} is listed twice (gateway.group and gateway.peers must all differ)`);
+    seen.add(p.group);
+  }
+  return c.errors.length > before ? undefined : out;
+}
+
+/** A volume's owner must be this gateway's group or a peer's. */
+function checkOwners(c: Checker, config: Config, volumeLocs: Map<string, { node: unknown; key: string }>): void {
+  const groups = [config.gateway?.group ?? 1, ...(config.gateway?.peers ?? []).map((p) => p.group)];
+  for (const vol of config.volumes.values()) {
+    if (vol.owner === undefined || groups.includes(vol.owner)) continue;
+    const loc = volumeLocs.get(vol.name);
+    c.error(
+      loc?.node,
+      joinKey(loc?.key ?? `volumes.${vol.name}`, 'owner'),
+      `owner ${vol.owner} is no gateway's group; known groups: ${groups.join(', ')} (gateway.group and gateway.peers)`,
+    );
+  }
+  for (const vol of config.volumes.values()) {
+    if (vol.others !== undefined && vol.owner === undefined) {
+      const loc = volumeLocs.get(vol.name);
+      c.error(
+        loc?.node,
+        joinKey(loc?.key ?? `volumes.${vol.name}`, 'others'),
+        'others needs an owner: it is the state of the paths through the other gateways',
+      );
+    }
+  }
+}
+
 function parseLimits(c: Checker, e: Entry): LimitsConfig | undefined {
   const m = c.map(e.value, e.keyNode, e.key, 'limits');
   if (!m) return undefined;

@@ -41,6 +41,28 @@ export interface VolumeConfig {
    * filesystems; without it, a second host mapping the volume is a config error.
    */
   shared: boolean;
+  /**
+   * ALUA: the target port group (gateway) that owns the volume: its paths are
+   * active/optimized, every other gateway's are `others` (default active/non-optimized).
+   * Absent: every path is active/optimized.
+   */
+  owner?: number;
+  others?: AluaStateName;
+}
+
+/** Asymmetric access states a config may name (`others:`). */
+export type AluaStateName = 'non-optimized' | 'standby' | 'unavailable';
+
+/**
+ * This daemon as one gateway among several serving the same volumes (ALUA, scsi/alua.ts).
+ * Each gateway is one target port group; each of its portals one target port, numbered
+ * (group - 1) * 256 + portal index + 1.
+ */
+export interface GatewayConfig {
+  /** This gateway's target port group, 1..255. Default 1. */
+  group: number;
+  /** The other gateways' groups, and how many portals each has (default: as many as this one). */
+  peers: { group: number; portals?: number }[];
 }
 
 export type ChapAlgorithmName = 'md5' | 'sha1' | 'sha256';
@@ -89,6 +111,8 @@ export interface Config {
   security?: { minChapAlgorithm?: ChapAlgorithmName };
   /** Resource limits and timers (`limits:`); every field has a default (see LIMIT_DEFAULTS). */
   limits?: LimitsConfig;
+  /** `gateway: { group: 1, peers: [2] }`; absent: group 1, no peers. */
+  gateway?: GatewayConfig;
   /** Prometheus metrics endpoint (optional): `metrics: { listen: "127.0.0.1:9287" }`. */
   metrics?: { listen: Portal };
 }

@@ -57,10 +57,12 @@ export class Connection {
     raw: Socket,
     private readonly host: ConnectionHost,
     readonly id: number,
+    /** Target Portal Group Tag of the portal it was accepted on (its own target port). */
+    readonly tpgt: number,
   ) {
     this.bounds = host.bounds ?? LIMIT_DEFAULTS;
     this.log = host.logger.child({ conn: id, peer: `${raw.remoteAddress}:${raw.remotePort}` });
-    this.phase = { kind: 'login', login: new LoginPhase(host, () => host.allocateTsih()) };
+    this.phase = { kind: 'login', login: new LoginPhase(host, () => host.allocateTsih(), tpgt) };
     this.channel = new PduChannel(
       raw,
       {

@@ -12,8 +12,8 @@ import type { Session } from './session';
 /** The SendTargets answer: TargetName and TargetAddress keys, in that order. */
 export function sendTargetsAnswer(
   targets: readonly TargetConfig[],
-  addresses: readonly { host: string; port: number }[],
-  tpgt: number,
+  /** Listening portals, each its own target portal group. */
+  addresses: readonly { host: string; port: number; tpgt: number }[],
   req: { initiatorName: string; value: string; session: Session; localAddress: string },
   logger: Logger,
 ): Array<[string, string]> {
@@ -37,7 +37,7 @@ export function sendTargetsAnswer(
     out.push(['TargetName', t.iqn]);
     for (const a of addresses) {
       const host = isWildcardHost(a.host) ? normalizeLocal(localAddress) : a.host;
-      out.push(['TargetAddress', `${formatPortal({ host, port: a.port })},${tpgt}`]);
+      out.push(['TargetAddress', `${formatPortal({ host, port: a.port })},${a.tpgt}`]);
     }
   }
   // An initiator no ACL lists sees nothing: say so, or the admin sees nothing either.

@@ -63,8 +63,6 @@ export const LoginStatus = {
 /** What login asks of the server: names, access and session bookkeeping. */
 export interface LoginHost {
   readonly limits: TargetLimits;
-  /** Target Portal Group Tag of the portal this connection came in on. */
-  readonly tpgt: number;
   /** Is there a target of this name (case-insensitive)? Returns its canonical name. */
   targetExists(name: string): string | undefined;
   /** May this initiator use this target? */
@@ -139,6 +137,8 @@ export class LoginPhase {
     private readonly host: LoginHost,
     /** Assigns the TSIH of a new session when login completes. */
     private readonly allocateTsih: () => number,
+    /** Target Portal Group Tag of the portal this connection came in on. */
+    private readonly tpgt: number,
   ) {
     this.params.maxRecvDataSegmentLength = host.limits.maxRecvDataSegmentLength;
   }
@@ -207,7 +207,7 @@ export class LoginPhase {
     if (this.initiatorName === undefined) {
       const check = this.leadingChecks(keys, req);
       if (check) return check;
-      if (this.sessionType === 'Normal') answers.push(['TargetPortalGroupTag', String(this.host.tpgt)]);
+      if (this.sessionType === 'Normal') answers.push(['TargetPortalGroupTag', String(this.tpgt)]);
     } else if (keys.has('InitiatorName') && keys.get('InitiatorName') !== this.initiatorName) {
       return this.fail(req, LoginStatus.InitiatorError, 'InitiatorName changed during login');
     }

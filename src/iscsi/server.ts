@@ -10,6 +10,9 @@ import { resolveAccess } from '../acl/access';
 import { openBackstore } from '../backstore/open';
 import type { Backstore } from '../backstore/backstore';
 import { LogicalUnit } from '../scsi/logical-unit';
+import { AluaTopology, LocalAluaStates, relativePortId } from '../scsi/alua';
+import { aluaStatesFor } from '../config/alua';
+import { applyAlua, groupsOf } from './gateway';
 import { formatWwn, resolveVolumeIdentity } from '../scsi/identity';
 import { ASC } from '../scsi/sense';
 import type { ItNexus } from '../scsi/task';
@@ -53,17 +56,18 @@ export interface ServerOptions {
   bounds?: Partial<LimitsConfig>;
 }
 
-/** The one target portal group every portal belongs to. */
-const TPGT = 1;
-
 export class TargetServer implements ConnectionHost {
   readonly logger: Logger;
   readonly limits: TargetLimits;
-  readonly tpgt = TPGT;
   readonly timeouts: ConnectionHost['timeouts'];
   /** Resource bounds: config `limits:` over defaults (see LimitsConfig). */
   readonly bounds: LimitsConfig;
-  readonly addresses: { host: string; port: number }[] = [];
+  /** Listening portals; each is its own target portal group (tpgt = relative target port id). */
+  readonly addresses: { host: string; port: number; tpgt: number }[] = [];
+  /** This gateway's target port group (config gateway.group), fixed while it runs. */
+  readonly group: number;
+  /** Every gateway's target port groups and ports (ALUA), shared by all logical units. */
+  readonly topology: AluaTopology;
   private config: Config;
   private readonly listeners: net.Server[] = [];
   /** Volume name -> logical unit. */
@@ -75,7 +79,7 @@ export class TargetServer implements ConnectionHost {
   private readonly loginFailures = new LoginFailures();
   private readonly loginBudget: LoginBudget<Connection>;
   /** Listener of each configured portal ("host:port" as configured), for apply(). */
-  private readonly portalListeners = new Map<string, { srv: net.Server; address: { host: string; port: number } }>();
+  private readonly portalListeners = new Map<string, { srv: net.Server; address: { host: string; port: number; tpgt: number } }>();
   /** Metrics hooks; undefined when metrics are off. */
   observer?: ServerObserver;
   private nextTsih = 1;
@@ -91,6 +95,8 @@ export class TargetServer implements ConnectionHost {
     this.timeouts = { loginMs: b.loginTimeoutMs, nopIntervalMs: b.nopIntervalMs, nopTimeoutMs: b.nopTimeoutMs, ...opts.timeouts };
     this.loginBudget = new LoginBudget(b, this.logger);
     for (const t of opts.config.targets) this.targets.set(t.iqn.toLowerCase(), t);
+    this.group = opts.config.gateway?.group ?? 1;
+    this.topology = new AluaTopology(groupsOf(opts.config, []));
   }
 
   /** Opens every volume, binds every portal; rejects with a clear Error if a volume or port fails. */
@@ -98,7 +104,8 @@ export class TargetServer implements ConnectionHost {
     const server = new TargetServer(opts);
     try {
       await server.openVolumes();
-      for (const portal of opts.config.portals) await server.listen(portal.host, portal.port);
+      for (const [i, portal] of opts.config.portals.entries()) await server.listen(portal.host, portal.port, i);
+      server.topology.update(groupsOf(opts.config, server.addresses));
     } catch (err) {
       await server.stop();
       throw err;
@@ -115,6 +122,8 @@ export class TargetServer implements ConnectionHost {
     // Before the store opens: a file that does not exist yet is a new volume (new identity).
     const id = await resolveVolumeIdentity(vol, baseDir, { logger: this.logger, taken: (i) => this.identityOwner(i) });
     const store = await openBackstore(vol, baseDir, { logger: this.logger });
+    const alua = new LocalAluaStates();
+    alua.set(aluaStatesFor(vol, this.topology.groups), 0);
     const lu = new LogicalUnit({
       name: vol.name,
       serial: id.serial,
@@ -127,6 +136,7 @@ export class TargetServer implements ConnectionHost {
       // Persistent reservations with APTPL live next to a volume file; block devices
       // and memory volumes keep them in memory only.
       statePath: store.file !== undefined ? `${store.file}.pr.json` : undefined,
+      alua: { topology: this.topology, store: alua },
     });
     lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
     this.logger.info(
@@ -162,11 +172,19 @@ export class TargetServer implements ConnectionHost {
     }
   }
 
-  private listen(host: string, port: number): Promise<void> {
+  /**
+   * Listen on a portal. `index` is its place in the config's list; a portal added while
+   * running whose place is taken by a live one gets the lowest free index, so a live
+   * portal's relative target port id never changes under its sessions.
+   */
+  private listen(host: string, port: number, index: number): Promise<void> {
     const key = formatPortal({ host, port }).toLowerCase();
+    const used = new Set(this.addresses.map((a) => a.tpgt));
+    let tpgt = relativePortId(this.group, index);
+    for (let i = 0; used.has(tpgt); i++) tpgt = relativePortId(this.group, i);
     return new Promise((resolve, reject) => {
       // Paused: the connection's channel takes the socket over before anything is read (socket-reads.ts).
-      const srv = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
+      const srv = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket, tpgt));
       const onError = (err: NodeJS.ErrnoException) => {
         reject(new Error(`cannot listen on ${formatPortal({ host, port })}: ${err.code ?? err.message}`));
       };
@@ -175,22 +193,22 @@ export class TargetServer implements ConnectionHost {
         srv.off('error', onError);
         srv.on('error', (err) => this.logger.error({ err }, 'listener error'));
         const addr = srv.address() as net.AddressInfo;
-        const address = { host, port: addr.port };
+        const address = { host, port: addr.port, tpgt };
         this.addresses.push(address);
         this.listeners.push(srv);
         this.portalListeners.set(key, { srv, address });
-        this.logger.info({ portal: formatPortal({ host, port: addr.port }) }, 'listening');
+        this.logger.info({ portal: formatPortal({ host, port: addr.port }), tpgt }, 'listening');
         resolve();
       });
     });
   }
 
-  private accept(socket: net.Socket): void {
+  private accept(socket: net.Socket, tpgt: number): void {
     if (this.stopping) {
       socket.destroy();
       return;
     }
-    const conn = new Connection(socket, this, this.nextConnId++);
+    const conn = new Connection(socket, this, this.nextConnId++, tpgt);
     this.connections.add(conn);
     this.loginBudget.enter(conn, socket.remoteAddress);
     conn.socket.on('close', () => {
@@ -304,7 +322,8 @@ export class TargetServer implements ConnectionHost {
         grows.push({ lu, grow: store.grow, from: store.size, size: r.size });
       }
       for (const p of diff.portals.added) {
-        await this.listen(p.host, p.port);
+        const at = next.portals.findIndex((q) => formatPortal(q).toLowerCase() === formatPortal(p).toLowerCase());
+        await this.listen(p.host, p.port, Math.max(0, at));
         newListeners.push(formatPortal(p).toLowerCase());
         report.listening.push(formatPortal(this.addresses[this.addresses.length - 1]));
       }
@@ -356,6 +375,7 @@ export class TargetServer implements ConnectionHost {
       l.srv.close(); // open connections stay; only new ones are refused
       report.stoppedListening.push(formatPortal(l.address));
     }
+    applyAlua(next, this.topology, this.addresses, this.units, this.logger);
     for (const name of diff.volumes.removed) {
       const lu = this.units.get(name);
       if (!lu) continue;
@@ -461,12 +481,14 @@ export class TargetServer implements ConnectionHost {
       }
     }
     const targetName = o.targetName ?? '';
+    // The portal's TPGT is also its relative target port id (scsi/alua.ts numbering).
+    const tpgt = conn.tpgt;
     const nexus: ItNexus = {
-      id: `${o.initiatorName.toLowerCase()},i,0x${isid}|${targetName},t,0x${TPGT.toString(16).padStart(4, '0')}`,
+      id: `${o.initiatorName.toLowerCase()},i,0x${isid}|${targetName},t,0x${tpgt.toString(16).padStart(4, '0')}`,
       initiatorName: o.initiatorName,
       isid,
       targetName,
-      relativePortId: TPGT,
+      relativePortId: tpgt,
     };
     const luns = new Map<number, LogicalUnit>();
     if (o.sessionType === 'Normal') {
@@ -501,7 +523,7 @@ export class TargetServer implements ConnectionHost {
   }
 
   sendTargets(initiatorName: string, value: string, session: Session, localAddress: string): Array<[string, string]> {
-    return sendTargetsAnswer(this.config.targets, this.addresses, TPGT, { initiatorName, value, session, localAddress }, this.logger);
+    return sendTargetsAnswer(this.config.targets, this.addresses, { initiatorName, value, session, localAddress }, this.logger);
   }
 
   /**

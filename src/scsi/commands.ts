@@ -8,6 +8,8 @@
 
 import type { LogicalUnit } from './logical-unit';
 import { PR_ALLOWED, PR_CONFLICT, type PrAccess, type PrAccessRule } from './persistent-reservations';
+import * as alua from './alua';
+import type { AluaAllowance } from './alua';
 import * as xcopy from './extended-copy';
 import * as sanitize from './sanitize';
 import * as sbc from './sbc';
@@ -48,6 +50,12 @@ export interface CommandSpec {
   readonly supported?: (lu: LogicalUnit) => boolean;
   /** Runs while a SANITIZE is in progress (INQUIRY, REPORT LUNS, REQUEST SENSE; SBC-4 §4.11). */
   readonly allowedDuringSanitize?: boolean;
+  /**
+   * Runs through a target port in standby, unavailable or transitioning state up to this
+   * one (SPC-4 §5.15.2.4): 'standby' for what standby allows, 'unavailable' also there,
+   * 'transitioning' everywhere. Omitted: NOT READY in all three.
+   */
+  readonly aluaAllowed?: AluaAllowance;
   /** CDB usage data (SPC-4 §6.35.3): byte 0 is the opcode, then the bits we evaluate. */
   readonly usage: readonly number[];
   /** Recommended command timeout in seconds (REPORT SUPPORTED OPERATION CODES, RCTD). */
@@ -92,66 +100,66 @@ const ENTRIES: Entry[] = [
   // ---- SPC-4 (spc.ts)
   { opcode: 0x00, name: 'TEST UNIT READY', cdbLength: 6, direction: None, handler: spc.testUnitReady,
     allowedUnderPersistentReservation: PR_ALLOWED, usage: [0x00, 0, 0, 0, 0, C] },
-  { opcode: 0x03, name: 'REQUEST SENSE', cdbLength: 6, direction: Read, handler: spc.requestSense,
+  { opcode: 0x03, name: 'REQUEST SENSE', aluaAllowed: 'transitioning', cdbLength: 6, direction: Read, handler: spc.requestSense,
     allowedWithUnitAttention: true, allowedUnderReservation: true, allowedDuringSanitize: true,
     allowedUnderPersistentReservation: PR_ALLOWED, usage: [0x03, 0x01, 0, 0, 0xff, C] },
-  { opcode: 0x12, name: 'INQUIRY', cdbLength: 6, direction: Read, handler: spc.inquiry,
+  { opcode: 0x12, name: 'INQUIRY', aluaAllowed: 'transitioning', cdbLength: 6, direction: Read, handler: spc.inquiry,
     allowedWithUnitAttention: true, allowedUnderReservation: true, allowedDuringSanitize: true,
     allowedUnderPersistentReservation: PR_ALLOWED, usage: [0x12, 0x01, 0xff, 0xff, 0xff, C] },
-  { opcode: 0x15, name: 'MODE SELECT(6)', cdbLength: 6, direction: Write, handler: spc.modeSelect6,
+  { opcode: 0x15, name: 'MODE SELECT(6)', aluaAllowed: 'standby', cdbLength: 6, direction: Write, handler: spc.modeSelect6,
     allowedUnderPersistentReservation: PR_CONFLICT, usage: [0x15, 0x11, 0, 0, 0xff, C] },
   { opcode: 0x16, name: 'RESERVE(6)', cdbLength: 6, direction: None, handler: spc.reserve6,
     allowedUnderPersistentReservation: PR_CONFLICT, usage: [0x16, 0, 0, 0, 0, C] },
   { opcode: 0x17, name: 'RELEASE(6)', cdbLength: 6, direction: None, handler: spc.release6,
     allowedUnderReservation: true, allowedUnderPersistentReservation: PR_CONFLICT, usage: [0x17, 0, 0, 0, 0, C] },
-  { opcode: 0x1a, name: 'MODE SENSE(6)', cdbLength: 6, direction: Read, handler: spc.modeSense6,
+  { opcode: 0x1a, name: 'MODE SENSE(6)', aluaAllowed: 'standby', cdbLength: 6, direction: Read, handler: spc.modeSense6,
     usage: [0x1a, 0x08, 0xff, 0xff, 0xff, C] },
-  { opcode: 0x55, name: 'MODE SELECT(10)', cdbLength: 10, direction: Write, handler: spc.modeSelect10,
+  { opcode: 0x55, name: 'MODE SELECT(10)', aluaAllowed: 'standby', cdbLength: 10, direction: Write, handler: spc.modeSelect10,
     allowedUnderPersistentReservation: PR_CONFLICT, usage: [0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
   { opcode: 0x56, name: 'RESERVE(10)', cdbLength: 10, direction: None, handler: spc.reserve10,
     allowedUnderPersistentReservation: PR_CONFLICT, usage: [0x56, 0, 0, 0, 0, 0, 0, 0, 0, C] },
   { opcode: 0x57, name: 'RELEASE(10)', cdbLength: 10, direction: None, handler: spc.release10,
     allowedUnderReservation: true, allowedUnderPersistentReservation: PR_CONFLICT,
     usage: [0x57, 0, 0, 0, 0, 0, 0, 0, 0, C] },
-  { opcode: 0x5a, name: 'MODE SENSE(10)', cdbLength: 10, direction: Read, handler: spc.modeSense10,
+  { opcode: 0x5a, name: 'MODE SENSE(10)', aluaAllowed: 'standby', cdbLength: 10, direction: Read, handler: spc.modeSense10,
     usage: [0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, C] },
   // PERSISTENT RESERVE IN/OUT: allowed through every persistent reservation (each service
   // action checks keys itself); while an SPC-2 RESERVE is held they conflict for every
   // I_T nexus, the holder included (the handlers refuse the holder).
-  { opcode: 0x5e, sa: 0x00, name: 'PERSISTENT RESERVE IN (READ KEYS)', cdbLength: 10, direction: Read,
+  { opcode: 0x5e, sa: 0x00, name: 'PERSISTENT RESERVE IN (READ KEYS)', aluaAllowed: 'standby', cdbLength: 10, direction: Read,
     handler: spc.persistentReserveIn, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x5e, 0x00, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
-  { opcode: 0x5e, sa: 0x01, name: 'PERSISTENT RESERVE IN (READ RESERVATION)', cdbLength: 10, direction: Read,
+  { opcode: 0x5e, sa: 0x01, name: 'PERSISTENT RESERVE IN (READ RESERVATION)', aluaAllowed: 'standby', cdbLength: 10, direction: Read,
     handler: spc.persistentReserveIn, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x5e, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
-  { opcode: 0x5e, sa: 0x02, name: 'PERSISTENT RESERVE IN (REPORT CAPABILITIES)', cdbLength: 10, direction: Read,
+  { opcode: 0x5e, sa: 0x02, name: 'PERSISTENT RESERVE IN (REPORT CAPABILITIES)', aluaAllowed: 'standby', cdbLength: 10, direction: Read,
     handler: spc.persistentReserveIn, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x5e, 0x02, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
-  { opcode: 0x5e, sa: 0x03, name: 'PERSISTENT RESERVE IN (READ FULL STATUS)', cdbLength: 10, direction: Read,
+  { opcode: 0x5e, sa: 0x03, name: 'PERSISTENT RESERVE IN (READ FULL STATUS)', aluaAllowed: 'standby', cdbLength: 10, direction: Read,
     handler: spc.persistentReserveIn, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x5e, 0x03, 0, 0, 0, 0, 0, 0xff, 0xff, C] },
-  { opcode: 0x5f, sa: 0x00, name: 'PERSISTENT RESERVE OUT (REGISTER)', cdbLength: 10, direction: Write,
+  { opcode: 0x5f, sa: 0x00, name: 'PERSISTENT RESERVE OUT (REGISTER)', aluaAllowed: 'standby', cdbLength: 10, direction: Write,
     handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x5f, 0x00, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
-  { opcode: 0x5f, sa: 0x01, name: 'PERSISTENT RESERVE OUT (RESERVE)', cdbLength: 10, direction: Write,
+  { opcode: 0x5f, sa: 0x01, name: 'PERSISTENT RESERVE OUT (RESERVE)', aluaAllowed: 'standby', cdbLength: 10, direction: Write,
     handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x5f, 0x01, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
-  { opcode: 0x5f, sa: 0x02, name: 'PERSISTENT RESERVE OUT (RELEASE)', cdbLength: 10, direction: Write,
+  { opcode: 0x5f, sa: 0x02, name: 'PERSISTENT RESERVE OUT (RELEASE)', aluaAllowed: 'standby', cdbLength: 10, direction: Write,
     handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x5f, 0x02, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
-  { opcode: 0x5f, sa: 0x03, name: 'PERSISTENT RESERVE OUT (CLEAR)', cdbLength: 10, direction: Write,
+  { opcode: 0x5f, sa: 0x03, name: 'PERSISTENT RESERVE OUT (CLEAR)', aluaAllowed: 'standby', cdbLength: 10, direction: Write,
     handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x5f, 0x03, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
-  { opcode: 0x5f, sa: 0x04, name: 'PERSISTENT RESERVE OUT (PREEMPT)', cdbLength: 10, direction: Write,
+  { opcode: 0x5f, sa: 0x04, name: 'PERSISTENT RESERVE OUT (PREEMPT)', aluaAllowed: 'standby', cdbLength: 10, direction: Write,
     handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x5f, 0x04, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
-  { opcode: 0x5f, sa: 0x05, name: 'PERSISTENT RESERVE OUT (PREEMPT AND ABORT)', cdbLength: 10, direction: Write,
+  { opcode: 0x5f, sa: 0x05, name: 'PERSISTENT RESERVE OUT (PREEMPT AND ABORT)', aluaAllowed: 'standby', cdbLength: 10, direction: Write,
     handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x5f, 0x05, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
-  { opcode: 0x5f, sa: 0x06, name: 'PERSISTENT RESERVE OUT (REGISTER AND IGNORE EXISTING KEY)', cdbLength: 10,
+  { opcode: 0x5f, sa: 0x06, name: 'PERSISTENT RESERVE OUT (REGISTER AND IGNORE EXISTING KEY)', aluaAllowed: 'standby', cdbLength: 10,
     direction: Write, handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x5f, 0x06, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
-  { opcode: 0x5f, sa: 0x07, name: 'PERSISTENT RESERVE OUT (REGISTER AND MOVE)', cdbLength: 10, direction: Write,
+  { opcode: 0x5f, sa: 0x07, name: 'PERSISTENT RESERVE OUT (REGISTER AND MOVE)', aluaAllowed: 'standby', cdbLength: 10, direction: Write,
     handler: spc.persistentReserveOut, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x5f, 0x07, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, C] },
   // EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (extended-copy.ts). EXTENDED COPY counts
@@ -173,9 +181,17 @@ const ENTRIES: Entry[] = [
     handler: xcopy.receiveCopyResults, allowedUnderPersistentReservation: PR_ALLOWED,
     usage: [0x84, 0x04, 0xff, 0, 0, 0, 0, 0, 0, 0, ...LBA4, 0, C] },
   // REPORT LUNS is answered by executeScsi from the LUN map before an LU is involved.
-  { opcode: 0xa0, name: 'REPORT LUNS', cdbLength: 12, direction: Read, handler: spc.reportLunsPlaceholder,
+  { opcode: 0xa0, name: 'REPORT LUNS', aluaAllowed: 'transitioning', cdbLength: 12, direction: Read, handler: spc.reportLunsPlaceholder,
     allowedWithUnitAttention: true, allowedUnderReservation: true, allowedDuringSanitize: true,
     allowedUnderPersistentReservation: PR_ALLOWED, usage: [0xa0, 0, 0xff, 0, 0, 0, ...LBA4, 0, C] },
+  // ALUA (alua.ts): SPC-4 lets both through standby and unavailable ports, RTPG also
+  // through transitioning ones (so a host can see when the transition ends).
+  { opcode: 0xa3, sa: 0x0a, name: 'REPORT TARGET PORT GROUPS', aluaAllowed: 'transitioning', cdbLength: 12, direction: Read,
+    handler: alua.reportTargetPortGroups, allowedUnderReservation: true, allowedUnderPersistentReservation: PR_ALLOWED,
+    usage: [0xa3, 0xe0 | 0x0a, 0, 0, 0, 0, ...LBA4, 0, C] },
+  { opcode: 0xa4, sa: 0x0a, name: 'SET TARGET PORT GROUPS', aluaAllowed: 'unavailable', cdbLength: 12, direction: Write,
+    handler: alua.setTargetPortGroups, allowedUnderPersistentReservation: PR_CONFLICT,
+    usage: [0xa4, 0x0a, 0, 0, 0, 0, ...LBA4, 0, C] },
   { opcode: 0xa3, sa: 0x0c, name: 'REPORT SUPPORTED OPERATION CODES', cdbLength: 12, direction: Read,
     handler: reportSupportedOperationCodes, usage: [0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, ...LBA4, 0, C] },
   { opcode: 0xa3, sa: 0x0d, name: 'REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS', cdbLength: 12, direction: Read,

@@ -19,6 +19,7 @@ import { RangeLock } from './range-lock';
 import { SanitizeState } from './sanitize';
 import { CopyManagerState } from './extended-copy';
 import { PersistentReservations } from './persistent-reservations';
+import { LocalAluaStates, LuAlua, singleGroup, type AluaStateStore, type AluaTopology } from './alua';
 import {
   ASC,
   buildSense,
@@ -65,6 +66,11 @@ export interface LogicalUnitOptions {
    * with APTPL = 1 gets INVALID FIELD IN PARAMETER LIST.
    */
   statePath?: string;
+  /**
+   * ALUA (alua.ts): every gateway's target port groups and where this LU's states live.
+   * Default: one group (1) with port 1, active/optimized, states in memory.
+   */
+  alua?: { topology: AluaTopology; store?: AluaStateStore };
 }
 
 /** A READ(16), for judging an EXTENDED COPY source as a read from the requesting nexus. */
@@ -104,6 +110,8 @@ export class LogicalUnit {
   readonly pr: PersistentReservations;
   /** EXTENDED COPY: running copies and results held for RECEIVE COPY RESULTS (extended-copy.ts). */
   readonly copyManager = new CopyManagerState();
+  /** Asymmetric access: target port groups and their states for this LU (alua.ts). */
+  readonly alua: LuAlua;
 
   /**
    * PREEMPT AND ABORT preempted these I_T nexuses (ids as in ItNexus.id): the transport
@@ -159,6 +167,9 @@ export class LogicalUnit {
         preemptAbort: (ids) => this.onPreemptAbort?.(ids, this),
       },
       opts.statePath,
+    );
+    this.alua = new LuAlua(opts.alua?.topology ?? singleGroup(), opts.alua?.store ?? new LocalAluaStates(), (except) =>
+      this.queueUnitAttentionAll(ASC.ASYMMETRIC_ACCESS_STATE_CHANGED, except),
     );
   }
 
@@ -412,6 +423,10 @@ export class LogicalUnit {
       // While a SANITIZE runs (or after one failed), only a few commands get through.
       const sanitizing = this.sanitize.admission(spec);
       if (sanitizing !== null) return this.senseResult(sanitizing);
+
+      // Standby, unavailable or transitioning through this port: only a few commands run.
+      const inaccessible = this.alua.admission(spec, task.nexus);
+      if (inaccessible !== null) return this.senseResult(inaccessible);
 
       if (this.reservedBy !== null && this.reservedBy !== nexus.id && !spec.allowedUnderReservation) {
         return { status: ScsiStatus.ReservationConflict };

@@ -67,7 +67,15 @@ const VERSION_DESCRIPTORS = [
 
 const STANDARD_INQUIRY_LENGTH = 96;
 
-/** Standard INQUIRY data with the given first byte (qualifier << 5 | device type). */
+/** TPGS 11b: implicit (config, alua.ts) and explicit (SET TARGET PORT GROUPS) ALUA. */
+const INQ5_TPGS_BOTH = 0x30;
+/** 3PC: EXTENDED COPY is offered (extended-copy.ts); VMware's clone offload looks for it. */
+const INQ5_3PC = 0x08;
+
+/**
+ * Standard INQUIRY data with the given first byte (qualifier << 5 | device type). A LUN
+ * that is not there (qualifier 011b) claims no ALUA or copy support: no unit answers.
+ */
 export function standardInquiryData(peripheral: number): Buffer {
   const b = Buffer.alloc(STANDARD_INQUIRY_LENGTH);
   b[0] = peripheral;
@@ -75,7 +83,7 @@ export function standardInquiryData(peripheral: number): Buffer {
   b[2] = 0x06; // VERSION: SPC-4
   b[3] = 0x12; // HISUP | RESPONSE DATA FORMAT 2
   b[4] = STANDARD_INQUIRY_LENGTH - 5; // ADDITIONAL LENGTH
-  b[5] = 0x00; // no SCCS, ACC, TPGS (no ALUA), 3PC or PROTECT
+  b[5] = peripheral === 0x7f ? 0x00 : INQ5_TPGS_BOTH | INQ5_3PC; // no SCCS, ACC or PROTECT
   b[6] = 0x00;
   b[7] = 0x02; // CMDQUE
   b.write(VENDOR_ID.padEnd(8, ' '), 8, 8, 'ascii');
@@ -204,9 +212,14 @@ const ASSOC_TARGET_PORT = 1;
 const ASSOC_TARGET_DEVICE = 2;
 
 function deviceIdentificationPage(lu: LogicalUnit, nexus: ItNexus): Buffer {
-  const tpgt = nexus.relativePortId & 0xffff;
+  // The target port: its relative target port id (type 4h) and its target port group
+  // (type 5h), numbered as alua.ts says; RTPG lists the same numbers.
+  const rtpi = nexus.relativePortId & 0xffff;
   const port = Buffer.alloc(4);
-  port.writeUInt16BE(tpgt, 2);
+  port.writeUInt16BE(rtpi, 2);
+  const group = lu.alua.topology.groupOfPort(rtpi);
+  const tpg = Buffer.alloc(4);
+  if (group !== undefined) tpg.writeUInt16BE(group, 2);
   const descriptors = [
     // The logical unit: NAA IEEE Registered Extended, and a T10 vendor id designator.
     designator({ codeSet: CODE_BINARY, piv: false, association: ASSOC_LU, type: 0x3, value: lu.naa }),
@@ -219,14 +232,26 @@ function deviceIdentificationPage(lu: LogicalUnit, nexus: ItNexus): Buffer {
     }),
     // The target port this command came through.
     designator({ protocolId: PROTOCOL_ISCSI, codeSet: CODE_BINARY, piv: true, association: ASSOC_TARGET_PORT, type: 0x4, value: port }),
-    designator({ protocolId: PROTOCOL_ISCSI, codeSet: CODE_BINARY, piv: true, association: ASSOC_TARGET_PORT, type: 0x5, value: port }),
+    ...(group === undefined
+      ? []
+      : [
+          designator({
+            protocolId: PROTOCOL_ISCSI,
+            codeSet: CODE_BINARY,
+            piv: true,
+            association: ASSOC_TARGET_PORT,
+            type: 0x5,
+            value: tpg,
+          }),
+        ]),
+    // iSCSI names its SCSI target port "<target>,t,0x<TPGT>"; our TPGT is the relative port id.
     designator({
       protocolId: PROTOCOL_ISCSI,
       codeSet: CODE_UTF8,
       piv: true,
       association: ASSOC_TARGET_PORT,
       type: 0x8,
-      value: scsiNameString(`${nexus.targetName},t,0x${tpgt.toString(16).padStart(4, '0')}`),
+      value: scsiNameString(`${nexus.targetName},t,0x${rtpi.toString(16).padStart(4, '0')}`),
     }),
     // The target device.
     designator({

@@ -12,7 +12,10 @@ export interface ItNexus {
   /** ISID as 12 hex digits. */
   readonly isid: string;
   readonly targetName: string;
-  /** Relative target port identifier (we use the TPGT, 1-based). */
+  /**
+   * Relative target port identifier of the port the nexus goes through (nonzero; see
+   * alua.ts for the numbering). The transport sets it; ALUA and VPD 83h read it.
+   */
   readonly relativePortId: number;
 }
 

@@ -13,7 +13,6 @@ const INITIATOR = 'iqn.1994-05.com.redhat:host-a';
 function host(over: Partial<LoginHost> = {}): LoginHost {
   return {
     limits: DEFAULT_LIMITS,
-    tpgt: 1,
     targetExists: (n) => (n.toLowerCase() === TARGET ? TARGET : undefined),
     mayAccess: (_t, i) => i === INITIATOR,
     chapFor: () => undefined,
@@ -50,7 +49,7 @@ const leading: Array<[string, string]> = [
 ];
 
 test('security then operational stage to full feature, with TSIH and our declarations', () => {
-  const login = new LoginPhase(host(), () => 42);
+  const login = new LoginPhase(host(), () => 42, 1);
   const s1 = login.handle(req(0, 1, true, leading));
   assert.equal(s1.failed, undefined);
   const r1 = s1.responses[0];
@@ -89,7 +88,7 @@ test('security then operational stage to full feature, with TSIH and our declara
 });
 
 function failsWith(keys: Array<[string, string]>, status: number, over: Partial<LoginRequest> = {}, h = host()) {
-  const step = new LoginPhase(h, () => 1).handle(req(0, 1, true, keys, over));
+  const step = new LoginPhase(h, () => 1, 1).handle(req(0, 1, true, keys, over));
   assert.ok(step.failed, 'login must fail');
   const r = step.responses[0];
   assert.equal((r.statusClass << 8) | r.statusDetail, status);
@@ -135,7 +134,7 @@ test('a target that requires CHAP refuses a login that skips the security stage'
 });
 
 test('discovery session needs no TargetName', () => {
-  const login = new LoginPhase(host(), () => 5);
+  const login = new LoginPhase(host(), () => 5, 1);
   const s = login.handle(
     req(0, 3, true, [
       ['InitiatorName', INITIATOR],
@@ -152,7 +151,7 @@ test('discovery session needs no TargetName', () => {
 });
 
 test('initiator text split across PDUs with the C bit is reassembled', () => {
-  const login = new LoginPhase(host(), () => 1);
+  const login = new LoginPhase(host(), () => 1, 1);
   const whole = encodeTextKeys(leading);
   const a = login.handle(req(0, 1, false, [], { cont: true, data: whole.subarray(0, 20) }));
   assert.equal(a.responses[0].data.length, 0);
@@ -163,7 +162,7 @@ test('initiator text split across PDUs with the C bit is reassembled', () => {
 });
 
 test('a long answer is split with the C bit and continued on empty requests', () => {
-  const login = new LoginPhase(host(), () => 1);
+  const login = new LoginPhase(host(), () => 1, 1);
   login.handle(req(0, 1, true, leading));
   // 600 unknown keys: the NotUnderstood answers exceed 8192 bytes.
   const many = Array.from({ length: 600 }, (_, i) => [`X-com.example.key${i}`, 'v'] as [string, string]);
@@ -190,7 +189,7 @@ const CREDS = { chap: { user: 'host-a', secret: 'host-a-secret-1' }, mutual: { u
 
 /** Run the security stage up to the target's challenge; returns the phase and the challenge. */
 function challenged(algorithms = '7,5') {
-  const login = new LoginPhase(host({ chapFor: () => CREDS }), () => 9);
+  const login = new LoginPhase(host({ chapFor: () => CREDS }), () => 9, 1);
   const a = login.handle(req(0, 1, false, [...leading.slice(0, 3), ['AuthMethod', 'CHAP,None']]));
   assert.equal(a.failed, undefined);
   assert.equal(new Map(parseTextKeys(a.responses[0].data)).get('AuthMethod'), 'CHAP');
@@ -238,7 +237,7 @@ test('CHAP: a right answer lets the login transit; a wrong one is an authenticat
 });
 
 test('CHAP: no algorithm in common, or the response missing, fails authentication', () => {
-  const login = new LoginPhase(host({ chapFor: () => CREDS }), () => 9);
+  const login = new LoginPhase(host({ chapFor: () => CREDS }), () => 9, 1);
   login.handle(req(0, 1, false, [...leading.slice(0, 3), ['AuthMethod', 'CHAP']]));
   assert.equal(login.handle(req(0, 1, false, [['CHAP_A', '4,99']])).failed?.status, LoginStatus.AuthFailure);
   const c = challenged();
@@ -338,7 +337,7 @@ test('CHAP: the strongest algorithm offered wins, whatever the order; a floor re
   assert.equal(challenged('5,6').alg, 6);
   assert.equal(challenged('5,6').challenge.length, 20);
   // A login whose ACL requires SHA-256 and an initiator offering MD5 and SHA-1 only.
-  const strict = new LoginPhase(host({ chapFor: () => ({ ...CREDS, minAlgorithm: 7 }) }), () => 9);
+  const strict = new LoginPhase(host({ chapFor: () => ({ ...CREDS, minAlgorithm: 7 }) }), () => 9, 1);
   strict.handle(req(0, 1, false, [...leading.slice(0, 3), ['AuthMethod', 'CHAP']]));
   const f = strict.handle(req(0, 1, false, [['CHAP_A', '5,6']]));
   assert.equal(f.failed?.status, LoginStatus.AuthFailure);
@@ -348,7 +347,7 @@ test('CHAP: the strongest algorithm offered wins, whatever the order; a floor re
 test('a TSIH is looked at only after authentication; an unauthenticated peer gets the same answer either way', () => {
   const chapHost = (exists: boolean) => host({ chapFor: () => CREDS, sessionExists: () => exists, mayAccess: () => true });
   const answers = [true, false].map((exists) => {
-    const login = new LoginPhase(chapHost(exists), () => 9);
+    const login = new LoginPhase(chapHost(exists), () => 9, 1);
     const a = login.handle(req(0, 1, true, [...leading.slice(0, 3), ['AuthMethod', 'CHAP']], { tsih: 77 }));
     const b = a.failed ? a : login.handle(req(0, 1, false, [['CHAP_A', '7']], { tsih: 77 }));
     const bad = b.failed
@@ -370,10 +369,13 @@ test('a TSIH is looked at only after authentication; an unauthenticated peer get
   assert.deepEqual(answers, [LoginStatus.AuthFailure, LoginStatus.AuthFailure]);
   // Authenticated: one's own session says "too many connections", anything else "does not exist".
   const own = host({ sessionExists: (_t, i) => i === INITIATOR });
-  assert.equal(new LoginPhase(own, () => 9).handle(req(0, 1, true, leading, { tsih: 77 })).failed?.status, LoginStatus.TooManyConnections);
+  assert.equal(
+    new LoginPhase(own, () => 9, 1).handle(req(0, 1, true, leading, { tsih: 77 })).failed?.status,
+    LoginStatus.TooManyConnections,
+  );
   const other = host({ sessionExists: (_t, i) => i === undefined });
   assert.equal(
-    new LoginPhase(other, () => 9).handle(req(0, 1, true, leading, { tsih: 77 })).failed?.status,
+    new LoginPhase(other, () => 9, 1).handle(req(0, 1, true, leading, { tsih: 77 })).failed?.status,
     LoginStatus.SessionDoesNotExist,
   );
 });

@@ -84,6 +84,10 @@ test('INQUIRY standard data', async () => {
   assert.equal(d[3] & 0x0f, 2); // response data format
   assert.equal(d[3] & 0x10, 0x10); // HiSup
   assert.equal(d[4], d.length - 5); // additional length
+  // Byte 5: TPGS 11b (implicit and explicit ALUA), 3PC (EXTENDED COPY); no SCCS, ACC, PROTECT.
+  assert.equal((d[5] >> 4) & 0x03, 0x03, 'TPGS');
+  assert.equal(d[5] & 0x08, 0x08, '3PC');
+  assert.equal(d[5] & 0xc7, 0, 'SCCS, ACC, PROTECT');
   assert.equal(d[7] & 0x02, 0x02); // CmdQue
   assert.equal(d.subarray(8, 16).toString('ascii'), 'ISCSI-TS');
   assert.equal(d.subarray(16, 32).toString('ascii'), 'VIRTUAL-DISK    ');
