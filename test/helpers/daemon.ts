@@ -169,7 +169,9 @@ export function runAsync(cmd: string, args: string[], timeoutMs: number): Promis
     p.stderr.on('data', (c) => (out += c));
     const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
     p.on('error', reject);
-    p.on('exit', (code, signal) => {
+    // 'close', not 'exit': exit can come before the last of stdout has been read (seen under
+    // load: qemu-img exited 0 and its output was still empty).
+    p.on('close', (code, signal) => {
       clearTimeout(timer);
       // Say how it ended when it printed nothing itself (killed, or crashed with buffered output).
       if (code !== 0 && out === '') out = `(no output; ${signal ? `killed by ${signal}` : `exit code ${code}`})`;

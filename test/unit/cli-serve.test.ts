@@ -43,7 +43,7 @@ function startFake(dir: string, config: string | undefined, mode: string) {
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code))); // close: after the last output
   const waitFor = async (re: RegExp) => {
     for (let i = 0; i < 500 && !re.test(stdout); i++) await new Promise((r) => setTimeout(r, 10));
     assert.match(stdout, re);
