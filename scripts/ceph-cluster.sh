@@ -71,7 +71,6 @@ auth client required = cephx
 auth allow insecure global id reclaim = false
 keyring = $DIR/keyring
 run dir = $DIR/run
-admin socket = $DIR/run/\$name.asok
 pid file = $DIR/run/\$name.pid
 log file = $DIR/log/\$name.log
 crash dir = $DIR/crash
@@ -91,11 +90,14 @@ osd memory target = 536870912
 bluestore cache autotune = false
 bluestore cache size = 67108864
 [mon]
+admin socket = $DIR/run/\$name.asok
 mon data = $DIR/mon/\$cluster-\$id
 [mgr]
+admin socket = $DIR/run/\$name.asok
 mgr data = $DIR/mgr/\$cluster-\$id
 keyring = $DIR/mgr/\$cluster-\$id/keyring
 [osd]
+admin socket = $DIR/run/\$name.asok
 osd data = $DIR/osd/\$cluster-\$id
 keyring = $DIR/osd/\$cluster-\$id/keyring
 osd objectstore = bluestore
