@@ -6,6 +6,8 @@ import * as fs from 'node:fs';
 import type { Backstore, ExtentStatus } from './backstore';
 import { callAsync, rbdError, rbdLib, type RbdLib } from './rbd-native';
 
+export { parseRbdSpec } from '../config/rbd';
+
 export interface RbdOpenOptions {
   pool: string;
   image: string;
@@ -20,17 +22,8 @@ export interface RbdOpenOptions {
 
 export const DEFAULT_CEPH_CONF = '/etc/ceph/ceph.conf';
 export const DEFAULT_CEPH_USER = 'admin';
-/** The image metadata key holding the LU identity, so every gateway shows the same one. */
-export const IDENTITY_METADATA_KEY = 'iscsi-target.identity';
 /** GET LBA STATUS looks at most this far per call: diff-iterate costs a RADOS op per object. */
 const MAP_STATUS_MAX_BYTES = 256 * 1024 * 1024;
-
-/** Parse "rbd:pool/image" or "pool/image". */
-export function parseRbdSpec(spec: string): { pool: string; image: string } | { error: string } {
-  const m = /^(?:rbd:)?([^/\s@]+)\/([^/\s@]+)$/.exec(spec);
-  if (!m) return { error: `"${spec}" is not an RBD image: expected POOL/IMAGE, e.g. rbd/db` };
-  return { pool: m[1], image: m[2] };
-}
 
 // One completion callback for every image: librbd passes back the id of the waiting operation.
 interface Waiter {

@@ -10,7 +10,7 @@ import { resolveAccess } from '../acl/access';
 import { openBackstore } from '../backstore/open';
 import type { Backstore } from '../backstore/backstore';
 import { LogicalUnit } from '../scsi/logical-unit';
-import { formatWwn, resolveVolumeIdentity } from '../scsi/identity';
+import { formatWwn, resolveStoredIdentity, resolveVolumeIdentity, type ResolvedIdentity } from '../scsi/identity';
 import { ASC } from '../scsi/sense';
 import type { ItNexus } from '../scsi/task';
 import { Connection } from './connection';
@@ -112,9 +112,27 @@ export class TargetServer implements ConnectionHost {
 
   private async openUnit(vol: VolumeConfig): Promise<LogicalUnit> {
     const baseDir = path.dirname(path.resolve(this.config.source));
-    // Before the store opens: a file that does not exist yet is a new volume (new identity).
-    const id = await resolveVolumeIdentity(vol, baseDir, { logger: this.logger, taken: (i) => this.identityOwner(i) });
-    const store = await openBackstore(vol, baseDir, { logger: this.logger });
+    const idOpts = { logger: this.logger, taken: (i: { serial: string; naa: Buffer }) => this.identityOwner(i) };
+    let id: ResolvedIdentity;
+    let store: Backstore;
+    if (vol.rbd) {
+      // The identity lives in the image's metadata, shared by every gateway.
+      store = await openBackstore(vol, baseDir, { logger: this.logger });
+      try {
+        id = await resolveStoredIdentity(
+          vol,
+          { path: store.path, getMetadata: store.getMetadata!.bind(store), setMetadata: store.setMetadata!.bind(store) },
+          idOpts,
+        );
+      } catch (err) {
+        await store.close().catch(() => undefined);
+        throw err;
+      }
+    } else {
+      // Before the store opens: a file that does not exist yet is a new volume (new identity).
+      id = await resolveVolumeIdentity(vol, baseDir, idOpts);
+      store = await openBackstore(vol, baseDir, { logger: this.logger });
+    }
     const lu = new LogicalUnit({
       name: vol.name,
       serial: id.serial,

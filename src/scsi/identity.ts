@@ -177,3 +177,63 @@ function asBuffer(r: Buffer | { error: string }, name: string): Buffer {
   if (Buffer.isBuffer(r)) return r;
   throw new Error(`volume ${name}: wwn ${r.error}`);
 }
+
+/** The image metadata key of an RBD volume's identity (the same on every gateway). */
+export const IDENTITY_METADATA_KEY = 'iscsi-target.identity';
+
+/**
+ * The identity of a volume whose store keeps metadata with the data (an RBD image): read
+ * from the key IDENTITY_METADATA_KEY, generated and stored there on first use, so that
+ * every gateway serving the image shows the same serial and NAA. The config's serial and
+ * wwn win and are stored too. Call once the store is open.
+ */
+export async function resolveStoredIdentity(
+  vol: IdentitySource,
+  store: { path: string; getMetadata(key: string): Promise<string | undefined>; setMetadata(key: string, value: string): Promise<void> },
+  opts: { logger?: Logger; taken?: (id: VolumeIdentity) => string | undefined } = {},
+): Promise<ResolvedIdentity> {
+  const where = `${store.path} metadata ${IDENTITY_METADATA_KEY}`;
+  const text = await store.getMetadata(IDENTITY_METADATA_KEY);
+  let stored: (VolumeIdentity & { origin: IdentityOrigin }) | undefined;
+  if (text !== undefined) {
+    let data: Partial<StoredIdentity> = {};
+    try {
+      data = JSON.parse(text) as Partial<StoredIdentity>;
+    } catch {
+      // reported below
+    }
+    const naa = typeof data.wwn === 'string' ? parseWwn(data.wwn) : { error: 'no wwn' };
+    if (typeof data.serial !== 'string' || serialProblem(data.serial) || !Buffer.isBuffer(naa)) {
+      throw new Error(
+        `volume ${vol.name}: its identity in ${where} is damaged (it needs "serial" and "wwn"); repair it, or set serial and wwn in the config`,
+      );
+    }
+    stored = { serial: data.serial, naa, origin: data.origin ?? 'identity file' };
+  }
+  const configured = {
+    serial: vol.serial,
+    naa: vol.wwn !== undefined ? asBuffer(parseWwn(vol.wwn), vol.name) : undefined,
+  };
+  const base = stored ?? { ...randomIdentity(), origin: 'generated' as IdentityOrigin };
+  const serial = configured.serial ?? base.serial;
+  const naa = configured.naa ?? base.naa;
+  const fromConfig =
+    (configured.serial !== undefined && configured.serial !== base.serial) ||
+    (configured.naa !== undefined && !configured.naa.equals(base.naa));
+  const origin: IdentityOrigin = fromConfig ? 'config' : base.origin;
+  const resolved: ResolvedIdentity = { serial, naa, origin };
+  const other = opts.taken?.(resolved);
+  if (other !== undefined) {
+    throw new Error(
+      `volume ${vol.name}: its identity (serial ${serial}, wwn ${formatWwn(naa)}) is already volume ${other}'s; ` +
+        'two volumes with one identity look like one disk to multipath: give this one its own serial and wwn in the config',
+    );
+  }
+  if (stored && !fromConfig) return resolved;
+  await store.setMetadata(IDENTITY_METADATA_KEY, JSON.stringify({ serial, wwn: formatWwn(naa), origin }));
+  opts.logger?.info(
+    { volume: vol.name, serial, wwn: formatWwn(naa) },
+    `volume ${vol.name}: ${origin === 'generated' ? 'generated its identity' : 'took the identity the config sets'} and stored it in ${where}`,
+  );
+  return resolved;
+}
