@@ -259,6 +259,12 @@ export class RbdBackstore implements Backstore {
   async compareAndWrite(cmp: Buffer, data: Buffer, offset: number): Promise<{ mismatchOffset: number } | null> {
     this.checkWritable();
     if (cmp.length !== data.length) throw rbdError(-22, 'rbd_aio_compare_and_write', '(buffers of different lengths)');
+    // librbd 16 (Pacific) refuses (EINVAL) a range that crosses a 512-byte sector: for
+    // those, EOPNOTSUPP tells the SCSI core to compare and write itself (atomic on this
+    // gateway only). VMware's ATS uses one 512-byte block, which librbd does.
+    if (cmp.length === 0 || Math.floor(offset / 512) !== Math.floor((offset + cmp.length - 1) / 512)) {
+      throw rbdError(-95, 'rbd_aio_compare_and_write', `(${cmp.length} bytes at ${offset} cross a 512-byte sector)`);
+    }
     const mismatch = new BigUint64Array(1);
     try {
       await this.track(
