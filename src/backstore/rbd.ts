@@ -278,9 +278,14 @@ export class RbdBackstore implements Backstore {
       return null;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EILSEQ') throw err;
-      // librbd reports the image offset of the first difference.
+      // librbd 16 reports the mismatch as the object's start plus the index in the buffer,
+      // not as an image offset: find the first difference from what the image holds now.
+      const cur = Buffer.alloc(cmp.length);
+      await this.read(cur, offset);
+      for (let i = 0; i < cmp.length; i++) if (cur[i] !== cmp[i]) return { mismatchOffset: i };
+      // Changed back meanwhile by another writer: librbd's value, within the buffer.
       const at = Number(mismatch[0]);
-      return { mismatchOffset: at >= offset ? at - offset : at };
+      return { mismatchOffset: at >= offset && at < offset + cmp.length ? at - offset : at % cmp.length };
     }
   }
 
