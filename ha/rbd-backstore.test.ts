@@ -3,6 +3,7 @@
 // image metadata, and the errors an admin sees.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { RbdBackstore } from '../src/backstore/rbd';
 import { cephConf, newImageName, rbd, removeImages } from './cluster';
 
@@ -124,6 +125,13 @@ test('grow extends the image (rbd sees it); a smaller size never shrinks it', as
   const tail = Buffer.alloc(4096, 1);
   await store.read(tail, 96 * MiB - 4096);
   assert.ok(tail.equals(Buffer.alloc(4096)));
+});
+
+test("uniqueId names the cluster, the pool and the image's id, as rbd and ceph see them", () => {
+  const info = JSON.parse(rbd(conf, ['info', '--format', 'json', `rbd/${images[0]}`])) as { id: string };
+  const fsid = spawnSync('ceph', ['--conf', conf, 'fsid'], { encoding: 'utf8' }).stdout.trim();
+  assert.match(fsid, /^[0-9a-f-]{36}$/);
+  assert.match(store.uniqueId(), new RegExp(`^${fsid}/\\d+/${info.id}$`));
 });
 
 test('image metadata round trips; a missing key is undefined', async () => {

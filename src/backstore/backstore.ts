@@ -69,6 +69,8 @@ export interface Backstore {
    */
   getMetadata?(key: string): Promise<string | undefined>;
   setMetadata?(key: string, value: string): Promise<void>;
+  /** With metadata: a name of the volume that every gateway computes alike (RBD: fsid/pool id/image id). */
+  uniqueId?(): string;
   /**
    * COMPARE AND WRITE done by the store as one atomic operation (RBD: in the OSD, so across
    * gateways): null when `cmp` matched what [offset, offset + cmp.length) holds and `data`

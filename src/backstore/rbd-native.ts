@@ -21,6 +21,9 @@ export interface RbdLib {
   rados_shutdown: CFunc;
   rados_ioctx_create: CFunc;
   rados_ioctx_destroy: CFunc;
+  rados_cluster_fsid: CFunc;
+  rados_ioctx_get_id: CFunc;
+  rbd_get_id: CFunc;
   rbd_create: CFunc;
   rbd_open: CFunc;
   rbd_close: CFunc;
@@ -68,6 +71,9 @@ export function rbdLib(): RbdLib {
       rados_shutdown: f(rados, 'void rados_shutdown(void *cluster)'),
       rados_ioctx_create: f(rados, 'int rados_ioctx_create(void *cluster, const char *pool, _Out_ void **ioctx)'),
       rados_ioctx_destroy: f(rados, 'void rados_ioctx_destroy(void *ioctx)'),
+      rados_cluster_fsid: f(rados, 'int rados_cluster_fsid(void *cluster, void *buf, size_t len)'),
+      rados_ioctx_get_id: f(rados, 'int64_t rados_ioctx_get_id(void *ioctx)'),
+      rbd_get_id: f(rbd, 'int rbd_get_id(void *image, void *id, size_t len)'),
       rbd_create: f(rbd, 'int rbd_create(void *io, const char *name, uint64_t size, _Inout_ int *order)'),
       rbd_open: f(rbd, 'int rbd_open(void *io, const char *name, _Out_ void **image, const char *snap)'),
       rbd_close: f(rbd, 'int rbd_close(void *image)'),

@@ -336,6 +336,24 @@ export class RbdBackstore implements Backstore {
     return { mapped: false, length: len };
   }
 
+  /**
+   * What names this image uniquely and for good: the cluster's fsid, the pool's id and the
+   * image's id (neither changes on a rename). Every gateway computes the same.
+   */
+  uniqueId(): string {
+    const { L } = this;
+    const buf = Buffer.alloc(128);
+    let r = L.rados_cluster_fsid(this.cluster, buf, buf.length) as number;
+    if (r < 0) throw rbdError(r, 'rados_cluster_fsid');
+    const fsid = buf.subarray(0, buf.indexOf(0) < 0 ? r : buf.indexOf(0)).toString('latin1');
+    const pool = Number(L.rados_ioctx_get_id(this.ioctx));
+    buf.fill(0);
+    r = L.rbd_get_id(this.image, buf, buf.length) as number;
+    if (r < 0) throw rbdError(r, 'rbd_get_id', this.path);
+    const id = buf.subarray(0, buf.indexOf(0)).toString('latin1');
+    return `${fsid}/${pool}/${id}`;
+  }
+
   /** The value of an image metadata key, or undefined when it is not set. */
   async getMetadata(key: string): Promise<string | undefined> {
     let buf = Buffer.alloc(256);

@@ -1,7 +1,7 @@
 // A volume's identity as text (`serial`, `wwn` in the config, the identity file) and new
 // random ones; scsi/identity.ts decides which identity a volume is exported with. Light on
 // imports: the config checker and the CLI use it without loading the SCSI core.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { COMPANY_ID } from '../scsi/limits';
 
 export interface VolumeIdentity {
@@ -58,7 +58,20 @@ export function identityFileText(id: VolumeIdentity, origin: string): string {
 
 /** A new identity: 100 random bits in the NAA (NAA 6, our company id), 96 in the serial. */
 export function randomIdentity(): VolumeIdentity {
-  const r = randomBytes(13);
+  return identityFromBytes(randomBytes(13), randomBytes(12));
+}
+
+/**
+ * The identity derived from a volume's unique name (an RBD image's cluster fsid, pool id and
+ * image id): as unique as a random one, and the same wherever it is computed, so gateways
+ * that open a new image at the same moment cannot store two different identities.
+ */
+export function seededIdentity(seed: string): VolumeIdentity {
+  const h = createHash('sha256').update(`iscsi-target identity\0${seed}`).digest();
+  return identityFromBytes(h.subarray(0, 13), h.subarray(13, 25));
+}
+
+function identityFromBytes(r: Buffer, s: Buffer): VolumeIdentity {
   const naa = Buffer.alloc(16);
   // NAA (4 bits) | IEEE company id (24 bits) | vendor specific id (36 bits) | extension (64 bits)
   naa[0] = 0x60 | ((COMPANY_ID >> 20) & 0x0f);
@@ -66,6 +79,6 @@ export function randomIdentity(): VolumeIdentity {
   naa[2] = (COMPANY_ID >> 4) & 0xff;
   naa[3] = ((COMPANY_ID & 0x0f) << 4) | (r[12] & 0x0f);
   r.copy(naa, 4, 0, 12);
-  const serial = randomBytes(12).toString('hex').toUpperCase();
+  const serial = s.toString('hex').toUpperCase();
   return { serial, naa };
 }

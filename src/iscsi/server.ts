@@ -121,7 +121,12 @@ export class TargetServer implements ConnectionHost {
       try {
         id = await resolveStoredIdentity(
           vol,
-          { path: store.path, getMetadata: store.getMetadata!.bind(store), setMetadata: store.setMetadata!.bind(store) },
+          {
+            path: store.path,
+            getMetadata: store.getMetadata!.bind(store),
+            setMetadata: store.setMetadata!.bind(store),
+            uniqueId: store.uniqueId?.bind(store),
+          },
           idOpts,
         );
       } catch (err) {

@@ -21,6 +21,7 @@ import {
   identityFileText,
   parseWwn,
   randomIdentity,
+  seededIdentity,
   serialProblem,
   type VolumeIdentity,
 } from '../config/identity';
@@ -189,7 +190,12 @@ export const IDENTITY_METADATA_KEY = 'iscsi-target.identity';
  */
 export async function resolveStoredIdentity(
   vol: IdentitySource,
-  store: { path: string; getMetadata(key: string): Promise<string | undefined>; setMetadata(key: string, value: string): Promise<void> },
+  store: {
+    path: string;
+    getMetadata(key: string): Promise<string | undefined>;
+    setMetadata(key: string, value: string): Promise<void>;
+    uniqueId?(): string;
+  },
   opts: { logger?: Logger; taken?: (id: VolumeIdentity) => string | undefined } = {},
 ): Promise<ResolvedIdentity> {
   const where = `${store.path} metadata ${IDENTITY_METADATA_KEY}`;
@@ -214,7 +220,10 @@ export async function resolveStoredIdentity(
     serial: vol.serial,
     naa: vol.wwn !== undefined ? asBuffer(parseWwn(vol.wwn), vol.name) : undefined,
   };
-  const base = stored ?? { ...randomIdentity(), origin: 'generated' as IdentityOrigin };
+  // Derived from the image's own unique name, not random: two gateways opening a new image
+  // at once would otherwise race to store different identities.
+  const fresh = store.uniqueId ? seededIdentity(store.uniqueId()) : randomIdentity();
+  const base = stored ?? { ...fresh, origin: 'generated' as IdentityOrigin };
   const serial = configured.serial ?? base.serial;
   const naa = configured.naa ?? base.naa;
   const fromConfig =
