@@ -4,6 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import { requireTools, run, runAsync, startDaemon, type Daemon } from '../test/helpers/daemon';
 import { cephConf, newImageName, rbd, removeImages } from './cluster';
 
@@ -130,4 +131,24 @@ test('two gateways serve one image: one identity, and each reads what the other 
   assert.equal(await a.stop(), 0);
   assert.equal(await b.stop(), 0);
   daemons.length = 0;
+});
+
+test('a larger size in the config grows the image on reload (SIGHUP); hosts see the new capacity', async () => {
+  const image = newImageName('grow');
+  images.push(image);
+  const d = await startDaemon(yaml(image));
+  daemons.push(d);
+  const url = `iscsi://127.0.0.1:${d.port}/${IQN}/0`;
+  const capacity = () => Number(/Total size:(\d+)/.exec(run('iscsi-readcapacity16', [url]).out)?.[1]);
+  assert.equal(capacity(), 64 * 1024 * 1024);
+  fs.writeFileSync(d.configFile, fs.readFileSync(d.configFile, 'utf8').replace('size: 64MiB', 'size: 96MiB'));
+  d.proc.kill('SIGHUP');
+  for (const end = Date.now() + 15_000; !/config reloaded/.test(d.output()) && Date.now() < end;)
+    await new Promise((r) => setTimeout(r, 100));
+  assert.match(d.output(), /config reloaded/);
+  assert.equal(capacity(), 96 * 1024 * 1024);
+  const info = JSON.parse(rbd(conf, ['info', '--format', 'json', `rbd/${image}`])) as { size: number };
+  assert.equal(info.size, 96 * 1024 * 1024);
+  assert.equal(await d.stop(), 0);
+  daemons.pop();
 });
