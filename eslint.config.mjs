@@ -43,7 +43,7 @@ export default tseslint.config(
   },
   {
     // Tests read JSON output (any) and poke at internals on purpose.
-    files: ['test/**/*.ts', 'e2e/**/*.ts', 'bench/**/*.ts', 'tools/**/*.ts'],
+    files: ['test/**/*.ts', 'e2e/**/*.ts', 'bench/**/*.ts', 'tools/**/*.ts', 'ha/**/*.ts'],
     rules: {
       '@typescript-eslint/no-unsafe-assignment': 'off',
       '@typescript-eslint/no-unsafe-member-access': 'off',

@@ -91,6 +91,9 @@ export interface NewVolume {
   blockSize?: 512 | 4096;
   physicalBlockSize?: 512 | 4096;
   memory?: boolean;
+  /** `rbd: POOL/IMAGE`, with an optional per-volume `ceph: { conf, user }`. */
+  rbd?: string;
+  ceph?: { conf?: string; user?: string };
   readonly?: boolean;
   shared?: boolean;
   /** `encryption: true`, or `{ keyFile }`. */
@@ -105,6 +108,13 @@ export function addVolume(doc: Document, name: string, v: NewVolume): void {
   const value: Record<string, unknown> = {};
   if (v.path !== undefined) value.path = v.path;
   if (v.memory) value.memory = true;
+  if (v.rbd !== undefined) value.rbd = v.rbd;
+  if (v.ceph) {
+    const ceph: Record<string, string> = {};
+    if (v.ceph.conf !== undefined) ceph.conf = v.ceph.conf;
+    if (v.ceph.user !== undefined) ceph.user = v.ceph.user;
+    value.ceph = ceph;
+  }
   if (v.size !== undefined) value.size = v.size;
   if (v.blockSize !== undefined && v.blockSize !== 512) value.blockSize = v.blockSize;
   if (v.physicalBlockSize !== undefined) value.physicalBlockSize = v.physicalBlockSize;

@@ -63,6 +63,23 @@ export interface Backstore {
    * is kept beside it (persistent reservations with APTPL). Absent: no such file.
    */
   readonly file?: string;
+  /**
+   * Only on stores that keep metadata with the data itself (RBD image metadata): state that
+   * every gateway serving the volume must agree on, such as its identity. Absent: none.
+   */
+  getMetadata?(key: string): Promise<string | undefined>;
+  setMetadata?(key: string, value: string): Promise<void>;
+  /** With metadata: a name of the volume that every gateway computes alike (RBD: fsid/pool id/image id). */
+  uniqueId?(): string;
+  /**
+   * COMPARE AND WRITE done by the store as one atomic operation (RBD: in the OSD, so across
+   * gateways): null when `cmp` matched what [offset, offset + cmp.length) holds and `data`
+   * was written, else the offset from `offset` of the first differing byte (nothing written).
+   * Absent: the SCSI core reads, compares and writes under its own range lock.
+   */
+  compareAndWrite?(cmp: Buffer, data: Buffer, offset: number): Promise<{ mismatchOffset: number } | null>;
+  /** WRITE SAME done by the store: `block` repeated over [offset, offset + length). Absent: the core writes chunks. */
+  writeSame?(block: Buffer, offset: number, length: number): Promise<void>;
   /** Make every completed write durable (fdatasync). */
   flush(): Promise<void>;
   close(): Promise<void>;

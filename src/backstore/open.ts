@@ -1,4 +1,4 @@
-// VolumeConfig -> Backstore: memory, regular file or block device.
+// VolumeConfig -> Backstore: memory, regular file, block device or Ceph RBD image.
 
 import * as path from 'node:path';
 import type { Logger } from 'pino';
@@ -7,6 +7,7 @@ import type { Backstore } from './backstore';
 import { createKeyFile, defaultKeyFile, EncryptedBackstore, newKey, readKeyFile } from './encrypted';
 import { FileBackstore } from './file';
 import { MemoryBackstore } from './memory';
+import { RbdBackstore } from './rbd';
 
 export interface OpenBackstoreOptions {
   /** Where to report what opening did ("created sparse file ...", "extended ..."). */
@@ -32,6 +33,7 @@ export async function openBackstore(vol: VolumeConfig, baseDir: string, opts: Op
     // A memory volume's key lives (and dies) with it.
     return vol.encryption ? new EncryptedBackstore(mem, { blockSize: bs, key: newKey() }) : mem;
   }
+  if (vol.rbd) return openRbd(vol, bs, opts);
   if (!vol.path) throw new Error(`volume ${vol.name}: no path configured (and not a memory volume)`);
   const abs = path.resolve(baseDir, vol.path);
   let store: FileBackstore;
@@ -54,6 +56,28 @@ export async function openBackstore(vol: VolumeConfig, baseDir: string, opts: Op
     e.message = `volume ${vol.name}: ${e.message}`;
     throw e;
   }
+}
+
+async function openRbd(vol: VolumeConfig, bs: number, opts: OpenBackstoreOptions): Promise<Backstore> {
+  const { pool, image } = vol.rbd!;
+  if (vol.encryption) throw new Error(`volume ${vol.name}: encryption is not supported on RBD volumes yet`);
+  if (vol.size !== undefined && vol.size % bs !== 0) {
+    throw new Error(`volume ${vol.name}: size ${vol.size} is not a multiple of the ${bs}-byte block size`);
+  }
+  let store: RbdBackstore;
+  try {
+    store = await RbdBackstore.open({ pool, image, conf: vol.ceph?.conf, user: vol.ceph?.user, size: vol.size, readonly: vol.readonly });
+  } catch (err) {
+    const e = err instanceof Error ? err : new Error(String(err));
+    e.message = `volume ${vol.name}: ${e.message}`;
+    throw e;
+  }
+  if (store.size % bs !== 0) {
+    await store.close().catch(() => undefined);
+    throw new Error(`volume ${vol.name}: RBD image ${pool}/${image} is ${store.size} bytes, not a multiple of the ${bs}-byte block size`);
+  }
+  for (const note of store.notes) opts.logger?.info({ volume: vol.name, path: store.path }, note);
+  return store;
 }
 
 /**

@@ -14,8 +14,8 @@ export function dialAddress(p: { host: string; port: number }): { host: string; 
 function volumeLine(config: Config, lun: number, name: string): string {
   const v = config.volumes.get(name);
   if (!v) return `LUN ${lun}: ${name}`;
-  const size = v.size !== undefined ? formatSize(v.size) : 'size of the device';
-  const where = v.memory ? 'memory' : (v.path ?? '');
+  const size = v.size !== undefined ? formatSize(v.size) : v.rbd ? 'size of the image' : 'size of the device';
+  const where = v.memory ? 'memory' : v.rbd ? `rbd:${v.rbd.pool}/${v.rbd.image}` : (v.path ?? '');
   return `LUN ${lun}: ${name}, ${size}${v.readonly ? ', read-only' : ''}, ${where}`;
 }
 

@@ -9,6 +9,7 @@ import { nativeFs } from '../backstore/native';
 import { formatSize, tryParseSize } from '../config/size';
 import type { Config, VolumeConfig } from '../config/model';
 import { formatWwn, identityFile, identityFileText, identityText, parseWwn, randomIdentity, serialProblem } from '../config/identity';
+import { createRbd } from './volume-rbd';
 import { editTarget, printIssues, proposeChange, readConfig } from './change';
 import { EXIT, err, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
@@ -159,7 +160,7 @@ interface IdentityOpts {
   newIdentity?: boolean;
 }
 
-interface CreateOpts extends Opts, IdentityOpts {
+export interface CreateOpts extends Opts, IdentityOpts {
   size?: string;
   path?: string;
   blockSize?: string;
@@ -172,10 +173,13 @@ interface CreateOpts extends Opts, IdentityOpts {
   keyFile?: string;
   adopt?: boolean;
   progress?: boolean;
+  rbd?: string;
+  cephConf?: string;
+  cephUser?: string;
 }
 
 /** --serial / --wwn / --new-identity as config values, or undefined after printing why not. */
-function identityOptions(ctx: CliContext, o: IdentityOpts): { serial?: string; wwn?: string } | undefined {
+export function identityOptions(ctx: CliContext, o: IdentityOpts): { serial?: string; wwn?: string } | undefined {
   if (o.newIdentity && (o.serial !== undefined || o.wwn !== undefined)) {
     err(ctx, 'error: --new-identity makes a serial and wwn; give it alone, or --serial and --wwn');
     return undefined;
@@ -229,6 +233,11 @@ async function create(ctx: CliContext, name: string, o: CreateOpts): Promise<num
   }
   if (o.memory && (o.path || o.thick || o.adopt)) {
     err(ctx, 'error: a memory volume has no --path and cannot be --thick or --adopt');
+    return EXIT.FAILURE;
+  }
+  if (o.rbd !== undefined) return createRbd(ctx, name, o, file, size, blockSize, phys);
+  if (o.cephConf !== undefined || o.cephUser !== undefined) {
+    err(ctx, 'error: --ceph-conf and --ceph-user are for RBD volumes (--rbd POOL/IMAGE)');
     return EXIT.FAILURE;
   }
   if (o.memory && o.keyFile !== undefined) {
@@ -432,7 +441,7 @@ function volumeRows(config: Config, live?: Map<string, number>, open?: Map<strin
     }
     return {
       name: v.name,
-      path: v.memory ? 'memory' : (v.path ?? null),
+      path: v.memory ? 'memory' : v.rbd ? `rbd:${v.rbd.pool}/${v.rbd.image}` : (v.path ?? null),
       bytes,
       allocatedBytes: allocated,
       blockSize: v.blockSize,
@@ -623,6 +632,9 @@ export function registerVolume(program: Command, ctx: CliContext, setExit: (code
     .option('--key-file <path>', 'key file of an encrypted volume (implies --encrypt)')
     .option('--thick', 'allocate every block now (progress bar on a terminal)')
     .option('--memory', 'a RAM-only volume (lost at exit)')
+    .option('--rbd <pool/image>', 'a Ceph RBD image (created by the daemon when missing and --size is given)')
+    .option('--ceph-conf <path>', "the RBD volume's ceph.conf (default: the config's ceph.conf, else /etc/ceph/ceph.conf)")
+    .option('--ceph-user <name>', 'the cephx user of an RBD volume, without "client." (default admin)')
     .option('--no-progress', 'no progress bar')
     .addHelpText(
       'after',
@@ -631,6 +643,7 @@ Examples:
   $ iscsi-target volume create db-a --size 20GiB
   $ iscsi-target volume create db-b --size 50GiB --thick --encrypt
   $ iscsi-target volume create vm1 --path /dev/vdb
+  $ iscsi-target volume create db --rbd rbd/db --size 20GiB
   $ iscsi-target volume create old --path /srv/old.img --serial 3f9c1e --wwn naa.6001405f3a8c2e4b9d7a61c0e5f2b3a4`,
     )
     .action(async (name: string, o: CreateOpts) => setExit(await create(ctx, name, o)));

@@ -1,7 +1,7 @@
 // A volume's identity as text (`serial`, `wwn` in the config, the identity file) and new
 // random ones; scsi/identity.ts decides which identity a volume is exported with. Light on
 // imports: the config checker and the CLI use it without loading the SCSI core.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { COMPANY_ID } from '../scsi/limits';
 
 export interface VolumeIdentity {
@@ -78,8 +78,19 @@ export function naa6(nibble: number, rest: Buffer): Buffer {
 
 /** A new identity: 100 random bits in the NAA (NAA 6, our company id), 96 in the serial. */
 export function randomIdentity(): VolumeIdentity {
-  const r = randomBytes(13);
-  const naa = naa6(r[12], r.subarray(0, 12));
-  const serial = randomBytes(12).toString('hex').toUpperCase();
-  return { serial, naa };
+  return identityFromBytes(randomBytes(13), randomBytes(12));
+}
+
+/**
+ * The identity derived from a volume's unique name (an RBD image's cluster fsid, pool id and
+ * image id): as unique as a random one, and the same wherever it is computed, so gateways
+ * that open a new image at the same moment cannot store two different identities.
+ */
+export function seededIdentity(seed: string): VolumeIdentity {
+  const h = createHash('sha256').update(`iscsi-target identity\0${seed}`).digest();
+  return identityFromBytes(h.subarray(0, 13), h.subarray(13, 25));
+}
+
+function identityFromBytes(r: Buffer, s: Buffer): VolumeIdentity {
+  return { serial: s.toString('hex').toUpperCase(), naa: naa6(r[12], r.subarray(0, 12)) };
 }

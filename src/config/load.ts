@@ -23,6 +23,7 @@ import {
 import type {
   AclConfig,
   AluaStateName,
+  CephConfig,
   ChapAlgorithmName,
   ChapCredentials,
   Config,
@@ -37,6 +38,7 @@ import { iscsiNameProblem, normalizeIscsiName } from './names';
 import { formatPortal, isWildcardHost, parsePortal } from './portal';
 import { formatSize, tryParseSize } from './size';
 import { formatWwn, parseWwn, serialProblem } from './identity';
+import { parseRbdSpec } from './rbd';
 
 /** One located problem in a config file. `line`/`col` are 1-based; 0 when not tied to a place. */
 export interface ConfigIssue {
@@ -95,9 +97,10 @@ export interface ParsedConfig {
   document: Document;
 }
 
-export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'security', 'limits', 'metrics', 'gateway'] as const;
+export const TOP_LEVEL_KEYS = ['portals', 'volumes', 'targets', 'discovery', 'security', 'limits', 'metrics', 'gateway', 'ceph'] as const;
 export const GATEWAY_KEYS = ['group', 'peers'] as const;
 const ALUA_STATE_NAMES = ['non-optimized', 'standby', 'unavailable'] as const;
+export const CEPH_KEYS = ['conf', 'user'] as const;
 export const SECURITY_KEYS = ['minChapAlgorithm'] as const;
 const CHAP_ALGORITHM_NAMES = ['md5', 'sha1', 'sha256'] as const;
 export const METRICS_KEYS = ['listen'] as const;
@@ -109,6 +112,8 @@ export const VOLUME_KEYS = [
   'physicalBlockSize',
   'encryption',
   'memory',
+  'rbd',
+  'ceph',
   'shared',
   'serial',
   'wwn',
@@ -596,6 +601,20 @@ export function parseConfigDetailed(text: string, file: string, opts: ParseOptio
     }
   }
 
+  // --- ceph: the cluster of RBD volumes; each volume's own ceph: wins key by key ---
+  const cephE = get('ceph');
+  if (cephE) {
+    const cc = parseCeph(c, cephE, baseDir);
+    if (cc) config.ceph = cc;
+  }
+  for (const v of config.volumes.values()) {
+    if (v.rbd) v.ceph = { ...config.ceph, ...v.ceph };
+    else if (v.ceph) {
+      const loc = volumeLocs.get(v.name)!;
+      c.error(loc.node, `${loc.key}.ceph`, `volume ${v.name} sets ceph but is not an RBD volume (rbd: POOL/IMAGE)`);
+    }
+  }
+
   // --- cross checks: volumes mapped to several hosts are errors whatever else is wrong (every
   // error in one pass); the warnings only for a config without errors (with errors, targets
   // or volumes are missing from the model and these would mislead) ---
@@ -735,6 +754,7 @@ function parseVolume(c: Checker, ve: Entry, baseDir: string): { volume: VolumeCo
   let memoryE: Entry | undefined;
   let physE: Entry | undefined;
   let encE: Entry | undefined;
+  let rbdE: Entry | undefined;
   for (const e of c.entries(vm, ve.key, VOLUME_KEYS)) {
     switch (e.name) {
       case 'path': {
@@ -798,6 +818,20 @@ function parseVolume(c: Checker, ve: Entry, baseDir: string): { volume: VolumeCo
         if (b !== undefined) vol.memory = b;
         break;
       }
+      case 'rbd': {
+        rbdE = e;
+        const v = c.string(e, 'rbd');
+        if (v === undefined) break;
+        const spec = parseRbdSpec(v.trim());
+        if ('error' in spec) c.error(e.value, e.key, spec.error);
+        else vol.rbd = spec;
+        break;
+      }
+      case 'ceph': {
+        const cc = parseCeph(c, e, baseDir);
+        if (cc) vol.ceph = cc;
+        break;
+      }
       case 'shared': {
         const b = c.bool(e);
         if (b !== undefined) vol.shared = b;
@@ -839,10 +873,16 @@ function parseVolume(c: Checker, ve: Entry, baseDir: string): { volume: VolumeCo
     }
   }
   const hasPath = pathNode !== undefined;
+  const hasRbd = rbdE !== undefined;
   if (hasPath && vol.memory) {
     c.error(memoryE!.keyNode, memoryE!.key, `volume ${ve.name} has both path and memory: true; give exactly one`);
-  } else if (!hasPath && !vol.memory && !(memoryE && c.errors.length > before)) {
-    c.error(ve.keyNode, ve.key, `volume ${ve.name} needs a path (file or block device) or memory: true`);
+  } else if (hasRbd && (hasPath || vol.memory)) {
+    c.error(rbdE!.keyNode, rbdE!.key, `volume ${ve.name} has rbd and ${hasPath ? 'path' : 'memory: true'}; give exactly one`);
+  } else if (!hasPath && !hasRbd && !vol.memory && !(memoryE && c.errors.length > before)) {
+    c.error(ve.keyNode, ve.key, `volume ${ve.name} needs a path (file or block device), rbd: POOL/IMAGE or memory: true`);
+  }
+  if (hasRbd && vol.encryption) {
+    c.error(encE!.keyNode, encE!.key, `volume ${ve.name}: encryption is not supported on RBD volumes yet`);
   }
   if (vol.memory && sizeE === undefined) {
     c.error(memoryE!.keyNode, ve.key, `memory volume ${ve.name} needs a size (e.g. size: 64MiB)`);
@@ -858,6 +898,26 @@ function parseVolume(c: Checker, ve: Entry, baseDir: string): { volume: VolumeCo
   }
   if (c.errors.length > before) return undefined;
   return { volume: vol, pathNode };
+}
+
+/** `ceph: { conf: PATH, user: NAME }`, top level or in a volume. */
+function parseCeph(c: Checker, e: Entry, baseDir: string): CephConfig | undefined {
+  if (c.isEmpty(e.value)) return {};
+  const m = c.map(e.value, e.keyNode, e.key, 'ceph ({ conf: /etc/ceph/ceph.conf, user: admin })');
+  if (!m) return undefined;
+  const out: CephConfig = {};
+  for (const k of c.entries(m, e.key, CEPH_KEYS)) {
+    const v = c.string(k, k.name);
+    if (v === undefined) continue;
+    if (v.trim() === '') c.error(k.value, k.key, `${k.name} cannot be empty`);
+    else if (k.name === 'conf') out.conf = path.resolve(baseDir, v);
+    else if (k.name === 'user') {
+      if (/^client\./.test(v) || !/^[A-Za-z0-9._-]+$/.test(v)) {
+        c.error(k.value, k.key, `user is a cephx name without "client." (e.g. admin, iscsi), not ${JSON.stringify(v)}`);
+      } else out.user = v;
+    }
+  }
+  return out;
 }
 
 function parseLuns(c: Checker, e: Entry, declaredVolumes: Set<string>): Map<number, string> | undefined {

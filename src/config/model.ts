@@ -30,6 +30,13 @@ export interface VolumeConfig {
   /** A RAM-only volume (tests, scratch): `memory: true`. */
   memory: boolean;
   /**
+   * A Ceph RBD image (`rbd: POOL/IMAGE`) instead of a path: created when missing if `size`
+   * is given, grown when `size` is larger than the image (never shrunk).
+   */
+  rbd?: { pool: string; image: string };
+  /** For RBD volumes: the cluster to use, the volume's `ceph:` over the top-level one (set after loading). */
+  ceph?: CephConfig;
+  /**
    * The identity hosts see (scsi/identity.ts): VPD 0x80 serial number and the NAA designator
    * as "naa.<hex>". Absent: the one kept in `<path>.identity.json` (generated for a new
    * volume). Set them to take over a volume from another target.
@@ -63,6 +70,14 @@ export interface GatewayConfig {
   group: number;
   /** The other gateways' groups, and how many portals each has (default: as many as this one). */
   peers: { group: number; portals?: number }[];
+}
+
+/** How to reach a Ceph cluster (`ceph: { conf, user }`); defaults /etc/ceph/ceph.conf and admin. */
+export interface CephConfig {
+  /** ceph.conf (absolute after loading). */
+  conf?: string;
+  /** cephx user, without "client.". */
+  user?: string;
 }
 
 export type ChapAlgorithmName = 'md5' | 'sha1' | 'sha256';
@@ -115,6 +130,8 @@ export interface Config {
   gateway?: GatewayConfig;
   /** Prometheus metrics endpoint (optional): `metrics: { listen: "127.0.0.1:9287" }`. */
   metrics?: { listen: Portal };
+  /** The Ceph cluster of RBD volumes that set none of their own. */
+  ceph?: CephConfig;
 }
 
 /**

@@ -13,7 +13,7 @@ import { LogicalUnit } from '../scsi/logical-unit';
 import { AluaTopology, LocalAluaStates, relativePortId } from '../scsi/alua';
 import { aluaStatesFor } from '../config/alua';
 import { applyAlua, groupsOf } from './gateway';
-import { formatWwn, resolveVolumeIdentity } from '../scsi/identity';
+import { formatWwn, openWithIdentity } from '../scsi/identity';
 import { ASC } from '../scsi/sense';
 import type { ItNexus } from '../scsi/task';
 import { Connection } from './connection';
@@ -119,9 +119,10 @@ export class TargetServer implements ConnectionHost {
 
   private async openUnit(vol: VolumeConfig): Promise<LogicalUnit> {
     const baseDir = path.dirname(path.resolve(this.config.source));
-    // Before the store opens: a file that does not exist yet is a new volume (new identity).
-    const id = await resolveVolumeIdentity(vol, baseDir, { logger: this.logger, taken: (i) => this.identityOwner(i) });
-    const store = await openBackstore(vol, baseDir, { logger: this.logger });
+    const { id, store } = await openWithIdentity(vol, () => openBackstore(vol, baseDir, { logger: this.logger }), baseDir, {
+      logger: this.logger,
+      taken: (i) => this.identityOwner(i),
+    });
     const alua = new LocalAluaStates();
     alua.set(aluaStatesFor(vol, this.topology.groups), 0);
     const lu = new LogicalUnit({

@@ -21,10 +21,12 @@ import {
   identityFileText,
   parseWwn,
   randomIdentity,
+  seededIdentity,
   serialProblem,
   type VolumeIdentity,
 } from '../config/identity';
 import { deriveIdentifiers } from './logical-unit';
+import type { Backstore } from '../backstore/backstore';
 
 export { formatWwn, identityFile, parseWwn, randomIdentity, serialProblem, type VolumeIdentity };
 
@@ -66,17 +68,23 @@ function readStored(file: string): (VolumeIdentity & { origin: IdentityOrigin })
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new Error(`cannot read its identity file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  let data: Partial<StoredIdentity>;
+  // Never replace it silently: hosts know the volume by what it held.
+  return parseStored(
+    text,
+    `its identity file ${file} is damaged (it needs "serial" and "wwn"); restore it, or set serial and wwn in the config`,
+  );
+}
+
+/** A stored identity (file or image metadata) as JSON, or `damaged` thrown. */
+function parseStored(text: string, damaged: string): VolumeIdentity & { origin: IdentityOrigin } {
+  let data: Partial<StoredIdentity> = {};
   try {
     data = JSON.parse(text) as Partial<StoredIdentity>;
   } catch {
-    data = {};
+    // reported below
   }
   const naa = typeof data.wwn === 'string' ? parseWwn(data.wwn) : { error: 'no wwn' };
-  if (typeof data.serial !== 'string' || serialProblem(data.serial) || !Buffer.isBuffer(naa)) {
-    // Never replace it silently: hosts know the volume by what it held.
-    throw new Error(`its identity file ${file} is damaged (it needs "serial" and "wwn"); restore it, or set serial and wwn in the config`);
-  }
+  if (typeof data.serial !== 'string' || serialProblem(data.serial) || !Buffer.isBuffer(naa)) throw new Error(damaged);
   return { serial: data.serial, naa, origin: data.origin ?? 'identity file' };
 }
 
@@ -176,4 +184,96 @@ export async function resolveVolumeIdentity(
 function asBuffer(r: Buffer | { error: string }, name: string): Buffer {
   if (Buffer.isBuffer(r)) return r;
   throw new Error(`volume ${name}: wwn ${r.error}`);
+}
+
+/** The image metadata key of an RBD volume's identity (the same on every gateway). */
+export const IDENTITY_METADATA_KEY = 'iscsi-target.identity';
+
+/**
+ * The identity of a volume whose store keeps metadata with the data (an RBD image): read
+ * from the key IDENTITY_METADATA_KEY, generated and stored there on first use, so that
+ * every gateway serving the image shows the same serial and NAA. The config's serial and
+ * wwn win and are stored too. Call once the store is open.
+ */
+export async function resolveStoredIdentity(
+  vol: IdentitySource,
+  store: {
+    path: string;
+    getMetadata(key: string): Promise<string | undefined>;
+    setMetadata(key: string, value: string): Promise<void>;
+    uniqueId?(): string;
+  },
+  opts: { logger?: Logger; taken?: (id: VolumeIdentity) => string | undefined } = {},
+): Promise<ResolvedIdentity> {
+  const where = `${store.path} metadata ${IDENTITY_METADATA_KEY}`;
+  const text = await store.getMetadata(IDENTITY_METADATA_KEY);
+  const stored =
+    text === undefined
+      ? undefined
+      : parseStored(
+          text,
+          `volume ${vol.name}: its identity in ${where} is damaged (it needs "serial" and "wwn"); repair it, or set serial and wwn in the config`,
+        );
+  const configured = {
+    serial: vol.serial,
+    naa: vol.wwn !== undefined ? asBuffer(parseWwn(vol.wwn), vol.name) : undefined,
+  };
+  // Derived from the image's own unique name, not random: two gateways opening a new image
+  // at once would otherwise race to store different identities.
+  const fresh = store.uniqueId ? seededIdentity(store.uniqueId()) : randomIdentity();
+  const base = stored ?? { ...fresh, origin: 'generated' as IdentityOrigin };
+  const serial = configured.serial ?? base.serial;
+  const naa = configured.naa ?? base.naa;
+  const fromConfig =
+    (configured.serial !== undefined && configured.serial !== base.serial) ||
+    (configured.naa !== undefined && !configured.naa.equals(base.naa));
+  const origin: IdentityOrigin = fromConfig ? 'config' : base.origin;
+  const resolved: ResolvedIdentity = { serial, naa, origin };
+  const other = opts.taken?.(resolved);
+  if (other !== undefined) {
+    throw new Error(
+      `volume ${vol.name}: its identity (serial ${serial}, wwn ${formatWwn(naa)}) is already volume ${other}'s; ` +
+        'two volumes with one identity look like one disk to multipath: give this one its own serial and wwn in the config',
+    );
+  }
+  if (stored && !fromConfig) return resolved;
+  await store.setMetadata(IDENTITY_METADATA_KEY, JSON.stringify({ serial, wwn: formatWwn(naa), origin }));
+  opts.logger?.info(
+    { volume: vol.name, serial, wwn: formatWwn(naa) },
+    `volume ${vol.name}: ${origin === 'generated' ? 'generated its identity' : 'took the identity the config sets'} and stored it in ${where}`,
+  );
+  return resolved;
+}
+
+/**
+ * Open a volume's store and resolve its identity, in the order the kind of store needs: a
+ * file volume's identity first (a file that does not exist yet is a new volume), a store
+ * that keeps metadata with its data (RBD) once it is open. The store is closed again when
+ * its identity cannot be resolved.
+ */
+export async function openWithIdentity(
+  vol: IdentitySource,
+  open: () => Promise<Backstore>,
+  baseDir: string,
+  opts: { logger?: Logger; taken?: (id: VolumeIdentity) => string | undefined },
+): Promise<{ id: ResolvedIdentity; store: Backstore }> {
+  if (vol.path !== undefined || vol.memory) {
+    const id = await resolveVolumeIdentity(vol, baseDir, opts);
+    return { id, store: await open() };
+  }
+  const store = await open();
+  try {
+    if (!store.getMetadata || !store.setMetadata) throw new Error(`volume ${vol.name}: ${store.path} keeps no metadata for its identity`);
+    const meta = {
+      path: store.path,
+      getMetadata: (key: string) => store.getMetadata!(key),
+      setMetadata: (key: string, value: string) => store.setMetadata!(key, value),
+      uniqueId: store.uniqueId && (() => store.uniqueId!()),
+    };
+    const id = await resolveStoredIdentity(vol, meta, opts);
+    return { id, store };
+  } catch (err) {
+    await store.close().catch(() => undefined);
+    throw err;
+  }
 }

@@ -61,7 +61,7 @@ export const DOC_FILE = path.join(ROOT, 'docs', 'conformance.md');
 export const RESULTS_DIR = path.join(ROOT, 'conformance-results');
 
 export const TARGET_IQN = 'iqn.2026-11.io.iscsi-target:conformance';
-const THIN_SIZE = '1GiB';
+export const THIN_SIZE = '1GiB';
 const SEALED_SIZE = '256MiB';
 const RO_SIZE_BYTES = 64 * 1024 * 1024;
 
@@ -496,6 +496,11 @@ export interface ConformanceOptions {
   baselineFile?: string;
   /** Echo suite, test and failure lines of iscsi-test-cu as they come. */
   echo?: boolean;
+  /**
+   * Other YAML for the thin volumes (LUN 0 and the 512e LUN 2), e.g. RBD images
+   * (`{ rbd: rbd/x, size: 1GiB }`), and top-level YAML to add (a `ceph:` section).
+   */
+  volumes?: { thin?: string; thin512e?: string; topLevel?: string };
   log?: (s: string) => void;
 }
 
@@ -557,10 +562,11 @@ export async function runConformance(opts: ConformanceOptions = {}): Promise<Con
   try {
     d = await startDaemon(`# iscsi-test-cu conformance run (test/interop/conformance.ts)
 portals: ["127.0.0.1:PORT"]
+${opts.volumes?.topLevel ?? ''}
 volumes:
-  thin: { path: ${work}/thin.img, size: ${THIN_SIZE} }
+  thin: ${opts.volumes?.thin ?? `{ path: ${work}/thin.img, size: ${THIN_SIZE} }`}
   golden: { path: ${roImage}, size: 64MiB, readonly: true }
-  thin512e: { path: ${work}/thin512e.img, size: ${THIN_SIZE}, physicalBlockSize: 4096 }
+  thin512e: ${opts.volumes?.thin512e ?? `{ path: ${work}/thin512e.img, size: ${THIN_SIZE}, physicalBlockSize: 4096 }`}
   sealed: { path: ${work}/sealed.img, size: ${SEALED_SIZE}, encryption: true }
 targets:
   - iqn: ${TARGET_IQN}

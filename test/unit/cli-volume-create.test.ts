@@ -99,3 +99,36 @@ test(
     });
   },
 );
+
+test('--rbd POOL/IMAGE writes an RBD volume (and its ceph settings) into the config, no file', () => {
+  withDir((dir, cli) => {
+    const r = cli(
+      'volume',
+      'create',
+      'db',
+      '--rbd',
+      'rbd/db',
+      '--size',
+      '20GiB',
+      '--ceph-conf',
+      '/etc/ceph/x.conf',
+      '--ceph-user',
+      'iscsi',
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const text = fs.readFileSync(path.join(dir, 'c.yaml'), 'utf8');
+    assert.match(text, /db: \{ rbd: rbd\/db, ceph: \{ conf: \/etc\/ceph\/x\.conf, user: iscsi \}, size: 20GiB \}/);
+    assert.equal(fs.existsSync(path.join(dir, 'luns')), false);
+    const check = cli('config', 'check');
+    assert.equal(check.code, 0, check.stderr + check.stdout);
+    const bad = cli('volume', 'create', 'x', '--rbd', 'nopool', '--size', '1GiB');
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--rbd: "nopool" is not an RBD image: expected POOL\/IMAGE/);
+    const mixed = cli('volume', 'create', 'y', '--rbd', 'rbd/y', '--size', '1GiB', '--path', 'y.img');
+    assert.equal(mixed.code, 1);
+    assert.match(mixed.stderr, /an RBD volume takes none of --path/);
+    const cephOnly = cli('volume', 'create', 'z', '--size', '1GiB', '--ceph-user', 'x');
+    assert.equal(cephOnly.code, 1);
+    assert.match(cephOnly.stderr, /--ceph-conf and --ceph-user are for RBD volumes/);
+  });
+});

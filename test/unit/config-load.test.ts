@@ -184,7 +184,12 @@ const CASES: [string, string, string, RegExp][] = [
     '5 volumes.a.blocksize',
     /unknown key "blocksize" in volumes\.a \(did you mean "blockSize"\?\)/,
   ],
-  ['neither path nor memory', 'volumes:\n  a:\n    size: 1G\n', '2 volumes.a', /needs a path \(file or block device\) or memory: true/],
+  [
+    'neither path nor memory',
+    'volumes:\n  a:\n    size: 1G\n',
+    '2 volumes.a',
+    /needs a path \(file or block device\), rbd: POOL\/IMAGE or memory: true/,
+  ],
   [
     'both path and memory',
     'volumes:\n  a:\n    path: a.img\n    memory: true\n    size: 1G\n',
