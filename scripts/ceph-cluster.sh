@@ -105,6 +105,9 @@ osd objectstore = bluestore
 bluestore block path = $DIR/osd/block.\$id
 bluestore block create = true
 bluestore block size = $(numfmt --from=iec "$OSD_SIZE")
+# A killed gateway's exclusive lock is broken once the OSD drops its watch: 30 s by default,
+# 5 s here so the takeover tests stay short (see rbd-lock.ts for production).
+osd client watch timeout = 5
 osd max object name len = 256
 osd max object namespace len = 64
 EOF

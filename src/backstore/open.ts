@@ -8,10 +8,13 @@ import { createKeyFile, defaultKeyFile, EncryptedBackstore, newKey, readKeyFile 
 import { FileBackstore } from './file';
 import { MemoryBackstore } from './memory';
 import { RbdBackstore } from './rbd';
+import { applyLockPolicy } from './rbd-lock';
 
 export interface OpenBackstoreOptions {
   /** Where to report what opening did ("created sparse file ...", "extended ..."). */
   logger?: Logger;
+  /** This gateway's ALUA group: the owner of an RBD volume (`owner:`) takes its exclusive lock. */
+  gatewayGroup?: number;
 }
 
 /**
@@ -77,6 +80,14 @@ async function openRbd(vol: VolumeConfig, bs: number, opts: OpenBackstoreOptions
     throw new Error(`volume ${vol.name}: RBD image ${pool}/${image} is ${store.size} bytes, not a multiple of the ${bs}-byte block size`);
   }
   for (const note of store.notes) opts.logger?.info({ volume: vol.name, path: store.path }, note);
+  try {
+    await applyLockPolicy(store, { volume: vol.name, owner: vol.owner, group: opts.gatewayGroup, logger: opts.logger });
+  } catch (err) {
+    await store.close().catch(() => undefined);
+    const e = err instanceof Error ? err : new Error(String(err));
+    e.message = `volume ${vol.name}: taking the RBD exclusive lock: ${e.message}`;
+    throw e;
+  }
   return store;
 }
 

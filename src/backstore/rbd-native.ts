@@ -41,6 +41,11 @@ export interface RbdLib {
   rbd_aio_writesame: CFunc;
   rbd_aio_compare_and_write: CFunc;
   rbd_aio_flush: CFunc;
+  rbd_is_exclusive_lock_owner: CFunc;
+  rbd_lock_get_owners: CFunc;
+  rbd_lock_get_owners_cleanup: CFunc;
+  rados_getaddrs: CFunc;
+  rados_buffer_free: CFunc;
   /** The completion callback type, for koffi.register. */
   completionType: unknown;
   /** The diff_iterate2 callback type. */
@@ -100,6 +105,12 @@ export function rbdLib(): RbdLib {
         'int64_t rbd_aio_compare_and_write(void *image, uint64_t off, size_t len, void *cmp, void *buf, void *c, uint64_t *mismatch, int opflags)',
       ),
       rbd_aio_flush: f(rbd, 'int rbd_aio_flush(void *image, void *c)'),
+      rbd_is_exclusive_lock_owner: f(rbd, 'int rbd_is_exclusive_lock_owner(void *image, _Out_ int *owner)'),
+      // owners: an array of char * that librbd fills (freed with the cleanup call).
+      rbd_lock_get_owners: f(rbd, 'int rbd_lock_get_owners(void *image, _Out_ int *mode, void *owners, _Inout_ size_t *max)'),
+      rbd_lock_get_owners_cleanup: f(rbd, 'void rbd_lock_get_owners_cleanup(void *owners, size_t n)'),
+      rados_getaddrs: f(rados, 'int rados_getaddrs(void *cluster, _Out_ void **addrs)'),
+      rados_buffer_free: f(rados, 'void rados_buffer_free(void *buf)'),
       completionType,
       diffType,
     };

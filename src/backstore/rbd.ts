@@ -1,7 +1,8 @@
 // A Ceph RBD image as a volume (librbd through koffi, see rbd-native.ts). Every read, write,
 // discard and flush is a librbd asynchronous call with a completion; nothing on the data
 // path blocks the event loop. Several gateways may open one image: librbd's exclusive lock
-// moves to whichever writes (slow when they alternate, correct either way).
+// moves to whichever writes (slow when they alternate, correct either way); rbd-lock.ts
+// says who takes it at open and what a takeover does.
 import * as fs from 'node:fs';
 import type { Backstore, ExtentStatus } from './backstore';
 import { callAsync, rbdError, rbdLib, type RbdLib } from './rbd-native';
@@ -92,11 +93,21 @@ function monHost(conf: string): string {
   }
 }
 
+function clientAddress(L: RbdLib, cluster: unknown): string {
+  const out: unknown[] = [null];
+  if ((L.rados_getaddrs(cluster, out) as number) < 0 || !out[0]) return 'unknown';
+  const addr = L.koffi.decode(out[0], 'char', -1) as string;
+  L.rados_buffer_free(out[0]);
+  return addr;
+}
+
 export class RbdBackstore implements Backstore {
   readonly path: string;
   readonly readonly: boolean;
   /** What opening did, for the log ("created image ...", "grew image ..."). */
   readonly notes: string[] = [];
+  /** This RADOS client's address (`rbd lock ls`, `ceph osd blocklist ls` print it). */
+  readonly clientAddress: string;
   private _size: number;
   private inflight = 0;
   private idle: (() => void) | null = null;
@@ -113,6 +124,7 @@ export class RbdBackstore implements Backstore {
     this.path = `rbd:${opts.pool}/${opts.image}`;
     this.readonly = opts.readonly ?? false;
     this._size = size;
+    this.clientAddress = clientAddress(L, cluster);
   }
 
   get size(): number {
@@ -374,6 +386,28 @@ export class RbdBackstore implements Backstore {
   async setMetadata(key: string, value: string): Promise<void> {
     const r = await callAsync(this.L.rbd_metadata_set, this.image, key, value);
     if (r < 0) throw rbdError(r, 'rbd_metadata_set', `${this.path} ${key}`);
+  }
+
+  /** Whether this client holds the image's exclusive lock now. */
+  async isLockOwner(): Promise<boolean> {
+    const owner = new Int32Array(1);
+    const r = await callAsync(this.L.rbd_is_exclusive_lock_owner, this.image, owner);
+    if (r < 0) throw rbdError(r, 'rbd_is_exclusive_lock_owner', this.path);
+    return owner[0] !== 0;
+  }
+
+  /** The client addresses holding the exclusive lock (none, or one). */
+  async lockOwners(): Promise<string[]> {
+    const { L } = this;
+    const max = 4;
+    const ptrs = Buffer.alloc(8 * max);
+    const n = new BigUint64Array([BigInt(max)]);
+    const r = await callAsync(L.rbd_lock_get_owners, this.image, new Int32Array(1), ptrs, n);
+    if (r === -2) return []; // ENOENT: nobody holds it
+    if (r < 0) throw rbdError(r, 'rbd_lock_get_owners', this.path);
+    const owners = L.koffi.decode(ptrs, L.koffi.array('char *', Number(n[0]))) as string[];
+    L.rbd_lock_get_owners_cleanup(ptrs, n[0]);
+    return owners;
   }
 
   /** Waits for I/O in flight, then closes the image and the cluster connection (which releases the lock). */

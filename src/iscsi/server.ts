@@ -119,10 +119,15 @@ export class TargetServer implements ConnectionHost {
 
   private async openUnit(vol: VolumeConfig): Promise<LogicalUnit> {
     const baseDir = path.dirname(path.resolve(this.config.source));
-    const { id, store } = await openWithIdentity(vol, () => openBackstore(vol, baseDir, { logger: this.logger }), baseDir, {
-      logger: this.logger,
-      taken: (i) => this.identityOwner(i),
-    });
+    const { id, store } = await openWithIdentity(
+      vol,
+      () => openBackstore(vol, baseDir, { logger: this.logger, gatewayGroup: this.group }),
+      baseDir,
+      {
+        logger: this.logger,
+        taken: (i) => this.identityOwner(i),
+      },
+    );
     const alua = new LocalAluaStates();
     alua.set(aluaStatesFor(vol, this.topology.groups), 0);
     const lu = new LogicalUnit({
