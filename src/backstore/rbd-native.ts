@@ -46,6 +46,12 @@ export interface RbdLib {
   rbd_lock_get_owners_cleanup: CFunc;
   rados_getaddrs: CFunc;
   rados_buffer_free: CFunc;
+  rbd_snap_create: CFunc;
+  rbd_snap_rollback: CFunc;
+  rbd_watchers_list: CFunc;
+  rbd_watchers_list_cleanup: CFunc;
+  /** rbd_image_watcher_t, to decode what rbd_watchers_list fills. */
+  watcherType: unknown;
   /** The completion callback type, for koffi.register. */
   completionType: unknown;
   /** The diff_iterate2 callback type. */
@@ -111,6 +117,12 @@ export function rbdLib(): RbdLib {
       rbd_lock_get_owners_cleanup: f(rbd, 'void rbd_lock_get_owners_cleanup(void *owners, size_t n)'),
       rados_getaddrs: f(rados, 'int rados_getaddrs(void *cluster, _Out_ void **addrs)'),
       rados_buffer_free: f(rados, 'void rados_buffer_free(void *buf)'),
+      rbd_snap_create: f(rbd, 'int rbd_snap_create(void *image, const char *name)'),
+      rbd_snap_rollback: f(rbd, 'int rbd_snap_rollback(void *image, const char *name)'),
+      // watchers: an array of rbd_image_watcher_t that librbd fills (freed with the cleanup call).
+      rbd_watchers_list: f(rbd, 'int rbd_watchers_list(void *image, void *watchers, _Inout_ size_t *max)'),
+      rbd_watchers_list_cleanup: f(rbd, 'void rbd_watchers_list_cleanup(void *watchers, size_t n)'),
+      watcherType: koffi.struct('iscsi_target_rbd_watcher', { addr: 'char *', id: 'int64_t', cookie: 'uint64_t' }),
       completionType,
       diffType,
     };

@@ -410,6 +410,34 @@ export class RbdBackstore implements Backstore {
     return owners;
   }
 
+  /** Take a snapshot of the image (crash-consistent: librbd asks the lock holder to make it). */
+  async snapshot(name: string): Promise<void> {
+    const r = await callAsync(this.L.rbd_snap_create, this.image, name);
+    if (r < 0) throw rbdError(r, 'rbd_snap_create', `${this.path}@${name}`);
+  }
+
+  /** Roll the image back to a snapshot (the caller makes sure nobody else has it open). */
+  async rollback(name: string): Promise<void> {
+    const r = await callAsync(this.L.rbd_snap_rollback, this.image, name);
+    if (r < 0) throw rbdError(r, 'rbd_snap_rollback', `${this.path}@${name}`);
+  }
+
+  /** Client addresses that have the image open (watch its header), this one included. */
+  async watchers(): Promise<string[]> {
+    const { L } = this;
+    for (let max = 8; ; max *= 4) {
+      const buf = Buffer.alloc(24 * max);
+      const n = new BigUint64Array([BigInt(max)]);
+      const r = await callAsync(L.rbd_watchers_list, this.image, buf, n);
+      if (r === -34) continue; // ERANGE: more than max
+      if (r < 0) throw rbdError(r, 'rbd_watchers_list', this.path);
+      const list = L.koffi.decode(buf, L.koffi.array(L.watcherType as string, Number(n[0]))) as { addr: string }[];
+      const addrs = list.map((w) => w.addr);
+      L.rbd_watchers_list_cleanup(buf, n[0]);
+      return addrs;
+    }
+  }
+
   /** Waits for I/O in flight, then closes the image and the cluster connection (which releases the lock). */
   async close(): Promise<void> {
     if (this.closed) return;

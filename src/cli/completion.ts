@@ -61,6 +61,8 @@ const NAMES: Record<string, 'volumes' | 'targets'> = {
   'volume resize': 'volumes',
   'volume delete': 'volumes',
   'volume set': 'volumes',
+  'volume snapshot': 'volumes',
+  'volume rollback': 'volumes',
   'target delete': 'targets',
   'target map': 'targets',
   'target unmap': 'targets',

@@ -10,6 +10,7 @@ import { formatSize, tryParseSize } from '../config/size';
 import type { Config, VolumeConfig } from '../config/model';
 import { formatWwn, identityFile, identityFileText, identityText, parseWwn, randomIdentity, serialProblem } from '../config/identity';
 import { createRbd } from './volume-rbd';
+import { registerSnapshotCommands } from './volume-snapshot';
 import { editTarget, printIssues, proposeChange, readConfig } from './change';
 import { EXIT, err, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
@@ -686,6 +687,7 @@ Examples:
   cmd(volume.command('list').description('volumes: size, allocated bytes, who maps them')).action(async (o: Opts) =>
     setExit(await list(ctx, o)),
   );
+  registerSnapshotCommands(volume, cmd, ctx, setExit);
   cmd(
     volume
       .command('import <name> <image>')
