@@ -62,8 +62,14 @@ after(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** The image and its snapshots (rbd rm refuses an image that has snapshots). */
+/** The clone, then the image and its snapshots (rbd rm refuses an image that has snapshots). */
 function purge(): void {
+  removeImages(conf, [`${image}-clone`]);
+  try {
+    rbd(conf, ['snap', 'unprotect', `rbd/${image}@before`]);
+  } catch {
+    // not protected
+  }
   try {
     rbd(conf, ['snap', 'purge', '--no-progress', `rbd/${image}`]);
     removeImages(conf, [image]);
@@ -108,4 +114,36 @@ test('refusals say why: unknown snapshot, bad name, a file volume, no such volum
   r = await runMain(['volume', 'snapshot', 'nope', 's', '--config', configFile]);
   assert.equal(r.code, 1);
   assert.match(r.err, /no volume nope in the config/);
+});
+
+test('clone: a new volume on a clone of the snapshot, with the snapshot data and its own identity', async () => {
+  const r = await runMain(['volume', 'clone', 'db', 'before', 'copy', '--rbd', `rbd/${image}-clone`, '--config', configFile]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, new RegExp(`volume copy created \\(RBD image rbd/${image}-clone, a clone of rbd/${image}@before\\)`));
+  const info = JSON.parse(rbd(conf, ['info', '--format', 'json', `rbd/${image}-clone`])) as {
+    parent?: { image: string; snapshot: string };
+  };
+  assert.equal(info.parent?.image, image);
+  assert.equal(info.parent?.snapshot, 'before');
+  assert.match(fs.readFileSync(configFile, 'utf8'), new RegExp(`copy: \\{ rbd: rbd/${image}-clone`));
+  const c = await RbdBackstore.open({ pool: 'rbd', image: `${image}-clone`, conf });
+  try {
+    const b = Buffer.alloc(MiB);
+    await c.read(b, 0);
+    assert.ok(b.equals(fill(0x11)), 'the clone holds the snapshot data');
+    assert.equal(await c.getMetadata('iscsi-target.identity'), undefined, "the parent's identity is not copied");
+  } finally {
+    await c.close();
+  }
+  // Served: the clone gets its own identity, not the parent's.
+  const d = await startDaemon(fs.readFileSync(configFile, 'utf8').replace('127.0.0.1:3260', '127.0.0.1:PORT'));
+  daemons.push(d);
+  const parentId = rbd(conf, ['image-meta', 'get', `rbd/${image}`, 'iscsi-target.identity']);
+  const cloneId = rbd(conf, ['image-meta', 'get', `rbd/${image}-clone`, 'iscsi-target.identity']);
+  assert.notEqual(cloneId, parentId);
+  assert.equal(await d.stop(), 0);
+  daemons.pop();
+  const again = await runMain(['volume', 'clone', 'db', 'before', 'copy', '--rbd', 'rbd/x', '--config', configFile]);
+  assert.equal(again.code, 1);
+  assert.match(again.err, /volume copy already exists; nothing was changed/);
 });

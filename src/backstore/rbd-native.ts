@@ -50,6 +50,11 @@ export interface RbdLib {
   rbd_snap_rollback: CFunc;
   rbd_watchers_list: CFunc;
   rbd_watchers_list_cleanup: CFunc;
+  rbd_snap_protect: CFunc;
+  rbd_clone3: CFunc;
+  rbd_image_options_create: CFunc;
+  rbd_image_options_destroy: CFunc;
+  rbd_metadata_remove: CFunc;
   /** rbd_image_watcher_t, to decode what rbd_watchers_list fills. */
   watcherType: unknown;
   /** The completion callback type, for koffi.register. */
@@ -122,6 +127,11 @@ export function rbdLib(): RbdLib {
       // watchers: an array of rbd_image_watcher_t that librbd fills (freed with the cleanup call).
       rbd_watchers_list: f(rbd, 'int rbd_watchers_list(void *image, void *watchers, _Inout_ size_t *max)'),
       rbd_watchers_list_cleanup: f(rbd, 'void rbd_watchers_list_cleanup(void *watchers, size_t n)'),
+      rbd_snap_protect: f(rbd, 'int rbd_snap_protect(void *image, const char *snap)'),
+      rbd_clone3: f(rbd, 'int rbd_clone3(void *p_io, const char *p_name, const char *p_snap, void *c_io, const char *c_name, void *opts)'),
+      rbd_image_options_create: f(rbd, 'void rbd_image_options_create(_Out_ void **opts)'),
+      rbd_image_options_destroy: f(rbd, 'void rbd_image_options_destroy(void *opts)'),
+      rbd_metadata_remove: f(rbd, 'int rbd_metadata_remove(void *image, const char *key)'),
       watcherType: koffi.struct('iscsi_target_rbd_watcher', { addr: 'char *', id: 'int64_t', cookie: 'uint64_t' }),
       completionType,
       diffType,

@@ -108,6 +108,7 @@ export class RbdBackstore implements Backstore {
   readonly notes: string[] = [];
   /** This RADOS client's address (`rbd lock ls`, `ceph osd blocklist ls` print it). */
   readonly clientAddress: string;
+  private readonly imageName: string;
   private _size: number;
   private inflight = 0;
   private idle: (() => void) | null = null;
@@ -125,6 +126,7 @@ export class RbdBackstore implements Backstore {
     this.readonly = opts.readonly ?? false;
     this._size = size;
     this.clientAddress = clientAddress(L, cluster);
+    this.imageName = opts.image;
   }
 
   get size(): number {
@@ -420,6 +422,34 @@ export class RbdBackstore implements Backstore {
   async rollback(name: string): Promise<void> {
     const r = await callAsync(this.L.rbd_snap_rollback, this.image, name);
     if (r < 0) throw rbdError(r, 'rbd_snap_rollback', `${this.path}@${name}`);
+  }
+
+  /**
+   * Clone the snapshot `snap` into a new image pool/image of the same cluster (librbd's
+   * default features). The snapshot is protected first, as clone format 1 requires.
+   */
+  async clone(snap: string, pool: string, image: string): Promise<void> {
+    const { L } = this;
+    let r = await callAsync(L.rbd_snap_protect, this.image, snap);
+    if (r < 0 && r !== -16) throw rbdError(r, 'rbd_snap_protect', `${this.path}@${snap}`); // EBUSY: already protected
+    const io: unknown[] = [null];
+    r = await callAsync(L.rados_ioctx_create, this.cluster, pool, io);
+    if (r < 0) throw rbdError(r, 'opening pool', pool);
+    const opts: unknown[] = [null];
+    L.rbd_image_options_create(opts);
+    try {
+      r = await callAsync(L.rbd_clone3, this.ioctx, this.imageName, snap, io[0], image, opts[0]);
+      if (r < 0) throw rbdError(r, 'rbd_clone3', `${this.path}@${snap} to ${pool}/${image}`);
+    } finally {
+      L.rbd_image_options_destroy(opts[0]);
+      L.rados_ioctx_destroy(io[0]);
+    }
+  }
+
+  /** Remove an image metadata key (absent already: fine). */
+  async removeMetadata(key: string): Promise<void> {
+    const r = await callAsync(this.L.rbd_metadata_remove, this.image, key);
+    if (r < 0 && r !== -2) throw rbdError(r, 'rbd_metadata_remove', `${this.path} ${key}`);
   }
 
   /** Client addresses that have the image open (watch its header), this one included. */

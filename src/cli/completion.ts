@@ -63,6 +63,7 @@ const NAMES: Record<string, 'volumes' | 'targets'> = {
   'volume set': 'volumes',
   'volume snapshot': 'volumes',
   'volume rollback': 'volumes',
+  'volume clone': 'volumes',
   'target delete': 'targets',
   'target map': 'targets',
   'target unmap': 'targets',

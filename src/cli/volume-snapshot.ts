@@ -1,9 +1,13 @@
-// `volume snapshot NAME SNAP` and `volume rollback NAME SNAP`: RBD snapshots through librbd,
+// `volume snapshot NAME SNAP`, `volume rollback NAME SNAP` and `volume clone NAME SNAP NEW
+// --rbd POOL/IMAGE`: RBD snapshots and clones through librbd,
 // from the CLI process itself (the image is in the cluster, not behind the daemon).
 import type { Command } from 'commander';
 import type { VolumeConfig } from '../config/model';
+import { addVolume } from '../admin/config-edit';
 import { RbdBackstore } from '../backstore/rbd';
-import { editTarget, readConfig, printIssues } from './change';
+import { parseRbdSpec } from '../config/rbd';
+import { IDENTITY_METADATA_KEY } from '../scsi/identity';
+import { editTarget, printIssues, proposeChange, readConfig } from './change';
 import { EXIT, err, out, type CliContext } from './context';
 import type { ConfigOptions, JsonOptions } from './options';
 
@@ -98,6 +102,50 @@ export async function rollback(ctx: CliContext, name: string, snap: string, o: O
   return EXIT.OK;
 }
 
+/**
+ * A new image cloned from a snapshot, and a new volume in the config serving it. The clone
+ * must not keep its parent's identity (librbd copies image metadata into a clone): two LUs
+ * with one NAA would look like one disk to multipath, so the key is removed and the daemon
+ * derives a new identity from the clone's own image id.
+ */
+export async function clone(ctx: CliContext, name: string, snap: string, newName: string, o: Opts & { rbd?: string }): Promise<number> {
+  if (!checkSnapName(ctx, snap)) return EXIT.FAILURE;
+  if (o.rbd === undefined) {
+    err(ctx, 'error: give the new image with --rbd POOL/IMAGE');
+    return EXIT.FAILURE;
+  }
+  const spec = parseRbdSpec(o.rbd.trim());
+  if ('error' in spec) {
+    err(ctx, `error: --rbd: ${spec.error}`);
+    return EXIT.FAILURE;
+  }
+  const vol = rbdVolume(ctx, name, o, 'clone');
+  if (!vol) return EXIT.FAILURE;
+  const cur = readConfig(editTarget(ctx, o));
+  if ('config' in cur && cur.config.volumes.has(newName)) {
+    err(ctx, `error: volume ${newName} already exists; nothing was changed`);
+    return EXIT.FAILURE;
+  }
+  const from = `${vol.rbd!.pool}/${vol.rbd!.image}@${snap}`;
+  const done = await withImage(ctx, vol, async (img) => {
+    await img.clone(snap, spec.pool, spec.image);
+    const c = await RbdBackstore.open({ pool: spec.pool, image: spec.image, conf: vol.ceph?.conf, user: vol.ceph?.user });
+    try {
+      await c.removeMetadata(IDENTITY_METADATA_KEY);
+    } finally {
+      await c.close();
+    }
+    return true;
+  });
+  if (!done) return EXIT.FAILURE;
+  const top = 'config' in cur ? cur.config.ceph : undefined;
+  const ownCeph = vol.ceph && (vol.ceph.conf !== top?.conf || vol.ceph.user !== top?.user) ? vol.ceph : undefined;
+  const r = await proposeChange(ctx, o, `volume ${newName} created (RBD image ${spec.pool}/${spec.image}, a clone of ${from})`, (doc) =>
+    addVolume(doc, newName, { rbd: `${spec.pool}/${spec.image}`, ceph: ownCeph, blockSize: vol.blockSize }),
+  );
+  return r.code;
+}
+
 export function registerSnapshotCommands(
   volume: Command,
   cmd: (c: Command) => Command,
@@ -110,4 +158,10 @@ export function registerSnapshotCommands(
   cmd(volume.command('rollback <name> <snap>').description('roll an RBD volume back to a snapshot (refused while a gateway serves it)'))
     .addHelpText('after', '\nExample:\n  $ iscsi-target volume rollback db before-upgrade')
     .action(async (name: string, snap: string, o: Opts) => setExit(await rollback(ctx, name, snap, o)));
+  cmd(volume.command('clone <name> <snap> <new>').description("a new volume on a clone of an RBD volume's snapshot"))
+    .requiredOption('--rbd <pool/image>', 'the new image')
+    .addHelpText('after', '\nExample:\n  $ iscsi-target volume clone golden v1 vm7 --rbd rbd/vm7')
+    .action(async (name: string, snap: string, newName: string, o: Opts & { rbd?: string }) =>
+      setExit(await clone(ctx, name, snap, newName, o)),
+    );
 }
