@@ -43,8 +43,8 @@ export function createNewVolumeFile(abs: string, configFile: string): number {
   fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o750 });
   const fd = fs.openSync(abs, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
   try {
-    const owner = fs.statSync(configFile);
-    if (process.getuid?.() === 0 && (owner.uid !== 0 || owner.gid !== 0)) {
+    const owner = ownerToGive(fs.statSync(configFile));
+    if (owner) {
       for (const d of made) fs.chownSync(d, owner.uid, owner.gid);
       fs.fchownSync(fd, owner.uid, owner.gid);
     }
@@ -67,8 +67,13 @@ function writeNewIdentityFile(abs: string): void {
   const file = identityFile(abs);
   fs.rmSync(file, { force: true });
   fs.writeFileSync(file, identityFileText(randomIdentity(), 'generated'), { mode: 0o600, flag: 'wx' });
-  const owner = fs.statSync(abs);
-  if (process.getuid?.() === 0 && (owner.uid !== 0 || owner.gid !== 0)) fs.chownSync(file, owner.uid, owner.gid);
+  const owner = ownerToGive(fs.statSync(abs));
+  if (owner) fs.chownSync(file, owner.uid, owner.gid);
+}
+
+/** Whom files root creates for `ref` (the config, or a volume file) go to: its owner, unless root. */
+function ownerToGive(ref: fs.Stats): { uid: number; gid: number } | null {
+  return process.getuid?.() === 0 && (ref.uid !== 0 || ref.gid !== 0) ? { uid: ref.uid, gid: ref.gid } : null;
 }
 
 function newFileError(abs: string, e: unknown): string {
