@@ -3,9 +3,9 @@
 // serve one image at once: the same LU identity on both, and what one writes the other reads.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { requireTools, run, runAsync, startDaemon, type Daemon } from '../test/helpers/daemon';
+import { inquireIdentity } from '../test/helpers/inquiry';
 import { cephConf, newImageName, rbd, removeImages } from './cluster';
 
 const IQN = 'iqn.2026-11.io.iscsi-target:rbd';
@@ -31,20 +31,10 @@ function qemuIo(d: Daemon, cmd: string): string {
   return r.out;
 }
 
-/** VPD 0x80 serial and the NAA designator of VPD 0x83 (printed as raw bytes), as iscsi-inq reads them. */
+/** VPD 0x80 serial and the NAA designator of VPD 0x83, as iscsi-inq reads them. */
 function identity(d: Daemon): { serial: string; naa: string } {
-  const url = `iscsi://127.0.0.1:${d.port}/${IQN}/0`;
-  const s = spawnSync('iscsi-inq', ['-e', '1', '-c', '128', url], { encoding: 'latin1', timeout: 30000 });
-  assert.equal(s.status, 0, s.stdout + s.stderr);
-  const serial = /Unit Serial Number:\[([^\]]*)\]/.exec(s.stdout)?.[1];
-  assert.ok(serial, s.stdout);
-  const p = spawnSync('iscsi-inq', ['-e', '1', '-c', '131', url], { encoding: 'latin1', timeout: 30000 });
-  assert.equal(p.status, 0, p.stdout + p.stderr);
-  const marker = 'Designator Type:(3) NAA\nDesignator:[';
-  const at = p.stdout.indexOf(marker);
-  assert.ok(at >= 0, p.stdout);
-  const naa = Buffer.from(p.stdout.slice(at + marker.length, at + marker.length + 16), 'latin1').toString('hex');
-  return { serial, naa };
+  const id = inquireIdentity(d.port, IQN);
+  return { serial: id.serial, naa: id.naa.toString('hex') };
 }
 
 before(() => {

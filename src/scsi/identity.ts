@@ -149,12 +149,7 @@ export async function resolveVolumeIdentity(
     if (stored) base = stored;
     else if (st === undefined) base = { ...randomIdentity(), origin: 'generated' };
     else base = { ...nameDerivedIdentity(vol.name), origin: 'name-derived' };
-    const serial = configured.serial ?? base.serial;
-    const naa = configured.naa ?? base.naa;
-    const fromConfig =
-      (configured.serial !== undefined && configured.serial !== base.serial) ||
-      (configured.naa !== undefined && !configured.naa.equals(base.naa));
-    const origin: IdentityOrigin = fromConfig ? 'config' : base.origin;
+    const { serial, naa, origin, fromConfig } = withConfigured(base, configured);
     if (stored && !fromConfig) return { serial, naa, origin, file };
     try {
       fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -179,6 +174,19 @@ export async function resolveVolumeIdentity(
     log?.info({ volume: vol.name, serial, wwn: formatWwn(naa), file }, `volume ${vol.name}: ${what} in ${path.basename(file)}`);
     return { serial, naa, origin, file };
   }
+}
+
+/** The stored (or new) identity with the config's serial and wwn over it; `fromConfig` when they change it. */
+function withConfigured(
+  base: VolumeIdentity & { origin: IdentityOrigin },
+  configured: { serial?: string; naa?: Buffer },
+): VolumeIdentity & { origin: IdentityOrigin; fromConfig: boolean } {
+  const serial = configured.serial ?? base.serial;
+  const naa = configured.naa ?? base.naa;
+  const fromConfig =
+    (configured.serial !== undefined && configured.serial !== base.serial) ||
+    (configured.naa !== undefined && !configured.naa.equals(base.naa));
+  return { serial, naa, origin: fromConfig ? 'config' : base.origin, fromConfig };
 }
 
 function asBuffer(r: Buffer | { error: string }, name: string): Buffer {
@@ -222,12 +230,7 @@ export async function resolveStoredIdentity(
   // at once would otherwise race to store different identities.
   const fresh = store.uniqueId ? seededIdentity(store.uniqueId()) : randomIdentity();
   const base = stored ?? { ...fresh, origin: 'generated' as IdentityOrigin };
-  const serial = configured.serial ?? base.serial;
-  const naa = configured.naa ?? base.naa;
-  const fromConfig =
-    (configured.serial !== undefined && configured.serial !== base.serial) ||
-    (configured.naa !== undefined && !configured.naa.equals(base.naa));
-  const origin: IdentityOrigin = fromConfig ? 'config' : base.origin;
+  const { serial, naa, origin, fromConfig } = withConfigured(base, configured);
   const resolved: ResolvedIdentity = { serial, naa, origin };
   const other = opts.taken?.(resolved);
   if (other !== undefined) {

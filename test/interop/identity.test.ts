@@ -5,11 +5,11 @@
 // hosts know; serial and wwn in the config take over an identity.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { requireTools, startDaemon, type Daemon } from '../helpers/daemon';
+import { inquireIdentity } from '../helpers/inquiry';
 import { deriveIdentifiers } from '../../src/scsi/logical-unit';
 
 const IQN = 'iqn.2026-11.io.example:ident';
@@ -19,21 +19,8 @@ function config(volume: string, extra = ''): string {
   return `portals: ["127.0.0.1:PORT"]\nvolumes:\n  ${volume}: { path: DIR/data.img, size: 16MiB${extra} }\ntargets:\n  - iqn: ${IQN}\n    luns: { 0: ${volume} }\n`;
 }
 
-/** Serial (VPD 0x80) and the NAA designator's bytes (VPD 0x83) as iscsi-inq reads them. */
 function inquire(d: Daemon): { serial: string; naa: Buffer } {
-  const url = `iscsi://127.0.0.1:${d.port}/${IQN}/0`;
-  const s = spawnSync('iscsi-inq', ['-e', '1', '-c', '128', url], { encoding: 'latin1', timeout: 30000 });
-  assert.equal(s.status, 0, s.stdout + s.stderr);
-  const serial = /Unit Serial Number:\[([^\]]*)\]/.exec(s.stdout)?.[1];
-  assert.ok(serial, s.stdout);
-  // The designator is printed as raw bytes: read them back as latin1.
-  const p = spawnSync('iscsi-inq', ['-e', '1', '-c', '131', url], { encoding: 'latin1', timeout: 30000 });
-  assert.equal(p.status, 0, p.stdout + p.stderr);
-  const marker = 'Designator Type:(3) NAA\nDesignator:[';
-  const at = p.stdout.indexOf(marker);
-  assert.ok(at >= 0, p.stdout);
-  const raw = Buffer.from(p.stdout.slice(at + marker.length, at + marker.length + 16), 'latin1');
-  return { serial, naa: raw };
+  return inquireIdentity(d.port, IQN);
 }
 
 test('two targets exporting a volume of the same name give hosts two different disk identities', { skip }, async () => {
