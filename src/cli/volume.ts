@@ -3,22 +3,19 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Option, type Command } from 'commander';
 import { addVolume, removeVolume, setVolumeFields, setVolumeSize, volumePathText } from '../admin/config-edit';
-import { controlRequest } from '../admin/control-socket';
 import { volumeUsers } from '../acl/access';
-import { nativeFs } from '../backstore/native';
 import { formatSize, tryParseSize } from '../config/size';
-import type { Config, VolumeConfig } from '../config/model';
-import { formatWwn, identityFile, identityFileText, identityText, parseWwn, randomIdentity, serialProblem } from '../config/identity';
+import type { Config } from '../config/model';
+import { formatWwn, identityFile, identityText, parseWwn, randomIdentity, serialProblem } from '../config/identity';
 import { createRbd } from './volume-rbd';
 import { registerSnapshotCommands } from './volume-snapshot';
-import { editTarget, printIssues, proposeChange, readConfig } from './change';
+import { allocateThick, copyImage, createNewVolumeFile, newFileError, writeNewIdentityFile } from './volume-files';
+import { list } from './volume-list';
+import { editTarget, proposeChange, readConfig } from './change';
 import { EXIT, err, out, type CliContext } from './context';
 import { addConfigOption, addJsonOption, type ConfigOptions, type JsonOptions } from './options';
-import { progressBar } from './progress';
-import { table } from './table';
 
 type Opts = ConfigOptions & JsonOptions;
-const CHUNK = 4 * 1024 * 1024;
 
 function parseSizeOption(ctx: CliContext, text: string | undefined, what = '--size'): number | undefined {
   if (text === undefined) return undefined;
@@ -28,121 +25,6 @@ function parseSizeOption(ctx: CliContext, text: string | undefined, what = '--si
     return undefined;
   }
   return r.bytes;
-}
-
-/**
- * Create a new volume file: O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600. An existing file, block
- * device or symlink (even a dangling one) is never opened: adopting one is `--adopt`. Missing
- * parent folders are made. When root creates it for a config someone else owns (the service
- * user of a packaged daemon), the new file and folders are given to that owner, so the daemon
- * can open them and keep its reservation and key files beside them.
- */
-export function createNewVolumeFile(abs: string, configFile: string): number {
-  const made: string[] = [];
-  for (let d = path.dirname(abs); !fs.existsSync(d); d = path.dirname(d)) made.unshift(d);
-  fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o750 });
-  const fd = fs.openSync(abs, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
-  try {
-    const owner = ownerToGive(fs.statSync(configFile));
-    if (owner) {
-      for (const d of made) fs.chownSync(d, owner.uid, owner.gid);
-      fs.fchownSync(fd, owner.uid, owner.gid);
-    }
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-      fs.closeSync(fd);
-      fs.rmSync(abs, { force: true });
-      throw e;
-    }
-  }
-  return fd;
-}
-
-/**
- * The identity file of a volume file this command just created: a new random identity (a
- * leftover from a volume once at that path is replaced, never inherited), owned like the
- * volume file.
- */
-function writeNewIdentityFile(abs: string): void {
-  const file = identityFile(abs);
-  fs.rmSync(file, { force: true });
-  fs.writeFileSync(file, identityFileText(randomIdentity(), 'generated'), { mode: 0o600, flag: 'wx' });
-  const owner = ownerToGive(fs.statSync(abs));
-  if (owner) fs.chownSync(file, owner.uid, owner.gid);
-}
-
-/** Whom files root creates for `ref` (the config, or a volume file) go to: its owner, unless root. */
-function ownerToGive(ref: fs.Stats): { uid: number; gid: number } | null {
-  return process.getuid?.() === 0 && (ref.uid !== 0 || ref.gid !== 0) ? { uid: ref.uid, gid: ref.gid } : null;
-}
-
-function newFileError(abs: string, e: unknown): string {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'EEXIST') {
-    return `${abs} exists already; volume create makes a new file only (to export an existing file or block device as it is, add --adopt)`;
-  }
-  return `cannot create ${abs}: ${code ?? (e as Error).message}`;
-}
-
-/** Allocate every block of a new file (fallocate, else zeros), with a progress bar. */
-async function allocateThick(ctx: CliContext, fd: number, size: number, showProgress: boolean): Promise<void> {
-  const bar = progressBar(ctx, 'allocating', size, showProgress);
-  try {
-    const native = nativeFs();
-    let useZeros = !native;
-    const zeros = Buffer.alloc(CHUNK);
-    const step = 64 * 1024 * 1024;
-    for (let off = 0; off < size;) {
-      const n = Math.min(useZeros ? CHUNK : step, size - off);
-      if (!useZeros) {
-        try {
-          await native!.fallocate(fd, 0, off, n);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'EOPNOTSUPP') throw e;
-          useZeros = true;
-          continue;
-        }
-      } else {
-        await new Promise<void>((res, rej) => fs.write(fd, zeros, 0, n, off, (e) => (e ? rej(e) : res())));
-      }
-      off += n;
-      bar.update(off);
-    }
-    fs.ftruncateSync(fd, size);
-    fs.fdatasyncSync(fd);
-  } finally {
-    bar.stop();
-  }
-}
-
-/** Copy a raw image into a volume file from offset 0; all-zero chunks are skipped (kept sparse) when `sparse`. */
-async function copyImage(ctx: CliContext, image: string, dest: string, sparse: boolean, showProgress: boolean): Promise<number> {
-  const size = fs.statSync(image).size;
-  const src = fs.openSync(image, 'r');
-  const dst = fs.openSync(dest, 'r+');
-  const bar = progressBar(ctx, 'importing', size, showProgress);
-  const buf = Buffer.allocUnsafe(CHUNK);
-  const zero = Buffer.alloc(CHUNK);
-  try {
-    for (let off = 0; off < size;) {
-      const n = await new Promise<number>((res, rej) =>
-        fs.read(src, buf, 0, Math.min(CHUNK, size - off), off, (e, r) => (e ? rej(e) : res(r))),
-      );
-      if (n === 0) break;
-      const chunk = buf.subarray(0, n);
-      if (!(sparse && chunk.equals(zero.subarray(0, n)))) {
-        await new Promise<void>((res, rej) => fs.write(dst, chunk, 0, n, off, (e) => (e ? rej(e) : res())));
-      }
-      off += n;
-      bar.update(off);
-    }
-    fs.fdatasyncSync(dst);
-  } finally {
-    bar.stop();
-    fs.closeSync(src);
-    fs.closeSync(dst);
-  }
-  return size;
 }
 
 function volumeFile(configFile: string, p: string): string {
@@ -400,107 +282,6 @@ async function set(ctx: CliContext, name: string, o: SetOpts): Promise<number> {
   // false is the default of readonly and shared: the key goes rather than saying false.
   const edit = { ...fields, readonly: o.readonly === false ? null : o.readonly, shared: o.shared === false ? null : o.shared };
   return (await proposeChange(ctx, o, what, (doc) => setVolumeFields(doc, name, edit))).code;
-}
-
-interface VolumeRow {
-  name: string;
-  path: string | null;
-  bytes: number | null;
-  allocatedBytes: number | null;
-  blockSize: number;
-  readonly: boolean;
-  mappedTo: { target: string; initiator: string; lun: number }[];
-  sessions: number | null;
-  /** The identity hosts see: the running daemon's, else the config's or the identity file's; null when not known yet. */
-  serial: string | null;
-  wwn: string | null;
-}
-
-/** A volume's identity as far as the CLI can tell without the daemon. */
-function knownIdentity(v: VolumeConfig): { serial: string | null; wwn: string | null } {
-  let stored: { serial?: string; wwn?: string } = {};
-  if (v.path && !v.memory) {
-    try {
-      stored = JSON.parse(fs.readFileSync(identityFile(v.path), 'utf8')) as typeof stored;
-    } catch {
-      /* not created yet, or not readable by this user */
-    }
-  }
-  return { serial: v.serial ?? stored.serial ?? null, wwn: v.wwn ?? stored.wwn ?? null };
-}
-
-function volumeRows(config: Config, live?: Map<string, number>, open?: Map<string, { serial: string; wwn: string }>): VolumeRow[] {
-  return [...config.volumes.values()].map((v) => {
-    let bytes: number | null = v.size ?? null;
-    let allocated: number | null = null;
-    if (v.memory) allocated = null;
-    else if (v.path) {
-      try {
-        const st = fs.statSync(v.path);
-        if (st.isFile()) {
-          bytes = st.size;
-          allocated = st.blocks * 512;
-        }
-      } catch {
-        /* not created yet */
-      }
-    }
-    return {
-      name: v.name,
-      path: v.memory ? 'memory' : v.rbd ? `rbd:${v.rbd.pool}/${v.rbd.image}` : (v.path ?? null),
-      bytes,
-      allocatedBytes: allocated,
-      blockSize: v.blockSize,
-      readonly: v.readonly,
-      mappedTo: volumeUsers(config, v.name),
-      sessions: live ? (live.get(v.name) ?? 0) : null,
-      ...(open?.get(v.name) ?? knownIdentity(v)),
-    };
-  });
-}
-
-async function list(ctx: CliContext, o: Opts): Promise<number> {
-  const file = editTarget(ctx, o);
-  const cur = readConfig(file);
-  if ('errors' in cur) {
-    printIssues(ctx, cur.errors);
-    return EXIT.FAILURE;
-  }
-  let live: Map<string, number> | undefined;
-  let open: Map<string, { serial: string; wwn: string }> | undefined;
-  const st = await controlRequest(file, { op: 'status' }, ctx.env).catch(() => undefined);
-  if (st?.ok && 'portals' in st) {
-    live = new Map();
-    for (const s of st.sessions) for (const l of s.luns) live.set(l.volume, (live.get(l.volume) ?? 0) + 1);
-    open = new Map(st.volumes.filter((v) => v.serial !== undefined).map((v) => [v.name, { serial: v.serial, wwn: v.wwn }]));
-  }
-  const rows = volumeRows(cur.config, live, open);
-  if (o.json) {
-    out(ctx, JSON.stringify(rows, null, 2));
-    return EXIT.OK;
-  }
-  if (rows.length === 0) {
-    out(ctx, `no volumes in ${file}`);
-    return EXIT.OK;
-  }
-  out(
-    ctx,
-    table(
-      ['NAME', 'SIZE', 'ALLOCATED', 'BLOCK', 'PATH', 'MAPPED TO', ...(live ? ['SESSIONS'] : [])],
-      rows.map((r) => [
-        r.name + (r.readonly ? ' (ro)' : ''),
-        r.bytes === null ? '-' : formatSize(r.bytes),
-        r.allocatedBytes === null ? '-' : formatSize(r.allocatedBytes),
-        String(r.blockSize),
-        r.path ?? '-',
-        r.mappedTo.length === 0
-          ? '-'
-          : r.mappedTo.map((m) => `${m.target}${m.initiator === '*' ? '' : ` ${m.initiator}`} LUN ${m.lun}`).join('; '),
-        ...(live ? [String(r.sessions)] : []),
-      ]),
-    ),
-  );
-  return EXIT.OK;
 }
 
 async function importImage(
