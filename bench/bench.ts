@@ -494,6 +494,13 @@ async function runQemuBench(t: RunningTarget, w: Workload, digest: boolean, quic
   return { ios: count, seconds: Number(m[1]) };
 }
 
+async function flushRbdLun(t: RunningTarget): Promise<void> {
+  const opts = `driver=iscsi,transport=tcp,portal=127.0.0.1:${t.port},target=${t.iqn},lun=${t.rbdLun}`;
+  const args = ['bench', '-w', '-c', '4', '-d', '1', '-s', '4096', '--flush-interval', '1', '-t', 'none', '--image-opts', opts];
+  const r = await runClient('qemu-img', args, 60_000);
+  if (r.code !== 0) throw new Error(`qemu-img ${args.join(' ')} failed (exit ${r.code}):\n${r.out.slice(-2000)}`);
+}
+
 async function measure(t: RunningTarget, w: Workload, digest: boolean, rep: number, o: Options): Promise<Sample> {
   const pid = t.proc.pid!;
   const before = procStats(pid);
@@ -757,6 +764,12 @@ async function main(): Promise<number> {
         `bench: ${name === 'tgt' ? 'tgtd' : name === 'base' ? 'iscsi-target (base)' : 'iscsi-target'} listening on 127.0.0.1:${t.port} (pid ${t.proc.pid})`,
       );
     }
+
+    // librbd runs an image in writethrough until the client's first flush
+    // (rbd_cache_writethrough_until_flush), then in its cache policy (writearound, which
+    // acknowledges writes before the OSD does). Initiators flush, so that is the steady
+    // state: a few writes and a flush take both targets there before the first sample.
+    if (cluster) for (const t of targets) await flushRbdLun(t);
 
     // First, while the targets are fresh: VmHWM is a peak over the process's life.
     let memory: Partial<Record<TargetName, MemoryCheck>> | undefined;
