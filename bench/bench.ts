@@ -15,6 +15,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { renderChart } from './chart';
+import { createImage, findCluster, missingRbdTools, removeImages, tgtBsopts, type RbdCluster } from './rbd';
 import { runAsync as runClient } from '../test/helpers/daemon';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -37,8 +38,8 @@ export interface Workload {
   write?: boolean;
   /** qemu-img bench request count for a full run (about 3 s on tgt here). */
   count?: number;
-  /** Where the volume lives: tmpfs, or a file on the machine's disk (through the page cache). */
-  medium: 'tmpfs' | 'disk';
+  /** Where the volume lives: tmpfs, a file on the machine's disk (through the page cache), or an RBD image. */
+  medium: 'tmpfs' | 'disk' | 'rbd';
 }
 
 const TMPFS_WORKLOADS: Omit<Workload, 'medium'>[] = [
@@ -50,11 +51,25 @@ const TMPFS_WORKLOADS: Omit<Workload, 'medium'>[] = [
   { id: 'write-1m-qd8', title: '1 MiB write, QD8', client: 'qemu-img', size: 1 << 20, depth: 8, write: true, count: 2500 },
 ];
 
+// Writes to a one-OSD cluster are far slower than to tmpfs: fewer requests keep a run near 3 s.
+const RBD_COUNTS: Record<string, number> = { 'write-4k-qd1': 1500, 'write-4k-qd32': 40000, 'write-1m-qd8': 800 };
+
 /** Each workload on a tmpfs volume, then the same on a volume file on the disk (`-disk`). */
-export const WORKLOADS: Workload[] = [
+export const DEFAULT_WORKLOADS: Workload[] = [
   ...TMPFS_WORKLOADS.map((w): Workload => ({ ...w, medium: 'tmpfs' })),
   ...TMPFS_WORKLOADS.map((w): Workload => ({ ...w, id: `${w.id}-disk`, title: `${w.title}, disk`, medium: 'disk' })),
 ];
+
+/** The same on an RBD image (`-rbd`): only with --rbd, as they need a Ceph cluster. */
+export const RBD_WORKLOADS: Workload[] = TMPFS_WORKLOADS.map((w): Workload => ({
+  ...w,
+  id: `${w.id}-rbd`,
+  title: `${w.title}, rbd`,
+  medium: 'rbd',
+  count: RBD_COUNTS[w.id] ?? w.count,
+}));
+
+export const WORKLOADS: Workload[] = [...DEFAULT_WORKLOADS, ...RBD_WORKLOADS];
 
 type TargetName = 'ours' | 'tgt' | 'base';
 
@@ -67,6 +82,8 @@ interface Options {
   volumeMiB: number;
   memoryCheck: boolean;
   saveLatest: boolean;
+  /** Add the RBD rows (RBD_WORKLOADS) to the default set. */
+  rbd: boolean;
   targets: TargetName[];
   /** bin/iscsi-target to run as "ours" (another build, for before/after comparisons). */
   oursBin: string;
@@ -119,7 +136,10 @@ const USAGE = `usage: npm run bench -- [options]
   --digest off|on|both  CRC32C header digest (default both; libiscsi has no data digest)
   --repeat N            alternating repetitions per workload (default 3, quick 1)
   --seconds S           iscsi-perf run time in seconds (default 3, quick 1)
-  --volume-mib N        size of each tmpfs volume (default 512)
+  --volume-mib N        size of each volume (default 512)
+  --rbd                 add the rows on RBD images (-rbd workloads): needs a Ceph cluster,
+                        $CEPH_CONF or the one \`bash scripts/ceph-cluster.sh start\` starts;
+                        naming an -rbd workload in --workloads implies it
   --memory-check        first run 8 sessions x QD32 (128 KiB reads, 1 MiB writes) against
                         each target and report its peak RSS
   --only ours|tgt       run one target only (no ratios)
@@ -132,13 +152,14 @@ const USAGE = `usage: npm run bench -- [options]
 function parseArgs(argv: string[]): Options {
   const o: Options = {
     quick: false,
-    workloads: WORKLOADS,
+    workloads: DEFAULT_WORKLOADS,
     digests: [false, true],
     repeat: 0,
     seconds: 0,
     volumeMiB: 512,
     memoryCheck: false,
     saveLatest: false,
+    rbd: false,
     targets: ['ours', 'tgt'],
     oursBin: BIN,
   };
@@ -197,6 +218,9 @@ function parseArgs(argv: string[]): Options {
       case '--save-latest':
         o.saveLatest = true;
         break;
+      case '--rbd':
+        o.rbd = true;
+        break;
       case '-h':
       case '--help':
         process.stdout.write(USAGE);
@@ -207,6 +231,8 @@ function parseArgs(argv: string[]): Options {
     }
   }
   if (o.baseBin !== undefined) o.targets = [...o.targets, 'base'];
+  if (o.rbd && o.workloads === DEFAULT_WORKLOADS) o.workloads = WORKLOADS;
+  if (o.workloads.some((w) => w.medium === 'rbd')) o.rbd = true;
   if (o.repeat === 0) o.repeat = o.quick ? 1 : 3;
   if (o.seconds === 0) o.seconds = o.quick ? 1 : 3;
   return o;
@@ -228,6 +254,7 @@ function have(cmd: string): boolean {
 function checkTools(o: Options): string | null {
   const missing = new Set<string>();
   if (o.targets.includes('tgt') && (!have('tgtd') || !have('tgtadm'))) missing.add('tgt');
+  if (o.rbd) for (const p of missingRbdTools(have, o.targets.includes('tgt'))) missing.add(p);
   const needPerf = o.workloads.some((w) => w.client === 'iscsi-perf') || o.memoryCheck;
   if (needPerf && !have('iscsi-perf')) missing.add('libiscsi-bin');
   if (o.workloads.some((w) => w.client === 'qemu-img')) {
@@ -276,16 +303,17 @@ interface RunningTarget {
   proc: ChildProcess;
   port: number;
   iqn: string;
-  /** LUN of the tmpfs volume, and of the disk one. */
+  /** LUN of the tmpfs volume, of the disk one, and of the RBD image (with --rbd). */
   lun: number;
   diskLun: number;
+  rbdLun: number;
   output(): string;
   stop(): Promise<void>;
 }
 
 /** The LUN a workload runs on. */
 function lunFor(t: RunningTarget, w: Workload): number {
-  return w.medium === 'disk' ? t.diskLun : t.lun;
+  return w.medium === 'disk' ? t.diskLun : w.medium === 'rbd' ? t.rbdLun : t.lun;
 }
 
 function procStats(pid: number): { cpuSeconds: number; hwmMiB: number; rssMiB: number } {
@@ -336,6 +364,7 @@ async function startOurs(
   volumeBytes: number,
   diskBytes: number,
   name: 'ours' | 'base' = 'ours',
+  rbd?: { cluster: RbdCluster; image: string },
 ): Promise<RunningTarget> {
   const port = await freePort();
   const configFile = path.join(dir, `iscsi-target-${name}.yaml`);
@@ -343,12 +372,14 @@ async function startOurs(
     configFile,
     [
       `portals: ["127.0.0.1:${port}"]`,
+      ...(rbd ? [`ceph: { conf: ${JSON.stringify(rbd.cluster.conf)}, user: ${rbd.cluster.user} }`] : []),
       `volumes:`,
       `  bench: { path: ${JSON.stringify(volume)}, size: ${volumeBytes} }`,
       `  bench-disk: { path: ${JSON.stringify(diskVolume)}, size: ${diskBytes} }`,
+      ...(rbd ? [`  bench-rbd: { rbd: rbd/${rbd.image} }`] : []),
       `targets:`,
       `  - iqn: ${OUR_IQN}`,
-      `    luns: { 0: bench, 1: bench-disk }`,
+      `    luns: { 0: bench, 1: bench-disk${rbd ? ', 2: bench-rbd' : ''} }`,
       ``,
     ].join('\n'),
   );
@@ -366,7 +397,7 @@ async function startOurs(
   proc.stdout.on('data', keep);
   proc.stderr.on('data', keep);
   await waitListening(proc, port, () => out, 'iscsi-target');
-  return { name, proc, port, iqn: OUR_IQN, lun: 0, diskLun: 1, output: () => out, stop: () => stopProc(proc) };
+  return { name, proc, port, iqn: OUR_IQN, lun: 0, diskLun: 1, rbdLun: 2, output: () => out, stop: () => stopProc(proc) };
 }
 
 /** A tgtadm control port whose socket is not in use (a system tgtd keeps its own). */
@@ -377,12 +408,16 @@ function freeControlPort(): number {
   }
 }
 
-async function startTgt(volume: string, diskVolume: string): Promise<RunningTarget> {
+async function startTgt(volume: string, diskVolume: string, rbd?: { cluster: RbdCluster; image: string }): Promise<RunningTarget> {
   const port = await freePort();
   const control = freeControlPort();
   let out = '';
+  // Without CEPH_ARGS: bs_rbd would apply it (rados_conf_parse_env) and ours would not.
+  const env = { ...process.env };
+  delete env.CEPH_ARGS;
   const proc = spawn('tgtd', ['-f', '-C', String(control), '--iscsi', `portal=127.0.0.1:${port}`], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env,
   });
   proc.stdout.on('data', (c) => (out += c));
   proc.stderr.on('data', (c) => (out += c));
@@ -395,6 +430,11 @@ async function startTgt(volume: string, diskVolume: string): Promise<RunningTarg
     adm('--op', 'new', '--mode', 'target', '--tid', '1', '-T', TGT_IQN);
     adm('--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '1', '-b', volume);
     adm('--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '2', '-b', diskVolume);
+    if (rbd) {
+      // bs_rbd: conf= and id= name the ceph.conf and cephx user (else librbd's search path and client.admin).
+      const bs = ['--bstype', 'rbd', '--bsopts', tgtBsopts(rbd.cluster)];
+      adm('--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '3', ...bs, '-b', `rbd/${rbd.image}`);
+    }
     adm('--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL');
   } catch (err) {
     await stopProc(proc);
@@ -406,7 +446,7 @@ async function startTgt(volume: string, diskVolume: string): Promise<RunningTarg
     if (!(await waitExit(proc, 3000))) await stopProc(proc);
     for (const f of [`/var/run/tgtd/socket.${control}`, `/var/run/tgtd/socket.${control}.lock`]) fs.rmSync(f, { force: true });
   };
-  return { name: 'tgt', proc, port, iqn: TGT_IQN, lun: 1, diskLun: 2, output: () => out, stop };
+  return { name: 'tgt', proc, port, iqn: TGT_IQN, lun: 1, diskLun: 2, rbdLun: 3, output: () => out, stop };
 }
 
 // ------------------------------------------------------------------ clients
@@ -452,6 +492,13 @@ async function runQemuBench(t: RunningTarget, w: Workload, digest: boolean, quic
   const m = /Run completed in ([\d.]+) seconds/.exec(r.out);
   if (r.code !== 0 || !m) throw new Error(`qemu-img ${args.join(' ')} failed (exit ${r.code}):\n${r.out.slice(-2000)}`);
   return { ios: count, seconds: Number(m[1]) };
+}
+
+async function flushRbdLun(t: RunningTarget): Promise<void> {
+  const opts = `driver=iscsi,transport=tcp,portal=127.0.0.1:${t.port},target=${t.iqn},lun=${t.rbdLun}`;
+  const args = ['bench', '-w', '-c', '4', '-d', '1', '-s', '4096', '--flush-interval', '1', '-t', 'none', '--image-opts', opts];
+  const r = await runClient('qemu-img', args, 60_000);
+  if (r.code !== 0) throw new Error(`qemu-img ${args.join(' ')} failed (exit ${r.code}):\n${r.out.slice(-2000)}`);
 }
 
 async function measure(t: RunningTarget, w: Workload, digest: boolean, rep: number, o: Options): Promise<Sample> {
@@ -659,6 +706,15 @@ async function main(): Promise<number> {
     return 1;
   }
   const log = (s: string) => process.stderr.write(s + '\n');
+  let cluster: RbdCluster | undefined;
+  if (o.rbd) {
+    try {
+      cluster = findCluster(ROOT);
+    } catch (e) {
+      process.stderr.write(`bench: ${(e as Error).message}\n`);
+      return 1;
+    }
+  }
   const loadAtStart = os.loadavg().map((x) => round(x, 2));
   const dir = fs.mkdtempSync(path.join('/dev/shm', 'iscsi-bench-'));
   const volumeBytes = o.volumeMiB * 1024 * 1024;
@@ -671,6 +727,10 @@ async function main(): Promise<number> {
   let interrupted = false;
   const cleanup = async () => {
     for (const t of targets) await t.stop().catch(() => undefined);
+    if (cluster) {
+      const left = await removeImages(cluster);
+      if (left.length) log(`bench: could not remove RBD images ${left.join(', ')} (rbd rm them)`);
+    }
     fs.rmSync(diskDir, { recursive: true, force: true });
     fs.rmSync(dir, { recursive: true, force: true });
   };
@@ -691,16 +751,25 @@ async function main(): Promise<number> {
       makeVolume(vol, volumeBytes);
       const diskVol = path.join(diskDir, `${name}.img`);
       makeVolume(diskVol, diskBytes);
+      // The image starts with the tmpfs volume's data (created before this target starts).
+      const rbd = cluster && { cluster, image: createImage(cluster, name, vol) };
+      if (rbd) log(`bench: RBD image rbd/${rbd.image} (${o.volumeMiB} MiB) for ${name}`);
       const t =
         name === 'tgt'
-          ? await startTgt(vol, diskVol)
-          : await startOurs(name === 'base' ? o.baseBin! : o.oursBin, dir, vol, diskVol, volumeBytes, diskBytes, name);
+          ? await startTgt(vol, diskVol, rbd)
+          : await startOurs(name === 'base' ? o.baseBin! : o.oursBin, dir, vol, diskVol, volumeBytes, diskBytes, name, rbd);
       targets.push(t);
       started[name] = t;
       log(
         `bench: ${name === 'tgt' ? 'tgtd' : name === 'base' ? 'iscsi-target (base)' : 'iscsi-target'} listening on 127.0.0.1:${t.port} (pid ${t.proc.pid})`,
       );
     }
+
+    // librbd runs an image in writethrough until the client's first flush
+    // (rbd_cache_writethrough_until_flush), then in its cache policy (writearound, which
+    // acknowledges writes before the OSD does). Initiators flush, so that is the steady
+    // state: a few writes and a flush take both targets there before the first sample.
+    if (cluster) for (const t of targets) await flushRbdLun(t);
 
     // First, while the targets are fresh: VmHWM is a peak over the process's life.
     let memory: Partial<Record<TargetName, MemoryCheck>> | undefined;
@@ -774,6 +843,7 @@ async function main(): Promise<number> {
         os: osName(),
         node: process.version,
         tgt: tgtVersion(),
+        ...(cluster ? { ceph: cephVersion(cluster.conf) } : {}),
         loadAverageAtStart: loadAtStart,
         loadAverageAtEnd: os.loadavg().map((x) => round(x, 2)),
       },
@@ -782,6 +852,7 @@ async function main(): Promise<number> {
         repeat: o.repeat,
         seconds: o.seconds,
         volumeMiB: o.volumeMiB,
+        rbd: o.rbd,
         digests: o.digests.map((d) => (d ? 'crc32c' : 'none')),
         workloads: o.workloads.map((w) => w.id),
         oursBin: path.relative(ROOT, o.oursBin) || o.oursBin,
@@ -797,7 +868,7 @@ async function main(): Promise<number> {
     const svg = renderChart(
       rows,
       WORKLOADS,
-      `iscsi-target vs tgt ${meta.machine.tgt} — ${meta.machine.cpus} cores, loopback, tmpfs and disk (${meta.date.slice(0, 10)}, ${meta.commit})`,
+      `iscsi-target vs tgt ${meta.machine.tgt} — ${meta.machine.cpus} cores, loopback, ${[...new Set(o.workloads.map((w) => w.medium))].join(', ')} (${meta.date.slice(0, 10)}, ${meta.commit})`,
     );
     fs.writeFileSync(svgFile, svg);
     log(`\nbench: wrote ${path.relative(ROOT, jsonFile)} and ${path.relative(ROOT, svgFile)}`);
@@ -824,6 +895,11 @@ function osName(): string {
   } catch {
     return os.type();
   }
+}
+
+function cephVersion(conf: string): string {
+  const r = spawnSync('ceph', ['--conf', conf, 'version'], { encoding: 'utf8', timeout: 20_000 });
+  return (r.stdout || '').trim() || 'unknown';
 }
 
 function tgtVersion(): string {
