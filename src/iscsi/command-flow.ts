@@ -100,6 +100,8 @@ export class CommandFlow {
     session.counters.commands++;
     const edtl = pdu.expectedDataLength;
     const lun = decodeLun(pdu.lun);
+    // The one clock read per command: its age for metrics and for the write age limit.
+    const now = performance.now();
     const cmd: Command = {
       itt: pdu.itt,
       cmdSN: pdu.cmdSN,
@@ -118,6 +120,7 @@ export class CommandFlow {
         expectedLength: edtl,
         dataOut: null,
         attr: pdu.attr,
+        receivedAt: now,
         aborted: false,
         sendsViews: true,
       },
@@ -130,7 +133,7 @@ export class CommandFlow {
       unsolicitedDataSN: 0,
       state: 'receiving',
       aborted: false,
-      startedAt: performance.now(),
+      startedAt: now,
     };
     if (refusal === 'busy') {
       // Over this connection's data budget: TASK SET FULL, and the initiator retries later.
