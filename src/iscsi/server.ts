@@ -149,6 +149,14 @@ export class TargetServer implements ConnectionHost {
       writeAge: vol.rbd && this.bounds.writeAgeLimitMs > 0 ? new WriteAgeLimit(this.bounds.writeAgeLimitMs) : undefined,
     });
     lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
+    // Resized elsewhere (another gateway of an RBD volume): as after a local grow.
+    await store.watchSize?.(() => {
+      this.logger.info(
+        { volume: vol.name, path: store.path, bytes: store.size },
+        'volume size changed in the store: CAPACITY DATA HAS CHANGED',
+      );
+      lu.capacityChanged();
+    });
     this.logger.info(
       {
         volume: vol.name,
