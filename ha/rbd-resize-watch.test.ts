@@ -61,7 +61,7 @@ test("a grow through one gateway: the other gateway's host gets 2A/09 and the ne
     assert.deepEqual(sense, { key: 6, asc: 0x2a, ascq: 0x09 }, `CAPACITY DATA HAS CHANGED through B\n${b.output()}`);
     console.log(`# B's host saw 2A/09 ${Date.now() - t0} ms after A's reload`);
     assert.equal((await ini.readCapacity(0)).blocks, BigInt((96 * 1024 * 1024) / 512));
-    assert.match(b.output(), /volume size changed in the store/);
+    assert.match(b.output(), /volume size changed in Ceph/);
   } finally {
     ini.close();
   }

@@ -29,7 +29,6 @@ import type { ChapCredentials, VolumeConfig } from '../config/model';
 import { CHAP_ALGORITHM_BY_NAME, strongerAlgorithm } from './chap';
 import { formatPortal } from '../config/portal';
 import type { ConfigDiff, SessionVerdict } from '../admin/diff';
-import { WriteAgeLimit } from '../scsi/write-age';
 
 /** Sees every finished command and failed login (metrics, src/admin/metrics.ts). */
 export interface ServerObserver {
@@ -144,17 +143,11 @@ export class TargetServer implements ConnectionHost {
       // and memory volumes keep them in memory only.
       statePath: store.file !== undefined ? `${store.file}.pr.json` : undefined,
       alua: { topology: this.topology, store: alua },
-      // Only RBD volumes: other gateways write the same image, so a late write can land over
-      // theirs. A file volume has this one gateway, whose paths all stall together.
-      writeAge: vol.rbd && this.bounds.writeAgeLimitMs > 0 ? new WriteAgeLimit(this.bounds.writeAgeLimitMs) : undefined,
+      writeAgeLimitMs: vol.rbd ? this.bounds.writeAgeLimitMs : 0, // only RBD: see scsi/write-age.ts
     });
     lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
-    // Resized elsewhere (another gateway of an RBD volume): as after a local grow.
     await store.watchSize?.(() => {
-      this.logger.info(
-        { volume: vol.name, path: store.path, bytes: store.size },
-        'volume size changed in the store: CAPACITY DATA HAS CHANGED',
-      );
+      this.logger.info({ volume: vol.name, bytes: store.size }, 'volume size changed in Ceph: CAPACITY DATA HAS CHANGED');
       lu.capacityChanged();
     });
     this.logger.info(

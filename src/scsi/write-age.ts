@@ -8,7 +8,8 @@
 // stalled gateway then handed the old write to librbd, librbd would take the exclusive lock
 // back and the write would land over the newer data. So every write is checked right before
 // the synchronous call that hands it to the store, with no await in between: past the bound
-// it fails and nothing is written.
+// it fails and nothing is written. The age counts from ScsiTask.receivedAt, dated back over a
+// stall of the process by iscsi/loop-clock.ts (bytes read only after it waited in the kernel).
 //
 // The sense: ABORTED COMMAND, no additional sense code. SPC: the device server aborted the
 // command and the application client may recover by trying it again; every host retries it

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryBackstore } from '../../src/backstore/memory';
 import { LogicalUnit } from '../../src/scsi/logical-unit';
-import { WriteAgeLimit } from '../../src/scsi/write-age';
+import { LoopClock } from '../../src/iscsi/loop-clock';
 import { parseConfig } from '../../src/config/load';
 import { LIMIT_DEFAULTS } from '../../src/config/model';
 import type { ScsiResult } from '../../src/scsi/task';
@@ -51,7 +51,8 @@ async function setup(bound: number | null = BOUND) {
     backstore: store,
     blockSize: bs,
     readonly: false,
-    writeAge: bound === null ? undefined : new WriteAgeLimit(bound, () => clock.now),
+    writeAgeLimitMs: bound ?? undefined,
+    clock: () => clock.now,
   });
   const luns = new Map([[0, lu]]) as ReadonlyMap<number, LogicalUnit>;
   await run(luns, [0x00]); // the power-on unit attention
@@ -124,4 +125,17 @@ test('limits.writeAgeLimit: 5 s by default, seconds in the YAML, 0 turns it off,
   assert.equal(parseConfig(base + 'limits:\n  writeAgeLimit: 2.5\n', 'c.yaml').limits?.writeAgeLimitMs, 2500);
   assert.equal(parseConfig(base + 'limits:\n  writeAgeLimit: 0\n', 'c.yaml').limits?.writeAgeLimitMs, 0);
   assert.throws(() => parseConfig(base + 'limits:\n  writeAgeLimit: 31\n', 'c.yaml'), /between 0 and 30 seconds/);
+});
+
+test('loop clock: a command read after a stall of the process is dated back to before it', async () => {
+  const c = new LoopClock(0);
+  c.beat(250);
+  assert.equal(c.arrivalTime(300), 300, 'on time: the parse time');
+  // Resumed in the poll: the socket is read before the late beat.
+  assert.equal(c.arrivalTime(8000), 250);
+  // Resumed elsewhere: the late beat runs first; the poll after it still gets the old time.
+  c.beat(8001);
+  assert.equal(c.arrivalTime(8002), 250);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(c.arrivalTime(8003), 8003, 'caught up');
 });
