@@ -80,6 +80,12 @@ export interface Backstore {
   compareAndWrite?(cmp: Buffer, data: Buffer, offset: number): Promise<{ mismatchOffset: number } | null>;
   /** WRITE SAME done by the store: `block` repeated over [offset, offset + length). Absent: the core writes chunks. */
   writeSame?(block: Buffer, offset: number, length: number): Promise<void>;
+  /**
+   * Only on stores whose size someone else can change (RBD: another gateway grows the
+   * image): `listener` runs after `size` changed that way. A grow through this store's own
+   * grow() may call it too. Resolves once watching.
+   */
+  watchSize?(listener: () => void): Promise<void>;
   /** Make every completed write durable (fdatasync). */
   flush(): Promise<void>;
   close(): Promise<void>;

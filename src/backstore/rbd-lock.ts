@@ -29,7 +29,9 @@
 //
 // What this does not cover: a holder that is alive but whose event loop stalls with a
 // write received and not yet handed to librbd could, after a cooperative release, take the
-// lock back and land that write late. Only a holder whose RADOS session is gone is fenced.
+// lock back and land that write late; only a holder whose RADOS session is gone is fenced.
+// The SCSI core bounds that instead: no write older than limits.writeAgeLimit is handed to
+// librbd (scsi/write-age.ts).
 import type { Logger } from 'pino';
 
 /** What the lock policy needs from an opened image (RbdBackstore). */

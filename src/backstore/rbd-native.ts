@@ -55,12 +55,16 @@ export interface RbdLib {
   rbd_image_options_create: CFunc;
   rbd_image_options_destroy: CFunc;
   rbd_metadata_remove: CFunc;
+  rbd_update_watch: CFunc;
+  rbd_update_unwatch: CFunc;
   /** rbd_image_watcher_t, to decode what rbd_watchers_list fills. */
   watcherType: unknown;
   /** The completion callback type, for koffi.register. */
   completionType: unknown;
   /** The diff_iterate2 callback type. */
   diffType: unknown;
+  /** rbd_update_callback_t: the image's header changed (size, features, snapshots...). */
+  updateType: unknown;
 }
 
 let lib: RbdLib | undefined;
@@ -76,6 +80,7 @@ export function rbdLib(): RbdLib {
     const rados = koffi.load('librados.so.2');
     const rbd = koffi.load('librbd.so.1');
     const completionType = koffi.proto('void iscsi_target_rbd_cb(void *c, uintptr_t arg)');
+    const updateType = koffi.proto('void iscsi_target_rbd_update_cb(uintptr_t arg)');
     const diffType = koffi.proto('int iscsi_target_rbd_diff_cb(uint64_t off, size_t len, int exists, uintptr_t arg)');
     const f = (l: typeof rados, sig: string): CFunc => l.func(sig);
     lib = {
@@ -132,9 +137,12 @@ export function rbdLib(): RbdLib {
       rbd_image_options_create: f(rbd, 'void rbd_image_options_create(_Out_ void **opts)'),
       rbd_image_options_destroy: f(rbd, 'void rbd_image_options_destroy(void *opts)'),
       rbd_metadata_remove: f(rbd, 'int rbd_metadata_remove(void *image, const char *key)'),
+      rbd_update_watch: f(rbd, 'int rbd_update_watch(void *image, _Out_ uint64_t *handle, iscsi_target_rbd_update_cb *cb, uintptr_t arg)'),
+      rbd_update_unwatch: f(rbd, 'int rbd_update_unwatch(void *image, uint64_t handle)'),
       watcherType: koffi.struct('iscsi_target_rbd_watcher', { addr: 'char *', id: 'int64_t', cookie: 'uint64_t' }),
       completionType,
       diffType,
+      updateType,
     };
     return lib;
   } catch (err) {

@@ -113,6 +113,12 @@ export class RbdBackstore implements Backstore {
   private inflight = 0;
   private idle: (() => void) | null = null;
   private closed = false;
+  // The update watch on the image header (watchSize): the koffi callback and librbd's handle.
+  private sizeListener: (() => void) | null = null;
+  private updateCb: ReturnType<RbdLib['koffi']['register']> | null = null;
+  private updateHandle: bigint | null = null;
+  private refreshing = false;
+  private refreshAgain = false;
 
   private constructor(
     private readonly L: RbdLib,
@@ -468,12 +474,67 @@ export class RbdBackstore implements Backstore {
     }
   }
 
+  /**
+   * Another gateway's resize (rbd_resize notifies every client watching the image header):
+   * librbd calls back on each header change; the size is read again (which refreshes the
+   * header) and `listener` runs when it differs. The callback only schedules that read: koffi
+   * holds librbd's notifying thread until the callback has run on the main thread.
+   */
+  async watchSize(listener: () => void): Promise<void> {
+    const { L } = this;
+    if (this.updateCb !== null || this.closed) return;
+    this.sizeListener = listener;
+    this.updateCb = L.koffi.register(() => this.refreshSize(), L.koffi.pointer(L.updateType as string));
+    const handle = new BigUint64Array(1);
+    const r = await callAsync(L.rbd_update_watch, this.image, handle, this.updateCb, 0);
+    if (r < 0) {
+      L.koffi.unregister(this.updateCb);
+      this.updateCb = null;
+      throw rbdError(r, 'rbd_update_watch', this.path);
+    }
+    this.updateHandle = handle[0];
+  }
+
+  private refreshSize(): void {
+    if (this.closed) return;
+    if (this.refreshing) {
+      this.refreshAgain = true; // one more read after this one: it may predate the change
+      return;
+    }
+    this.refreshing = true;
+    const sz = new BigUint64Array(1);
+    const done = (): void => {
+      this.refreshing = false;
+      if (this.refreshAgain) {
+        this.refreshAgain = false;
+        this.refreshSize();
+      }
+    };
+    this.track(callAsync(this.L.rbd_get_size, this.image, sz)).then((r) => {
+      const size = Number(sz[0]);
+      if (r >= 0 && size !== this._size) {
+        this._size = size;
+        this.sizeListener?.();
+      }
+      done();
+    }, done);
+  }
+
   /** Waits for I/O in flight, then closes the image and the cluster connection (which releases the lock). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (this.inflight > 0) await new Promise<void>((resolve) => (this.idle = resolve));
     const { L } = this;
+    if (this.updateHandle !== null) {
+      // On a worker thread: librbd waits for a callback in flight, which needs this one.
+      await callAsync(L.rbd_update_unwatch, this.image, this.updateHandle).catch(() => undefined);
+      this.updateHandle = null;
+    }
+    if (this.updateCb !== null) {
+      L.koffi.unregister(this.updateCb);
+      this.updateCb = null;
+    }
     const r = await callAsync(L.rbd_close, this.image);
     L.rados_ioctx_destroy(this.ioctx);
     await callAsync(L.rados_shutdown, this.cluster);

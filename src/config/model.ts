@@ -171,6 +171,12 @@ export interface LimitsConfig {
   shutdownGraceMs: number;
   /** How long to keep reading an idle connection for its next command before sleeping (µs; 0: never). */
   busyPollUs: number;
+  /**
+   * RBD volumes: a write not yet handed to librbd this long after its command PDU arrived
+   * fails (ABORTED COMMAND) instead, so a gateway that stalled cannot land it after the host
+   * gave up on it and re-issued it elsewhere (docs/ha.md). 0: no bound.
+   */
+  writeAgeLimitMs: number;
 }
 
 export const LIMIT_DEFAULTS: LimitsConfig = {
@@ -187,4 +193,5 @@ export const LIMIT_DEFAULTS: LimitsConfig = {
   connectionBufferBytes: 256 * 1024 * 1024,
   shutdownGraceMs: 5000,
   busyPollUs: 50,
+  writeAgeLimitMs: 5000,
 };

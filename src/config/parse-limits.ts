@@ -19,6 +19,7 @@ export const LIMIT_KEYS: Record<string, { kind: 'count' | 'seconds' | 'bytes' | 
   connectionBuffer: { kind: 'bytes', lo: 1024 * 1024, hi: 64 * 1024 * 1024 * 1024 },
   shutdownGrace: { kind: 'seconds', lo: 0, hi: 600 },
   busyPoll: { kind: 'micros', lo: 0, hi: 1000 },
+  writeAgeLimit: { kind: 'seconds', lo: 0, hi: 30 },
 };
 
 /** The `limits:` mapping; keys left out keep LIMIT_DEFAULTS. */
@@ -88,6 +89,9 @@ export function parseLimits(c: Checker, e: Entry): LimitsConfig | undefined {
         break;
       case 'busyPoll':
         out.busyPollUs = n;
+        break;
+      case 'writeAgeLimit':
+        out.writeAgeLimitMs = Math.round(n * 1000);
         break;
       default:
         (out as unknown as Record<string, number>)[le.name] = n;

@@ -25,6 +25,7 @@ import { Op, RESERVED_TAG, RejectReason, type DataOut, type ScsiCommand, type Ta
 import type { Sent } from './pdu-channel';
 import { sendResult } from './data-in';
 import type { Command, Session } from './session';
+import { loopClock } from './loop-clock';
 
 /** Largest Expected Data Transfer Length we buffer for one command. */
 export const MAX_COMMAND_BYTES = 32 * 1024 * 1024;
@@ -100,6 +101,9 @@ export class CommandFlow {
     session.counters.commands++;
     const edtl = pdu.expectedDataLength;
     const lun = decodeLun(pdu.lun);
+    // The one clock read per command: its age for metrics and (dated back over a stall of
+    // this process, loop-clock.ts) for the write age limit.
+    const now = performance.now();
     const cmd: Command = {
       itt: pdu.itt,
       cmdSN: pdu.cmdSN,
@@ -118,6 +122,7 @@ export class CommandFlow {
         expectedLength: edtl,
         dataOut: null,
         attr: pdu.attr,
+        receivedAt: loopClock.arrivalTime(now),
         aborted: false,
         sendsViews: true,
       },
@@ -130,7 +135,7 @@ export class CommandFlow {
       unsolicitedDataSN: 0,
       state: 'receiving',
       aborted: false,
-      startedAt: performance.now(),
+      startedAt: now,
     };
     if (refusal === 'busy') {
       // Over this connection's data budget: TASK SET FULL, and the initiator retries later.

@@ -143,8 +143,13 @@ export class TargetServer implements ConnectionHost {
       // and memory volumes keep them in memory only.
       statePath: store.file !== undefined ? `${store.file}.pr.json` : undefined,
       alua: { topology: this.topology, store: alua },
+      writeAgeLimitMs: vol.rbd ? this.bounds.writeAgeLimitMs : 0, // only RBD: see scsi/write-age.ts
     });
     lu.onPreemptAbort = (nexusIds, unit) => this.abortForNexuses(nexusIds, unit);
+    await store.watchSize?.(() => {
+      this.logger.info({ volume: vol.name, bytes: store.size }, 'volume size changed in Ceph: CAPACITY DATA HAS CHANGED');
+      lu.capacityChanged();
+    });
     this.logger.info(
       {
         volume: vol.name,

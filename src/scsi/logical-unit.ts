@@ -32,6 +32,7 @@ import {
   type SenseSpec,
 } from './sense';
 import { ScsiStatus, type ItNexus, type ScsiResult, type ScsiTask } from './task';
+import { WriteAgeLimit } from './write-age';
 
 export interface LogicalUnitOptions {
   /** The volume name; the serial number and NAA designator derive from it unless given below. */
@@ -71,6 +72,10 @@ export interface LogicalUnitOptions {
    * Default: one group (1) with port 1, active/optimized, states in memory.
    */
   alua?: { topology: AluaTopology; store?: AluaStateStore };
+  /** Refuse writes older than this (ms) when handed to the store (write-age.ts); absent or 0: no bound. */
+  writeAgeLimitMs?: number;
+  /** The monotonic clock (ms) the write age is read from; tests pass a fake one. */
+  clock?: () => number;
 }
 
 /** A READ(16), for judging an EXTENDED COPY source as a read from the requesting nexus. */
@@ -124,6 +129,8 @@ export class LogicalUnit {
 
   private readonly volumeReadonly: boolean;
   private readonly nexusLossUa: boolean;
+  /** Checked by every write just before it is handed to the store (RBD volumes); null: no bound. */
+  readonly writeAge: WriteAgeLimit | null;
   private mode: ModeValues = { ...DEFAULT_MODE_VALUES };
   private readonly nexuses = new Map<string, NexusState>();
   private readonly lostNexuses = new Set<string>();
@@ -151,6 +158,7 @@ export class LogicalUnit {
     this.volumeReadonly = opts.readonly;
     this.logger = opts.logger;
     this.nexusLossUa = opts.nexusLossUnitAttention ?? false;
+    this.writeAge = opts.writeAgeLimitMs ? new WriteAgeLimit(opts.writeAgeLimitMs, opts.clock) : null;
     const ids = opts.serial !== undefined && opts.naa !== undefined ? undefined : deriveIdentifiers(opts.name);
     this.serial = opts.serial ?? ids!.serial;
     this.naa = opts.naa ?? ids!.naa;

@@ -197,9 +197,19 @@ function mappedRead(lu: LogicalUnit, lba: number, blocks: number, len: number): 
 }
 
 /** Start a backstore request under a range hold; a synchronous throw releases the hold. */
-function startIo(lu: LogicalUnit, op: 'read' | 'write', lba: number, release: Release, buf: Buffer, at: number): Promise<void> {
+function startIo(
+  lu: LogicalUnit,
+  op: 'read' | 'write',
+  lba: number,
+  release: Release,
+  buf: Buffer,
+  at: number,
+  task?: ScsiTask,
+): Promise<void> {
   try {
-    return op === 'read' ? lu.backstore.read(buf, at) : lu.backstore.write(buf, at);
+    if (op === 'read') return lu.backstore.read(buf, at);
+    if (task) lu.writeAge?.check(task);
+    return lu.backstore.write(buf, at);
   } catch (err) {
     release();
     throw lu.ioError(err, op, lba);
@@ -273,7 +283,7 @@ function doWrite(
   const result: ScsiResult = { status: ScsiStatus.Good, dataOutLength: blocks * lu.blockSize };
   const data = wholeBlocks(lu, task, blocks);
   if (data.length === 0) return result;
-  const pending = writeBlocks(lu, lba, data, fua);
+  const pending = writeBlocks(lu, task, lba, data, fua);
   return pending === undefined ? result : pending.then(() => result);
 }
 
@@ -281,17 +291,17 @@ function doWrite(
  * Write whole blocks under a shared range hold (so COMPARE AND WRITE stays atomic).
  * Returns undefined when the write completed inline and needs no flush.
  */
-function writeBlocks(lu: LogicalUnit, lba: number, data: Buffer, fua: boolean): Promise<void> | undefined {
+function writeBlocks(lu: LogicalUnit, task: ScsiTask, lba: number, data: Buffer, fua: boolean): Promise<void> | undefined {
   const count = data.length / lu.blockSize;
   const at = lba * lu.blockSize;
   const sync = fua || !lu.writeCacheEnabled;
   const held = lu.writeLock.acquire(lba, count, false);
   if (typeof held !== 'function') {
     return held
-      .then((release) => settle(lu, startIo(lu, 'write', lba, release, data, at), release, 'write', lba, undefined))
+      .then((release) => settle(lu, startIo(lu, 'write', lba, release, data, at, task), release, 'write', lba, undefined))
       .then(() => (sync ? flush(lu) : undefined));
   }
-  const io = startIo(lu, 'write', lba, held, data, at);
+  const io = startIo(lu, 'write', lba, held, data, at, task);
   if (io === DONE_INLINE) {
     held();
     return sync ? flush(lu) : undefined;
@@ -435,7 +445,7 @@ async function doWriteAndVerify(lu: LogicalUnit, task: ScsiTask, lba: number, bl
   const result: ScsiResult = { status: ScsiStatus.Good, dataOutLength: blocks * lu.blockSize };
   const data = wholeBlocks(lu, task, blocks);
   if (data.length === 0) return result;
-  await writeBlocks(lu, lba, data, true);
+  await writeBlocks(lu, task, lba, data, true);
   const back = Buffer.allocUnsafe(data.length);
   try {
     await lu.backstore.read(back, lba * lu.blockSize);
@@ -505,7 +515,7 @@ async function doWriteSame(
 
   // UNMAP: deallocate (the Data-Out block was still transferred and checked above).
   if (unmap) {
-    await unmapBlocks(lu, lba, blocks);
+    await unmapBlocks(lu, task, lba, blocks);
     if (!lu.writeCacheEnabled) await flush(lu);
     return result;
   }
@@ -515,6 +525,7 @@ async function doWriteSame(
     const held = lu.writeLock.acquire(lba, blocks, false);
     const release = typeof held === 'function' ? held : await held;
     try {
+      lu.writeAge?.check(task);
       await lu.backstore.writeSame(block ?? Buffer.alloc(bs), lba * bs, blocks * bs);
     } catch (err) {
       throw lu.ioError(err, 'write', lba);
@@ -533,6 +544,7 @@ async function doWriteSame(
     for (let done = 0; done < blocks;) {
       const n = Math.min(blocks - done, chunkBlocks);
       try {
+        lu.writeAge?.check(task);
         await lu.backstore.write(n === chunkBlocks ? chunk : chunk.subarray(0, n * bs), (lba + done) * bs);
       } catch (err) {
         throw lu.ioError(err, 'write', lba + done);
@@ -554,10 +566,11 @@ function isZero(b: Buffer): boolean {
 // ================================================================== UNMAP
 
 /** Deallocate blocks under a shared range hold (like a write). */
-async function unmapBlocks(lu: LogicalUnit, lba: number, blocks: number): Promise<void> {
+async function unmapBlocks(lu: LogicalUnit, task: ScsiTask, lba: number, blocks: number): Promise<void> {
   const held = lu.writeLock.acquire(lba, blocks, false);
   const release = typeof held === 'function' ? held : await held;
   try {
+    lu.writeAge?.check(task);
     await lu.backstore.unmap(lba * lu.blockSize, blocks * lu.blockSize);
   } catch (err) {
     throw lu.ioError(err, 'write', lba);
@@ -602,7 +615,7 @@ export async function unmap(lu: LogicalUnit, task: ScsiTask): Promise<ScsiResult
     if (total > limits.maxLbaCount) throw invalidFieldInParameterList(at + 8);
     if (blocks > 0) ranges.push([lba, blocks]);
   }
-  for (const [lba, blocks] of ranges) await unmapBlocks(lu, lba, blocks);
+  for (const [lba, blocks] of ranges) await unmapBlocks(lu, task, lba, blocks);
   if (ranges.length > 0 && !lu.writeCacheEnabled) await flush(lu);
   return result;
 }
@@ -715,6 +728,7 @@ export async function writeAtomic16(lu: LogicalUnit, task: ScsiTask): Promise<Sc
   const held = lu.writeLock.acquire(lba, blocks, true);
   const release = typeof held === 'function' ? held : await held;
   try {
+    lu.writeAge?.check(task);
     await lu.backstore.write(data, lba * bs);
   } catch (err) {
     throw lu.ioError(err, 'write', lba);
@@ -752,6 +766,7 @@ export async function orWrite16(lu: LogicalUnit, task: ScsiTask): Promise<ScsiRe
     }
     for (let i = 0; i < cur.length; i++) cur[i] |= data[i];
     try {
+      lu.writeAge?.check(task);
       await lu.backstore.write(cur, lba * bs);
     } catch (err) {
       throw lu.ioError(err, 'write', lba);
@@ -791,7 +806,7 @@ export async function compareAndWrite(lu: LogicalUnit, task: ScsiTask): Promise<
   const held = lu.writeLock.acquire(lba, blocks, true);
   const release = typeof held === 'function' ? held : await held;
   try {
-    const r = await storeCompareAndWrite(lu, data.subarray(0, len), data.subarray(len, 2 * len), lba);
+    const r = await storeCompareAndWrite(lu, task, data.subarray(0, len), data.subarray(len, 2 * len), lba);
     if (r) miscompare(r.mismatchOffset);
     if (r === undefined) {
       const cur = Buffer.allocUnsafe(len);
@@ -803,6 +818,7 @@ export async function compareAndWrite(lu: LogicalUnit, task: ScsiTask): Promise<
       const at = firstDifference(cur, data.subarray(0, len));
       if (at >= 0) miscompare(at);
       try {
+        lu.writeAge?.check(task);
         await lu.backstore.write(data.subarray(len, 2 * len), lba * bs);
       } catch (err) {
         throw lu.ioError(err, 'write', lba);
@@ -822,12 +838,14 @@ export async function compareAndWrite(lu: LogicalUnit, task: ScsiTask): Promise<
  */
 async function storeCompareAndWrite(
   lu: LogicalUnit,
+  task: ScsiTask,
   cmp: Buffer,
   data: Buffer,
   lba: number,
 ): Promise<{ mismatchOffset: number } | null | undefined> {
   if (!lu.backstore.compareAndWrite) return undefined;
   try {
+    lu.writeAge?.check(task);
     return await lu.backstore.compareAndWrite(cmp, data, lba * lu.blockSize);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EOPNOTSUPP') return undefined;

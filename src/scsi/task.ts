@@ -57,6 +57,11 @@ export interface ScsiTask {
    * `expectedLength` bytes. Null when the command carries no Data-Out.
    */
   readonly dataOut: Buffer | null;
+  /**
+   * performance.now() when the transport parsed the command PDU (not when the SCSI core
+   * started it): writes older than the LU's write age limit are refused (write-age.ts).
+   */
+  readonly receivedAt?: number;
   /** Task attribute (SIMPLE, ORDERED, HEAD OF QUEUE, ACA). */
   readonly attr: number;
   /** Set by the transport when the task is aborted by a TMF; handlers may check it. */
