@@ -57,6 +57,8 @@ export interface TargetPortGroup {
 /** Every gateway's target port group and ports, in group order: the same on every gateway. */
 export class AluaTopology {
   private list: readonly TargetPortGroup[] = [];
+  /** Port -> group, derived from `list` by update(): every command looks its port up. */
+  private portGroup = new Map<number, number>();
 
   constructor(groups: readonly TargetPortGroup[]) {
     this.update(groups);
@@ -69,6 +71,10 @@ export class AluaTopology {
   /** A config reload or a portal added or removed. */
   update(groups: readonly TargetPortGroup[]): void {
     this.list = [...groups].sort((a, b) => a.id - b.id).map((g) => ({ id: g.id, ports: [...g.ports].sort((x, y) => x - y) }));
+    const portGroup = new Map<number, number>();
+    // In group order, the first group listing a port has it (as a search of the list would).
+    for (const g of this.list) for (const p of g.ports) if (!portGroup.has(p)) portGroup.set(p, g.id);
+    this.portGroup = portGroup;
   }
 
   has(group: number): boolean {
@@ -76,7 +82,7 @@ export class AluaTopology {
   }
 
   groupOfPort(rtpi: number): number | undefined {
-    return this.list.find((g) => g.ports.includes(rtpi))?.id;
+    return this.portGroup.get(rtpi);
   }
 }
 
@@ -99,11 +105,15 @@ export interface AluaStateStore {
 /** States in memory: a default for every group (from config), changed by STPG or reload. */
 export class LocalAluaStates implements AluaStateStore {
   private readonly states = new Map<number, GroupState>();
+  /** What a group never set answers: one object, not a new one per command. */
+  private readonly fallback: GroupState;
 
-  constructor(private readonly fallback: AluaState = AluaState.ActiveOptimized) {}
+  constructor(fallback: AluaState = AluaState.ActiveOptimized) {
+    this.fallback = Object.freeze({ state: fallback, status: AluaStatus.None });
+  }
 
   get(group: number): GroupState {
-    return this.states.get(group) ?? { state: this.fallback, status: AluaStatus.None };
+    return this.states.get(group) ?? this.fallback;
   }
 
   set(changes: ReadonlyMap<number, AluaState>, status: AluaStatus): void {
