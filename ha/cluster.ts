@@ -33,3 +33,18 @@ export function rbd(conf: string, args: string[]): string {
 export function removeImages(conf: string, images: string[]): void {
   for (const img of images) spawnSync('rbd', ['--conf', conf, 'rm', '--no-progress', `rbd/${img}`], { timeout: 60_000 });
 }
+
+/**
+ * A daemon config serving RBD image `image` (64 MiB, created if missing) as LUN 0 of `iqn`
+ * on a loopback port; `top` adds top-level keys (gateway, limits), `volume` volume keys.
+ */
+export function rbdTargetYaml(o: { conf: string; image: string; iqn: string; top?: string; volume?: string }): string {
+  return `portals: ["127.0.0.1:PORT"]
+${o.top ? `${o.top}\n` : ''}ceph: { conf: ${o.conf} }
+volumes:
+  db: { rbd: rbd/${o.image}, size: 64MiB${o.volume ? `, ${o.volume}` : ''} }
+targets:
+  - iqn: ${o.iqn}
+    luns: { 0: db }
+`;
+}

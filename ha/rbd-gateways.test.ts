@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { requireTools, run, runAsync, startDaemon, type Daemon } from '../test/helpers/daemon';
 import { inquireIdentity } from '../test/helpers/inquiry';
-import { cephConf, newImageName, rbd, removeImages } from './cluster';
+import { cephConf, newImageName, rbd, removeImages, rbdTargetYaml } from './cluster';
 
 const IQN = 'iqn.2026-11.io.iscsi-target:rbd';
 let conf = '';
@@ -14,14 +14,7 @@ const images: string[] = [];
 const daemons: Daemon[] = [];
 
 function yaml(image: string): string {
-  return `portals: ["127.0.0.1:PORT"]
-ceph: { conf: ${conf} }
-volumes:
-  db: { rbd: rbd/${image}, size: 64MiB }
-targets:
-  - iqn: ${IQN}
-    luns: { 0: db }
-`;
+  return rbdTargetYaml({ conf, image, iqn: IQN });
 }
 
 function qemuIo(d: Daemon, cmd: string): string {

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { requireTools, run, runAsync, startDaemon, type Daemon } from '../test/helpers/daemon';
-import { cephConf, newImageName, rbd, removeImages } from './cluster';
+import { cephConf, newImageName, rbd, removeImages, rbdTargetYaml } from './cluster';
 
 const IQN = 'iqn.2026-11.io.iscsi-target:rbd-lock';
 /** osd client watch timeout of the test cluster (5 s) plus librbd's retries and the blocklist. */
@@ -18,15 +18,7 @@ const daemons: Daemon[] = [];
 const blocklisted: string[] = [];
 
 function yaml(group: number, peer: number): string {
-  return `portals: ["127.0.0.1:PORT"]
-gateway: { group: ${group}, peers: [${peer}] }
-ceph: { conf: ${conf} }
-volumes:
-  db: { rbd: rbd/${image}, size: 64MiB, owner: 1 }
-targets:
-  - iqn: ${IQN}
-    luns: { 0: db }
-`;
+  return rbdTargetYaml({ conf, image, iqn: IQN, top: `gateway: { group: ${group}, peers: [${peer}] }`, volume: 'owner: 1' });
 }
 
 const url = (d: Daemon) => `iscsi://127.0.0.1:${d.port}/${IQN}/0`;

@@ -6,21 +6,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { startDaemon, type Daemon } from '../test/helpers/daemon';
 import { Initiator, senseOf } from '../src/initiator/initiator';
-import { cephConf, newImageName, removeImages } from './cluster';
+import { cephConf, newImageName, removeImages, rbdTargetYaml } from './cluster';
 
 const IQN = 'iqn.2026-11.io.iscsi-target:rbd-resize';
 let conf = '';
 const images: string[] = [];
 const daemons: Daemon[] = [];
 
-const yaml = (image: string) => `portals: ["127.0.0.1:PORT"]
-ceph: { conf: ${conf} }
-volumes:
-  db: { rbd: rbd/${image}, size: 64MiB }
-targets:
-  - iqn: ${IQN}
-    luns: { 0: db }
-`;
+const yaml = (image: string) => rbdTargetYaml({ conf, image, iqn: IQN });
 
 before(() => {
   conf = cephConf();

@@ -6,31 +6,16 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { startDaemon, type Daemon } from '../test/helpers/daemon';
+import { CDB } from '../test/helpers/scsi';
 import { Initiator, senseOf } from '../src/initiator/initiator';
-import { cephConf, newImageName, removeImages } from './cluster';
+import { cephConf, newImageName, removeImages, rbdTargetYaml } from './cluster';
 
 const IQN = 'iqn.2026-11.io.iscsi-target:rbd-stale';
 let conf = '';
 const images: string[] = [];
 const daemons: Daemon[] = [];
 
-const yaml = (image: string) => `portals: ["127.0.0.1:PORT"]
-ceph: { conf: ${conf} }
-limits: { writeAgeLimit: 1 }
-volumes:
-  db: { rbd: rbd/${image}, size: 64MiB }
-targets:
-  - iqn: ${IQN}
-    luns: { 0: db }
-`;
-
-const write16 = (lba: number, blocks: number) => {
-  const c = Buffer.alloc(16);
-  c[0] = 0x8a;
-  c.writeUInt32BE(lba, 6);
-  c.writeUInt32BE(blocks, 10);
-  return c;
-};
+const yaml = (image: string) => rbdTargetYaml({ conf, image, iqn: IQN, top: 'limits: { writeAgeLimit: 1 }' });
 
 before(() => {
   conf = cephConf();
@@ -56,7 +41,7 @@ test('a write sent while the gateway is stopped longer than the bound is refused
     await ini.write(0, 8, old);
 
     d.proc.kill('SIGSTOP');
-    const stale = ini.command(0, write16(8, 8), { dataOut: Buffer.alloc(4096, 'S') });
+    const stale = ini.command(0, Buffer.from(CDB.write16(8, 8)), { dataOut: Buffer.alloc(4096, 'S') });
     await new Promise((r) => setTimeout(r, 3000));
     d.proc.kill('SIGCONT');
     const r = await stale;
