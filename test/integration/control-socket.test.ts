@@ -12,6 +12,22 @@ import { cli as runCli, startDaemon } from '../helpers/daemon';
 
 const NOBODY = 65534;
 const SECRET = 'root-only-chap-secret-1';
+
+/** `acl add` with a CHAP secret, the change both socket tests try to send. */
+const aclAddArgs = (configFile: string): string[] => [
+  'acl',
+  'add',
+  'iqn.2026-11.io.example:t1',
+  'iqn.1994-05.com.redhat:host-a',
+  '--lun',
+  '0=v0',
+  '--chap-user',
+  'host-a',
+  '--chap-secret',
+  SECRET,
+  '--config',
+  configFile,
+];
 const isRoot = process.getuid?.() === 0;
 const skip = isRoot ? false : 'needs root (to act as another local user with setpriv)';
 
@@ -102,24 +118,7 @@ describe('control socket and local users', { skip }, () => {
     try {
       const sock = /"socket":"(\/run\/iscsi-target\/iscsi-target-[0-9a-f]{16}\.sock)"/.exec(d.output());
       assert.ok(sock, `the socket is not in /run/iscsi-target: ${d.output()}`);
-      const r = await cli(
-        [
-          'acl',
-          'add',
-          'iqn.2026-11.io.example:t1',
-          'iqn.1994-05.com.redhat:host-a',
-          '--lun',
-          '0=v0',
-          '--chap-user',
-          'host-a',
-          '--chap-secret',
-          SECRET,
-          '--config',
-          d.configFile,
-        ],
-        env,
-        d.dir,
-      );
+      const r = await cli(aclAddArgs(d.configFile), env, d.dir);
       assert.equal(fake!.received(), '', 'the impostor received something');
       if (fs.existsSync(sock[1])) {
         assert.equal(r.code, 0, r.stderr);
@@ -144,24 +143,7 @@ describe('control socket and local users', { skip }, () => {
     const fake = await impostor(path.join(run, socketName(cfg)), true);
     try {
       const env = { ...plainEnv(), ISCSI_TARGET_RUN_DIR: run };
-      const r = await cli(
-        [
-          'acl',
-          'add',
-          'iqn.2026-11.io.example:t1',
-          'iqn.1994-05.com.redhat:host-a',
-          '--lun',
-          '0=v0',
-          '--chap-user',
-          'host-a',
-          '--chap-secret',
-          SECRET,
-          '--config',
-          cfg,
-        ],
-        env,
-        work,
-      );
+      const r = await cli(aclAddArgs(cfg), env, work);
       assert.equal(r.code, 1, r.stdout);
       assert.match(r.stderr, /runs as uid 65534, not root, you or the config's owner.*nothing was sent/);
       await new Promise((res) => setTimeout(res, 200));

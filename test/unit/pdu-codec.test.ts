@@ -18,7 +18,7 @@ import {
   ScsiResponse,
   TaskAttr,
 } from '../../src/iscsi/pdu';
-import { bytes, collector, expectedDecode, samplePdus } from './pdu-fixtures';
+import { RFC_B4_READ10_HEADER_HEX, bytes, collector, expectedDecode, samplePdus } from './pdu-fixtures';
 
 const DIGEST_MODES: DigestOptions[] = [
   { headerDigest: false, dataDigest: false },
@@ -348,22 +348,7 @@ test('vector: RFC 7143 B.4 read PDU gets header digest bytes 56 3a 96 d9', () =>
     data: Buffer.alloc(0),
   };
   const wire = encodePduToBuffer(p, { headerDigest: true, dataDigest: true });
-  assert.equal(
-    wire.toString('hex'),
-    '01c00000' +
-      '00000000' +
-      '00000000' +
-      '00000000' +
-      '14000000' +
-      '00000400' +
-      '00000014' +
-      '00000018' +
-      '28000000' +
-      '00000000' +
-      '02000000' +
-      '00000000' +
-      '563a96d9',
-  );
+  assert.equal(wire.toString('hex'), RFC_B4_READ10_HEADER_HEX + '563a96d9');
   assert.deepEqual(parseOne(wire, { headerDigest: true, dataDigest: true }).pdu, p);
 });
 

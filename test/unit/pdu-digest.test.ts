@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crc32c, crc32cOf, digestBytes, readDigest, verifyDigest, writeDigest } from '../../src/iscsi/pdu';
+import { RFC_B4_READ10_HEADER_HEX } from './pdu-fixtures';
 
 // RFC 7143 Appendix B.4 (also RFC 3720 B.4). Each CRC is given both as the
 // numeric value and as the bytes that travel on the wire (little-endian).
@@ -9,26 +10,7 @@ const vectors: Array<[string, Buffer, number, string]> = [
   ['32 bytes of ones', Buffer.alloc(32, 0xff), 0x62a8ab43, '43aba862'],
   ['32 bytes of incrementing 00..1f', Buffer.from(Array.from({ length: 32 }, (_, i) => i)), 0x46dd794e, '4e79dd46'],
   ['32 bytes of decrementing 1f..00', Buffer.from(Array.from({ length: 32 }, (_, i) => 31 - i)), 0x113fdb5c, '5cdb3f11'],
-  [
-    'an iSCSI SCSI Read (10) command PDU',
-    Buffer.from(
-      '01c00000' +
-        '00000000' +
-        '00000000' +
-        '00000000' +
-        '14000000' +
-        '00000400' +
-        '00000014' +
-        '00000018' +
-        '28000000' +
-        '00000000' +
-        '02000000' +
-        '00000000',
-      'hex',
-    ),
-    0xd9963a56,
-    '563a96d9',
-  ],
+  ['an iSCSI SCSI Read (10) command PDU', Buffer.from(RFC_B4_READ10_HEADER_HEX, 'hex'), 0xd9963a56, '563a96d9'],
 ];
 
 for (const [name, input, crc, wire] of vectors) {

@@ -1,6 +1,24 @@
 // Sample PDUs of every type, shared by the pdu-*.test.ts files.
 import { Op, Pdu, PduError, PduParser, TaskAttr } from '../../src/iscsi/pdu';
 
+/**
+ * RFC 7143 Appendix B.4's "iSCSI SCSI Read (10) command PDU": its 48-byte header in hex.
+ * Its CRC32C is 0xd9963a56, which travels as the bytes 563a96d9.
+ */
+export const RFC_B4_READ10_HEADER_HEX =
+  '01c00000' +
+  '00000000' +
+  '00000000' +
+  '00000000' +
+  '14000000' +
+  '00000400' +
+  '00000014' +
+  '00000018' +
+  '28000000' +
+  '00000000' +
+  '02000000' +
+  '00000000';
+
 /** Deterministic filler bytes. */
 export function bytes(n: number, seed = 1): Buffer {
   const b = Buffer.allocUnsafe(n);
