@@ -498,6 +498,26 @@ describe('isolation: each host reaches only its own volumes', () => {
     );
   });
 
+  test("SET TARGET PORT GROUPS reaches only the issuer's own LU: the victim stays active/optimized", async () => {
+    // Target port group 1 (this gateway) to standby (state 2): on B's own LU only.
+    const stpg = (state: number) => Buffer.from([0, 0, 0, 0, state, 0, 0, 1]);
+    const stpgCdb = (len: number) => cdb([0xa4, 0x0a, 0, 0, 0, 0, 0, 0, 0, len, 0, 0]);
+    assert.deepEqual(
+      senseTriple(await hostB.command(1, stpgCdb(8), { dataOut: stpg(2) })),
+      [0x05, 0x25, 0x00],
+      'a LUN outside the map is not supported',
+    );
+    expectGood(await hostB.command(0, stpgCdb(8), { dataOut: stpg(2) }), "STPG standby on B's LU");
+    try {
+      // B's own LU now refuses I/O through this port (NOT READY, TARGET PORT IN STANDBY STATE)...
+      assert.deepEqual(senseTriple(await hostB.command(0, cdb([0x00, 0, 0, 0, 0, 0]))), [0x02, 0x04, 0x0b]);
+      // ...the victim's does not, and it gets no unit attention from B's change.
+      await victimIntact();
+    } finally {
+      expectGood(await hostB.command(0, stpgCdb(8), { dataOut: stpg(0) }), 'STPG back to active/optimized');
+    }
+  });
+
   // ------------------------------------------------------------------ what a host can learn
 
   test('REPORT LUNS and INQUIRY: a host sees only its own LUNs, designators and serial numbers', async () => {
